@@ -1,0 +1,69 @@
+// adamw.wgsl: one AdamW step over the flat parameter / gradient / moment buffers, in one dispatch, as
+// torch.optim.AdamW computes it: p ← p·(1 − lr·wd); m ← lerp(m, g, 1 − β1); v ← β2·v + (1 − β2)·g²;
+// p ← p − (lr / bc1) · m / (√v / √bc2 + eps). Each tensor has an lr multiplier (layer-wise decay) and a
+// weight-decay flag; the gradient is first scaled by the global clip factor min(1, max_norm / (‖g‖ + 1e-6))
+// read from the device (the norm is computed on the GPU in the same step).
+//
+// Shapes: param, grad, m, v (total) flat; work (groups, 2) u32 = (tensor index, first element) per workgroup
+// of 256 elements; tensors (count) of TensorInfo; grad_sumsq (1) = Σ g².
+
+struct TensorInfo {
+    end: u32,
+    lr_mult: f32,
+    weight_decay: f32,
+    _pad: u32,
+}
+
+struct AdamWParams {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+    max_grad_norm: f32,
+    // bit 0: clip by the global gradient norm.
+    flags: u32,
+    work_items: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> param: array<f32>;
+@group(0) @binding(1) var<storage, read_write> m: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read> work: array<vec2<u32>>;
+@group(0) @binding(5) var<storage, read> tensors: array<TensorInfo>;
+@group(0) @binding(6) var<storage, read> grad_sumsq: array<f32>;
+@group(0) @binding(7) var<uniform> p: AdamWParams;
+
+@compute @workgroup_size(256)
+fn adamw_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let w = wg.x + wg.y * nwg.x;
+    if (w >= p.work_items) {
+        return;
+    }
+    let item = work[w];
+    let info = tensors[item.x];
+    let i = item.y + li;
+    if (i >= info.end) {
+        return;
+    }
+    var clip = 1.0;
+    if ((p.flags & 1u) != 0u) {
+        clip = min(1.0, p.max_grad_norm / (sqrt(grad_sumsq[0]) + 1e-6));
+    }
+    let g = grad[i] * clip;
+    let lr = p.lr * info.lr_mult;
+    var x = param[i] * (1.0 - lr * info.weight_decay);
+    let mi = m[i] + (1.0 - p.beta1) * (g - m[i]);
+    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    let denom = sqrt(vi) / sqrt(p.bias_correction2) + p.eps;
+    x = x - (lr / p.bias_correction1) * (mi / denom);
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = x;
+}

@@ -1,0 +1,53 @@
+// droppath.wgsl: drop path (stochastic depth): each sample's branch is kept with probability keep_prob
+// (then scaled by 1 / keep_prob) or dropped whole. The keep decision comes from a counter-based hash of
+// (seed, stream, sample), so the same seed gives the same result on every adapter and the backward pass
+// (the same kernel applied to the upstream gradient) reuses the forward's decisions without storing them.
+//
+// Shapes: out, x (B, per_sample). With bit 0 of flags the result is added to out (fused residual add).
+
+struct DropPathParams {
+    batch: u32,
+    per_sample: u32,
+    keep_prob: f32,
+    flags: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<uniform> p: DropPathParams;
+
+// A 32-bit integer hash with good avalanche (xorshift-multiply rounds).
+fn mix32(v: u32) -> u32 {
+    var h = v;
+    h ^= h >> 16u;
+    h *= 0x7feb352du;
+    h ^= h >> 15u;
+    h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+fn sample_scale(b: u32) -> f32 {
+    let h = mix32(p.seed_lo ^ mix32(p.seed_hi ^ mix32(p.stream ^ mix32(b))));
+    let u = f32(h >> 8u) * (1.0 / 16777216.0);
+    return select(0.0, 1.0 / p.keep_prob, u < p.keep_prob);
+}
+
+@compute @workgroup_size(256)
+fn drop_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let e = (wg.x + wg.y * nwg.x) * 256u + li;
+    if (e >= p.batch * p.per_sample) {
+        return;
+    }
+    let v = x[e] * sample_scale(e / p.per_sample);
+    if ((p.flags & 1u) != 0u) {
+        out[e] = out[e] + v;
+    } else {
+        out[e] = v;
+    }
+}

@@ -1,0 +1,140 @@
+// layernorm.wgsl: LayerNorm over the last dimension, forward (saves mean and rstd) and backward
+// (dx; dγ, dβ as per-chunk partial column sums that reduce.wgsl's col_sum finishes).
+//
+// Shapes: x, y, dx, dy (R, C); mean, rstd (R); gamma, beta (C); part: dγ partials (chunks, C) at 0 and
+// dβ partials (chunks, C) at beta_offset. One workgroup per row.
+
+struct LayerNormParams {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    // bit 0 (backward_input): accumulate into dx.
+    flags: u32,
+    rows_per_chunk: u32,
+    chunks: u32,
+    // element offset of the dβ partials in `out` (storage-aligned so each half binds on its own).
+    beta_offset: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;    // y (R, C) | dx (R, C) | part (2·chunks, C)
+@group(0) @binding(1) var<storage, read_write> mean: array<f32>;   // (R), written by forward
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;   // (R), written by forward
+@group(0) @binding(3) var<storage, read> x: array<f32>;            // (R, C)
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;        // (C)
+@group(0) @binding(5) var<storage, read> beta: array<f32>;         // (C)
+@group(0) @binding(6) var<storage, read> dy: array<f32>;           // (R, C)
+@group(0) @binding(7) var<uniform> p: LayerNormParams;
+@group(0) @binding(8) var<storage, read> saved_mean: array<f32>;   // (R), read by backward
+@group(0) @binding(9) var<storage, read> saved_rstd: array<f32>;   // (R), read by backward
+
+const WG: u32 = 64u;
+var<workgroup> red_a: array<f32, 64>;
+var<workgroup> red_b: array<f32, 64>;
+
+fn reduce2(li: u32) {
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (li < s) {
+            red_a[li] += red_a[li + s];
+            red_b[li] += red_b[li + s];
+        }
+        workgroupBarrier();
+    }
+}
+
+fn row_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x;
+}
+
+@compute @workgroup_size(64)
+fn layernorm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let row = row_index(wg, nwg);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var s = 0.0;
+    for (var c = li; c < p.cols; c += WG) {
+        s += x[base + c];
+    }
+    red_a[li] = s;
+    red_b[li] = 0.0;
+    reduce2(li);
+    let mu = red_a[0] / f32(p.cols);
+    workgroupBarrier();
+    var v = 0.0;
+    for (var c = li; c < p.cols; c += WG) {
+        let d = x[base + c] - mu;
+        v += d * d;
+    }
+    red_a[li] = v;
+    red_b[li] = 0.0;
+    reduce2(li);
+    let r = inverseSqrt(red_a[0] / f32(p.cols) + p.eps);
+    for (var c = li; c < p.cols; c += WG) {
+        out[base + c] = (x[base + c] - mu) * r * gamma[c] + beta[c];
+    }
+    if (li == 0u) {
+        mean[row] = mu;
+        rstd[row] = r;
+    }
+}
+
+// dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ.
+@compute @workgroup_size(64)
+fn layernorm_backward_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) li: u32) {
+    let row = row_index(wg, nwg);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    let mu = saved_mean[row];
+    let r = saved_rstd[row];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var c = li; c < p.cols; c += WG) {
+        let g = dy[base + c] * gamma[c];
+        sg += g;
+        sgx += g * (x[base + c] - mu) * r;
+    }
+    red_a[li] = sg;
+    red_b[li] = sgx;
+    reduce2(li);
+    let mg = red_a[0] / f32(p.cols);
+    let mgx = red_b[0] / f32(p.cols);
+    let accumulate = (p.flags & 1u) != 0u;
+    for (var c = li; c < p.cols; c += WG) {
+        let xhat = (x[base + c] - mu) * r;
+        var d = r * (dy[base + c] * gamma[c] - mg - xhat * mgx);
+        if (accumulate) {
+            d += out[base + c];
+        }
+        out[base + c] = d;
+    }
+}
+
+// One thread per (chunk, column): partial sums of dy · x̂ (dγ) and dy (dβ) over the chunk's rows.
+@compute @workgroup_size(64)
+fn layernorm_backward_params(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) li: u32) {
+    let g = (wg.x + wg.y * nwg.x) * WG + li;
+    if (g >= p.cols * p.chunks) {
+        return;
+    }
+    let c = g % p.cols;
+    let chunk = g / p.cols;
+    let r0 = chunk * p.rows_per_chunk;
+    let r1 = min(p.rows, r0 + p.rows_per_chunk);
+    var dg = 0.0;
+    var db = 0.0;
+    for (var row = r0; row < r1; row++) {
+        let d = dy[row * p.cols + c];
+        dg += d * (x[row * p.cols + c] - saved_mean[row]) * saved_rstd[row];
+        db += d;
+    }
+    out[chunk * p.cols + c] = dg;
+    out[p.beta_offset + chunk * p.cols + c] = db;
+}

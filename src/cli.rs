@@ -1,0 +1,1 @@
+//! The command line (placeholder filled below).

@@ -1,0 +1,266 @@
+//! The one device-creation path: a headless device for the command line and tests, or a device that already
+//! exists (eframe's render state in the app). Every path ends in [`GpuContext`], which holds the device,
+//! queue, the limits actually granted and the pipeline cache.
+
+use std::sync::{Arc, Mutex};
+
+use super::error::GpuError;
+use super::pipelines::PipelineCache;
+
+/// The environment variable that picks an adapter by a substring of its name (case-insensitive).
+pub const ADAPTER_ENV: &str = "BEITLAB_ADAPTER";
+
+/// What happens to a wgpu error that no error scope captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorPolicy {
+    /// Panic at once (tests: a validation error must fail the test that caused it).
+    Panic,
+    /// Keep the first message; [`GpuContext::take_error`] turns it into a typed error (command line, app).
+    Record,
+}
+
+/// The limits and features a workload needs. Start from [`Requirements::kernels`] and raise what a model needs.
+#[derive(Clone, Debug)]
+pub struct Requirements {
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub features: wgpu::Features,
+    /// What to tell the user when a limit is missing (e.g. "choose a smaller preset or batch").
+    pub hint: String,
+}
+
+impl Requirements {
+    /// What the kernel library itself needs: WebGPU's default limits, nothing more.
+    pub fn kernels() -> Self {
+        let d = wgpu::Limits::default();
+        Self {
+            max_storage_buffer_binding_size: d.max_storage_buffer_binding_size as u64,
+            max_buffer_size: d.max_buffer_size,
+            max_storage_buffers_per_shader_stage: d.max_storage_buffers_per_shader_stage,
+            max_compute_workgroup_storage_size: d.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: d.max_compute_invocations_per_workgroup,
+            features: wgpu::Features::empty(),
+            hint: "use a smaller preset or batch".to_string(),
+        }
+    }
+
+    /// Raise the buffer limits so that one buffer (and one binding) of `bytes` fits.
+    pub fn with_buffer_bytes(mut self, bytes: u64) -> Self {
+        self.max_buffer_size = self.max_buffer_size.max(bytes);
+        self.max_storage_buffer_binding_size = self.max_storage_buffer_binding_size.max(bytes);
+        self
+    }
+
+    /// Check an adapter against these requirements and build the limits to request:
+    /// WebGPU defaults, raised exactly where needed.
+    pub fn limits_for(&self, adapter_name: &str, offered: &wgpu::Limits) -> Result<wgpu::Limits, GpuError> {
+        let checks: [(&'static str, u64, u64); 5] = [
+            (
+                "max_storage_buffer_binding_size",
+                self.max_storage_buffer_binding_size,
+                offered.max_storage_buffer_binding_size as u64,
+            ),
+            ("max_buffer_size", self.max_buffer_size, offered.max_buffer_size),
+            (
+                "max_storage_buffers_per_shader_stage",
+                self.max_storage_buffers_per_shader_stage as u64,
+                offered.max_storage_buffers_per_shader_stage as u64,
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                self.max_compute_workgroup_storage_size as u64,
+                offered.max_compute_workgroup_storage_size as u64,
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                self.max_compute_invocations_per_workgroup as u64,
+                offered.max_compute_invocations_per_workgroup as u64,
+            ),
+        ];
+        for (limit, needed, have) in checks {
+            if needed > have {
+                return Err(GpuError::LimitTooSmall {
+                    adapter: adapter_name.to_string(),
+                    limit,
+                    needed,
+                    offered: have,
+                    hint: self.hint.clone(),
+                });
+            }
+        }
+        let mut limits = wgpu::Limits::default().using_resolution(offered.clone());
+        limits.max_storage_buffer_binding_size = self.max_storage_buffer_binding_size as _;
+        limits.max_buffer_size = self.max_buffer_size;
+        limits.max_storage_buffers_per_shader_stage = self.max_storage_buffers_per_shader_stage;
+        limits.max_compute_workgroup_storage_size = self.max_compute_workgroup_storage_size;
+        limits.max_compute_invocations_per_workgroup = self.max_compute_invocations_per_workgroup;
+        // Alignments are "lower is better": take what the adapter offers so sub-range binding is as fine as it can be.
+        limits.min_storage_buffer_offset_alignment = offered.min_storage_buffer_offset_alignment;
+        limits.min_uniform_buffer_offset_alignment = offered.min_uniform_buffer_offset_alignment;
+        Ok(limits)
+    }
+}
+
+/// A device, its queue, what was granted, and the pipeline cache. Cheap to clone (all handles are shared).
+#[derive(Clone)]
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    /// The limits the device was created with (not the adapter's maxima).
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub pipelines: PipelineCache,
+    first_error: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Create a headless device: pick an adapter (honouring `BEITLAB_ADAPTER`), check `req`, request it.
+    pub async fn new_headless(req: &Requirements, policy: ErrorPolicy) -> Result<Self, GpuError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = if cfg!(target_arch = "wasm32") {
+            wgpu::Backends::BROWSER_WEBGPU
+        } else {
+            // GL is excluded on purpose: compute through eframe's GL path is not supported.
+            wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+        };
+        let instance = wgpu::Instance::new(desc);
+        let adapter = pick_adapter(&instance).await?;
+        Self::from_adapter(&adapter, req, policy).await
+    }
+
+    /// Blocking form of [`GpuContext::new_headless`] (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_headless_blocking(req: &Requirements, policy: ErrorPolicy) -> Result<Self, GpuError> {
+        pollster::block_on(Self::new_headless(req, policy))
+    }
+
+    /// Request a device from a chosen adapter with exactly the limits and features in `req`.
+    pub async fn from_adapter(adapter: &wgpu::Adapter, req: &Requirements, policy: ErrorPolicy) -> Result<Self, GpuError> {
+        let info = adapter.get_info();
+        let limits = req.limits_for(&info.name, &adapter.limits())?;
+        let missing = req.features - adapter.features();
+        if !missing.is_empty() {
+            return Err(GpuError::MissingFeature {
+                adapter: info.name.clone(),
+                feature: format!("{missing:?}"),
+            });
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("beitlab device"),
+                required_features: req.features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|source| GpuError::RequestDevice {
+                adapter: info.name.clone(),
+                source,
+            })?;
+        Ok(Self::from_existing(device, queue, info, policy))
+    }
+
+    /// Wrap a device created elsewhere (e.g. eframe's `RenderState`). Its limits are read from the device.
+    pub fn from_existing(device: wgpu::Device, queue: wgpu::Queue, adapter_info: wgpu::AdapterInfo, policy: ErrorPolicy) -> Self {
+        let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let slot = first_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| match policy {
+            ErrorPolicy::Panic => panic!("uncaptured wgpu error: {e}"),
+            ErrorPolicy::Record => {
+                if let Ok(mut s) = slot.lock() {
+                    s.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }));
+        let limits = device.limits();
+        let features = device.features();
+        let pipelines = PipelineCache::new(device.clone());
+        Self {
+            device,
+            queue,
+            adapter_info,
+            limits,
+            features,
+            pipelines,
+            first_error,
+        }
+    }
+
+    /// The first uncaptured GPU error since the last call, as a typed error.
+    pub fn take_error(&self) -> Result<(), GpuError> {
+        match self.first_error.lock().ok().and_then(|mut s| s.take()) {
+            Some(msg) => Err(GpuError::Device(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Alignment, in bytes, of storage sub-range offsets on this device.
+    pub fn storage_alignment(&self) -> u64 {
+        self.limits.min_storage_buffer_offset_alignment as u64
+    }
+
+    /// Block until all submitted work is done (native; tests, benchmarks, command-line waits).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        self.take_error()
+    }
+
+    /// One line describing the adapter, for logs and `beitlab info`.
+    pub fn describe(&self) -> String {
+        let i = &self.adapter_info;
+        format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
+    }
+}
+
+/// All adapters of the instance, filtered by `BEITLAB_ADAPTER` when it is set; the first non-CPU one wins.
+async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let wanted = std::env::var(ADAPTER_ENV).ok().map(|s| s.to_lowercase());
+        let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        adapters.retain(|a| a.get_info().backend != wgpu::Backend::Gl);
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        if let Some(w) = &wanted {
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(w.as_str()));
+        }
+        adapters.sort_by_key(|a| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        });
+        match adapters.into_iter().next() {
+            Some(a) => Ok(a),
+            None => Err(GpuError::NoAdapter {
+                detail: match wanted {
+                    Some(w) => format!(" whose name contains \"{w}\" ({ADAPTER_ENV}); adapters present: {names:?}"),
+                    None => String::new(),
+                },
+            }),
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter {
+                detail: format!(" ({e}); this browser may not have WebGPU enabled"),
+            })
+    }
+}

@@ -1,0 +1,22 @@
+//! The GPU runtime: device creation, shader registry and pipeline cache, buffers, dispatch and readback.
+
+mod buffers;
+mod context;
+mod dispatch;
+mod error;
+mod pipelines;
+mod readback;
+pub mod shaders;
+
+pub use buffers::{FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
+pub use context::{ErrorPolicy, GpuContext, Requirements};
+pub use dispatch::{workgroup_grid, Dispatch, MAX_WORKGROUPS_PER_DIM};
+pub use error::GpuError;
+pub use pipelines::{Kernel, PipelineCache};
+pub use readback::{ReadbackRing, ReadbackTicket};
+
+/// naga-side reflection used by the pipeline cache, exposed for the shader validation tests.
+pub mod pipelines_reflection {
+    pub use super::pipelines::{parse_and_validate, resolved_workgroup_size, used_bindings};
+}
+pub use pipelines::BindingKind;

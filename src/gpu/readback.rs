@@ -1,0 +1,159 @@
+//! Getting numbers back from the GPU. [`GpuContext::read_f32`] blocks (tests, benchmarks, saving a checkpoint);
+//! [`ReadbackRing`] never blocks: a copy is recorded into the step's command buffer, mapped after the submit,
+//! and collected a frame or a step later when the GPU has finished.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use super::buffers::GpuSlice;
+use super::context::GpuContext;
+use super::error::GpuError;
+
+impl GpuContext {
+    /// Copy a slice to the CPU and wait for it (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_bytes(&self, src: &GpuSlice) -> Result<Vec<u8>, GpuError> {
+        let size = src.size_bytes();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback staging"),
+            size: size.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        if size > 0 {
+            encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &staging, 0, size);
+        }
+        self.queue.submit([encoder.finish()]);
+        let status = Arc::new(AtomicU8::new(0));
+        let flag = status.clone();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| flag.store(if r.is_ok() { 1 } else { 2 }, Ordering::SeqCst));
+        self.wait()?;
+        if status.load(Ordering::SeqCst) != 1 {
+            return Err(GpuError::Readback("the staging buffer could not be mapped".into()));
+        }
+        let bytes = {
+            let view = staging.get_mapped_range(..).map_err(|e| GpuError::Readback(e.to_string()))?;
+            view[..size as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Copy a slice of f32 to the CPU and wait for it (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_f32(&self, src: &GpuSlice) -> Result<Vec<f32>, GpuError> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(src)?))
+    }
+
+    /// Copy a slice of u32 to the CPU and wait for it (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_u32(&self, src: &GpuSlice) -> Result<Vec<u32>, GpuError> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(src)?))
+    }
+}
+
+/// Identifies one value queued in a [`ReadbackRing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReadbackTicket(pub u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    /// Copy recorded; waiting for the command buffer to be submitted.
+    Recorded,
+    /// `map_async` issued; the flag says when it is done.
+    Mapping,
+}
+
+struct Slot {
+    staging: wgpu::Buffer,
+    state: SlotState,
+    ticket: ReadbackTicket,
+    bytes: u64,
+    /// 0 pending, 1 mapped, 2 failed.
+    status: Arc<AtomicU8>,
+}
+
+/// A small ring of staging buffers for metrics that come back without blocking.
+pub struct ReadbackRing {
+    slots: Vec<Slot>,
+    next_ticket: u64,
+}
+
+impl ReadbackRing {
+    /// `slots` staging buffers of `capacity_bytes` each.
+    pub fn new(ctx: &GpuContext, slots: usize, capacity_bytes: u64) -> Self {
+        let slots = (0..slots)
+            .map(|i| Slot {
+                staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("readback ring slot {i}")),
+                    size: capacity_bytes.max(4),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                state: SlotState::Free,
+                ticket: ReadbackTicket(0),
+                bytes: 0,
+                status: Arc::new(AtomicU8::new(0)),
+            })
+            .collect();
+        Self { slots, next_ticket: 0 }
+    }
+
+    /// Record a copy of `src` into a free slot. `None` when every slot is still in flight (the caller is
+    /// running too far ahead of the GPU) or `src` is larger than a slot.
+    pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder, src: &GpuSlice) -> Option<ReadbackTicket> {
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.state == SlotState::Free && s.staging.size() >= src.size_bytes())?;
+        encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &slot.staging, 0, src.size_bytes());
+        slot.state = SlotState::Recorded;
+        slot.bytes = src.size_bytes();
+        slot.ticket = ReadbackTicket(self.next_ticket);
+        self.next_ticket += 1;
+        Some(slot.ticket)
+    }
+
+    /// Call right after submitting the command buffer the copies were recorded into.
+    pub fn after_submit(&mut self) {
+        for slot in self.slots.iter_mut().filter(|s| s.state == SlotState::Recorded) {
+            slot.status.store(0, Ordering::SeqCst);
+            let flag = slot.status.clone();
+            slot.staging
+                .map_async(wgpu::MapMode::Read, ..slot.bytes.max(4), move |r| {
+                    flag.store(if r.is_ok() { 1 } else { 2 }, Ordering::SeqCst)
+                });
+            slot.state = SlotState::Mapping;
+        }
+    }
+
+    /// Values whose copies have finished, oldest first. Never waits.
+    pub fn collect(&mut self, ctx: &GpuContext) -> Vec<(ReadbackTicket, Vec<u8>)> {
+        let _ = ctx.device.poll(wgpu::PollType::Poll);
+        let mut done = Vec::new();
+        for slot in self.slots.iter_mut().filter(|s| s.state == SlotState::Mapping) {
+            match slot.status.load(Ordering::SeqCst) {
+                1 => {
+                    if let Ok(view) = slot.staging.get_mapped_range(..slot.bytes.max(4)) {
+                        done.push((slot.ticket, view[..slot.bytes as usize].to_vec()));
+                    }
+                    slot.staging.unmap();
+                    slot.state = SlotState::Free;
+                }
+                2 => {
+                    slot.state = SlotState::Free;
+                }
+                _ => {}
+            }
+        }
+        done.sort_by_key(|d| d.0);
+        done
+    }
+
+    /// Number of values recorded but not yet collected.
+    pub fn in_flight(&self) -> usize {
+        self.slots.iter().filter(|s| s.state != SlotState::Free).count()
+    }
+}

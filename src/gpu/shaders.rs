@@ -1,0 +1,21 @@
+//! The shader registry: every WGSL file of `shaders/`, embedded in the binary (the browser build has no files).
+
+/// (name, source) of every kernel family.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
+    ("gelu", include_str!("../../shaders/gelu.wgsl")),
+    ("attention", include_str!("../../shaders/attention.wgsl")),
+    ("elementwise", include_str!("../../shaders/elementwise.wgsl")),
+    ("patches", include_str!("../../shaders/patches.wgsl")),
+    ("tokens", include_str!("../../shaders/tokens.wgsl")),
+    ("crossentropy", include_str!("../../shaders/crossentropy.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("adamw", include_str!("../../shaders/adamw.wgsl")),
+    ("droppath", include_str!("../../shaders/droppath.wgsl")),
+];
+
+/// The source of a shader by name.
+pub fn source(name: &str) -> Option<&'static str> {
+    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}

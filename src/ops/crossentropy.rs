@@ -1,0 +1,96 @@
+//! Launchers for `shaders/crossentropy.wgsl`: cross-entropy over selected rows of `logits (R, V)`, with
+//! label smoothing, per-row loss / correctness, their means, and the fused backward.
+//! Shapes: `rows, labels (M)` u32; `loss, correct, lse (M)`; `stats (2)` = (mean loss, top-1 accuracy).
+
+use super::{gpu_params, grid_for, launch, need, reduce};
+use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+
+gpu_params!(
+    /// Mirrors `CrossEntropyParams` in crossentropy.wgsl.
+    CrossEntropyParams in "crossentropy" as "CrossEntropyParams" { m: u32, vocab: u32, smoothing: f32, scale: f32 }
+);
+
+/// The buffers a cross-entropy forward writes.
+pub struct CrossEntropyOut<'a> {
+    pub loss: &'a GpuSlice,
+    pub correct: &'a GpuSlice,
+    pub lse: &'a GpuSlice,
+    /// `(mean loss, accuracy)` written at `stats[0..2]` when given.
+    pub stats: Option<&'a GpuSlice>,
+}
+
+/// Per selected row: loss, correct (0/1) and log-sum-exp; optionally their means into `stats`.
+#[allow(clippy::too_many_arguments)]
+pub fn ce_forward(
+    ctx: &GpuContext,
+    out: CrossEntropyOut<'_>,
+    logits: &GpuSlice,
+    total_rows: u32,
+    rows: &GpuSlice,
+    labels: &GpuSlice,
+    m: u32,
+    vocab: u32,
+    smoothing: f32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "crossentropy::ce_forward";
+    need(K, "logits", logits, total_rows as u64 * vocab as u64)?;
+    need(K, "rows", rows, m as u64)?;
+    need(K, "labels", labels, m as u64)?;
+    need(K, "loss", out.loss, m as u64)?;
+    need(K, "correct", out.correct, m as u64)?;
+    need(K, "lse", out.lse, m as u64)?;
+    if m == 0 {
+        return Ok(Vec::new());
+    }
+    let params = CrossEntropyParams { m, vocab, smoothing, scale: 1.0 };
+    let u = GpuSlice::uniform(ctx, "CrossEntropyParams", &params);
+    let mut d = vec![launch(
+        ctx,
+        "crossentropy",
+        "ce_forward",
+        &[out.loss, out.correct, out.lse, logits, rows, labels, &u, logits],
+        workgroup_grid(m as u64),
+    )?];
+    if let Some(stats) = out.stats {
+        need(K, "stats", stats, 2)?;
+        d.extend(reduce::mean(ctx, stats, 0, out.loss, m)?);
+        d.extend(reduce::mean(ctx, stats, 1, out.correct, m)?);
+    }
+    Ok(d)
+}
+
+/// `dlogits[rows[i]] = (softmax(logits[rows[i]]) − q_i) · scale` (scale = 1 / M for a mean loss).
+/// Rows of `dlogits` that are not selected are left untouched.
+#[allow(clippy::too_many_arguments)]
+pub fn ce_backward(
+    ctx: &GpuContext,
+    dlogits: &GpuSlice,
+    logits: &GpuSlice,
+    total_rows: u32,
+    lse: &GpuSlice,
+    rows: &GpuSlice,
+    labels: &GpuSlice,
+    m: u32,
+    vocab: u32,
+    smoothing: f32,
+    scale: f32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "crossentropy::ce_backward";
+    need(K, "logits", logits, total_rows as u64 * vocab as u64)?;
+    need(K, "dlogits", dlogits, total_rows as u64 * vocab as u64)?;
+    need(K, "lse", lse, m as u64)?;
+    need(K, "rows", rows, m as u64)?;
+    need(K, "labels", labels, m as u64)?;
+    if m == 0 {
+        return Ok(Vec::new());
+    }
+    let params = CrossEntropyParams { m, vocab, smoothing, scale };
+    let u = GpuSlice::uniform(ctx, "CrossEntropyParams", &params);
+    Ok(vec![launch(
+        ctx,
+        "crossentropy",
+        "ce_backward",
+        &[dlogits, dlogits, dlogits, logits, rows, labels, &u, lse],
+        grid_for(m as u64 * vocab as u64, 256),
+    )?])
+}

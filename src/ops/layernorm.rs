@@ -1,0 +1,112 @@
+//! Launchers for `shaders/layernorm.wgsl`. Shapes: `x, y, dx, dy (R, C)`, `mean, rstd (R)`, `gamma, beta (C)`.
+
+use super::{fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk};
+use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+
+gpu_params!(
+    /// Mirrors `LayerNormParams` in layernorm.wgsl.
+    LayerNormParams in "layernorm" as "LayerNormParams" {
+        rows: u32, cols: u32, eps: f32, flags: u32, rows_per_chunk: u32, chunks: u32, beta_offset: u32, _pad: u32,
+    }
+);
+
+fn check(kernel: &str, x: &GpuSlice, rows: u32, cols: u32) -> Result<(), GpuError> {
+    need(kernel, "x", x, rows as u64 * cols as u64)?;
+    fits_u32(kernel, rows as u64 * cols as u64).map(|_| ())
+}
+
+/// `y = (x − mean) · rstd · γ + β` per row; saves `mean` and `rstd` for the backward.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_forward(
+    ctx: &GpuContext,
+    y: &GpuSlice,
+    mean: &GpuSlice,
+    rstd: &GpuSlice,
+    x: &GpuSlice,
+    gamma: &GpuSlice,
+    beta: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    eps: f32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "layernorm::layernorm_forward";
+    check(K, x, rows, cols)?;
+    need(K, "y", y, rows as u64 * cols as u64)?;
+    need(K, "mean", mean, rows as u64)?;
+    need(K, "rstd", rstd, rows as u64)?;
+    need(K, "gamma", gamma, cols as u64)?;
+    need(K, "beta", beta, cols as u64)?;
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    let params = LayerNormParams { rows, cols, eps, ..Default::default() };
+    let u = GpuSlice::uniform(ctx, "LayerNormParams", &params);
+    Ok(vec![launch(
+        ctx,
+        "layernorm",
+        "layernorm_forward",
+        &[y, mean, rstd, x, gamma, beta, x, &u, x, x],
+        workgroup_grid(rows as u64),
+    )?])
+}
+
+/// Backward: `dx (=|+=) ...`, `dγ += Σ dy·x̂`, `dβ += Σ dy` (the latter two through row-chunk partials).
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dgamma: &GpuSlice,
+    dbeta: &GpuSlice,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    mean: &GpuSlice,
+    rstd: &GpuSlice,
+    gamma: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    accumulate_dx: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "layernorm::layernorm_backward";
+    check(K, x, rows, cols)?;
+    need(K, "dx", dx, rows as u64 * cols as u64)?;
+    need(K, "dy", dy, rows as u64 * cols as u64)?;
+    need(K, "dgamma", dgamma, cols as u64)?;
+    need(K, "dbeta", dbeta, cols as u64)?;
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    let rpc = rows_per_chunk(rows as u64) as u32;
+    let chunks = rows.div_ceil(rpc);
+    // dγ partials at 0, dβ partials at the next storage-aligned offset, so each half binds on its own.
+    let per = chunks as u64 * cols as u64;
+    let align = (ctx.storage_alignment() / 4).max(1);
+    let beta_offset = per.div_ceil(align) * align;
+    let part = GpuSlice::new(ctx, "layernorm dγ dβ partials", beta_offset + per);
+    let params = LayerNormParams {
+        rows,
+        cols,
+        flags: accumulate_dx as u32,
+        rows_per_chunk: rpc,
+        chunks,
+        beta_offset: fits_u32(K, beta_offset)?,
+        ..Default::default()
+    };
+    let u = GpuSlice::uniform(ctx, "LayerNormParams", &params);
+    let input = launch(
+        ctx,
+        "layernorm",
+        "layernorm_backward_input",
+        &[dx, dx, dx, x, gamma, gamma, dy, &u, mean, rstd],
+        workgroup_grid(rows as u64),
+    )?;
+    let partial = launch(
+        ctx,
+        "layernorm",
+        "layernorm_backward_params",
+        &[&part, &part, &part, x, gamma, gamma, dy, &u, mean, rstd],
+        grid_for(chunks as u64 * cols as u64, 64),
+    )?;
+    let fin_g = reduce::col_sum_partials(ctx, dgamma, &part.sub(0, per), chunks, cols, true)?;
+    let fin_b = reduce::col_sum_partials(ctx, dbeta, &part.sub(beta_offset, per), chunks, cols, true)?;
+    Ok(vec![input, partial, fin_g, fin_b])
+}

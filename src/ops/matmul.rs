@@ -1,0 +1,193 @@
+//! Launchers for `shaders/matmul.wgsl`: the strided batched product and the `nn.Linear` forward / backward
+//! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
+
+use super::{fits_u32, gpu_params, launch, need, reduce};
+use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
+
+gpu_params!(
+    /// Mirrors `GemmParams` in matmul.wgsl.
+    GemmParams in "matmul" as "GemmParams" {
+        m: u32, n: u32, k: u32, batch_inner: u32, flags: u32, alpha: f32,
+        a_off: u32, b_off: u32, c_off: u32,
+        a_rs: u32, a_cs: u32, a_bo: u32, a_bi: u32,
+        b_rs: u32, b_cs: u32, b_bo: u32, b_bi: u32,
+        c_rs: u32, c_cs: u32, c_bo: u32, c_bi: u32,
+        _pad0: u32, _pad1: u32, _pad2: u32,
+    }
+);
+
+/// How a matrix operand sits in its buffer: element (r, c) of batch item (outer, inner) is at
+/// `off + outer·bo + inner·bi + r·rs + c·cs` (all in elements).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MatView {
+    pub off: u32,
+    pub rs: u32,
+    pub cs: u32,
+    pub bo: u32,
+    pub bi: u32,
+}
+
+impl MatView {
+    /// A dense row-major (rows, cols) matrix, batches packed one after another.
+    pub fn row_major(rows: u32, cols: u32) -> Self {
+        Self { off: 0, rs: cols, cs: 1, bo: rows * cols, bi: 0 }
+    }
+
+    /// The transpose of a dense row-major matrix stored as (cols, rows): element (r, c) = stored[c, r].
+    pub fn transposed(rows: u32, cols: u32) -> Self {
+        Self { off: 0, rs: 1, cs: rows, bo: rows * cols, bi: 0 }
+    }
+
+    /// One past the largest element index this view touches for a (rows, cols) matrix in `outer x inner` batches.
+    pub fn extent(&self, rows: u32, cols: u32, outer: u32, inner: u32) -> u64 {
+        if rows == 0 || cols == 0 || outer == 0 || inner == 0 {
+            return 0;
+        }
+        self.off as u64
+            + (outer as u64 - 1) * self.bo as u64
+            + (inner as u64 - 1) * self.bi as u64
+            + (rows as u64 - 1) * self.rs as u64
+            + (cols as u64 - 1) * self.cs as u64
+            + 1
+    }
+}
+
+/// The sizes of a batched product `C (M, N) = alpha · A (M, K) · B (K, N)` over `batch` items,
+/// item z split as (z / batch_inner, z % batch_inner) for the views' outer / inner strides.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmShape {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub batch: u32,
+    pub batch_inner: u32,
+    pub alpha: f32,
+    /// Add `bias[n]` to every row.
+    pub bias: bool,
+    /// `C += ...` instead of `C = ...`.
+    pub accumulate: bool,
+}
+
+impl GemmShape {
+    pub fn new(m: u32, n: u32, k: u32) -> Self {
+        Self { m, n, k, batch: 1, batch_inner: 1, alpha: 1.0, bias: false, accumulate: false }
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
+    }
+}
+
+/// `C = alpha · A · B (+ bias) (+ C)` with strided views. `bias` is read only when `shape.bias`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    c_view: MatView,
+    a: &GpuSlice,
+    a_view: MatView,
+    b: &GpuSlice,
+    b_view: MatView,
+    bias: Option<&GpuSlice>,
+    shape: GemmShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "matmul::gemm";
+    let GemmShape { m, n, k, batch, batch_inner, .. } = shape;
+    if m == 0 || n == 0 || batch == 0 {
+        return Ok(Vec::new());
+    }
+    if batch_inner == 0 || batch % batch_inner != 0 {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!("batch {batch} is not a multiple of batch_inner {batch_inner}"),
+        });
+    }
+    if batch > crate::gpu::MAX_WORKGROUPS_PER_DIM {
+        return Err(GpuError::BadLaunch { kernel: K.into(), message: format!("batch {batch} exceeds 65535") });
+    }
+    let outer = batch / batch_inner;
+    need(K, "C", c, c_view.extent(m, n, outer, batch_inner))?;
+    need(K, "A", a, a_view.extent(m, k, outer, batch_inner))?;
+    need(K, "B", b, b_view.extent(k, n, outer, batch_inner))?;
+    fits_u32(K, c_view.extent(m, n, outer, batch_inner))?;
+    let bias_slice = match (shape.bias, bias) {
+        (true, Some(s)) => {
+            need(K, "bias", s, n as u64)?;
+            s
+        }
+        (true, None) => return Err(GpuError::BadLaunch { kernel: K.into(), message: "bias requested but none given".into() }),
+        (false, _) => a,
+    };
+    let params = GemmParams {
+        m,
+        n,
+        k,
+        batch_inner,
+        flags: shape.bias as u32 | ((shape.accumulate as u32) << 1),
+        alpha: shape.alpha,
+        a_off: a_view.off,
+        b_off: b_view.off,
+        c_off: c_view.off,
+        a_rs: a_view.rs,
+        a_cs: a_view.cs,
+        a_bo: a_view.bo,
+        a_bi: a_view.bi,
+        b_rs: b_view.rs,
+        b_cs: b_view.cs,
+        b_bo: b_view.bo,
+        b_bi: b_view.bi,
+        c_rs: c_view.rs,
+        c_cs: c_view.cs,
+        c_bo: c_view.bo,
+        c_bi: c_view.bi,
+        ..Default::default()
+    };
+    let u = GpuSlice::uniform(ctx, "GemmParams", &params);
+    let groups = [n.div_ceil(64), m.div_ceil(64), batch];
+    Ok(vec![launch(ctx, "matmul", "gemm", &[c, a, b, bias_slice, &u], groups)?])
+}
+
+/// `Y (M, N) = X (M, K) · W (N, K)ᵀ + b (N)`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward(
+    ctx: &GpuContext,
+    y: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    b: Option<&GpuSlice>,
+    m: u32,
+    n: u32,
+    k: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let shape = GemmShape { bias: b.is_some(), ..GemmShape::new(m, n, k) };
+    gemm(ctx, y, MatView::row_major(m, n), x, MatView::row_major(m, k), w, MatView::transposed(k, n), b, shape)
+}
+
+/// Backward of [`linear_forward`]: `dX (=|+=) dY · W`, `dW += dYᵀ · X`, `db += Σ_rows dY`.
+/// `dx` is written (or accumulated when `accumulate_dx`); parameter gradients always accumulate.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward(
+    ctx: &GpuContext,
+    dx: Option<&GpuSlice>,
+    dw: &GpuSlice,
+    db: Option<&GpuSlice>,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    m: u32,
+    n: u32,
+    k: u32,
+    accumulate_dx: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let mut out = Vec::new();
+    if let Some(dx) = dx {
+        let shape = GemmShape { accumulate: accumulate_dx, ..GemmShape::new(m, k, n) };
+        out.extend(gemm(ctx, dx, MatView::row_major(m, k), dy, MatView::row_major(m, n), w, MatView::row_major(n, k), None, shape)?);
+    }
+    let shape = GemmShape { accumulate: true, ..GemmShape::new(n, k, m) };
+    out.extend(gemm(ctx, dw, MatView::row_major(n, k), dy, MatView::transposed(n, m), x, MatView::row_major(m, k), None, shape)?);
+    if let Some(db) = db {
+        out.extend(reduce::col_sum(ctx, db, dy, m, n, true)?);
+    }
+    Ok(out)
+}

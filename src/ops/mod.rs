@@ -1,0 +1,112 @@
+//! Thin typed launchers, one module per WGSL kernel family in `shaders/`. A launcher checks its shapes,
+//! writes the kernel's `#[repr(C)]` parameter struct into a uniform buffer and returns prebuilt
+//! [`Dispatch`]es; nothing is submitted here, so callers put a whole step in one compute pass.
+//! Every launcher has a CPU twin of the same name in [`crate::cpu`].
+
+pub mod adamw;
+pub mod attention;
+pub mod crossentropy;
+pub mod droppath;
+pub mod elementwise;
+pub mod gelu;
+pub mod layernorm;
+pub mod matmul;
+pub mod patches;
+pub mod reduce;
+pub mod tokens;
+
+use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+
+/// A kernel's uniform parameter struct, mirrored from WGSL. Every field is 32 bits, so WGSL lays field `i`
+/// at byte `4·i`; a test checks that against naga's layout of the WGSL struct of the same name.
+pub trait GpuParams: bytemuck::Pod {
+    const SHADER: &'static str;
+    const WGSL_NAME: &'static str;
+    const FIELDS: &'static [&'static str];
+}
+
+/// Declares a `#[repr(C)]` parameter struct and ties it to its WGSL twin.
+macro_rules! gpu_params {
+    ($(#[$meta:meta])* $name:ident in $shader:literal as $wgsl:literal { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $(pub $field: $ty,)*
+        }
+        impl $crate::ops::GpuParams for $name {
+            const SHADER: &'static str = $shader;
+            const WGSL_NAME: &'static str = $wgsl;
+            const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+    };
+}
+pub(crate) use gpu_params;
+
+/// (shader, WGSL struct name, Rust size in bytes, field names) of every parameter struct.
+pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'static str])> {
+    fn row<P: GpuParams>() -> (&'static str, &'static str, usize, &'static [&'static str]) {
+        (P::SHADER, P::WGSL_NAME, std::mem::size_of::<P>(), P::FIELDS)
+    }
+    vec![
+        row::<matmul::GemmParams>(),
+        row::<layernorm::LayerNormParams>(),
+        row::<gelu::GeluParams>(),
+        row::<attention::AttentionParams>(),
+        row::<elementwise::ElementwiseParams>(),
+        row::<patches::PatchParams>(),
+        row::<tokens::TokenParams>(),
+        row::<crossentropy::CrossEntropyParams>(),
+        row::<reduce::ReduceParams>(),
+        row::<adamw::AdamWParams>(),
+        row::<adamw::TensorInfo>(),
+        row::<droppath::DropPathParams>(),
+    ]
+}
+
+/// Threads per workgroup of the one-thread-per-element kernels.
+pub(crate) const ELEMENT_WG: u64 = 256;
+
+/// Build one launch: `args[i]` is binding `i` of the shader family (unused ones are skipped by the kernel).
+pub(crate) fn launch(ctx: &GpuContext, shader: &str, entry: &str, args: &[&GpuSlice], workgroups: [u32; 3]) -> Result<Dispatch, GpuError> {
+    let kernel = ctx.pipelines.get(shader, entry)?;
+    let bind_group = kernel.bind(&ctx.device, args)?;
+    Ok(Dispatch {
+        kernel,
+        bind_group,
+        workgroups,
+    })
+}
+
+/// A 2D grid with one workgroup of `per_group` threads per `per_group` items.
+pub(crate) fn grid_for(items: u64, per_group: u64) -> [u32; 3] {
+    workgroup_grid(items.div_ceil(per_group))
+}
+
+/// Fail with a clear message when a buffer is shorter than a shape needs.
+pub(crate) fn need(kernel: &str, what: &str, slice: &GpuSlice, elems: u64) -> Result<(), GpuError> {
+    if slice.len < elems {
+        return Err(GpuError::BadLaunch {
+            kernel: kernel.to_string(),
+            message: format!("{what} holds {} elements but the shape needs {elems}", slice.len),
+        });
+    }
+    Ok(())
+}
+
+/// Fail when a size does not fit the 32-bit indices the kernels use.
+pub(crate) fn fits_u32(kernel: &str, elems: u64) -> Result<u32, GpuError> {
+    u32::try_from(elems).map_err(|_| GpuError::BadLaunch {
+        kernel: kernel.to_string(),
+        message: format!("{elems} elements exceed the 32-bit index range of the kernels"),
+    })
+}
+
+/// Rows per chunk for the two-stage column sums: enough chunks to fill a GPU, few enough to finish in one more pass.
+pub(crate) fn rows_per_chunk(rows: u64) -> u64 {
+    if rows <= 256 {
+        rows.max(1)
+    } else {
+        (rows as f64).sqrt().ceil().max(64.0) as u64
+    }
+}

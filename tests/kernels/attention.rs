@@ -1,0 +1,180 @@
+//! attention.wgsl and the attention core: softmax (+bias) forward / backward, relative position bias gather
+//! and scatter-add, and the full forward / backward through fused-qkv views.
+//! Tolerances: softmax atol 1e-6, rtol 1e-5 (exp and one division per element, sums over ≤ a few hundred);
+//! attention outputs and gradients atol 1e-5·√T·D-scaled, rtol 1e-4 (three chained f32 products).
+
+use super::common::*;
+use beitlab::cpu;
+use beitlab::cpu::attention::{relative_position_index, RelposInverse};
+use beitlab::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
+
+fn softmax_case(rows: usize, cols: usize, bias_rows: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let s = rng.vec(rows * cols, 8.0);
+    let bias = rng.vec(bias_rows.max(1) * cols, 3.0);
+    let p = poisoned(rows * cols);
+    let (sg, bg) = (up(&s), up(&bias));
+    let b = (bias_rows > 0).then_some((&bg, bias_rows as u32));
+    run(attention::softmax_forward(ctx(), &p, &sg, b, rows as u32, cols as u32).unwrap());
+    let mut want = vec![0.0; rows * cols];
+    let fb = f64s(&bias);
+    cpu::attention::softmax_forward(&mut want, &f64s(&s), (bias_rows > 0).then_some((&fb[..], bias_rows)), rows, cols);
+    assert_close("softmax forward", &read(&p), &want, 1e-6, 1e-5);
+
+    let dp = rng.vec(rows * cols, 1.0);
+    let ds = poisoned(rows * cols);
+    run(attention::softmax_backward(ctx(), &ds, &p, &up(&dp), rows as u32, cols as u32).unwrap());
+    let mut wds = vec![0.0; rows * cols];
+    cpu::attention::softmax_backward(&mut wds, &want, &f64s(&dp), rows, cols);
+    assert_close("softmax backward", &read(&ds), &wds, 1e-6, 1e-5);
+}
+
+#[test]
+fn softmax_tiny() {
+    softmax_case(1, 1, 0, 1);
+    softmax_case(2, 3, 1, 2);
+}
+
+#[test]
+fn softmax_odd() {
+    softmax_case(3 * 5 * 17, 17, 5 * 17, 3);
+    softmax_case(13, 197, 0, 4);
+}
+
+#[test]
+fn softmax_rows_past_65535() {
+    softmax_case(70_003, 5, 7, 5);
+}
+
+#[test]
+fn relative_position_index_matches_beit() {
+    // 14 x 14 grid: 27·27 + 3 = 732 table rows; CLS entries at n-3, n-2, n-1.
+    let (idx, rows) = relative_position_index(14, 14);
+    assert_eq!(rows, 732);
+    let t = 197;
+    assert_eq!(idx[0], 731);
+    assert_eq!(idx[5], 729);
+    assert_eq!(idx[5 * t], 730);
+    // Patch 0 (0,0) to itself: (0 + 13)·27 + 13 = 364; patch 0 to patch 15 (1,1): (−1 + 13)·27 + (−1 + 13) = 336.
+    assert_eq!(idx[t + 1], 364);
+    assert_eq!(idx[t + 16], 336);
+    assert!(idx.iter().all(|&r| (r as usize) < rows));
+}
+
+fn relpos_case(gh: usize, gw: usize, heads: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (idx, rows) = relative_position_index(gh, gw);
+    let tt = idx.len();
+    let table = rng.vec(rows * heads, 1.0);
+    let bias = poisoned(heads * tt);
+    let ig = up_u32(&idx);
+    run(attention::relpos_gather(ctx(), &bias, &up(&table), &ig, heads as u32, tt as u32, rows as u32).unwrap());
+    let mut want = vec![0.0; heads * tt];
+    cpu::attention::relpos_gather(&mut want, &f64s(&table), &idx, heads, tt);
+    assert_close("relpos gather", &read(&bias), &want, 0.0, 0.0);
+
+    let dbias = rng.vec(heads * tt, 1.0);
+    let d0 = rng.vec(rows * heads, 1.0);
+    let dtable = with(&d0);
+    let inv = RelposScatterIndex::upload(ctx(), &RelposInverse::new(&idx, rows));
+    run(attention::relpos_scatter(ctx(), &dtable, &up(&dbias), &inv, heads as u32, true).unwrap());
+    let mut want = f64s(&d0);
+    cpu::attention::relpos_scatter(&mut want, &f64s(&dbias), &idx, heads, tt, true);
+    assert_close("relpos scatter", &read(&dtable), &want, 1e-5, 1e-5);
+}
+
+#[test]
+fn relpos_tiny() {
+    relpos_case(1, 1, 1, 1);
+    relpos_case(2, 3, 2, 2);
+}
+
+#[test]
+fn relpos_beit_grid() {
+    relpos_case(14, 14, 3, 3);
+    relpos_case(7, 5, 5, 4);
+}
+
+fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let c = heads * head_dim;
+    let qkv_len = (batch * tokens * 3 * c) as usize;
+    let qkv = rng.vec(qkv_len, 1.0);
+    let bias = rng.vec((heads * tokens * tokens) as usize, 1.0);
+    let s = AttentionShape { batch, heads, tokens, head_dim, scale: (head_dim as f32).powf(-0.5) };
+    let (qv, kv, vv) = (HeadView::fused_qkv(0, heads, tokens, head_dim), HeadView::fused_qkv(1, heads, tokens, head_dim), HeadView::fused_qkv(2, heads, tokens, head_dim));
+    let ov = HeadView::btc(heads, tokens, head_dim);
+    let tt = (batch * heads * tokens * tokens) as usize;
+    let (o, p, scores) = (poisoned((batch * tokens * c) as usize), poisoned(tt), poisoned(tt));
+    let (qg, bg) = (up(&qkv), up(&bias));
+    run(attention::attention_forward(ctx(), (&o, ov), &p, &scores, (&qg, qv), (&qg, kv), (&qg, vv), with_bias.then_some(&bg), s).unwrap());
+    let fq = f64s(&qkv);
+    let fb = f64s(&bias);
+    let (mut wo, mut wp) = (vec![0.0; (batch * tokens * c) as usize], vec![0.0; tt]);
+    cpu::attention::attention_forward((&mut wo, ov), &mut wp, (&fq, qv), (&fq, kv), (&fq, vv), with_bias.then_some(&fb[..]), s);
+    let tol = 1e-5 * (tokens as f64).sqrt();
+    assert_close("attention p", &read(&p), &wp, 1e-6, 1e-5);
+    assert_close("attention o", &read(&o), &wo, tol, 1e-4);
+
+    let dout = rng.vec((batch * tokens * c) as usize, 1.0);
+    let dqkv = poisoned(qkv_len);
+    let db0 = rng.vec((heads * tokens * tokens) as usize, 1.0);
+    let dbias = with(&db0);
+    let (dp, ds) = (poisoned(tt), poisoned(tt));
+    run(attention::attention_backward(
+        ctx(),
+        (&dqkv, qv),
+        (&dqkv, kv),
+        (&dqkv, vv),
+        with_bias.then_some(&dbias),
+        &dp,
+        &ds,
+        (&up(&dout), ov),
+        &p,
+        (&qg, qv),
+        (&qg, kv),
+        (&qg, vv),
+        s,
+    )
+    .unwrap());
+    let mut wdqkv = vec![0.0; qkv_len];
+    let (mut wdq, mut wdk, mut wdv) = (vec![0.0; qkv_len], vec![0.0; qkv_len], vec![0.0; qkv_len]);
+    let mut wdb = f64s(&db0);
+    cpu::attention::attention_backward(
+        (&mut wdq, qv),
+        (&mut wdk, kv),
+        (&mut wdv, vv),
+        with_bias.then_some(&mut wdb[..]),
+        (&f64s(&dout), ov),
+        &wp,
+        (&fq, qv),
+        (&fq, kv),
+        (&fq, vv),
+        s,
+    );
+    for i in 0..qkv_len {
+        let part = (i / c as usize) % 3;
+        wdqkv[i] = [wdq[i], wdk[i], wdv[i]][part];
+    }
+    assert_close("attention dqkv", &read(&dqkv), &wdqkv, tol * 4.0, 1e-4);
+    if with_bias {
+        assert_close("attention dbias", &read(&dbias), &wdb, 1e-5 * batch as f64 + 1e-6, 1e-5);
+    }
+}
+
+#[test]
+fn attention_tiny() {
+    attention_case(1, 1, 1, 1, true, 1);
+    attention_case(1, 2, 3, 2, false, 2);
+}
+
+#[test]
+fn attention_odd() {
+    attention_case(3, 3, 17, 13, true, 3);
+}
+
+#[test]
+fn attention_beit_tiny32_shape() {
+    // tiny32: T = 65 tokens, 3 heads of 64.
+    attention_case(2, 3, 65, 64, true, 4);
+}

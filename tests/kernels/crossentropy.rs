@@ -1,0 +1,62 @@
+//! crossentropy.wgsl: loss, correctness, log-sum-exp, means and the fused backward over selected rows,
+//! with and without label smoothing. Tolerance atol 1e-5, rtol 1e-5: a log-sum-exp over V ≤ 8192 terms
+//! in f32 (the max is subtracted first, so every term is ≤ 1).
+
+use super::common::*;
+use beitlab::cpu;
+use beitlab::ops::crossentropy::{self, CrossEntropyOut};
+
+fn case(total_rows: usize, m: usize, vocab: usize, smoothing: f32, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let logits = rng.vec(total_rows * vocab, 6.0);
+    let mut rows: Vec<u32> = (0..total_rows as u32).collect();
+    for i in (1..rows.len()).rev() {
+        rows.swap(i, rng.below(i as u32 + 1) as usize);
+    }
+    rows.truncate(m);
+    let labels: Vec<u32> = (0..m).map(|_| rng.below(vocab as u32)).collect();
+    let (loss, correct, lse, stats) = (poisoned(m), poisoned(m), poisoned(m), poisoned(2));
+    let (lg, rg, yg) = (up(&logits), up_u32(&rows), up_u32(&labels));
+    let out = CrossEntropyOut { loss: &loss, correct: &correct, lse: &lse, stats: Some(&stats) };
+    run(crossentropy::ce_forward(ctx(), out, &lg, total_rows as u32, &rg, &yg, m as u32, vocab as u32, smoothing).unwrap());
+    let (mut wl, mut wc, mut wlse) = (vec![0.0; m], vec![0.0; m], vec![0.0; m]);
+    let (ml, acc) = cpu::crossentropy::ce_forward(&mut wl, &mut wc, &mut wlse, &f64s(&logits), &rows, &labels, m, vocab, smoothing);
+    assert_close("ce loss", &read(&loss), &wl, 1e-5, 1e-5);
+    assert_close("ce correct", &read(&correct), &wc, 0.0, 0.0);
+    assert_close("ce lse", &read(&lse), &wlse, 1e-5, 1e-5);
+    assert_close("ce stats", &read(&stats), &[ml, acc], 1e-5, 1e-5);
+
+    let d0 = rng.vec(total_rows * vocab, 1.0);
+    let dl = with(&d0);
+    let scale = 1.0 / m as f32;
+    run(crossentropy::ce_backward(ctx(), &dl, &lg, total_rows as u32, &lse, &rg, &yg, m as u32, vocab as u32, smoothing, scale).unwrap());
+    let mut want = f64s(&d0);
+    cpu::crossentropy::ce_backward(&mut want, &f64s(&logits), &wlse, &rows, &labels, m, vocab, smoothing, scale);
+    assert_close("ce dlogits", &read(&dl), &want, 1e-6, 1e-5);
+}
+
+#[test]
+fn crossentropy_tiny() {
+    case(1, 1, 1, 0.0, 1);
+    case(4, 3, 5, 0.1, 2);
+}
+
+#[test]
+fn crossentropy_odd() {
+    case(37, 23, 1031, 0.0, 3);
+    case(20, 20, 8192, 0.1, 4);
+}
+
+#[test]
+fn crossentropy_rows_past_65535() {
+    case(70_010, 70_001, 3, 0.1, 5);
+}
+
+#[test]
+fn crossentropy_argmax_ties_take_lowest_index() {
+    let logits = up(&[1.0, 3.0, 3.0, 0.0]);
+    let (loss, correct, lse) = (poisoned(1), poisoned(1), poisoned(1));
+    let out = CrossEntropyOut { loss: &loss, correct: &correct, lse: &lse, stats: None };
+    run(crossentropy::ce_forward(ctx(), out, &logits, 1, &up_u32(&[0]), &up_u32(&[1]), 1, 4, 0.0).unwrap());
+    assert_eq!(read(&correct), vec![1.0]);
+}

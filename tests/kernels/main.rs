@@ -1,0 +1,19 @@
+//! GPU kernels against their CPU twins on seeded random inputs: a tiny size, an odd size that is no multiple
+//! of any tile or workgroup, and (where a launch can need it) more than 65535 workgroups in one dimension.
+//! Outputs are poisoned with NaN before each dispatch. References run in f64; tolerances are `atol + rtol·|ref|`
+//! with the reason next to each.
+
+mod common;
+
+mod adamw;
+mod attention;
+mod crossentropy;
+mod droppath;
+mod elementwise;
+mod gelu;
+mod layernorm;
+mod matmul;
+mod patches;
+mod readback;
+mod reduce;
+mod tokens;

@@ -1,0 +1,72 @@
+//! CPU-only checks of every shader with naga: it parses and validates; each entry point stays within
+//! WebGPU's default limits (≤ 256 invocations, ≤ 16 KiB workgroup storage, ≤ 8 storage buffers per stage,
+//! everything in bind group 0); and every `#[repr(C)]` parameter struct matches naga's layout of its twin.
+
+use beitlab::gpu::shaders::SHADERS;
+use beitlab::gpu::{pipelines_reflection as refl, BindingKind};
+
+#[test]
+fn every_shader_validates_within_webgpu_defaults() {
+    let defaults = wgpu::Limits::default();
+    let mut entry_points = 0;
+    for (name, source) in SHADERS {
+        let (module, info) = refl::parse_and_validate(name, source).unwrap_or_else(|e| panic!("{e}"));
+        for (i, ep) in module.entry_points.iter().enumerate() {
+            entry_points += 1;
+            let size = refl::resolved_workgroup_size(&module, &info, &ep.name, &[]).unwrap();
+            let invocations = size.iter().product::<u32>();
+            assert!(invocations <= defaults.max_compute_invocations_per_workgroup, "{name}::{} uses {invocations} invocations", ep.name);
+            let fi = info.get_entry_point(i);
+            let mut wg_bytes = 0u32;
+            for (h, var) in module.global_variables.iter() {
+                if var.space == naga::AddressSpace::WorkGroup && !fi[h].is_empty() {
+                    wg_bytes += module.types[var.ty].inner.size(module.to_ctx());
+                }
+                if let Some(b) = &var.binding {
+                    assert_eq!(b.group, 0, "{name}: binding {} is outside group 0", b.binding);
+                }
+            }
+            assert!(wg_bytes <= defaults.max_compute_workgroup_storage_size, "{name}::{} uses {wg_bytes} bytes of workgroup storage", ep.name);
+            let storage = refl::used_bindings(&module, &info, i).iter().filter(|b| b.1 != BindingKind::Uniform).count() as u32;
+            assert!(storage <= defaults.max_storage_buffers_per_shader_stage, "{name}::{} binds {storage} storage buffers", ep.name);
+        }
+    }
+    assert!(entry_points >= 25, "only {entry_points} entry points found");
+}
+
+#[test]
+fn parameter_structs_match_wgsl_layout() {
+    for (shader, struct_name, rust_size, fields) in beitlab::ops::param_layouts() {
+        let source = beitlab::gpu::shaders::source(shader).unwrap();
+        let (module, _) = refl::parse_and_validate(shader, source).unwrap();
+        let ty = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(struct_name))
+            .unwrap_or_else(|| panic!("{shader}.wgsl has no struct {struct_name}"))
+            .1;
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("{struct_name} is not a struct")
+        };
+        assert_eq!(*span as usize, rust_size, "{struct_name}: WGSL size {span} vs Rust {rust_size}");
+        let names: Vec<&str> = members.iter().map(|m| m.name.as_deref().unwrap_or("")).collect();
+        assert_eq!(names, fields.to_vec(), "{struct_name}: field names or order differ");
+        for (i, m) in members.iter().enumerate() {
+            assert_eq!(m.offset as usize, 4 * i, "{struct_name}.{}: WGSL offset {}", names[i], m.offset);
+            assert_eq!(module.types[m.ty].inner.size(module.to_ctx()), 4, "{struct_name}.{} is not 32-bit", names[i]);
+        }
+    }
+}
+
+#[test]
+fn every_shader_file_is_registered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".wgsl").map(str::to_string))
+        .collect();
+    on_disk.sort();
+    let mut registered: Vec<String> = SHADERS.iter().map(|(n, _)| n.to_string()).collect();
+    registered.sort();
+    assert_eq!(on_disk, registered);
+}
