@@ -1,5 +1,5 @@
 // matmul.wgsl: batched, strided matrix product C = alpha · A · B (+ bias) (+ C), tiled in workgroup memory
-// with 4x4 register blocking. Every operand is addressed through strides, so one kernel serves
+// (64 x 64 x 16 tiles) with 8x8 register blocking per thread. Every operand is addressed through strides, so one kernel serves
 // nn.Linear forward (B = Wᵀ), its backward (dX = dY·W, dW += dYᵀ·X) and attention's per-head products.
 //
 // Shapes: A (M, K), B (K, N), C (M, N) per batch item; batch item z = (z / batch_inner, z % batch_inner)
@@ -43,10 +43,37 @@ const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-var<workgroup> tile_a: array<f32, 1024>; // [k][m], TILE_K x TILE_M
-var<workgroup> tile_b: array<f32, 1024>; // [k][n], TILE_K x TILE_N
+// Tiles hold 4 consecutive rows (of A) or columns (of B) per vec4: [k][m / 4] and [k][n / 4].
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
 
-@compute @workgroup_size(16, 16, 1)
+fn store_c(row: u32, col: u32, base: u32, v: f32) {
+    if (row < p.m && col < p.n) {
+        var r = p.alpha * v;
+        if ((p.flags & 1u) != 0u) {
+            r += bias[col];
+        }
+        let idx = base + row * p.c_rs + col * p.c_cs;
+        if ((p.flags & 2u) != 0u) {
+            r += c[idx];
+        }
+        c[idx] = r;
+    }
+}
+
+fn store_row(row: u32, col0: u32, base: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    store_c(row, col0, base, lo.x);
+    store_c(row, col0 + 1u, base, lo.y);
+    store_c(row, col0 + 2u, base, lo.z);
+    store_c(row, col0 + 3u, base, lo.w);
+    store_c(row, col0 + 4u, base, hi.x);
+    store_c(row, col0 + 5u, base, hi.y);
+    store_c(row, col0 + 6u, base, hi.z);
+    store_c(row, col0 + 7u, base, hi.w);
+}
+
+// One 64 x 64 tile of C per workgroup of 8 x 8 threads; thread (x, y) owns rows 8y..8y+7, columns 8x..8x+7.
+@compute @workgroup_size(8, 8, 1)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let z = wg.z;
@@ -57,83 +84,96 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let c_base = p.c_off + zo * p.c_bo + zi * p.c_bi;
     let m0 = wg.y * TILE_M;
     let n0 = wg.x * TILE_N;
-    // Load order: the unit-stride dimension fastest, so reads coalesce in both layouts.
+    // Which k a loading thread takes depends on the layout, so neighbouring threads read neighbouring addresses.
     let a_k_fast = p.a_cs == 1u;
     let b_n_fast = p.b_cs == 1u;
 
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // Accumulators as separate variables (a dynamically indexed private array may be kept in memory).
+    // acc_r_lo / acc_r_hi: row r of the thread's 8x8 block, columns 0..3 and 4..7.
+    var c0l = vec4<f32>(0.0); var c0h = vec4<f32>(0.0);
+    var c1l = vec4<f32>(0.0); var c1h = vec4<f32>(0.0);
+    var c2l = vec4<f32>(0.0); var c2h = vec4<f32>(0.0);
+    var c3l = vec4<f32>(0.0); var c3h = vec4<f32>(0.0);
+    var c4l = vec4<f32>(0.0); var c4h = vec4<f32>(0.0);
+    var c5l = vec4<f32>(0.0); var c5h = vec4<f32>(0.0);
+    var c6l = vec4<f32>(0.0); var c6h = vec4<f32>(0.0);
+    var c7l = vec4<f32>(0.0); var c7h = vec4<f32>(0.0);
 
+    let rows_inside = m0 + TILE_M <= p.m;
+    let cols_inside = n0 + TILE_N <= p.n;
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+        // Interior tiles (the common case) load without per-element bounds checks.
+        let k_inside = k0 + TILE_K <= p.k;
+        let a_inside = rows_inside && k_inside;
+        let b_inside = cols_inside && k_inside;
         for (var r = 0u; r < 4u; r++) {
-            let e = li + r * 256u;
-            var mm: u32;
-            var kk: u32;
+            let e = li + r * 64u;
+            var kk = e / 16u;
+            var mq = e % 16u;
             if (a_k_fast) {
-                mm = e / TILE_K;
-                kk = e % TILE_K;
-            } else {
-                mm = e % TILE_M;
-                kk = e / TILE_M;
+                kk = e % 16u;
+                mq = e / 16u;
             }
-            var va = 0.0;
-            if (m0 + mm < p.m && k0 + kk < p.k) {
-                va = a[a_base + (m0 + mm) * p.a_rs + (k0 + kk) * p.a_cs];
+            var va = vec4<f32>(0.0);
+            if (a_inside) {
+                let at = a_base + (k0 + kk) * p.a_cs + (m0 + mq * 4u) * p.a_rs;
+                va = vec4<f32>(a[at], a[at + p.a_rs], a[at + 2u * p.a_rs], a[at + 3u * p.a_rs]);
+            } else if (k0 + kk < p.k) {
+                let ka = a_base + (k0 + kk) * p.a_cs;
+                let m = m0 + mq * 4u;
+                if (m < p.m) { va.x = a[ka + m * p.a_rs]; }
+                if (m + 1u < p.m) { va.y = a[ka + (m + 1u) * p.a_rs]; }
+                if (m + 2u < p.m) { va.z = a[ka + (m + 2u) * p.a_rs]; }
+                if (m + 3u < p.m) { va.w = a[ka + (m + 3u) * p.a_rs]; }
             }
-            tile_a[kk * TILE_M + mm] = va;
+            tile_a[kk * 16u + mq] = va;
 
-            var nn: u32;
-            var kb: u32;
-            if (b_n_fast) {
-                nn = e % TILE_N;
-                kb = e / TILE_N;
-            } else {
-                nn = e / TILE_K;
-                kb = e % TILE_K;
+            var kb = e / 16u;
+            var nq = e % 16u;
+            if (!b_n_fast) {
+                kb = e % 16u;
+                nq = e / 16u;
             }
-            var vb = 0.0;
-            if (n0 + nn < p.n && k0 + kb < p.k) {
-                vb = b[b_base + (k0 + kb) * p.b_rs + (n0 + nn) * p.b_cs];
+            var vb = vec4<f32>(0.0);
+            if (b_inside) {
+                let bt = b_base + (k0 + kb) * p.b_rs + (n0 + nq * 4u) * p.b_cs;
+                vb = vec4<f32>(b[bt], b[bt + p.b_cs], b[bt + 2u * p.b_cs], b[bt + 3u * p.b_cs]);
+            } else if (k0 + kb < p.k) {
+                let kbase = b_base + (k0 + kb) * p.b_rs;
+                let n = n0 + nq * 4u;
+                if (n < p.n) { vb.x = b[kbase + n * p.b_cs]; }
+                if (n + 1u < p.n) { vb.y = b[kbase + (n + 1u) * p.b_cs]; }
+                if (n + 2u < p.n) { vb.z = b[kbase + (n + 2u) * p.b_cs]; }
+                if (n + 3u < p.n) { vb.w = b[kbase + (n + 3u) * p.b_cs]; }
             }
-            tile_b[kb * TILE_N + nn] = vb;
+            tile_b[kb * 16u + nq] = vb;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let ar = vec4<f32>(tile_a[kk * TILE_M + lid.y * 4u], tile_a[kk * TILE_M + lid.y * 4u + 1u],
-                               tile_a[kk * TILE_M + lid.y * 4u + 2u], tile_a[kk * TILE_M + lid.y * 4u + 3u]);
-            let br = vec4<f32>(tile_b[kk * TILE_N + lid.x * 4u], tile_b[kk * TILE_N + lid.x * 4u + 1u],
-                               tile_b[kk * TILE_N + lid.x * 4u + 2u], tile_b[kk * TILE_N + lid.x * 4u + 3u]);
-            acc[0] += ar.x * br;
-            acc[1] += ar.y * br;
-            acc[2] += ar.z * br;
-            acc[3] += ar.w * br;
+            let al = tile_a[kk * 16u + lid.y * 2u];
+            let ah = tile_a[kk * 16u + lid.y * 2u + 1u];
+            let bl = tile_b[kk * 16u + lid.x * 2u];
+            let bh = tile_b[kk * 16u + lid.x * 2u + 1u];
+            c0l += al.x * bl; c0h += al.x * bh;
+            c1l += al.y * bl; c1h += al.y * bh;
+            c2l += al.z * bl; c2h += al.z * bh;
+            c3l += al.w * bl; c3h += al.w * bh;
+            c4l += ah.x * bl; c4h += ah.x * bh;
+            c5l += ah.y * bl; c5h += ah.y * bh;
+            c6l += ah.z * bl; c6h += ah.z * bh;
+            c7l += ah.w * bl; c7h += ah.w * bh;
         }
         workgroupBarrier();
     }
 
-    let use_bias = (p.flags & 1u) != 0u;
-    let accumulate = (p.flags & 2u) != 0u;
-    for (var i = 0u; i < 4u; i++) {
-        let row = m0 + lid.y * 4u + i;
-        if (row >= p.m) {
-            continue;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let col = n0 + lid.x * 4u + j;
-            if (col >= p.n) {
-                continue;
-            }
-            var v = p.alpha * acc[i][j];
-            if (use_bias) {
-                v += bias[col];
-            }
-            let idx = c_base + row * p.c_rs + col * p.c_cs;
-            if (accumulate) {
-                v += c[idx];
-            }
-            c[idx] = v;
-        }
-    }
+    let row0 = m0 + lid.y * 8u;
+    let col0 = n0 + lid.x * 8u;
+    store_row(row0, col0, c_base, c0l, c0h);
+    store_row(row0 + 1u, col0, c_base, c1l, c1h);
+    store_row(row0 + 2u, col0, c_base, c2l, c2h);
+    store_row(row0 + 3u, col0, c_base, c3l, c3h);
+    store_row(row0 + 4u, col0, c_base, c4l, c4h);
+    store_row(row0 + 5u, col0, c_base, c5l, c5h);
+    store_row(row0 + 6u, col0, c_base, c6l, c6h);
+    store_row(row0 + 7u, col0, c_base, c7l, c7h);
 }

@@ -1,1 +1,599 @@
-//! Kernel benchmark (filled below).
+//! `beitlab bench kernels`: times every kernel family at BEiT-sized shapes (the tiny and base presets' dims)
+//! and prints time per call with GFLOP/s or GB/s, plus the cost of one dispatch in a chain of small dependent
+//! dispatches inside one compute pass. Launches are built once; each measurement records the launch many
+//! times in one compute pass, submits once and waits, so the number is GPU time plus one round trip / reps.
+
+use std::time::Instant;
+
+use crate::cpu::attention::{relative_position_index, RelposInverse};
+use crate::gpu::{Dispatch, ErrorPolicy, FlatLayout, GpuContext, GpuError, GpuSlice, Requirements};
+use crate::ops::adamw::{AdamWPlan, AdamWStep};
+use crate::ops::attention::{AttentionShape, HeadView, RelposScatterIndex};
+use crate::ops::crossentropy::CrossEntropyOut;
+use crate::ops::patches::PatchShape;
+use crate::ops::tokens::TokenShape;
+use crate::ops::{
+    adamw, attention, crossentropy, droppath, elementwise, gelu, layernorm, matmul, patches,
+    reduce, tokens,
+};
+
+/// The dims of a BEiT configuration that set kernel shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchDims {
+    pub name: &'static str,
+    pub image: u32,
+    pub patch: u32,
+    pub channels: u32,
+    pub hidden: u32,
+    pub heads: u32,
+    pub mlp: u32,
+    pub depth: u32,
+    pub vocab: u32,
+}
+
+/// tiny: 32 px, patch 4, dim 192, heads 3; base: BEiT-B/16 at 224.
+pub const BENCH_PRESETS: [BenchDims; 2] = [
+    BenchDims {
+        name: "tiny",
+        image: 32,
+        patch: 4,
+        channels: 3,
+        hidden: 192,
+        heads: 3,
+        mlp: 768,
+        depth: 12,
+        vocab: 8192,
+    },
+    BenchDims {
+        name: "base",
+        image: 224,
+        patch: 16,
+        channels: 3,
+        hidden: 768,
+        heads: 12,
+        mlp: 3072,
+        depth: 12,
+        vocab: 8192,
+    },
+];
+
+impl BenchDims {
+    pub fn patches(&self) -> u32 {
+        (self.image / self.patch) * (self.image / self.patch)
+    }
+    /// Parameters of the backbone + MIM head (what AdamW and the grad norm sweep over).
+    pub fn parameters(&self) -> u64 {
+        let (c, m, l) = (self.hidden as u64, self.mlp as u64, self.depth as u64);
+        let per_block = 3 * c * c + 2 * c + c * c + c + 2 * c * m + m + c + 4 * c + 2 * c;
+        let embed = c * (self.channels * self.patch * self.patch) as u64 + c + 2 * c;
+        embed + l * per_block + 2 * c + c * self.vocab as u64 + self.vocab as u64
+    }
+}
+
+/// One printed row.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub preset: String,
+    pub kernel: String,
+    pub shape: String,
+    pub us_per_call: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+    pub dispatches: usize,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub presets: Vec<BenchDims>,
+    pub batch: u32,
+    /// Seconds of GPU work to aim for per measurement.
+    pub target_seconds: f64,
+    /// Peak of the card, to print achieved / peak (optional; the adapter does not report it).
+    pub peak_tflops: Option<f64>,
+}
+
+/// Time `dispatches`: one warm-up, then enough repetitions in one pass to fill `target` seconds.
+fn time_us(ctx: &GpuContext, dispatches: &[Dispatch], target: f64) -> Result<f64, GpuError> {
+    let once = |reps: usize| -> Result<f64, GpuError> {
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("bench"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("bench"),
+                timestamp_writes: None,
+            });
+            for _ in 0..reps {
+                for d in dispatches {
+                    d.record(&mut pass);
+                }
+            }
+        }
+        let t0 = Instant::now();
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait()?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    once(1)?;
+    let t1 = once(1)?;
+    let reps = ((target / t1.max(1e-6)) as usize).clamp(1, 500);
+    if reps == 1 {
+        return Ok(t1 * 1e6);
+    }
+    Ok(once(reps)? / reps as f64 * 1e6)
+}
+
+struct Bench<'a> {
+    ctx: &'a GpuContext,
+    opts: &'a BenchOptions,
+    preset: &'static str,
+    rows: Vec<BenchRow>,
+}
+
+impl Bench<'_> {
+    fn buf(&self, n: u64) -> GpuSlice {
+        let s = GpuSlice::new(self.ctx, "bench buffer", n.max(1));
+        // Small finite values so no kernel runs on NaN or infinities.
+        s.write(self.ctx, &vec![0.01f32; n.max(1) as usize]);
+        s
+    }
+
+    fn measure(
+        &mut self,
+        kernel: &str,
+        shape: String,
+        d: Vec<Dispatch>,
+        flops: Option<f64>,
+        bytes: Option<f64>,
+    ) -> Result<(), GpuError> {
+        let us = time_us(self.ctx, &d, self.opts.target_seconds)?;
+        self.rows.push(BenchRow {
+            preset: self.preset.to_string(),
+            kernel: kernel.to_string(),
+            shape,
+            us_per_call: us,
+            gflops: flops.map(|f| f / us / 1e3),
+            gbps: bytes.map(|b| b / us / 1e3),
+            dispatches: d.len(),
+        });
+        Ok(())
+    }
+
+    fn linear(&mut self, name: &str, m: u32, n: u32, k: u32) -> Result<(), GpuError> {
+        let (x, w, b, y) = (
+            self.buf(m as u64 * k as u64),
+            self.buf(n as u64 * k as u64),
+            self.buf(n as u64),
+            self.buf(m as u64 * n as u64),
+        );
+        let flops = 2.0 * m as f64 * n as f64 * k as f64;
+        let d = matmul::linear_forward(self.ctx, &y, &x, &w, Some(&b), m, n, k)?;
+        self.measure(
+            &format!("linear_forward {name}"),
+            format!("{m}x{n}x{k}"),
+            d,
+            Some(flops),
+            None,
+        )?;
+        let (dx, dw, db) = (
+            self.buf(m as u64 * k as u64),
+            self.buf(n as u64 * k as u64),
+            self.buf(n as u64),
+        );
+        let d = matmul::linear_backward(
+            self.ctx,
+            Some(&dx),
+            &dw,
+            Some(&db),
+            &y,
+            &x,
+            &w,
+            m,
+            n,
+            k,
+            false,
+        )?;
+        self.measure(
+            &format!("linear_backward {name}"),
+            format!("{m}x{n}x{k}"),
+            d,
+            Some(2.0 * flops),
+            None,
+        )
+    }
+
+    fn preset(&mut self, p: &BenchDims) -> Result<(), GpuError> {
+        let ctx = self.ctx;
+        let b = self.opts.batch;
+        let (n, c, h, mlp, v) = (p.patches(), p.hidden, p.heads, p.mlp, p.vocab);
+        let t = n + 1;
+        let rows = b * t;
+        let masked = (b * n * 2).div_ceil(5); // ~40% of the patches
+        let f4 = |e: u64| Some(4.0 * e as f64);
+
+        self.linear("qkv", rows, 3 * c, c)?;
+        self.linear("fc1", rows, mlp, c)?;
+        self.linear("fc2", rows, c, mlp)?;
+        self.linear("lm_head", masked, v, c)?;
+
+        // Attention core on a fused qkv buffer, with the gathered relative position bias.
+        let hd = c / h;
+        let s = AttentionShape {
+            batch: b,
+            heads: h,
+            tokens: t,
+            head_dim: hd,
+            scale: (hd as f32).powf(-0.5),
+        };
+        let qkv = self.buf(rows as u64 * 3 * c as u64);
+        let dqkv = self.buf(rows as u64 * 3 * c as u64);
+        let (o, dout) = (
+            self.buf(rows as u64 * c as u64),
+            self.buf(rows as u64 * c as u64),
+        );
+        let tt = b as u64 * h as u64 * t as u64 * t as u64;
+        let (pm, sc, dp, ds) = (self.buf(tt), self.buf(tt), self.buf(tt), self.buf(tt));
+        let bias = self.buf(h as u64 * t as u64 * t as u64);
+        let dbias = self.buf(h as u64 * t as u64 * t as u64);
+        let views = |i| HeadView::fused_qkv(i, h, t, hd);
+        let ov = HeadView::btc(h, t, hd);
+        let attn_flops = 4.0 * tt as f64 * hd as f64;
+        let shape = format!("B{b} H{h} T{t} D{hd}");
+        let d = attention::attention_forward(
+            ctx,
+            (&o, ov),
+            &pm,
+            &sc,
+            (&qkv, views(0)),
+            (&qkv, views(1)),
+            (&qkv, views(2)),
+            Some(&bias),
+            s,
+        )?;
+        self.measure(
+            "attention_forward",
+            shape.clone(),
+            d,
+            Some(attn_flops),
+            None,
+        )?;
+        let d = attention::attention_backward(
+            ctx,
+            (&dqkv, views(0)),
+            (&dqkv, views(1)),
+            (&dqkv, views(2)),
+            Some(&dbias),
+            &dp,
+            &ds,
+            (&dout, ov),
+            &pm,
+            (&qkv, views(0)),
+            (&qkv, views(1)),
+            (&qkv, views(2)),
+            s,
+        )?;
+        self.measure("attention_backward", shape, d, Some(2.0 * attn_flops), None)?;
+        let d = attention::softmax_forward(ctx, &pm, &sc, Some((&bias, h * t)), b * h * t, t)?;
+        self.measure(
+            "softmax_forward",
+            format!("{}x{t}", b * h * t),
+            d,
+            None,
+            f4(3 * tt),
+        )?;
+
+        let g = (p.image / p.patch) as usize;
+        let (idx, table_rows) = relative_position_index(g, g);
+        let (table, index) = (
+            self.buf(table_rows as u64 * h as u64),
+            GpuSlice::from_slice(ctx, "relpos index", &idx),
+        );
+        let d = attention::relpos_gather(ctx, &bias, &table, &index, h, t * t, table_rows as u32)?;
+        self.measure(
+            "relpos_gather",
+            format!("{table_rows}x{h} -> {h}x{t}x{t}"),
+            d,
+            None,
+            f4(3 * h as u64 * (t * t) as u64),
+        )?;
+        let inv = RelposScatterIndex::upload(ctx, &RelposInverse::new(&idx, table_rows));
+        let d = attention::relpos_scatter(ctx, &table, &dbias, &inv, h, true)?;
+        self.measure(
+            "relpos_scatter",
+            format!("{h}x{t}x{t} -> {table_rows}x{h}"),
+            d,
+            None,
+            f4(3 * h as u64 * (t * t) as u64),
+        )?;
+
+        // Row-wise kernels over (B·T, C) and (B·T, MLP).
+        let (x, y, dy, dx) = (
+            self.buf(rows as u64 * c as u64),
+            self.buf(rows as u64 * c as u64),
+            self.buf(rows as u64 * c as u64),
+            self.buf(rows as u64 * c as u64),
+        );
+        let (mean, rstd, gamma, beta, dg, db) = (
+            self.buf(rows as u64),
+            self.buf(rows as u64),
+            self.buf(c as u64),
+            self.buf(c as u64),
+            self.buf(c as u64),
+            self.buf(c as u64),
+        );
+        let e = rows as u64 * c as u64;
+        let d =
+            layernorm::layernorm_forward(ctx, &y, &mean, &rstd, &x, &gamma, &beta, rows, c, 1e-6)?;
+        self.measure(
+            "layernorm_forward",
+            format!("{rows}x{c}"),
+            d,
+            None,
+            f4(2 * e),
+        )?;
+        let d = layernorm::layernorm_backward(
+            ctx, &dx, &dg, &db, &dy, &x, &mean, &rstd, &gamma, rows, c, true,
+        )?;
+        self.measure(
+            "layernorm_backward",
+            format!("{rows}x{c}"),
+            d,
+            None,
+            f4(5 * e),
+        )?;
+        let d = elementwise::add(ctx, &y, &x, &dy, e as u32, false)?;
+        self.measure("add (residual)", format!("{e}"), d, None, f4(3 * e))?;
+        let d = elementwise::scale_cols(ctx, &y, &x, &gamma, rows, c, true)?;
+        self.measure(
+            "scale_cols (layer scale)",
+            format!("{rows}x{c}"),
+            d,
+            None,
+            f4(3 * e),
+        )?;
+        let d = elementwise::scale_cols_grad(ctx, &dg, &dy, &x, rows, c)?;
+        self.measure("scale_cols_grad", format!("{rows}x{c}"), d, None, f4(2 * e))?;
+        let d = droppath::drop_path(ctx, &y, &x, b, t * c, 0.9, 7, 1, true)?;
+        self.measure(
+            "drop_path (+residual)",
+            format!("{b}x{}", t * c),
+            d,
+            None,
+            f4(3 * e),
+        )?;
+        let d = reduce::col_sum(ctx, &db, &dy, rows, c, true)?;
+        self.measure("col_sum (bias grad)", format!("{rows}x{c}"), d, None, f4(e))?;
+
+        let em = rows as u64 * mlp as u64;
+        let (hx, hy, hd_) = (self.buf(em), self.buf(em), self.buf(em));
+        let d = gelu::gelu_forward(ctx, &hy, &hx, em as u32)?;
+        self.measure("gelu_forward", format!("{rows}x{mlp}"), d, None, f4(2 * em))?;
+        let d = gelu::gelu_backward(ctx, &hd_, &hy, &hx, em as u32, false)?;
+        self.measure(
+            "gelu_backward",
+            format!("{rows}x{mlp}"),
+            d,
+            None,
+            f4(3 * em),
+        )?;
+
+        // Embedding side.
+        let ps = PatchShape {
+            batch: b,
+            channels: p.channels,
+            height: p.image,
+            width: p.image,
+            patch: p.patch,
+        };
+        let (img, pat) = (self.buf(ps.elements()), self.buf(ps.elements()));
+        let d = patches::patchify(ctx, &pat, &img, ps)?;
+        self.measure(
+            "patchify",
+            format!("{b}x{}x{}x{}", p.channels, p.image, p.image),
+            d,
+            None,
+            f4(2 * ps.elements()),
+        )?;
+        let ts = TokenShape {
+            batch: b,
+            patches: n,
+            dim: c,
+        };
+        let (emb, mask, mt, cls, pos) = (
+            self.buf(b as u64 * n as u64 * c as u64),
+            GpuSlice::from_slice(ctx, "mask", &vec![1u32; (b * n) as usize]),
+            self.buf(c as u64),
+            self.buf(c as u64),
+            self.buf(t as u64 * c as u64),
+        );
+        let d = tokens::assemble(ctx, &x, &emb, Some((&mask, &mt)), &cls, Some(&pos), ts)?;
+        self.measure(
+            "tokens assemble",
+            format!("B{b} N{n} C{c}"),
+            d,
+            None,
+            f4(2 * e),
+        )?;
+        let idx_rows = GpuSlice::from_slice(ctx, "masked rows", &(0..masked).collect::<Vec<u32>>());
+        let gathered = self.buf(masked as u64 * c as u64);
+        let d = tokens::gather_rows(ctx, &gathered, &x, &idx_rows, masked, c, false)?;
+        self.measure(
+            "gather_rows (masked)",
+            format!("{masked}x{c}"),
+            d,
+            None,
+            f4(2 * masked as u64 * c as u64),
+        )?;
+
+        // Head loss.
+        let (logits, dlogits) = (
+            self.buf(masked as u64 * v as u64),
+            self.buf(masked as u64 * v as u64),
+        );
+        let labels = GpuSlice::from_slice(
+            ctx,
+            "labels",
+            &(0..masked).map(|i| i % v).collect::<Vec<u32>>(),
+        );
+        let (loss, correct, lse, stats) = (
+            self.buf(masked as u64),
+            self.buf(masked as u64),
+            self.buf(masked as u64),
+            self.buf(2),
+        );
+        let out = CrossEntropyOut {
+            loss: &loss,
+            correct: &correct,
+            lse: &lse,
+            stats: Some(&stats),
+        };
+        let d = crossentropy::ce_forward(
+            ctx, out, &logits, masked, &idx_rows, &labels, masked, v, 0.0,
+        )?;
+        self.measure(
+            "ce_forward",
+            format!("{masked}x{v}"),
+            d,
+            None,
+            f4(masked as u64 * v as u64),
+        )?;
+        let d = crossentropy::ce_backward(
+            ctx,
+            &dlogits,
+            &logits,
+            masked,
+            &lse,
+            &idx_rows,
+            &labels,
+            masked,
+            v,
+            0.0,
+            1.0 / masked as f32,
+        )?;
+        self.measure(
+            "ce_backward",
+            format!("{masked}x{v}"),
+            d,
+            None,
+            f4(2 * masked as u64 * v as u64),
+        )?;
+
+        // Optimizer over the whole model's parameters.
+        let np = p.parameters();
+        let limit = ctx.limits.max_storage_buffer_binding_size / 4;
+        if np <= limit {
+            let mut layout = FlatLayout::new(ctx.storage_alignment());
+            layout.push("all", &[np as usize]);
+            let (pa, gr, m1, m2, sq) = (
+                self.buf(np),
+                self.buf(np),
+                self.buf(np),
+                self.buf(np),
+                self.buf(1),
+            );
+            let plan = AdamWPlan::new(ctx, &layout, &[(1.0, 0.05)])?;
+            plan.set_step(
+                ctx,
+                &AdamWStep {
+                    lr: 1e-3,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    step: 1,
+                    max_grad_norm: Some(3.0),
+                },
+            );
+            let d = reduce::sum_squares(ctx, &sq, 0, &gr, np as u32)?;
+            self.measure("grad sum of squares", format!("{np}"), d, None, f4(np))?;
+            let d = adamw::adamw_step(ctx, &pa, &m1, &m2, &gr, &sq, &plan)?;
+            self.measure("adamw_step", format!("{np}"), d, None, f4(7 * np))?;
+        } else {
+            eprintln!("note: {} parameters exceed one storage binding here; adamw / grad norm skipped for {}", np, p.name);
+        }
+        Ok(())
+    }
+}
+
+/// Run the kernel benchmark; rows come back in print order.
+pub fn bench_kernels(opts: &BenchOptions) -> Result<(GpuContext, Vec<BenchRow>), GpuError> {
+    let ctx = GpuContext::new_headless_blocking(
+        &Requirements::kernels().with_buffer_bytes(256 << 20),
+        ErrorPolicy::Record,
+    )
+    .or_else(|_| {
+        GpuContext::new_headless_blocking(&Requirements::kernels(), ErrorPolicy::Record)
+    })?;
+    let mut bench = Bench {
+        ctx: &ctx,
+        opts,
+        preset: "-",
+        rows: Vec::new(),
+    };
+
+    // The acceptance shape: 512^3.
+    let (a, w, y) = (
+        bench.buf(512 * 512),
+        bench.buf(512 * 512),
+        bench.buf(512 * 512),
+    );
+    let d = matmul::linear_forward(&ctx, &y, &a, &w, None, 512, 512, 512)?;
+    bench.measure(
+        "matmul",
+        "512x512x512".into(),
+        d,
+        Some(2.0 * 512f64.powi(3)),
+        None,
+    )?;
+
+    // Dispatch overhead: a chain of 1000 small dependent dispatches in one compute pass.
+    let chain_buf = bench.buf(256);
+    let one = elementwise::copy(&ctx, &chain_buf, &a, 256, true)?;
+    let chain: Vec<Dispatch> = (0..1000).flat_map(|_| one.iter().cloned()).collect();
+    let us = time_us(&ctx, &chain, opts.target_seconds)?;
+    bench.rows.push(BenchRow {
+        preset: "-".into(),
+        kernel: "dispatch chain (per dispatch)".into(),
+        shape: "1000 x 256 elements, one pass".into(),
+        us_per_call: us / 1000.0,
+        gflops: None,
+        gbps: None,
+        dispatches: 1000,
+    });
+
+    for p in &opts.presets {
+        bench.preset = p.name;
+        bench.preset(p)?;
+    }
+    let rows = bench.rows;
+    Ok((ctx, rows))
+}
+
+/// The rows as an aligned text table.
+pub fn format_table(rows: &[BenchRow], peak_tflops: Option<f64>) -> String {
+    let mut s = format!(
+        "{:<6} {:<30} {:<34} {:>12} {:>10} {:>9}",
+        "preset", "kernel", "shape", "us/call", "GFLOP/s", "GB/s"
+    );
+    if peak_tflops.is_some() {
+        s.push_str(&format!(" {:>8}", "of peak"));
+    }
+    s.push('\n');
+    for r in rows {
+        let gf = r.gflops.map_or("-".to_string(), |g| format!("{g:.1}"));
+        let gb = r.gbps.map_or("-".to_string(), |g| format!("{g:.1}"));
+        s.push_str(&format!(
+            "{:<6} {:<30} {:<34} {:>12.1} {:>10} {:>9}",
+            r.preset, r.kernel, r.shape, r.us_per_call, gf, gb
+        ));
+        if let (Some(peak), Some(g)) = (peak_tflops, r.gflops) {
+            s.push_str(&format!(" {:>7.1}%", 100.0 * g / (peak * 1e3)));
+        }
+        s.push('\n');
+    }
+    s
+}

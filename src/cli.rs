@@ -1,1 +1,188 @@
-//! The command line (placeholder filled below).
+//! The command line: subcommand definitions (parsed in main.rs) and what each one runs.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::bench::{self, BenchOptions, BENCH_PRESETS};
+use crate::gpu::{self, ADAPTER_ENV};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "beitlab",
+    version,
+    about = "BEiT (BERT pre-training of image Transformers) on the GPU through WebGPU"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print every GPU adapter: name, backend, device type, limits and features (set BEITLAB_ADAPTER to pick one).
+    Info,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Time every kernel at BEiT-sized shapes: us per call, GFLOP/s or GB/s, us per dispatch in a chain.
+    Kernels {
+        /// Which preset's dims to use.
+        #[arg(long, value_enum, default_value = "all")]
+        preset: PresetChoice,
+        /// Images per batch for the shapes.
+        #[arg(long, default_value_t = 8)]
+        batch: u32,
+        /// Print one JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The card's peak TFLOP/s, to print achieved / peak.
+        #[arg(long)]
+        peak_tflops: Option<f64>,
+        /// Seconds of GPU work per measurement.
+        #[arg(long, default_value_t = 0.25)]
+        seconds: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PresetChoice {
+    Tiny,
+    Base,
+    All,
+}
+
+/// Run a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Info => info(),
+        Command::Bench {
+            what:
+                BenchCommand::Kernels {
+                    preset,
+                    batch,
+                    json,
+                    peak_tflops,
+                    seconds,
+                },
+        } => {
+            let presets = BENCH_PRESETS
+                .iter()
+                .copied()
+                .filter(|p| {
+                    matches!(
+                        (preset, p.name),
+                        (PresetChoice::All, _)
+                            | (PresetChoice::Tiny, "tiny")
+                            | (PresetChoice::Base, "base")
+                    )
+                })
+                .collect();
+            bench_kernels(
+                &BenchOptions {
+                    presets,
+                    batch: batch.max(1),
+                    target_seconds: seconds,
+                    peak_tflops,
+                },
+                json,
+            )
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            1
+        }
+    }
+}
+
+fn info() -> Result<(), String> {
+    let adapters = gpu::list_adapters();
+    if adapters.is_empty() {
+        return Err(gpu::GpuError::NoAdapter {
+            detail: String::new(),
+        }
+        .to_string());
+    }
+    let wanted = std::env::var(ADAPTER_ENV).ok();
+    for (i, a) in adapters.iter().enumerate() {
+        let info = a.get_info();
+        let l = a.limits();
+        println!("adapter {i}: {}", info.name);
+        println!(
+            "  backend {:?}, device type {:?}, vendor 0x{:04x}, device 0x{:04x}",
+            info.backend, info.device_type, info.vendor, info.device
+        );
+        println!("  driver {} ({})", info.driver, info.driver_info);
+        println!("  limits:");
+        println!(
+            "    max_buffer_size                       {}",
+            l.max_buffer_size
+        );
+        println!(
+            "    max_storage_buffer_binding_size       {}",
+            l.max_storage_buffer_binding_size
+        );
+        println!(
+            "    max_storage_buffers_per_shader_stage  {}",
+            l.max_storage_buffers_per_shader_stage
+        );
+        println!(
+            "    max_compute_workgroup_storage_size    {}",
+            l.max_compute_workgroup_storage_size
+        );
+        println!(
+            "    max_compute_invocations_per_workgroup {}",
+            l.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "    max_compute_workgroups_per_dimension  {}",
+            l.max_compute_workgroups_per_dimension
+        );
+        println!(
+            "    min_storage_buffer_offset_alignment   {}",
+            l.min_storage_buffer_offset_alignment
+        );
+        println!(
+            "    max_bind_groups                       {}",
+            l.max_bind_groups
+        );
+        println!("  features: {:?}", a.features());
+    }
+    match gpu::GpuContext::new_headless_blocking(
+        &gpu::Requirements::kernels(),
+        gpu::ErrorPolicy::Record,
+    ) {
+        Ok(ctx) => println!(
+            "beitlab uses: {}{}",
+            ctx.describe(),
+            wanted
+                .map(|w| format!(" ({ADAPTER_ENV}={w})"))
+                .unwrap_or_default()
+        ),
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(())
+}
+
+fn bench_kernels(opts: &BenchOptions, json: bool) -> Result<(), String> {
+    let (ctx, rows) = bench::bench_kernels(opts).map_err(|e| e.to_string())?;
+    if json {
+        for r in &rows {
+            let mut v = serde_json::to_value(r).map_err(|e| e.to_string())?;
+            v["adapter"] = serde_json::Value::String(ctx.adapter_info.name.clone());
+            println!("{v}");
+        }
+    } else {
+        println!("adapter: {}", ctx.describe());
+        println!("batch {} per preset; each row: one warm-up, then repetitions in one compute pass, one submit", opts.batch);
+        print!("{}", bench::format_table(&rows, opts.peak_tflops));
+    }
+    Ok(())
+}

@@ -38,7 +38,11 @@ fn fd(what: &str, x: &[f64], analytic: &[f64], loss: impl Fn(&[f64]) -> f64) {
         xp[i] = x[i];
         let num = (lp - lm) / (2.0 * h);
         let err = (num - analytic[i]).abs();
-        assert!(err <= 1e-6 + 1e-5 * num.abs(), "{what}[{i}]: analytic {} vs numeric {num} (error {err:.3e})", analytic[i]);
+        assert!(
+            err <= 1e-6 + 1e-5 * num.abs(),
+            "{what}[{i}]: analytic {} vs numeric {num} (error {err:.3e})",
+            analytic[i]
+        );
     }
 }
 
@@ -53,7 +57,18 @@ fn linear_backward_matches_fd() {
         dot(&y, &wy)
     };
     let (mut dx, mut dw, mut db) = (vec![0.0; m * k], vec![0.0; n * k], vec![0.0; n]);
-    cpu::matmul::linear_backward(Some(&mut dx), &mut dw, Some(&mut db), &wy, &x, &w, m, n, k, false);
+    cpu::matmul::linear_backward(
+        Some(&mut dx),
+        &mut dw,
+        Some(&mut db),
+        &wy,
+        &x,
+        &w,
+        m,
+        n,
+        k,
+        false,
+    );
     fd("linear dx", &x, &dx, |v| f(v, &w, &b));
     fd("linear dw", &w, &dw, |v| f(&x, v, &b));
     fd("linear db", &b, &db, |v| f(&x, &w, v));
@@ -63,7 +78,12 @@ fn linear_backward_matches_fd() {
 fn layernorm_backward_matches_fd() {
     let (rows, cols) = (3, 7);
     let mut r = Rng(2);
-    let (x, g, b, wy) = (r.vec(rows * cols), r.vec(cols), r.vec(cols), r.vec(rows * cols));
+    let (x, g, b, wy) = (
+        r.vec(rows * cols),
+        r.vec(cols),
+        r.vec(cols),
+        r.vec(rows * cols),
+    );
     let f = |x: &[f64], g: &[f64], b: &[f64]| {
         let (mut y, mut mu, mut rs) = (vec![0.0; rows * cols], vec![0.0; rows], vec![0.0; rows]);
         cpu::layernorm::layernorm_forward(&mut y, &mut mu, &mut rs, x, g, b, rows, cols, 1e-6);
@@ -72,7 +92,9 @@ fn layernorm_backward_matches_fd() {
     let (mut y, mut mu, mut rs) = (vec![0.0; rows * cols], vec![0.0; rows], vec![0.0; rows]);
     cpu::layernorm::layernorm_forward(&mut y, &mut mu, &mut rs, &x, &g, &b, rows, cols, 1e-6);
     let (mut dx, mut dg, mut db) = (vec![0.0; rows * cols], vec![0.0; cols], vec![0.0; cols]);
-    cpu::layernorm::layernorm_backward(&mut dx, &mut dg, &mut db, &wy, &x, &mu, &rs, &g, rows, cols, false);
+    cpu::layernorm::layernorm_backward(
+        &mut dx, &mut dg, &mut db, &wy, &x, &mu, &rs, &g, rows, cols, false,
+    );
     fd("layernorm dx", &x, &dx, |v| f(v, &g, &b));
     fd("layernorm dgamma", &g, &dg, |v| f(&x, v, &b));
     fd("layernorm dbeta", &b, &db, |v| f(&x, &g, v));
@@ -112,22 +134,66 @@ fn softmax_backward_matches_fd() {
 #[test]
 fn attention_backward_matches_fd() {
     let (batch, heads, tokens, hd) = (2u32, 2u32, 5u32, 3u32);
-    let s = AttentionShape { batch, heads, tokens, head_dim: hd, scale: (hd as f32).powf(-0.5) };
+    let s = AttentionShape {
+        batch,
+        heads,
+        tokens,
+        head_dim: hd,
+        scale: (hd as f32).powf(-0.5),
+    };
     let c = (heads * hd) as usize;
     let n = (batch * tokens) as usize * c;
     let view = HeadView::btc(heads, tokens, hd);
     let mut r = Rng(5);
-    let (q, k, v, bias, wo) = (r.vec(n), r.vec(n), r.vec(n), r.vec((heads * tokens * tokens) as usize), r.vec(n));
+    let (q, k, v, bias, wo) = (
+        r.vec(n),
+        r.vec(n),
+        r.vec(n),
+        r.vec((heads * tokens * tokens) as usize),
+        r.vec(n),
+    );
     let tt = (batch * heads * tokens * tokens) as usize;
     let f = |q: &[f64], k: &[f64], v: &[f64], b: &[f64]| {
         let (mut o, mut p) = (vec![0.0; n], vec![0.0; tt]);
-        cpu::attention::attention_forward((&mut o, view), &mut p, (q, view), (k, view), (v, view), Some(b), s);
+        cpu::attention::attention_forward(
+            (&mut o, view),
+            &mut p,
+            (q, view),
+            (k, view),
+            (v, view),
+            Some(b),
+            s,
+        );
         dot(&o, &wo)
     };
     let (mut o, mut p) = (vec![0.0; n], vec![0.0; tt]);
-    cpu::attention::attention_forward((&mut o, view), &mut p, (&q, view), (&k, view), (&v, view), Some(&bias), s);
-    let (mut dq, mut dk, mut dv, mut db) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; bias.len()]);
-    cpu::attention::attention_backward((&mut dq, view), (&mut dk, view), (&mut dv, view), Some(&mut db), (&wo, view), &p, (&q, view), (&k, view), (&v, view), s);
+    cpu::attention::attention_forward(
+        (&mut o, view),
+        &mut p,
+        (&q, view),
+        (&k, view),
+        (&v, view),
+        Some(&bias),
+        s,
+    );
+    let (mut dq, mut dk, mut dv, mut db) = (
+        vec![0.0; n],
+        vec![0.0; n],
+        vec![0.0; n],
+        vec![0.0; bias.len()],
+    );
+    cpu::attention::attention_backward(
+        (&mut dq, view),
+        (&mut dk, view),
+        (&mut dv, view),
+        Some(&mut db),
+        (&wo, view),
+        &p,
+        (&q, view),
+        (&k, view),
+        (&v, view),
+        s,
+    );
     fd("attention dq", &q, &dq, |x| f(x, &k, &v, &bias));
     fd("attention dk", &k, &dk, |x| f(&q, x, &v, &bias));
     fd("attention dv", &v, &dv, |x| f(&q, &k, x, &bias));
@@ -169,18 +235,42 @@ fn scale_cols_backward_matches_fd() {
 
 #[test]
 fn token_assembly_backward_matches_fd() {
-    let s = TokenShape { batch: 2, patches: 3, dim: 2 };
+    let s = TokenShape {
+        batch: 2,
+        patches: 3,
+        dim: 2,
+    };
     let (b, n, c) = (2, 3, 2);
     let mask = [1u32, 0, 1, 0, 0, 1];
     let mut r = Rng(8);
-    let (emb, mt, cls, pos, wy) = (r.vec(b * n * c), r.vec(c), r.vec(c), r.vec((n + 1) * c), r.vec(b * (n + 1) * c));
+    let (emb, mt, cls, pos, wy) = (
+        r.vec(b * n * c),
+        r.vec(c),
+        r.vec(c),
+        r.vec((n + 1) * c),
+        r.vec(b * (n + 1) * c),
+    );
     let f = |e: &[f64], mt: &[f64], cls: &[f64], pos: &[f64]| {
         let mut x = vec![0.0; b * (n + 1) * c];
         cpu::tokens::assemble(&mut x, e, Some((&mask[..], mt)), cls, Some(pos), s);
         dot(&x, &wy)
     };
-    let (mut de, mut dm, mut dc, mut dp) = (vec![0.0; emb.len()], vec![0.0; c], vec![0.0; c], vec![0.0; pos.len()]);
-    cpu::tokens::assemble_backward(Some(&mut de), Some(&mut dm), Some(&mut dc), Some(&mut dp), &wy, Some(&mask), s, false);
+    let (mut de, mut dm, mut dc, mut dp) = (
+        vec![0.0; emb.len()],
+        vec![0.0; c],
+        vec![0.0; c],
+        vec![0.0; pos.len()],
+    );
+    cpu::tokens::assemble_backward(
+        Some(&mut de),
+        Some(&mut dm),
+        Some(&mut dc),
+        Some(&mut dp),
+        &wy,
+        Some(&mask),
+        s,
+        false,
+    );
     fd("tokens demb", &emb, &de, |v| f(v, &mt, &cls, &pos));
     fd("tokens dmask_token", &mt, &dm, |v| f(&emb, v, &cls, &pos));
     fd("tokens dcls", &cls, &dc, |v| f(&emb, &mt, v, &pos));
@@ -213,13 +303,33 @@ fn cross_entropy_backward_matches_fd() {
     for smoothing in [0.0f32, 0.1] {
         let mean_loss = |z: &[f64]| {
             let (mut l, mut c, mut s) = (vec![0.0; m], vec![0.0; m], vec![0.0; m]);
-            cpu::crossentropy::ce_forward(&mut l, &mut c, &mut s, z, &rows, &labels, m, vocab, smoothing).0
+            cpu::crossentropy::ce_forward(
+                &mut l, &mut c, &mut s, z, &rows, &labels, m, vocab, smoothing,
+            )
+            .0
         };
         let (mut l, mut c, mut lse) = (vec![0.0; m], vec![0.0; m], vec![0.0; m]);
-        cpu::crossentropy::ce_forward(&mut l, &mut c, &mut lse, &logits, &rows, &labels, m, vocab, smoothing);
+        cpu::crossentropy::ce_forward(
+            &mut l, &mut c, &mut lse, &logits, &rows, &labels, m, vocab, smoothing,
+        );
         let mut d = vec![0.0; total * vocab];
-        cpu::crossentropy::ce_backward(&mut d, &logits, &lse, &rows, &labels, m, vocab, smoothing, 1.0 / m as f32);
-        fd(&format!("cross-entropy dlogits (smoothing {smoothing})"), &logits, &d, mean_loss);
+        cpu::crossentropy::ce_backward(
+            &mut d,
+            &logits,
+            &lse,
+            &rows,
+            &labels,
+            m,
+            vocab,
+            smoothing,
+            1.0 / m as f32,
+        );
+        fd(
+            &format!("cross-entropy dlogits (smoothing {smoothing})"),
+            &logits,
+            &d,
+            mean_loss,
+        );
     }
 }
 
@@ -240,7 +350,13 @@ fn drop_path_backward_matches_fd() {
 #[test]
 fn patchify_is_a_permutation() {
     use beitlab::ops::patches::PatchShape;
-    let s = PatchShape { batch: 2, channels: 3, height: 6, width: 4, patch: 2 };
+    let s = PatchShape {
+        batch: 2,
+        channels: 3,
+        height: 6,
+        width: 4,
+        patch: 2,
+    };
     let n = s.elements() as usize;
     let img: Vec<f64> = (0..n).map(|v| v as f64).collect();
     let mut p = vec![0.0; n];

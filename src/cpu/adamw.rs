@@ -6,7 +6,16 @@ use crate::ops::adamw::AdamWStep;
 
 /// One step over flat f32 buffers; `groups[i] = (lr multiplier, weight decay)` of tensor i of `layout`.
 #[allow(clippy::too_many_arguments)]
-pub fn adamw_step(param: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], grad_sumsq: f32, layout: &FlatLayout, groups: &[(f32, f32)], hp: &AdamWStep) {
+pub fn adamw_step(
+    param: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grad: &[f32],
+    grad_sumsq: f32,
+    layout: &FlatLayout,
+    groups: &[(f32, f32)],
+    hp: &AdamWStep,
+) {
     let pr = hp.params(0);
     let clip = match hp.max_grad_norm {
         Some(max) => (max / (grad_sumsq.sqrt() + 1e-6)).min(1.0),

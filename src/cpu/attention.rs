@@ -53,14 +53,26 @@ impl RelposInverse {
             items[fill[r as usize] as usize] = pos as u32;
             fill[r as usize] += 1;
         }
-        Self { offsets: counts, items, table_rows: table_rows as u32, tt: index.len() as u32 }
+        Self {
+            offsets: counts,
+            items,
+            table_rows: table_rows as u32,
+            tt: index.len() as u32,
+        }
     }
 }
 
 /// `p = softmax(s + bias[row % bias_rows])` row-wise.
-pub fn softmax_forward<T: Real>(p: &mut [T], s: &[T], bias: Option<(&[T], usize)>, rows: usize, cols: usize) {
+pub fn softmax_forward<T: Real>(
+    p: &mut [T],
+    s: &[T],
+    bias: Option<(&[T], usize)>,
+    rows: usize,
+    cols: usize,
+) {
     for r in 0..rows {
-        let score = |j: usize| s[r * cols + j] + bias.map_or(T::zero(), |(b, br)| b[(r % br) * cols + j]);
+        let score =
+            |j: usize| s[r * cols + j] + bias.map_or(T::zero(), |(b, br)| b[(r % br) * cols + j]);
         let mut m = score(0);
         for j in 1..cols {
             if score(j) > m {
@@ -100,7 +112,14 @@ pub fn relpos_gather<T: Real>(bias: &mut [T], table: &[T], index: &[u32], heads:
 }
 
 /// `dtable[index[ij], h] (+)= dbias[h, ij]` (the adjoint of [`relpos_gather`]).
-pub fn relpos_scatter<T: Real>(dtable: &mut [T], dbias: &[T], index: &[u32], heads: usize, tt: usize, accumulate: bool) {
+pub fn relpos_scatter<T: Real>(
+    dtable: &mut [T],
+    dbias: &[T],
+    index: &[u32],
+    heads: usize,
+    tt: usize,
+    accumulate: bool,
+) {
     if !accumulate {
         dtable.iter_mut().for_each(|v| *v = T::zero());
     }
@@ -140,8 +159,19 @@ pub fn attention_forward<T: Real>(
                     scores[j as usize] = T::of(s.scale as f64) * acc;
                 }
                 let row = ((b * s.heads + h) * t + i) as usize;
-                let brow: Option<(&[T], usize)> = bias.map(|bb| (&bb[h as usize * tt + i as usize * t as usize..][..t as usize], 1));
-                softmax_forward(&mut p[row * t as usize..(row + 1) * t as usize], &scores, brow, 1, t as usize);
+                let brow: Option<(&[T], usize)> = bias.map(|bb| {
+                    (
+                        &bb[h as usize * tt + i as usize * t as usize..][..t as usize],
+                        1,
+                    )
+                });
+                softmax_forward(
+                    &mut p[row * t as usize..(row + 1) * t as usize],
+                    &scores,
+                    brow,
+                    1,
+                    t as usize,
+                );
                 for d in 0..dh {
                     let mut acc = T::zero();
                     for j in 0..t {
@@ -179,7 +209,8 @@ pub fn attention_backward<T: Real>(
                 for j in 0..t {
                     let mut acc = T::zero();
                     for d in 0..dh {
-                        acc += dout.0[at(&dout.1, b, h, i as u32, d)] * v.0[at(&v.1, b, h, j as u32, d)];
+                        acc += dout.0[at(&dout.1, b, h, i as u32, d)]
+                            * v.0[at(&v.1, b, h, j as u32, d)];
                     }
                     dp[i * t + j] = acc;
                 }

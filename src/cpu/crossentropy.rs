@@ -38,12 +38,25 @@ pub fn ce_forward<T: Real>(
         lse[i] = l;
     }
     let n = m.max(1) as f64;
-    (loss[..m].iter().map(|v| v.f64()).sum::<f64>() / n, correct[..m].iter().map(|v| v.f64()).sum::<f64>() / n)
+    (
+        loss[..m].iter().map(|v| v.f64()).sum::<f64>() / n,
+        correct[..m].iter().map(|v| v.f64()).sum::<f64>() / n,
+    )
 }
 
 /// `dlogits[rows[i]] = (softmax − q) · scale`; other rows untouched.
 #[allow(clippy::too_many_arguments)]
-pub fn ce_backward<T: Real>(dlogits: &mut [T], logits: &[T], lse: &[T], rows: &[u32], labels: &[u32], m: usize, vocab: usize, smoothing: f32, scale: f32) {
+pub fn ce_backward<T: Real>(
+    dlogits: &mut [T],
+    logits: &[T],
+    lse: &[T],
+    rows: &[u32],
+    labels: &[u32],
+    m: usize,
+    vocab: usize,
+    smoothing: f32,
+    scale: f32,
+) {
     let eps = T::of(smoothing as f64);
     for i in 0..m {
         let base = rows[i] as usize * vocab;

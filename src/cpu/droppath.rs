@@ -21,9 +21,22 @@ pub fn keeps(seed: u64, stream: u32, b: u32, keep_prob: f32) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn drop_path<T: Real>(out: &mut [T], x: &[T], batch: usize, per_sample: usize, keep_prob: f32, seed: u64, stream: u32, accumulate: bool) {
+pub fn drop_path<T: Real>(
+    out: &mut [T],
+    x: &[T],
+    batch: usize,
+    per_sample: usize,
+    keep_prob: f32,
+    seed: u64,
+    stream: u32,
+    accumulate: bool,
+) {
     for b in 0..batch {
-        let scale = if keeps(seed, stream, b as u32, keep_prob) { T::one() / T::of(keep_prob as f64) } else { T::zero() };
+        let scale = if keeps(seed, stream, b as u32, keep_prob) {
+            T::one() / T::of(keep_prob as f64)
+        } else {
+            T::zero()
+        };
         for i in 0..per_sample {
             let e = b * per_sample + i;
             put(&mut out[e], x[e] * scale, accumulate);

@@ -19,7 +19,14 @@ pub fn add<T: Real>(out: &mut [T], a: &[T], b: &[T], n: usize, accumulate: bool)
 }
 
 /// `out (R, C) (=|+=) x · γ (C)`.
-pub fn scale_cols<T: Real>(out: &mut [T], x: &[T], gamma: &[T], rows: usize, cols: usize, accumulate: bool) {
+pub fn scale_cols<T: Real>(
+    out: &mut [T],
+    x: &[T],
+    gamma: &[T],
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) {
     for i in 0..rows * cols {
         put(&mut out[i], x[i] * gamma[i % cols], accumulate);
     }

@@ -4,7 +4,17 @@ use super::{put, Real};
 
 /// `y = (x − mean) · rstd · γ + β`, biased variance as PyTorch; saves mean and rstd.
 #[allow(clippy::too_many_arguments)]
-pub fn layernorm_forward<T: Real>(y: &mut [T], mean: &mut [T], rstd: &mut [T], x: &[T], gamma: &[T], beta: &[T], rows: usize, cols: usize, eps: f32) {
+pub fn layernorm_forward<T: Real>(
+    y: &mut [T],
+    mean: &mut [T],
+    rstd: &mut [T],
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) {
     let c = T::of(cols as f64);
     for r in 0..rows {
         let row = &x[r * cols..(r + 1) * cols];

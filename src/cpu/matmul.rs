@@ -5,9 +5,19 @@ use crate::ops::matmul::{GemmShape, MatView};
 
 /// `C = alpha · A · B (+ bias) (+ C)` over strided views, as `ops::matmul::gemm`.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm<T: Real>(c: &mut [T], cv: MatView, a: &[T], av: MatView, b: &[T], bv: MatView, bias: Option<&[T]>, s: GemmShape) {
+pub fn gemm<T: Real>(
+    c: &mut [T],
+    cv: MatView,
+    a: &[T],
+    av: MatView,
+    b: &[T],
+    bv: MatView,
+    bias: Option<&[T]>,
+    s: GemmShape,
+) {
     let at = |v: &MatView, z: u32, r: u32, col: u32| -> usize {
-        (v.off + (z / s.batch_inner) * v.bo + (z % s.batch_inner) * v.bi + r * v.rs + col * v.cs) as usize
+        (v.off + (z / s.batch_inner) * v.bo + (z % s.batch_inner) * v.bi + r * v.rs + col * v.cs)
+            as usize
     };
     for z in 0..s.batch {
         for i in 0..s.m {
@@ -30,7 +40,15 @@ pub fn gemm<T: Real>(c: &mut [T], cv: MatView, a: &[T], av: MatView, b: &[T], bv
 
 /// `Y (M, N) = X (M, K) · W (N, K)ᵀ + b`.
 #[allow(clippy::too_many_arguments)]
-pub fn linear_forward<T: Real>(y: &mut [T], x: &[T], w: &[T], b: Option<&[T]>, m: usize, n: usize, k: usize) {
+pub fn linear_forward<T: Real>(
+    y: &mut [T],
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
     for i in 0..m {
         for j in 0..n {
             let mut acc = T::zero();

@@ -5,7 +5,12 @@ use crate::ops::patches::PatchShape;
 
 /// The image index of element `e` of the patches tensor.
 fn image_index(s: &PatchShape, e: usize) -> usize {
-    let (c_, h, w, p) = (s.channels as usize, s.height as usize, s.width as usize, s.patch as usize);
+    let (c_, h, w, p) = (
+        s.channels as usize,
+        s.height as usize,
+        s.width as usize,
+        s.patch as usize,
+    );
     let cpp = c_ * p * p;
     let gw = w / p;
     let n_per = (h / p) * gw;

@@ -12,7 +12,14 @@ pub fn col_sum<T: Real>(out: &mut [T], x: &[T], rows: usize, cols: usize, accumu
     }
 }
 
-pub fn row_sum<T: Real>(out: &mut [T], x: &[T], rows: usize, cols: usize, scale: f32, accumulate: bool) {
+pub fn row_sum<T: Real>(
+    out: &mut [T],
+    x: &[T],
+    rows: usize,
+    cols: usize,
+    scale: f32,
+    accumulate: bool,
+) {
     for r in 0..rows {
         let mut s = T::zero();
         for c in 0..cols {
@@ -24,7 +31,15 @@ pub fn row_sum<T: Real>(out: &mut [T], x: &[T], rows: usize, cols: usize, scale:
 
 /// `out[out_index] = finish(scale · Σ f(x))`, f = square when `square`, finish = sqrt when `sqrt`.
 #[allow(clippy::too_many_arguments)]
-pub fn sum<T: Real>(out: &mut [T], out_index: usize, x: &[T], n: usize, scale: f32, square: bool, sqrt: bool) {
+pub fn sum<T: Real>(
+    out: &mut [T],
+    out_index: usize,
+    x: &[T],
+    n: usize,
+    scale: f32,
+    square: bool,
+    sqrt: bool,
+) {
     let mut s = T::zero();
     for &v in &x[..n] {
         s += if square { v * v } else { v };

@@ -4,7 +4,14 @@ use super::{put, Real};
 use crate::ops::tokens::TokenShape;
 
 /// `x (B, T, C) = [cls; mask ? mask_token : emb] (+ pos)`.
-pub fn assemble<T: Real>(x: &mut [T], emb: &[T], mask: Option<(&[u32], &[T])>, cls: &[T], pos: Option<&[T]>, s: TokenShape) {
+pub fn assemble<T: Real>(
+    x: &mut [T],
+    emb: &[T],
+    mask: Option<(&[u32], &[T])>,
+    cls: &[T],
+    pos: Option<&[T]>,
+    s: TokenShape,
+) {
     let (b_, n_, c_) = (s.batch as usize, s.patches as usize, s.dim as usize);
     let t_ = n_ + 1;
     for b in 0..b_ {
@@ -46,7 +53,11 @@ pub fn assemble_backward<T: Real>(
         for b in 0..b_ {
             for n in 0..n_ {
                 for d in 0..c_ {
-                    let v = if masked(b, n) { T::zero() } else { dx[(b * t_ + 1 + n) * c_ + d] };
+                    let v = if masked(b, n) {
+                        T::zero()
+                    } else {
+                        dx[(b * t_ + 1 + n) * c_ + d]
+                    };
                     put(&mut demb[(b * n_ + n) * c_ + d], v, accumulate_demb);
                 }
             }
@@ -79,18 +90,40 @@ pub fn assemble_backward<T: Real>(
     }
 }
 
-pub fn gather_rows<T: Real>(out: &mut [T], src: &[T], idx: &[u32], rows: usize, dim: usize, accumulate: bool) {
+pub fn gather_rows<T: Real>(
+    out: &mut [T],
+    src: &[T],
+    idx: &[u32],
+    rows: usize,
+    dim: usize,
+    accumulate: bool,
+) {
     for i in 0..rows {
         for d in 0..dim {
-            put(&mut out[i * dim + d], src[idx[i] as usize * dim + d], accumulate);
+            put(
+                &mut out[i * dim + d],
+                src[idx[i] as usize * dim + d],
+                accumulate,
+            );
         }
     }
 }
 
-pub fn scatter_rows<T: Real>(out: &mut [T], src: &[T], idx: &[u32], rows: usize, dim: usize, accumulate: bool) {
+pub fn scatter_rows<T: Real>(
+    out: &mut [T],
+    src: &[T],
+    idx: &[u32],
+    rows: usize,
+    dim: usize,
+    accumulate: bool,
+) {
     for i in 0..rows {
         for d in 0..dim {
-            put(&mut out[idx[i] as usize * dim + d], src[i * dim + d], accumulate);
+            put(
+                &mut out[idx[i] as usize * dim + d],
+                src[i * dim + d],
+                accumulate,
+            );
         }
     }
 }

@@ -31,12 +31,20 @@ impl GpuSlice {
             usage: STORAGE_USAGE,
             mapped_at_creation: false,
         });
-        Self { buffer, offset: 0, len }
+        Self {
+            buffer,
+            offset: 0,
+            len,
+        }
     }
 
     /// A buffer holding a copy of `data` (any 32-bit plain type: f32, u32, i32).
     pub fn from_slice<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> Self {
-        assert_eq!(std::mem::size_of::<T>(), 4, "GpuSlice holds 32-bit elements");
+        assert_eq!(
+            std::mem::size_of::<T>(),
+            4,
+            "GpuSlice holds 32-bit elements"
+        );
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let padded;
         let contents = if bytes.is_empty() {
@@ -45,11 +53,13 @@ impl GpuSlice {
         } else {
             bytes
         };
-        let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage: STORAGE_USAGE,
-        });
+        let buffer = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: STORAGE_USAGE,
+            });
         Self {
             buffer,
             offset: 0,
@@ -59,11 +69,13 @@ impl GpuSlice {
 
     /// A uniform buffer holding one `#[repr(C)]` parameter struct.
     pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> Self {
-        let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        });
+        let buffer = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
         Self {
             buffer,
             offset: 0,
@@ -87,7 +99,8 @@ impl GpuSlice {
 
     /// Overwrite the slice with `data` through the queue (ordered before the next submit).
     pub fn write<T: bytemuck::Pod>(&self, ctx: &GpuContext, data: &[T]) {
-        ctx.queue.write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
+        ctx.queue
+            .write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
     }
 
     /// Fill every element with NaN (tests poison outputs before a dispatch).
@@ -169,7 +182,10 @@ impl FlatBuffer {
 
     /// The bindable sub-range of one tensor.
     pub fn get(&self, name: &str) -> Result<GpuSlice, GpuError> {
-        let e = self.layout.find(name).ok_or_else(|| GpuError::UnknownTensor(name.to_string()))?;
+        let e = self
+            .layout
+            .find(name)
+            .ok_or_else(|| GpuError::UnknownTensor(name.to_string()))?;
         Ok(self.whole.sub(e.offset, e.len))
     }
 

@@ -37,7 +37,7 @@ impl Requirements {
     pub fn kernels() -> Self {
         let d = wgpu::Limits::default();
         Self {
-            max_storage_buffer_binding_size: d.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: d.max_storage_buffer_binding_size,
             max_buffer_size: d.max_buffer_size,
             max_storage_buffers_per_shader_stage: d.max_storage_buffers_per_shader_stage,
             max_compute_workgroup_storage_size: d.max_compute_workgroup_storage_size,
@@ -56,14 +56,22 @@ impl Requirements {
 
     /// Check an adapter against these requirements and build the limits to request:
     /// WebGPU defaults, raised exactly where needed.
-    pub fn limits_for(&self, adapter_name: &str, offered: &wgpu::Limits) -> Result<wgpu::Limits, GpuError> {
+    pub fn limits_for(
+        &self,
+        adapter_name: &str,
+        offered: &wgpu::Limits,
+    ) -> Result<wgpu::Limits, GpuError> {
         let checks: [(&'static str, u64, u64); 5] = [
             (
                 "max_storage_buffer_binding_size",
                 self.max_storage_buffer_binding_size,
-                offered.max_storage_buffer_binding_size as u64,
+                offered.max_storage_buffer_binding_size,
             ),
-            ("max_buffer_size", self.max_buffer_size, offered.max_buffer_size),
+            (
+                "max_buffer_size",
+                self.max_buffer_size,
+                offered.max_buffer_size,
+            ),
             (
                 "max_storage_buffers_per_shader_stage",
                 self.max_storage_buffers_per_shader_stage as u64,
@@ -92,7 +100,7 @@ impl Requirements {
             }
         }
         let mut limits = wgpu::Limits::default().using_resolution(offered.clone());
-        limits.max_storage_buffer_binding_size = self.max_storage_buffer_binding_size as _;
+        limits.max_storage_buffer_binding_size = self.max_storage_buffer_binding_size;
         limits.max_buffer_size = self.max_buffer_size;
         limits.max_storage_buffers_per_shader_stage = self.max_storage_buffers_per_shader_stage;
         limits.max_compute_workgroup_storage_size = self.max_compute_workgroup_storage_size;
@@ -120,26 +128,32 @@ pub struct GpuContext {
 impl GpuContext {
     /// Create a headless device: pick an adapter (honouring `BEITLAB_ADAPTER`), check `req`, request it.
     pub async fn new_headless(req: &Requirements, policy: ErrorPolicy) -> Result<Self, GpuError> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = if cfg!(target_arch = "wasm32") {
-            wgpu::Backends::BROWSER_WEBGPU
+        let instance = if cfg!(target_arch = "wasm32") {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+            wgpu::Instance::new(desc)
         } else {
-            // GL is excluded on purpose: compute through eframe's GL path is not supported.
-            wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+            native_instance()
         };
-        let instance = wgpu::Instance::new(desc);
         let adapter = pick_adapter(&instance).await?;
         Self::from_adapter(&adapter, req, policy).await
     }
 
     /// Blocking form of [`GpuContext::new_headless`] (native only).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn new_headless_blocking(req: &Requirements, policy: ErrorPolicy) -> Result<Self, GpuError> {
+    pub fn new_headless_blocking(
+        req: &Requirements,
+        policy: ErrorPolicy,
+    ) -> Result<Self, GpuError> {
         pollster::block_on(Self::new_headless(req, policy))
     }
 
     /// Request a device from a chosen adapter with exactly the limits and features in `req`.
-    pub async fn from_adapter(adapter: &wgpu::Adapter, req: &Requirements, policy: ErrorPolicy) -> Result<Self, GpuError> {
+    pub async fn from_adapter(
+        adapter: &wgpu::Adapter,
+        req: &Requirements,
+        policy: ErrorPolicy,
+    ) -> Result<Self, GpuError> {
         let info = adapter.get_info();
         let limits = req.limits_for(&info.name, &adapter.limits())?;
         let missing = req.features - adapter.features();
@@ -167,7 +181,12 @@ impl GpuContext {
     }
 
     /// Wrap a device created elsewhere (e.g. eframe's `RenderState`). Its limits are read from the device.
-    pub fn from_existing(device: wgpu::Device, queue: wgpu::Queue, adapter_info: wgpu::AdapterInfo, policy: ErrorPolicy) -> Self {
+    pub fn from_existing(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter_info: wgpu::AdapterInfo,
+        policy: ErrorPolicy,
+    ) -> Self {
         let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let slot = first_error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| match policy {
@@ -218,11 +237,43 @@ impl GpuContext {
     /// One line describing the adapter, for logs and `beitlab info`.
     pub fn describe(&self) -> String {
         let i = &self.adapter_info;
-        format!("{} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info)
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        )
     }
 }
 
-/// All adapters of the instance, filtered by `BEITLAB_ADAPTER` when it is set; the first non-CPU one wins.
+/// The instance every native path uses: Vulkan, Metal or DX12 (never GL: no compute through eframe's GL path).
+fn native_instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    wgpu::Instance::new(desc)
+}
+
+/// Every compute-capable adapter on this machine, in the order beitlab prefers them (discrete GPUs first),
+/// without the `BEITLAB_ADAPTER` filter. For `beitlab info`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn list_adapters() -> Vec<wgpu::Adapter> {
+    let mut adapters =
+        pollster::block_on(native_instance().enumerate_adapters(wgpu::Backends::all()));
+    adapters.retain(|a| a.get_info().backend != wgpu::Backend::Gl);
+    adapters.sort_by_key(|a| preference(&a.get_info()));
+    adapters
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn preference(info: &wgpu::AdapterInfo) -> u8 {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// All adapters of the instance, filtered by `BEITLAB_ADAPTER` when it is set; the most capable kind wins.
 async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -233,18 +284,14 @@ async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuErr
         if let Some(w) = &wanted {
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(w.as_str()));
         }
-        adapters.sort_by_key(|a| match a.get_info().device_type {
-            wgpu::DeviceType::DiscreteGpu => 0,
-            wgpu::DeviceType::IntegratedGpu => 1,
-            wgpu::DeviceType::VirtualGpu => 2,
-            wgpu::DeviceType::Other => 3,
-            wgpu::DeviceType::Cpu => 4,
-        });
+        adapters.sort_by_key(|a| preference(&a.get_info()));
         match adapters.into_iter().next() {
             Some(a) => Ok(a),
             None => Err(GpuError::NoAdapter {
                 detail: match wanted {
-                    Some(w) => format!(" whose name contains \"{w}\" ({ADAPTER_ENV}); adapters present: {names:?}"),
+                    Some(w) => format!(
+                        " whose name contains \"{w}\" ({ADAPTER_ENV}); adapters present: {names:?}"
+                    ),
                     None => String::new(),
                 },
             }),
@@ -257,6 +304,7 @@ async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuErr
                 power_preference: wgpu::PowerPreference::HighPerformance,
                 force_fallback_adapter: false,
                 compatible_surface: None,
+                apply_limit_buckets: false,
             })
             .await
             .map_err(|e| GpuError::NoAdapter {

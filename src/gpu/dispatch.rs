@@ -50,8 +50,14 @@ impl Dispatch {
     }
 
     /// Encode `dispatches` in one compute pass and submit them (tests, benchmarks, one-off jobs).
-    pub fn submit(ctx: &GpuContext, label: &str, dispatches: &[Dispatch]) -> Result<wgpu::SubmissionIndex, GpuError> {
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    pub fn submit(
+        ctx: &GpuContext,
+        label: &str,
+        dispatches: &[Dispatch],
+    ) -> Result<wgpu::SubmissionIndex, GpuError> {
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         Self::record_all(&mut encoder, label, dispatches);
         let index = ctx.queue.submit([encoder.finish()]);
         ctx.take_error()?;

@@ -7,7 +7,9 @@ use thiserror::Error;
 pub enum GpuError {
     #[error("no GPU adapter was found{detail}; install a Vulkan driver (for a software GPU: apt-get install mesa-vulkan-drivers)")]
     NoAdapter { detail: String },
-    #[error("GPU adapter \"{adapter}\" offers {limit} = {offered} but beitlab needs {needed}; {hint}")]
+    #[error(
+        "GPU adapter \"{adapter}\" offers {limit} = {offered} but beitlab needs {needed}; {hint}"
+    )]
     LimitTooSmall {
         adapter: String,
         limit: &'static str,
@@ -29,7 +31,9 @@ pub enum GpuError {
     NoEntryPoint { shader: String, entry: String },
     #[error("unknown shader {0}; it is not in the shader registry")]
     UnknownShader(String),
-    #[error("kernel {kernel} was given {given} bindings but its shader declares binding {binding}")]
+    #[error(
+        "kernel {kernel} was given {given} bindings but its shader declares binding {binding}"
+    )]
     MissingBinding {
         kernel: String,
         given: usize,

@@ -9,7 +9,9 @@ mod readback;
 pub mod shaders;
 
 pub use buffers::{FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
-pub use context::{ErrorPolicy, GpuContext, Requirements};
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::list_adapters;
+pub use context::{ErrorPolicy, GpuContext, Requirements, ADAPTER_ENV};
 pub use dispatch::{workgroup_grid, Dispatch, MAX_WORKGROUPS_PER_DIM};
 pub use error::GpuError;
 pub use pipelines::{Kernel, PipelineCache};

@@ -31,14 +31,20 @@ pub struct Kernel {
 
 impl Kernel {
     /// A bind group for this kernel. `args[i]` is binding `i` of the family; unused ones are skipped.
-    pub fn bind(&self, device: &wgpu::Device, args: &[&GpuSlice]) -> Result<wgpu::BindGroup, GpuError> {
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        args: &[&GpuSlice],
+    ) -> Result<wgpu::BindGroup, GpuError> {
         let mut entries = Vec::with_capacity(self.bindings.len());
         for &(binding, _) in &self.bindings {
-            let slice = args.get(binding as usize).ok_or_else(|| GpuError::MissingBinding {
-                kernel: self.name.clone(),
-                given: args.len(),
-                binding,
-            })?;
+            let slice = args
+                .get(binding as usize)
+                .ok_or_else(|| GpuError::MissingBinding {
+                    kernel: self.name.clone(),
+                    given: args.len(),
+                    binding,
+                })?;
             if slice.len == 0 {
                 return Err(GpuError::BadLaunch {
                     kernel: self.name.clone(),
@@ -75,22 +81,32 @@ pub struct PipelineCache {
 }
 
 /// Parse and validate a WGSL source with naga, as WebGPU would.
-pub fn parse_and_validate(name: &str, source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo), GpuError> {
+pub fn parse_and_validate(
+    name: &str,
+    source: &str,
+) -> Result<(naga::Module, naga::valid::ModuleInfo), GpuError> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| GpuError::Shader {
         shader: name.to_string(),
         message: e.emit_to_string(source),
     })?;
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-        .validate(&module)
-        .map_err(|e| GpuError::Shader {
-            shader: name.to_string(),
-            message: e.emit_to_string(source),
-        })?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .map_err(|e| GpuError::Shader {
+        shader: name.to_string(),
+        message: e.emit_to_string(source),
+    })?;
     Ok((module, info))
 }
 
 /// The group-0 bindings an entry point uses, from naga's analysis of the module.
-pub fn used_bindings(module: &naga::Module, info: &naga::valid::ModuleInfo, entry_index: usize) -> Vec<(u32, BindingKind)> {
+pub fn used_bindings(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry_index: usize,
+) -> Vec<(u32, BindingKind)> {
     let fi = info.get_entry_point(entry_index);
     let mut out = Vec::new();
     for (handle, var) in module.global_variables.iter() {
@@ -100,7 +116,11 @@ pub fn used_bindings(module: &naga::Module, info: &naga::valid::ModuleInfo, entr
         }
         let kind = match var.space {
             naga::AddressSpace::Uniform => BindingKind::Uniform,
-            naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => BindingKind::StorageReadWrite,
+            naga::AddressSpace::Storage { access }
+                if access.contains(naga::StorageAccess::STORE) =>
+            {
+                BindingKind::StorageReadWrite
+            }
             _ => BindingKind::StorageRead,
         };
         out.push((rb.binding, kind));
@@ -119,17 +139,27 @@ impl PipelineCache {
     }
 
     fn shader(&self, name: &str) -> Result<Arc<ParsedShader>, GpuError> {
-        let mut map = self.shaders.lock().map_err(|_| GpuError::Device("pipeline cache lock poisoned".into()))?;
+        let mut map = self
+            .shaders
+            .lock()
+            .map_err(|_| GpuError::Device("pipeline cache lock poisoned".into()))?;
         if let Some(s) = map.get(name) {
             return Ok(s.clone());
         }
-        let source = shaders::source(name).ok_or_else(|| GpuError::UnknownShader(name.to_string()))?;
+        let source =
+            shaders::source(name).ok_or_else(|| GpuError::UnknownShader(name.to_string()))?;
         let (module, info) = parse_and_validate(name, source)?;
-        let gpu_module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+        let gpu_module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let parsed = Arc::new(ParsedShader {
+            module,
+            info,
+            gpu_module,
         });
-        let parsed = Arc::new(ParsedShader { module, info, gpu_module });
         map.insert(name.to_string(), parsed.clone());
         Ok(parsed)
     }
@@ -140,11 +170,24 @@ impl PipelineCache {
     }
 
     /// The kernel for `shader::entry` with the given override constants (compiled once, then cached).
-    pub fn get_with(&self, shader: &str, entry: &str, constants: &[(&str, f64)]) -> Result<Arc<Kernel>, GpuError> {
-        let mut sorted: Vec<(String, u64)> = constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect();
+    pub fn get_with(
+        &self,
+        shader: &str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<Kernel>, GpuError> {
+        let mut sorted: Vec<(String, u64)> = constants
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_bits()))
+            .collect();
         sorted.sort();
         let key: Key = (shader.to_string(), entry.to_string(), sorted);
-        if let Some(k) = self.kernels.lock().map_err(|_| GpuError::Device("pipeline cache lock poisoned".into()))?.get(&key) {
+        if let Some(k) = self
+            .kernels
+            .lock()
+            .map_err(|_| GpuError::Device("pipeline cache lock poisoned".into()))?
+            .get(&key)
+        {
             return Ok(k.clone());
         }
         let parsed = self.shader(shader)?;
@@ -158,10 +201,13 @@ impl PipelineCache {
                 entry: entry.to_string(),
             })?;
         let bindings = used_bindings(&parsed.module, &parsed.info, entry_index);
-        let workgroup_size = resolved_workgroup_size(&parsed.module, &parsed.info, entry, constants).map_err(|message| GpuError::Shader {
-            shader: shader.to_string(),
-            message,
-        })?;
+        let workgroup_size =
+            resolved_workgroup_size(&parsed.module, &parsed.info, entry, constants).map_err(
+                |message| GpuError::Shader {
+                    shader: shader.to_string(),
+                    message,
+                },
+            )?;
         let name = format!("{shader}::{entry}");
         let layout_entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
@@ -171,8 +217,12 @@ impl PipelineCache {
                 ty: wgpu::BindingType::Buffer {
                     ty: match kind {
                         BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::StorageRead => wgpu::BufferBindingType::Storage { read_only: true },
-                        BindingKind::StorageReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                        BindingKind::StorageRead => {
+                            wgpu::BufferBindingType::Storage { read_only: true }
+                        }
+                        BindingKind::StorageReadWrite => {
+                            wgpu::BufferBindingType::Storage { read_only: false }
+                        }
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
@@ -180,28 +230,34 @@ impl PipelineCache {
                 count: None,
             })
             .collect();
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&name),
-            entries: &layout_entries,
-        });
-        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(&name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&name),
+                entries: &layout_entries,
+            });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
         #[cfg(not(target_arch = "wasm32"))]
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&name),
-            layout: Some(&pipeline_layout),
-            module: &parsed.gpu_module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&name),
+                layout: Some(&pipeline_layout),
+                module: &parsed.gpu_module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Shader {
@@ -224,20 +280,55 @@ impl PipelineCache {
     }
 }
 
-/// The workgroup size of `entry` once override constants (or their defaults) are applied.
+/// The workgroup size of `entry` once override constants (or their defaults) are applied. Handles a size
+/// given directly by an `override` (possibly with a literal default), which is how beitlab's tunables are written.
 pub fn resolved_workgroup_size(
     module: &naga::Module,
-    info: &naga::valid::ModuleInfo,
+    _info: &naga::valid::ModuleInfo,
     entry: &str,
     constants: &[(&str, f64)],
 ) -> Result<[u32; 3], String> {
-    let map: naga::back::PipelineConstants = constants.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let (resolved, _) = naga::back::pipeline_constants::process_overrides(module, info, Some((naga::ShaderStage::Compute, entry)), &map)
-        .map_err(|e| format!("override constants could not be applied to {entry}: {e}"))?;
-    resolved
+    let ep = module
         .entry_points
         .iter()
         .find(|e| e.name == entry)
-        .map(|e| e.workgroup_size)
-        .ok_or_else(|| format!("no entry point {entry}"))
+        .ok_or_else(|| format!("no entry point {entry}"))?;
+    let Some(overrides) = &ep.workgroup_size_overrides else {
+        return Ok(ep.workgroup_size);
+    };
+    let literal = |h: naga::Handle<naga::Expression>| -> Option<f64> {
+        match module.global_expressions[h] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => Some(v as f64),
+            naga::Expression::Literal(naga::Literal::I32(v)) => Some(v as f64),
+            naga::Expression::Literal(naga::Literal::AbstractInt(v)) => Some(v as f64),
+            naga::Expression::Literal(naga::Literal::F32(v)) => Some(v as f64),
+            naga::Expression::Literal(naga::Literal::F64(v)) => Some(v),
+            _ => None,
+        }
+    };
+    let mut size = ep.workgroup_size;
+    for (dim, expr) in overrides.iter().enumerate() {
+        let Some(h) = *expr else { continue };
+        let value = match module.global_expressions[h] {
+            naga::Expression::Override(o) => {
+                let ov = &module.overrides[o];
+                let by_name = ov
+                    .name
+                    .as_deref()
+                    .and_then(|n| constants.iter().find(|(k, _)| *k == n).map(|(_, v)| *v));
+                let by_id = ov.id.and_then(|id| {
+                    constants
+                        .iter()
+                        .find(|(k, _)| *k == id.to_string())
+                        .map(|(_, v)| *v)
+                });
+                by_name.or(by_id).or_else(|| ov.init.and_then(literal))
+            }
+            _ => literal(h),
+        };
+        size[dim] = value.ok_or_else(|| {
+            format!("workgroup size of {entry} depends on an override without a literal value")
+        })? as u32;
+    }
+    Ok(size)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::buffers::GpuSlice;
 use super::context::GpuContext;
+#[cfg(not(target_arch = "wasm32"))]
 use super::error::GpuError;
 
 impl GpuContext {
@@ -20,20 +21,38 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
         if size > 0 {
             encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &staging, 0, size);
         }
         self.queue.submit([encoder.finish()]);
         let status = Arc::new(AtomicU8::new(0));
         let flag = status.clone();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| flag.store(if r.is_ok() { 1 } else { 2 }, Ordering::SeqCst));
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            flag.store(if r.is_ok() { 1 } else { 2 }, Ordering::SeqCst)
+        });
         self.wait()?;
+        // Another thread's poll may be running our callback right now: give it a moment to land.
+        for _ in 0..1000 {
+            if status.load(Ordering::SeqCst) != 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            self.wait()?;
+        }
         if status.load(Ordering::SeqCst) != 1 {
-            return Err(GpuError::Readback("the staging buffer could not be mapped".into()));
+            return Err(GpuError::Readback(
+                "the staging buffer could not be mapped".into(),
+            ));
         }
         let bytes = {
-            let view = staging.get_mapped_range(..).map_err(|e| GpuError::Readback(e.to_string()))?;
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
             view[..size as usize].to_vec()
         };
         staging.unmap();
@@ -98,12 +117,19 @@ impl ReadbackRing {
                 status: Arc::new(AtomicU8::new(0)),
             })
             .collect();
-        Self { slots, next_ticket: 0 }
+        Self {
+            slots,
+            next_ticket: 0,
+        }
     }
 
     /// Record a copy of `src` into a free slot. `None` when every slot is still in flight (the caller is
     /// running too far ahead of the GPU) or `src` is larger than a slot.
-    pub fn record(&mut self, encoder: &mut wgpu::CommandEncoder, src: &GpuSlice) -> Option<ReadbackTicket> {
+    pub fn record(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &GpuSlice,
+    ) -> Option<ReadbackTicket> {
         let slot = self
             .slots
             .iter_mut()
@@ -118,7 +144,11 @@ impl ReadbackRing {
 
     /// Call right after submitting the command buffer the copies were recorded into.
     pub fn after_submit(&mut self) {
-        for slot in self.slots.iter_mut().filter(|s| s.state == SlotState::Recorded) {
+        for slot in self
+            .slots
+            .iter_mut()
+            .filter(|s| s.state == SlotState::Recorded)
+        {
             slot.status.store(0, Ordering::SeqCst);
             let flag = slot.status.clone();
             slot.staging
@@ -133,7 +163,11 @@ impl ReadbackRing {
     pub fn collect(&mut self, ctx: &GpuContext) -> Vec<(ReadbackTicket, Vec<u8>)> {
         let _ = ctx.device.poll(wgpu::PollType::Poll);
         let mut done = Vec::new();
-        for slot in self.slots.iter_mut().filter(|s| s.state == SlotState::Mapping) {
+        for slot in self
+            .slots
+            .iter_mut()
+            .filter(|s| s.state == SlotState::Mapping)
+        {
             match slot.status.load(Ordering::SeqCst) {
                 1 => {
                     if let Ok(view) = slot.staging.get_mapped_range(..slot.bytes.max(4)) {
@@ -154,6 +188,9 @@ impl ReadbackRing {
 
     /// Number of values recorded but not yet collected.
     pub fn in_flight(&self) -> usize {
-        self.slots.iter().filter(|s| s.state != SlotState::Free).count()
+        self.slots
+            .iter()
+            .filter(|s| s.state != SlotState::Free)
+            .count()
     }
 }

@@ -6,10 +6,16 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("gelu", include_str!("../../shaders/gelu.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
-    ("elementwise", include_str!("../../shaders/elementwise.wgsl")),
+    (
+        "elementwise",
+        include_str!("../../shaders/elementwise.wgsl"),
+    ),
     ("patches", include_str!("../../shaders/patches.wgsl")),
     ("tokens", include_str!("../../shaders/tokens.wgsl")),
-    ("crossentropy", include_str!("../../shaders/crossentropy.wgsl")),
+    (
+        "crossentropy",
+        include_str!("../../shaders/crossentropy.wgsl"),
+    ),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("adamw", include_str!("../../shaders/adamw.wgsl")),
     ("droppath", include_str!("../../shaders/droppath.wgsl")),

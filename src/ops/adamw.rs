@@ -61,11 +61,19 @@ pub struct AdamWPlan {
 
 impl AdamWPlan {
     /// `groups[i] = (lr multiplier, weight decay)` for tensor `i` of `layout`.
-    pub fn new(ctx: &GpuContext, layout: &FlatLayout, groups: &[(f32, f32)]) -> Result<Self, GpuError> {
+    pub fn new(
+        ctx: &GpuContext,
+        layout: &FlatLayout,
+        groups: &[(f32, f32)],
+    ) -> Result<Self, GpuError> {
         if groups.len() != layout.entries.len() {
             return Err(GpuError::BadLaunch {
                 kernel: "adamw::adamw_step".into(),
-                message: format!("{} tensors but {} optimizer settings", layout.entries.len(), groups.len()),
+                message: format!(
+                    "{} tensors but {} optimizer settings",
+                    layout.entries.len(),
+                    groups.len()
+                ),
             });
         }
         let mut work: Vec<u32> = Vec::new();
@@ -76,7 +84,12 @@ impl AdamWPlan {
                 work.extend([i as u32, start as u32]);
                 start += ADAMW_WG;
             }
-            tensors.push(TensorInfo { end: (e.offset + e.len) as u32, lr_mult, weight_decay, _pad: 0 });
+            tensors.push(TensorInfo {
+                end: (e.offset + e.len) as u32,
+                lr_mult,
+                weight_decay,
+                _pad: 0,
+            });
         }
         let work_items = (work.len() / 2) as u32;
         if work.is_empty() {
@@ -86,14 +99,22 @@ impl AdamWPlan {
         Ok(Self {
             hyper: GpuSlice::uniform(ctx, "AdamWParams", &AdamWParams::default()),
             work: GpuSlice::from_slice(ctx, "adamw work list", &work),
-            tensors: GpuSlice::from_slice(ctx, "adamw tensor table", bytemuck::cast_slice::<TensorInfo, u32>(&tensors)),
+            tensors: GpuSlice::from_slice(
+                ctx,
+                "adamw tensor table",
+                bytemuck::cast_slice::<TensorInfo, u32>(&tensors),
+            ),
             work_items,
         })
     }
 
     /// Write this step's hyper-parameters (ordered before the next submit; no new buffers).
     pub fn set_step(&self, ctx: &GpuContext, hp: &AdamWStep) {
-        ctx.queue.write_buffer(&self.hyper.buffer, 0, bytemuck::bytes_of(&hp.params(self.work_items)));
+        ctx.queue.write_buffer(
+            &self.hyper.buffer,
+            0,
+            bytemuck::bytes_of(&hp.params(self.work_items)),
+        );
     }
 }
 
@@ -120,7 +141,16 @@ pub fn adamw_step(
         ctx,
         "adamw",
         "adamw_step",
-        &[param, m, v, grad, &plan.work, &plan.tensors, grad_sumsq, &plan.hyper],
+        &[
+            param,
+            m,
+            v,
+            grad,
+            &plan.work,
+            &plan.tensors,
+            grad_sumsq,
+            &plan.hyper,
+        ],
         workgroup_grid(plan.work_items as u64),
     )?])
 }

@@ -29,29 +29,56 @@ pub struct HeadView {
 impl HeadView {
     /// A dense `(B, H, T, D)` tensor.
     pub fn bhtd(heads: u32, tokens: u32, head_dim: u32) -> Self {
-        Self { off: 0, row_stride: head_dim, head_stride: tokens * head_dim, batch_stride: heads * tokens * head_dim }
+        Self {
+            off: 0,
+            row_stride: head_dim,
+            head_stride: tokens * head_dim,
+            batch_stride: heads * tokens * head_dim,
+        }
     }
 
     /// Part `part` (0 = q, 1 = k, 2 = v) of a fused `(B, T, 3C)` qkv tensor, C = H·D.
     pub fn fused_qkv(part: u32, heads: u32, tokens: u32, head_dim: u32) -> Self {
         let c = heads * head_dim;
-        Self { off: part * c, row_stride: 3 * c, head_stride: head_dim, batch_stride: tokens * 3 * c }
+        Self {
+            off: part * c,
+            row_stride: 3 * c,
+            head_stride: head_dim,
+            batch_stride: tokens * 3 * c,
+        }
     }
 
     /// A `(B, T, C)` tensor with heads side by side in C (attention output before the projection).
     pub fn btc(heads: u32, tokens: u32, head_dim: u32) -> Self {
         let c = heads * head_dim;
-        Self { off: 0, row_stride: c, head_stride: head_dim, batch_stride: tokens * c }
+        Self {
+            off: 0,
+            row_stride: c,
+            head_stride: head_dim,
+            batch_stride: tokens * c,
+        }
     }
 
     /// The (T, D) matrix of each (batch, head) as a gemm operand (batch outer, head inner).
     fn mat(&self) -> MatView {
-        MatView { off: self.off, rs: self.row_stride, cs: 1, bo: self.batch_stride, bi: self.head_stride }
+        MatView {
+            off: self.off,
+            rs: self.row_stride,
+            cs: 1,
+            bo: self.batch_stride,
+            bi: self.head_stride,
+        }
     }
 
     /// The transpose (D, T) of each (batch, head) matrix.
     fn mat_t(&self) -> MatView {
-        MatView { off: self.off, rs: 1, cs: self.row_stride, bo: self.batch_stride, bi: self.head_stride }
+        MatView {
+            off: self.off,
+            rs: 1,
+            cs: self.row_stride,
+            bo: self.batch_stride,
+            bi: self.head_stride,
+        }
     }
 }
 
@@ -73,16 +100,34 @@ impl AttentionShape {
 
     fn scores_view(&self) -> MatView {
         let t = self.tokens;
-        MatView { off: 0, rs: t, cs: 1, bo: self.heads * t * t, bi: t * t }
+        MatView {
+            off: 0,
+            rs: t,
+            cs: 1,
+            bo: self.heads * t * t,
+            bi: t * t,
+        }
     }
 
     fn gemm(&self, m: u32, n: u32, k: u32, alpha: f32) -> GemmShape {
-        GemmShape { batch: self.batch * self.heads, batch_inner: self.heads, alpha, ..GemmShape::new(m, n, k) }
+        GemmShape {
+            batch: self.batch * self.heads,
+            batch_inner: self.heads,
+            alpha,
+            ..GemmShape::new(m, n, k)
+        }
     }
 }
 
 /// `p (rows, cols) = softmax(s + bias[row % bias_rows])` row-wise; no bias when `bias` is `None`.
-pub fn softmax_forward(ctx: &GpuContext, p: &GpuSlice, s: &GpuSlice, bias: Option<(&GpuSlice, u32)>, rows: u32, cols: u32) -> Result<Vec<Dispatch>, GpuError> {
+pub fn softmax_forward(
+    ctx: &GpuContext,
+    p: &GpuSlice,
+    s: &GpuSlice,
+    bias: Option<(&GpuSlice, u32)>,
+    rows: u32,
+    cols: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "attention::softmax_forward";
     let n = rows as u64 * cols as u64;
     need(K, "p", p, n)?;
@@ -98,13 +143,32 @@ pub fn softmax_forward(ctx: &GpuContext, p: &GpuSlice, s: &GpuSlice, bias: Optio
         }
         None => (s, 0),
     };
-    let params = AttentionParams { rows, cols, bias_rows, flags: bias.is_some() as u32, ..Default::default() };
+    let params = AttentionParams {
+        rows,
+        cols,
+        bias_rows,
+        flags: bias.is_some() as u32,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "AttentionParams", &params);
-    Ok(vec![launch(ctx, "attention", "softmax_forward", &[p, s, b, s, s, &u], workgroup_grid(rows as u64))?])
+    Ok(vec![launch(
+        ctx,
+        "attention",
+        "softmax_forward",
+        &[p, s, b, s, s, &u],
+        workgroup_grid(rows as u64),
+    )?])
 }
 
 /// `ds (rows, cols) = p · (dp − Σ_j dp·p)` row-wise.
-pub fn softmax_backward(ctx: &GpuContext, ds: &GpuSlice, p: &GpuSlice, dp: &GpuSlice, rows: u32, cols: u32) -> Result<Vec<Dispatch>, GpuError> {
+pub fn softmax_backward(
+    ctx: &GpuContext,
+    ds: &GpuSlice,
+    p: &GpuSlice,
+    dp: &GpuSlice,
+    rows: u32,
+    cols: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "attention::softmax_backward";
     let n = rows as u64 * cols as u64;
     need(K, "ds", ds, n)?;
@@ -113,13 +177,31 @@ pub fn softmax_backward(ctx: &GpuContext, ds: &GpuSlice, p: &GpuSlice, dp: &GpuS
     if rows == 0 {
         return Ok(Vec::new());
     }
-    let params = AttentionParams { rows, cols, ..Default::default() };
+    let params = AttentionParams {
+        rows,
+        cols,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "AttentionParams", &params);
-    Ok(vec![launch(ctx, "attention", "softmax_backward", &[ds, p, dp, p, p, &u], workgroup_grid(rows as u64))?])
+    Ok(vec![launch(
+        ctx,
+        "attention",
+        "softmax_backward",
+        &[ds, p, dp, p, p, &u],
+        workgroup_grid(rows as u64),
+    )?])
 }
 
 /// `bias (H, T·T)[h, ij] = table (table_rows, H)[index[ij], h]`; `index` is u32 (T·T).
-pub fn relpos_gather(ctx: &GpuContext, bias: &GpuSlice, table: &GpuSlice, index: &GpuSlice, heads: u32, tt: u32, table_rows: u32) -> Result<Vec<Dispatch>, GpuError> {
+pub fn relpos_gather(
+    ctx: &GpuContext,
+    bias: &GpuSlice,
+    table: &GpuSlice,
+    index: &GpuSlice,
+    heads: u32,
+    tt: u32,
+    table_rows: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "attention::relpos_gather";
     need(K, "bias", bias, heads as u64 * tt as u64)?;
     need(K, "table", table, table_rows as u64 * heads as u64)?;
@@ -127,9 +209,20 @@ pub fn relpos_gather(ctx: &GpuContext, bias: &GpuSlice, table: &GpuSlice, index:
     if heads == 0 || tt == 0 {
         return Ok(Vec::new());
     }
-    let params = AttentionParams { heads, tt, table_rows, ..Default::default() };
+    let params = AttentionParams {
+        heads,
+        tt,
+        table_rows,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "AttentionParams", &params);
-    Ok(vec![launch(ctx, "attention", "relpos_gather", &[bias, table, table, index, index, &u], grid_for(heads as u64 * tt as u64, 64))?])
+    Ok(vec![launch(
+        ctx,
+        "attention",
+        "relpos_gather",
+        &[bias, table, table, index, index, &u],
+        grid_for(heads as u64 * tt as u64, 64),
+    )?])
 }
 
 /// The inverted relative-position index on the GPU (built once per grid size).
@@ -152,14 +245,27 @@ impl RelposScatterIndex {
 }
 
 /// `dtable (table_rows, H) (=|+=)` the sum of `dbias (H, T·T)` over the positions that read each table row.
-pub fn relpos_scatter(ctx: &GpuContext, dtable: &GpuSlice, dbias: &GpuSlice, index: &RelposScatterIndex, heads: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn relpos_scatter(
+    ctx: &GpuContext,
+    dtable: &GpuSlice,
+    dbias: &GpuSlice,
+    index: &RelposScatterIndex,
+    heads: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "attention::relpos_scatter";
     need(K, "dtable", dtable, index.table_rows as u64 * heads as u64)?;
     need(K, "dbias", dbias, heads as u64 * index.tt as u64)?;
     if heads == 0 || index.table_rows == 0 {
         return Ok(Vec::new());
     }
-    let params = AttentionParams { heads, tt: index.tt, table_rows: index.table_rows, flags: accumulate as u32, ..Default::default() };
+    let params = AttentionParams {
+        heads,
+        tt: index.tt,
+        table_rows: index.table_rows,
+        flags: accumulate as u32,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "AttentionParams", &params);
     Ok(vec![launch(
         ctx,
@@ -186,11 +292,46 @@ pub fn attention_forward(
 ) -> Result<Vec<Dispatch>, GpuError> {
     let t = shape.tokens;
     let d = shape.head_dim;
-    need("attention::attention_forward", "scores", scores, shape.scores_len())?;
-    let mut out = gemm(ctx, scores, shape.scores_view(), q.0, q.1.mat(), k.0, k.1.mat_t(), None, shape.gemm(t, t, d, shape.scale))?;
-    let rows = fits_u32("attention::attention_forward", shape.batch as u64 * shape.heads as u64 * t as u64)?;
-    out.extend(softmax_forward(ctx, p, scores, bias.map(|b| (b, shape.heads * t)), rows, t)?);
-    out.extend(gemm(ctx, o.0, o.1.mat(), p, shape.scores_view(), v.0, v.1.mat(), None, shape.gemm(t, d, t, 1.0))?);
+    need(
+        "attention::attention_forward",
+        "scores",
+        scores,
+        shape.scores_len(),
+    )?;
+    let mut out = gemm(
+        ctx,
+        scores,
+        shape.scores_view(),
+        q.0,
+        q.1.mat(),
+        k.0,
+        k.1.mat_t(),
+        None,
+        shape.gemm(t, t, d, shape.scale),
+    )?;
+    let rows = fits_u32(
+        "attention::attention_forward",
+        shape.batch as u64 * shape.heads as u64 * t as u64,
+    )?;
+    out.extend(softmax_forward(
+        ctx,
+        p,
+        scores,
+        bias.map(|b| (b, shape.heads * t)),
+        rows,
+        t,
+    )?);
+    out.extend(gemm(
+        ctx,
+        o.0,
+        o.1.mat(),
+        p,
+        shape.scores_view(),
+        v.0,
+        v.1.mat(),
+        None,
+        shape.gemm(t, d, t, 1.0),
+    )?);
     Ok(out)
 }
 
@@ -216,20 +357,76 @@ pub fn attention_backward(
     let d = shape.head_dim;
     let sv = shape.scores_view();
     let sv_t = MatView { rs: 1, cs: t, ..sv };
-    need("attention::attention_backward", "dp", dp, shape.scores_len())?;
-    need("attention::attention_backward", "ds", ds, shape.scores_len())?;
+    need(
+        "attention::attention_backward",
+        "dp",
+        dp,
+        shape.scores_len(),
+    )?;
+    need(
+        "attention::attention_backward",
+        "ds",
+        ds,
+        shape.scores_len(),
+    )?;
     // dP = dO · Vᵀ ; dV = Pᵀ · dO
-    let mut out = gemm(ctx, dp, sv, dout.0, dout.1.mat(), v.0, v.1.mat_t(), None, shape.gemm(t, t, d, 1.0))?;
-    out.extend(gemm(ctx, dv.0, dv.1.mat(), p, sv_t, dout.0, dout.1.mat(), None, shape.gemm(t, d, t, 1.0))?);
+    let mut out = gemm(
+        ctx,
+        dp,
+        sv,
+        dout.0,
+        dout.1.mat(),
+        v.0,
+        v.1.mat_t(),
+        None,
+        shape.gemm(t, t, d, 1.0),
+    )?;
+    out.extend(gemm(
+        ctx,
+        dv.0,
+        dv.1.mat(),
+        p,
+        sv_t,
+        dout.0,
+        dout.1.mat(),
+        None,
+        shape.gemm(t, d, t, 1.0),
+    )?);
     // dS = softmax backward
-    let rows = fits_u32("attention::attention_backward", shape.batch as u64 * shape.heads as u64 * t as u64)?;
+    let rows = fits_u32(
+        "attention::attention_backward",
+        shape.batch as u64 * shape.heads as u64 * t as u64,
+    )?;
     out.extend(softmax_backward(ctx, ds, p, dp, rows, t)?);
     if let Some(db) = dbias {
-        let hw = fits_u32("attention::attention_backward", shape.heads as u64 * t as u64 * t as u64)?;
+        let hw = fits_u32(
+            "attention::attention_backward",
+            shape.heads as u64 * t as u64 * t as u64,
+        )?;
         out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
     }
     // dQ = scale · dS · K ; dK = scale · dSᵀ · Q
-    out.extend(gemm(ctx, dq.0, dq.1.mat(), ds, sv, k.0, k.1.mat(), None, shape.gemm(t, d, t, shape.scale))?);
-    out.extend(gemm(ctx, dk.0, dk.1.mat(), ds, sv_t, q.0, q.1.mat(), None, shape.gemm(t, d, t, shape.scale))?);
+    out.extend(gemm(
+        ctx,
+        dq.0,
+        dq.1.mat(),
+        ds,
+        sv,
+        k.0,
+        k.1.mat(),
+        None,
+        shape.gemm(t, d, t, shape.scale),
+    )?);
+    out.extend(gemm(
+        ctx,
+        dk.0,
+        dk.1.mat(),
+        ds,
+        sv_t,
+        q.0,
+        q.1.mat(),
+        None,
+        shape.gemm(t, d, t, shape.scale),
+    )?);
     Ok(out)
 }

@@ -42,13 +42,27 @@ pub fn ce_forward(
     if m == 0 {
         return Ok(Vec::new());
     }
-    let params = CrossEntropyParams { m, vocab, smoothing, scale: 1.0 };
+    let params = CrossEntropyParams {
+        m,
+        vocab,
+        smoothing,
+        scale: 1.0,
+    };
     let u = GpuSlice::uniform(ctx, "CrossEntropyParams", &params);
     let mut d = vec![launch(
         ctx,
         "crossentropy",
         "ce_forward",
-        &[out.loss, out.correct, out.lse, logits, rows, labels, &u, logits],
+        &[
+            out.loss,
+            out.correct,
+            out.lse,
+            logits,
+            rows,
+            labels,
+            &u,
+            logits,
+        ],
         workgroup_grid(m as u64),
     )?];
     if let Some(stats) = out.stats {
@@ -84,7 +98,12 @@ pub fn ce_backward(
     if m == 0 {
         return Ok(Vec::new());
     }
-    let params = CrossEntropyParams { m, vocab, smoothing, scale };
+    let params = CrossEntropyParams {
+        m,
+        vocab,
+        smoothing,
+        scale,
+    };
     let u = GpuSlice::uniform(ctx, "CrossEntropyParams", &params);
     Ok(vec![launch(
         ctx,

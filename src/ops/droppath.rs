@@ -30,7 +30,10 @@ pub fn drop_path(
     need(K, "x", x, n)?;
     fits_u32(K, n)?;
     if !(keep_prob > 0.0 && keep_prob <= 1.0) {
-        return Err(GpuError::BadLaunch { kernel: K.into(), message: format!("keep probability {keep_prob} is outside (0, 1]") });
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!("keep probability {keep_prob} is outside (0, 1]"),
+        });
     }
     if n == 0 {
         return Ok(Vec::new());
@@ -46,5 +49,11 @@ pub fn drop_path(
         _pad: 0,
     };
     let u = GpuSlice::uniform(ctx, "DropPathParams", &params);
-    Ok(vec![launch(ctx, "droppath", "drop_path", &[out, x, &u], grid_for(n, ELEMENT_WG))?])
+    Ok(vec![launch(
+        ctx,
+        "droppath",
+        "drop_path",
+        &[out, x, &u],
+        grid_for(n, ELEMENT_WG),
+    )?])
 }

@@ -11,7 +11,14 @@ gpu_params!(
     }
 );
 
-fn simple(ctx: &GpuContext, entry: &str, out: &GpuSlice, a: &GpuSlice, b: &GpuSlice, params: ElementwiseParams) -> Result<Vec<Dispatch>, GpuError> {
+fn simple(
+    ctx: &GpuContext,
+    entry: &str,
+    out: &GpuSlice,
+    a: &GpuSlice,
+    b: &GpuSlice,
+    params: ElementwiseParams,
+) -> Result<Vec<Dispatch>, GpuError> {
     let kernel = format!("elementwise::{entry}");
     need(&kernel, "out", out, params.n as u64)?;
     fits_u32(&kernel, params.n as u64)?;
@@ -19,39 +26,124 @@ fn simple(ctx: &GpuContext, entry: &str, out: &GpuSlice, a: &GpuSlice, b: &GpuSl
         return Ok(Vec::new());
     }
     let u = GpuSlice::uniform(ctx, "ElementwiseParams", &params);
-    Ok(vec![launch(ctx, "elementwise", entry, &[out, a, b, &u], grid_for(params.n as u64, ELEMENT_WG))?])
+    Ok(vec![launch(
+        ctx,
+        "elementwise",
+        entry,
+        &[out, a, b, &u],
+        grid_for(params.n as u64, ELEMENT_WG),
+    )?])
 }
 
 /// `out (n) = value`.
-pub fn fill(ctx: &GpuContext, out: &GpuSlice, n: u32, value: f32) -> Result<Vec<Dispatch>, GpuError> {
-    simple(ctx, "fill", out, out, out, ElementwiseParams { n, value, ..Default::default() })
+pub fn fill(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    n: u32,
+    value: f32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    simple(
+        ctx,
+        "fill",
+        out,
+        out,
+        out,
+        ElementwiseParams {
+            n,
+            value,
+            ..Default::default()
+        },
+    )
 }
 
 /// `out (n) (=|+=) a (n)`: copy, or accumulate-into.
-pub fn copy(ctx: &GpuContext, out: &GpuSlice, a: &GpuSlice, n: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn copy(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    a: &GpuSlice,
+    n: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     need("elementwise::copy", "a", a, n as u64)?;
-    simple(ctx, "copy", out, a, a, ElementwiseParams { n, flags: accumulate as u32, ..Default::default() })
+    simple(
+        ctx,
+        "copy",
+        out,
+        a,
+        a,
+        ElementwiseParams {
+            n,
+            flags: accumulate as u32,
+            ..Default::default()
+        },
+    )
 }
 
 /// `out (n) (=|+=) a (n) + b (n)` (residual add).
-pub fn add(ctx: &GpuContext, out: &GpuSlice, a: &GpuSlice, b: &GpuSlice, n: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn add(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    a: &GpuSlice,
+    b: &GpuSlice,
+    n: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     need("elementwise::add", "a", a, n as u64)?;
     need("elementwise::add", "b", b, n as u64)?;
-    simple(ctx, "add", out, a, b, ElementwiseParams { n, flags: accumulate as u32, ..Default::default() })
+    simple(
+        ctx,
+        "add",
+        out,
+        a,
+        b,
+        ElementwiseParams {
+            n,
+            flags: accumulate as u32,
+            ..Default::default()
+        },
+    )
 }
 
 /// `out (R, C) (=|+=) x (R, C) · γ (C)` (layer scale; also its input gradient `dx = dy · γ`).
 #[allow(clippy::too_many_arguments)]
-pub fn scale_cols(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, gamma: &GpuSlice, rows: u32, cols: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn scale_cols(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    gamma: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     let n = rows as u64 * cols as u64;
     need("elementwise::scale_cols", "x", x, n)?;
     need("elementwise::scale_cols", "gamma", gamma, cols as u64)?;
     let n = fits_u32("elementwise::scale_cols", n)?;
-    simple(ctx, "scale_cols", out, x, gamma, ElementwiseParams { n, cols, rows, flags: accumulate as u32, ..Default::default() })
+    simple(
+        ctx,
+        "scale_cols",
+        out,
+        x,
+        gamma,
+        ElementwiseParams {
+            n,
+            cols,
+            rows,
+            flags: accumulate as u32,
+            ..Default::default()
+        },
+    )
 }
 
 /// `dγ (C) += Σ_r dy[r, :] · x[r, :]` for `dy, x (R, C)`: row-chunk partials, then a column sum.
-pub fn scale_cols_grad(ctx: &GpuContext, dgamma: &GpuSlice, dy: &GpuSlice, x: &GpuSlice, rows: u32, cols: u32) -> Result<Vec<Dispatch>, GpuError> {
+pub fn scale_cols_grad(
+    ctx: &GpuContext,
+    dgamma: &GpuSlice,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    rows: u32,
+    cols: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "elementwise::scale_cols_grad_partial";
     let n = rows as u64 * cols as u64;
     need(K, "dy", dy, n)?;
@@ -63,8 +155,24 @@ pub fn scale_cols_grad(ctx: &GpuContext, dgamma: &GpuSlice, dy: &GpuSlice, x: &G
     let rpc = rows_per_chunk(rows as u64) as u32;
     let chunks = rows.div_ceil(rpc);
     let part = GpuSlice::new(ctx, "layer scale dγ partials", chunks as u64 * cols as u64);
-    let params = ElementwiseParams { n: fits_u32(K, n)?, cols, rows, rows_per_chunk: rpc, chunks, ..Default::default() };
+    let params = ElementwiseParams {
+        n: fits_u32(K, n)?,
+        cols,
+        rows,
+        rows_per_chunk: rpc,
+        chunks,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "ElementwiseParams", &params);
-    let partial = launch(ctx, "elementwise", "scale_cols_grad_partial", &[&part, dy, x, &u], grid_for(chunks as u64 * cols as u64, ELEMENT_WG))?;
-    Ok(vec![partial, reduce::col_sum_partials(ctx, dgamma, &part, chunks, cols, true)?])
+    let partial = launch(
+        ctx,
+        "elementwise",
+        "scale_cols_grad_partial",
+        &[&part, dy, x, &u],
+        grid_for(chunks as u64 * cols as u64, ELEMENT_WG),
+    )?;
+    Ok(vec![
+        partial,
+        reduce::col_sum_partials(ctx, dgamma, &part, chunks, cols, true)?,
+    ])
 }

@@ -9,7 +9,12 @@ gpu_params!(
 );
 
 /// `out = gelu(x)`.
-pub fn gelu_forward(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, n: u32) -> Result<Vec<Dispatch>, GpuError> {
+pub fn gelu_forward(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    n: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "gelu::gelu_forward";
     need(K, "out", out, n as u64)?;
     need(K, "x", x, n as u64)?;
@@ -17,12 +22,32 @@ pub fn gelu_forward(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, n: u32) -> R
     if n == 0 {
         return Ok(Vec::new());
     }
-    let u = GpuSlice::uniform(ctx, "GeluParams", &GeluParams { n, ..Default::default() });
-    Ok(vec![launch(ctx, "gelu", "gelu_forward", &[out, x, x, &u], grid_for(n as u64, ELEMENT_WG))?])
+    let u = GpuSlice::uniform(
+        ctx,
+        "GeluParams",
+        &GeluParams {
+            n,
+            ..Default::default()
+        },
+    );
+    Ok(vec![launch(
+        ctx,
+        "gelu",
+        "gelu_forward",
+        &[out, x, x, &u],
+        grid_for(n as u64, ELEMENT_WG),
+    )?])
 }
 
 /// `dx (=|+=) dy · gelu'(x)`.
-pub fn gelu_backward(ctx: &GpuContext, dx: &GpuSlice, dy: &GpuSlice, x: &GpuSlice, n: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn gelu_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    n: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "gelu::gelu_backward";
     need(K, "dx", dx, n as u64)?;
     need(K, "dy", dy, n as u64)?;
@@ -30,6 +55,20 @@ pub fn gelu_backward(ctx: &GpuContext, dx: &GpuSlice, dy: &GpuSlice, x: &GpuSlic
     if n == 0 {
         return Ok(Vec::new());
     }
-    let u = GpuSlice::uniform(ctx, "GeluParams", &GeluParams { n, flags: accumulate as u32, ..Default::default() });
-    Ok(vec![launch(ctx, "gelu", "gelu_backward", &[dx, x, dy, &u], grid_for(n as u64, ELEMENT_WG))?])
+    let u = GpuSlice::uniform(
+        ctx,
+        "GeluParams",
+        &GeluParams {
+            n,
+            flags: accumulate as u32,
+            ..Default::default()
+        },
+    );
+    Ok(vec![launch(
+        ctx,
+        "gelu",
+        "gelu_backward",
+        &[dx, x, dy, &u],
+        grid_for(n as u64, ELEMENT_WG),
+    )?])
 }

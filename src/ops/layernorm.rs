@@ -39,7 +39,12 @@ pub fn layernorm_forward(
     if rows == 0 {
         return Ok(Vec::new());
     }
-    let params = LayerNormParams { rows, cols, eps, ..Default::default() };
+    let params = LayerNormParams {
+        rows,
+        cols,
+        eps,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "LayerNormParams", &params);
     Ok(vec![launch(
         ctx,
@@ -107,6 +112,7 @@ pub fn layernorm_backward(
         grid_for(chunks as u64 * cols as u64, 64),
     )?;
     let fin_g = reduce::col_sum_partials(ctx, dgamma, &part.sub(0, per), chunks, cols, true)?;
-    let fin_b = reduce::col_sum_partials(ctx, dbeta, &part.sub(beta_offset, per), chunks, cols, true)?;
+    let fin_b =
+        reduce::col_sum_partials(ctx, dbeta, &part.sub(beta_offset, per), chunks, cols, true)?;
     Ok(vec![input, partial, fin_g, fin_b])
 }

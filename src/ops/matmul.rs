@@ -30,12 +30,24 @@ pub struct MatView {
 impl MatView {
     /// A dense row-major (rows, cols) matrix, batches packed one after another.
     pub fn row_major(rows: u32, cols: u32) -> Self {
-        Self { off: 0, rs: cols, cs: 1, bo: rows * cols, bi: 0 }
+        Self {
+            off: 0,
+            rs: cols,
+            cs: 1,
+            bo: rows * cols,
+            bi: 0,
+        }
     }
 
     /// The transpose of a dense row-major matrix stored as (cols, rows): element (r, c) = stored[c, r].
     pub fn transposed(rows: u32, cols: u32) -> Self {
-        Self { off: 0, rs: 1, cs: rows, bo: rows * cols, bi: 0 }
+        Self {
+            off: 0,
+            rs: 1,
+            cs: rows,
+            bo: rows * cols,
+            bi: 0,
+        }
     }
 
     /// One past the largest element index this view touches for a (rows, cols) matrix in `outer x inner` batches.
@@ -70,7 +82,16 @@ pub struct GemmShape {
 
 impl GemmShape {
     pub fn new(m: u32, n: u32, k: u32) -> Self {
-        Self { m, n, k, batch: 1, batch_inner: 1, alpha: 1.0, bias: false, accumulate: false }
+        Self {
+            m,
+            n,
+            k,
+            batch: 1,
+            batch_inner: 1,
+            alpha: 1.0,
+            bias: false,
+            accumulate: false,
+        }
     }
 
     pub fn flops(&self) -> f64 {
@@ -92,7 +113,14 @@ pub fn gemm(
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "matmul::gemm";
-    let GemmShape { m, n, k, batch, batch_inner, .. } = shape;
+    let GemmShape {
+        m,
+        n,
+        k,
+        batch,
+        batch_inner,
+        ..
+    } = shape;
     if m == 0 || n == 0 || batch == 0 {
         return Ok(Vec::new());
     }
@@ -103,7 +131,10 @@ pub fn gemm(
         });
     }
     if batch > crate::gpu::MAX_WORKGROUPS_PER_DIM {
-        return Err(GpuError::BadLaunch { kernel: K.into(), message: format!("batch {batch} exceeds 65535") });
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!("batch {batch} exceeds 65535"),
+        });
     }
     let outer = batch / batch_inner;
     need(K, "C", c, c_view.extent(m, n, outer, batch_inner))?;
@@ -115,7 +146,12 @@ pub fn gemm(
             need(K, "bias", s, n as u64)?;
             s
         }
-        (true, None) => return Err(GpuError::BadLaunch { kernel: K.into(), message: "bias requested but none given".into() }),
+        (true, None) => {
+            return Err(GpuError::BadLaunch {
+                kernel: K.into(),
+                message: "bias requested but none given".into(),
+            })
+        }
         (false, _) => a,
     };
     let params = GemmParams {
@@ -144,7 +180,13 @@ pub fn gemm(
     };
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
     let groups = [n.div_ceil(64), m.div_ceil(64), batch];
-    Ok(vec![launch(ctx, "matmul", "gemm", &[c, a, b, bias_slice, &u], groups)?])
+    Ok(vec![launch(
+        ctx,
+        "matmul",
+        "gemm",
+        &[c, a, b, bias_slice, &u],
+        groups,
+    )?])
 }
 
 /// `Y (M, N) = X (M, K) · W (N, K)ᵀ + b (N)`.
@@ -159,8 +201,21 @@ pub fn linear_forward(
     n: u32,
     k: u32,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let shape = GemmShape { bias: b.is_some(), ..GemmShape::new(m, n, k) };
-    gemm(ctx, y, MatView::row_major(m, n), x, MatView::row_major(m, k), w, MatView::transposed(k, n), b, shape)
+    let shape = GemmShape {
+        bias: b.is_some(),
+        ..GemmShape::new(m, n, k)
+    };
+    gemm(
+        ctx,
+        y,
+        MatView::row_major(m, n),
+        x,
+        MatView::row_major(m, k),
+        w,
+        MatView::transposed(k, n),
+        b,
+        shape,
+    )
 }
 
 /// Backward of [`linear_forward`]: `dX (=|+=) dY · W`, `dW += dYᵀ · X`, `db += Σ_rows dY`.
@@ -181,11 +236,37 @@ pub fn linear_backward(
 ) -> Result<Vec<Dispatch>, GpuError> {
     let mut out = Vec::new();
     if let Some(dx) = dx {
-        let shape = GemmShape { accumulate: accumulate_dx, ..GemmShape::new(m, k, n) };
-        out.extend(gemm(ctx, dx, MatView::row_major(m, k), dy, MatView::row_major(m, n), w, MatView::row_major(n, k), None, shape)?);
+        let shape = GemmShape {
+            accumulate: accumulate_dx,
+            ..GemmShape::new(m, k, n)
+        };
+        out.extend(gemm(
+            ctx,
+            dx,
+            MatView::row_major(m, k),
+            dy,
+            MatView::row_major(m, n),
+            w,
+            MatView::row_major(n, k),
+            None,
+            shape,
+        )?);
     }
-    let shape = GemmShape { accumulate: true, ..GemmShape::new(n, k, m) };
-    out.extend(gemm(ctx, dw, MatView::row_major(n, k), dy, MatView::transposed(n, m), x, MatView::row_major(m, k), None, shape)?);
+    let shape = GemmShape {
+        accumulate: true,
+        ..GemmShape::new(n, k, m)
+    };
+    out.extend(gemm(
+        ctx,
+        dw,
+        MatView::row_major(n, k),
+        dy,
+        MatView::transposed(n, m),
+        x,
+        MatView::row_major(m, k),
+        None,
+        shape,
+    )?);
     if let Some(db) = db {
         out.extend(reduce::col_sum(ctx, db, dy, m, n, true)?);
     }

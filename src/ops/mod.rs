@@ -68,7 +68,13 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
 pub(crate) const ELEMENT_WG: u64 = 256;
 
 /// Build one launch: `args[i]` is binding `i` of the shader family (unused ones are skipped by the kernel).
-pub(crate) fn launch(ctx: &GpuContext, shader: &str, entry: &str, args: &[&GpuSlice], workgroups: [u32; 3]) -> Result<Dispatch, GpuError> {
+pub(crate) fn launch(
+    ctx: &GpuContext,
+    shader: &str,
+    entry: &str,
+    args: &[&GpuSlice],
+    workgroups: [u32; 3],
+) -> Result<Dispatch, GpuError> {
     let kernel = ctx.pipelines.get(shader, entry)?;
     let bind_group = kernel.bind(&ctx.device, args)?;
     Ok(Dispatch {
@@ -88,7 +94,10 @@ pub(crate) fn need(kernel: &str, what: &str, slice: &GpuSlice, elems: u64) -> Re
     if slice.len < elems {
         return Err(GpuError::BadLaunch {
             kernel: kernel.to_string(),
-            message: format!("{what} holds {} elements but the shape needs {elems}", slice.len),
+            message: format!(
+                "{what} holds {} elements but the shape needs {elems}",
+                slice.len
+            ),
         });
     }
     Ok(())

@@ -30,12 +30,21 @@ impl PatchShape {
     }
 }
 
-fn run(ctx: &GpuContext, entry: &str, out: &GpuSlice, src: &GpuSlice, s: PatchShape) -> Result<Vec<Dispatch>, GpuError> {
+fn run(
+    ctx: &GpuContext,
+    entry: &str,
+    out: &GpuSlice,
+    src: &GpuSlice,
+    s: PatchShape,
+) -> Result<Vec<Dispatch>, GpuError> {
     let kernel = format!("patches::{entry}");
-    if s.patch == 0 || s.height % s.patch != 0 || s.width % s.patch != 0 {
+    if s.patch == 0 || !s.height.is_multiple_of(s.patch) || !s.width.is_multiple_of(s.patch) {
         return Err(GpuError::BadLaunch {
             kernel,
-            message: format!("image {}x{} is not divisible into {}-pixel patches", s.height, s.width, s.patch),
+            message: format!(
+                "image {}x{} is not divisible into {}-pixel patches",
+                s.height, s.width, s.patch
+            ),
         });
     }
     need(&kernel, "out", out, s.elements())?;
@@ -44,17 +53,40 @@ fn run(ctx: &GpuContext, entry: &str, out: &GpuSlice, src: &GpuSlice, s: PatchSh
     if s.elements() == 0 {
         return Ok(Vec::new());
     }
-    let params = PatchParams { batch: s.batch, channels: s.channels, height: s.height, width: s.width, patch_size: s.patch, ..Default::default() };
+    let params = PatchParams {
+        batch: s.batch,
+        channels: s.channels,
+        height: s.height,
+        width: s.width,
+        patch_size: s.patch,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "PatchParams", &params);
-    Ok(vec![launch(ctx, "patches", entry, &[out, src, &u], grid_for(s.elements(), ELEMENT_WG))?])
+    Ok(vec![launch(
+        ctx,
+        "patches",
+        entry,
+        &[out, src, &u],
+        grid_for(s.elements(), ELEMENT_WG),
+    )?])
 }
 
 /// `patches (B, N, C·p·p) = patchify(img (B, C, H, W))`.
-pub fn patchify(ctx: &GpuContext, patches: &GpuSlice, img: &GpuSlice, shape: PatchShape) -> Result<Vec<Dispatch>, GpuError> {
+pub fn patchify(
+    ctx: &GpuContext,
+    patches: &GpuSlice,
+    img: &GpuSlice,
+    shape: PatchShape,
+) -> Result<Vec<Dispatch>, GpuError> {
     run(ctx, "patchify", patches, img, shape)
 }
 
 /// `img (B, C, H, W) = unpatchify(patches (B, N, C·p·p))`.
-pub fn unpatchify(ctx: &GpuContext, img: &GpuSlice, patches: &GpuSlice, shape: PatchShape) -> Result<Vec<Dispatch>, GpuError> {
+pub fn unpatchify(
+    ctx: &GpuContext,
+    img: &GpuSlice,
+    patches: &GpuSlice,
+    shape: PatchShape,
+) -> Result<Vec<Dispatch>, GpuError> {
     run(ctx, "unpatchify", img, patches, shape)
 }

@@ -18,15 +18,44 @@ const SQRT: u32 = 4;
 /// Elements summed by one workgroup of `reduce_sum` (256 threads x 4 items).
 pub const SUM_PER_GROUP: u64 = 1024;
 
-fn col_sum_pass(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, rows: u32, cols: u32, rpc: u32, flags: u32) -> Result<Dispatch, GpuError> {
+fn col_sum_pass(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    rpc: u32,
+    flags: u32,
+) -> Result<Dispatch, GpuError> {
     let chunks = rows.div_ceil(rpc);
-    let params = ReduceParams { rows, cols, rows_per_chunk: rpc, chunks, flags, scale: 1.0, ..Default::default() };
+    let params = ReduceParams {
+        rows,
+        cols,
+        rows_per_chunk: rpc,
+        chunks,
+        flags,
+        scale: 1.0,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "ReduceParams", &params);
-    launch(ctx, "reduce", "col_sum", &[out, x, &u], grid_for(cols as u64 * chunks as u64, ELEMENT_WG))
+    launch(
+        ctx,
+        "reduce",
+        "col_sum",
+        &[out, x, &u],
+        grid_for(cols as u64 * chunks as u64, ELEMENT_WG),
+    )
 }
 
 /// `out (C) (=|+=) Σ_r x[r, :]` for `x (R, C)`.
-pub fn col_sum(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, rows: u32, cols: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn col_sum(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "reduce::col_sum";
     need(K, "out", out, cols as u64)?;
     need(K, "x", x, rows as u64 * cols as u64)?;
@@ -37,20 +66,54 @@ pub fn col_sum(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, rows: u32, cols: 
     }
     let rpc = rows_per_chunk(rows as u64) as u32;
     if rows <= rpc {
-        return Ok(vec![col_sum_pass(ctx, out, x, rows, cols, rows.max(1), flags)?]);
+        return Ok(vec![col_sum_pass(
+            ctx,
+            out,
+            x,
+            rows,
+            cols,
+            rows.max(1),
+            flags,
+        )?]);
     }
     let chunks = rows.div_ceil(rpc);
     let scratch = GpuSlice::new(ctx, "col_sum partials", chunks as u64 * cols as u64);
-    Ok(vec![col_sum_pass(ctx, &scratch, x, rows, cols, rpc, 0)?, col_sum_pass(ctx, out, &scratch, chunks, cols, chunks, flags)?])
+    Ok(vec![
+        col_sum_pass(ctx, &scratch, x, rows, cols, rpc, 0)?,
+        col_sum_pass(ctx, out, &scratch, chunks, cols, chunks, flags)?,
+    ])
 }
 
 /// Finish a column sum from `(chunks, C)` partials: `out (C) (=|+=) Σ_k part[k, :]`.
-pub fn col_sum_partials(ctx: &GpuContext, out: &GpuSlice, part: &GpuSlice, chunks: u32, cols: u32, accumulate: bool) -> Result<Dispatch, GpuError> {
-    col_sum_pass(ctx, out, part, chunks, cols, chunks.max(1), if accumulate { ACCUMULATE } else { 0 })
+pub fn col_sum_partials(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    part: &GpuSlice,
+    chunks: u32,
+    cols: u32,
+    accumulate: bool,
+) -> Result<Dispatch, GpuError> {
+    col_sum_pass(
+        ctx,
+        out,
+        part,
+        chunks,
+        cols,
+        chunks.max(1),
+        if accumulate { ACCUMULATE } else { 0 },
+    )
 }
 
 /// `out (R) (=|+=) scale · Σ_c x[r, c]` for `x (R, C)`.
-pub fn row_sum(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, rows: u32, cols: u32, scale: f32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn row_sum(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "reduce::row_sum";
     need(K, "out", out, rows as u64)?;
     need(K, "x", x, rows as u64 * cols as u64)?;
@@ -58,9 +121,21 @@ pub fn row_sum(ctx: &GpuContext, out: &GpuSlice, x: &GpuSlice, rows: u32, cols: 
         return Ok(Vec::new());
     }
     let flags = if accumulate { ACCUMULATE } else { 0 };
-    let params = ReduceParams { rows, cols, flags, scale, ..Default::default() };
+    let params = ReduceParams {
+        rows,
+        cols,
+        flags,
+        scale,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "ReduceParams", &params);
-    Ok(vec![launch(ctx, "reduce", "row_sum", &[out, x, &u], workgroup_grid(rows as u64))?])
+    Ok(vec![launch(
+        ctx,
+        "reduce",
+        "row_sum",
+        &[out, x, &u],
+        workgroup_grid(rows as u64),
+    )?])
 }
 
 /// `out[out_index] = finish(scale · Σ_i f(x[i]))` over `n` elements, f = square when `square`,
@@ -106,10 +181,22 @@ pub fn sum(
         if len == 0 {
             // Σ over nothing: write 0 (a one-element dummy input, never read past n = 0).
             let zero = GpuSlice::new(ctx, "sum empty input", 1);
-            dispatches.push(launch(ctx, "reduce", "reduce_sum", &[&dst, &zero, &u], [1, 1, 1])?);
+            dispatches.push(launch(
+                ctx,
+                "reduce",
+                "reduce_sum",
+                &[&dst, &zero, &u],
+                [1, 1, 1],
+            )?);
             break;
         }
-        dispatches.push(launch(ctx, "reduce", "reduce_sum", &[&dst, &src, &u], workgroup_grid(groups))?);
+        dispatches.push(launch(
+            ctx,
+            "reduce",
+            "reduce_sum",
+            &[&dst, &src, &u],
+            workgroup_grid(groups),
+        )?);
         if last {
             break;
         }
@@ -121,16 +208,43 @@ pub fn sum(
 }
 
 /// `out[out_index] = ‖x‖₂` over `n` elements.
-pub fn l2_norm(ctx: &GpuContext, out: &GpuSlice, out_index: u32, x: &GpuSlice, n: u32) -> Result<Vec<Dispatch>, GpuError> {
+pub fn l2_norm(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    out_index: u32,
+    x: &GpuSlice,
+    n: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     sum(ctx, out, out_index, x, n, 1.0, true, true)
 }
 
 /// `out[out_index] = Σ x² ` over `n` elements (what AdamW's clip reads).
-pub fn sum_squares(ctx: &GpuContext, out: &GpuSlice, out_index: u32, x: &GpuSlice, n: u32) -> Result<Vec<Dispatch>, GpuError> {
+pub fn sum_squares(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    out_index: u32,
+    x: &GpuSlice,
+    n: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     sum(ctx, out, out_index, x, n, 1.0, true, false)
 }
 
 /// `out[out_index] = mean(x)` over `n > 0` elements.
-pub fn mean(ctx: &GpuContext, out: &GpuSlice, out_index: u32, x: &GpuSlice, n: u32) -> Result<Vec<Dispatch>, GpuError> {
-    sum(ctx, out, out_index, x, n, 1.0 / n.max(1) as f32, false, false)
+pub fn mean(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    out_index: u32,
+    x: &GpuSlice,
+    n: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    sum(
+        ctx,
+        out,
+        out_index,
+        x,
+        n,
+        1.0 / n.max(1) as f32,
+        false,
+        false,
+    )
 }

@@ -64,9 +64,21 @@ pub fn assemble(
         return Ok(Vec::new());
     }
     let flags = if mask.is_some() { USE_MASK } else { 0 } | if pos.is_some() { USE_POS } else { 0 };
-    let params = TokenParams { batch: s.batch, patches: s.patches, dim: s.dim, flags, ..Default::default() };
+    let params = TokenParams {
+        batch: s.batch,
+        patches: s.patches,
+        dim: s.dim,
+        flags,
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "TokenParams", &params);
-    Ok(vec![launch(ctx, "tokens", "assemble", &[x, emb, m, &u, mt, cls, pos.unwrap_or(cls)], grid_for(s.tokens_len(), ELEMENT_WG))?])
+    Ok(vec![launch(
+        ctx,
+        "tokens",
+        "assemble",
+        &[x, emb, m, &u, mt, cls, pos.unwrap_or(cls)],
+        grid_for(s.tokens_len(), ELEMENT_WG),
+    )?])
 }
 
 /// Gradients of [`assemble`] from `dx (B, T, C)`: `demb (=|+=)` (zero on masked rows); `dmask_token`, `dcls`,
@@ -96,17 +108,37 @@ pub fn assemble_backward(
     let mut out = Vec::new();
     let mut one = |entry: &str, target: &GpuSlice, len: u64, flags: u32| -> Result<(), GpuError> {
         need(K, entry, target, len)?;
-        let params = TokenParams { batch: s.batch, patches: s.patches, dim: s.dim, flags, ..Default::default() };
+        let params = TokenParams {
+            batch: s.batch,
+            patches: s.patches,
+            dim: s.dim,
+            flags,
+            ..Default::default()
+        };
         let u = GpuSlice::uniform(ctx, "TokenParams", &params);
-        out.push(launch(ctx, "tokens", entry, &[target, dx, m, &u, dx, dx, dx], grid_for(len, ELEMENT_WG))?);
+        out.push(launch(
+            ctx,
+            "tokens",
+            entry,
+            &[target, dx, m, &u, dx, dx, dx],
+            grid_for(len, ELEMENT_WG),
+        )?);
         Ok(())
     };
     if let Some(t) = demb {
-        one("assemble_grad_emb", t, s.emb_len(), base | if accumulate_demb { ACCUMULATE } else { 0 })?;
+        one(
+            "assemble_grad_emb",
+            t,
+            s.emb_len(),
+            base | if accumulate_demb { ACCUMULATE } else { 0 },
+        )?;
     }
     if let Some(t) = dmask_token {
         if mask.is_none() {
-            return Err(GpuError::BadLaunch { kernel: K.into(), message: "a mask-token gradient needs the mask".into() });
+            return Err(GpuError::BadLaunch {
+                kernel: K.into(),
+                message: "a mask-token gradient needs the mask".into(),
+            });
         }
         one("assemble_grad_mask", t, s.dim as u64, base | ACCUMULATE)?;
     }
@@ -114,23 +146,53 @@ pub fn assemble_backward(
         one("assemble_grad_cls", t, s.dim as u64, ACCUMULATE)?;
     }
     if let Some(t) = dpos {
-        one("assemble_grad_pos", t, (s.patches as u64 + 1) * s.dim as u64, ACCUMULATE)?;
+        one(
+            "assemble_grad_pos",
+            t,
+            (s.patches as u64 + 1) * s.dim as u64,
+            ACCUMULATE,
+        )?;
     }
     Ok(out)
 }
 
 /// `out (M, C) (=|+=) src[idx[i], :]` with `idx (M)` u32.
-pub fn gather_rows(ctx: &GpuContext, out: &GpuSlice, src: &GpuSlice, idx: &GpuSlice, rows: u32, dim: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn gather_rows(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    src: &GpuSlice,
+    idx: &GpuSlice,
+    rows: u32,
+    dim: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     rows_op(ctx, "gather_rows", out, src, idx, rows, dim, accumulate)
 }
 
 /// `out[idx[i], :] (=|+=) src (M, C)[i, :]`; indices must be distinct. Rows not named are left untouched.
-pub fn scatter_rows(ctx: &GpuContext, out: &GpuSlice, src: &GpuSlice, idx: &GpuSlice, rows: u32, dim: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+pub fn scatter_rows(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    src: &GpuSlice,
+    idx: &GpuSlice,
+    rows: u32,
+    dim: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     rows_op(ctx, "scatter_rows", out, src, idx, rows, dim, accumulate)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn rows_op(ctx: &GpuContext, entry: &str, out: &GpuSlice, src: &GpuSlice, idx: &GpuSlice, rows: u32, dim: u32, accumulate: bool) -> Result<Vec<Dispatch>, GpuError> {
+fn rows_op(
+    ctx: &GpuContext,
+    entry: &str,
+    out: &GpuSlice,
+    src: &GpuSlice,
+    idx: &GpuSlice,
+    rows: u32,
+    dim: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     let kernel = format!("tokens::{entry}");
     need(&kernel, "idx", idx, rows as u64)?;
     let n = rows as u64 * dim as u64;
@@ -138,7 +200,18 @@ fn rows_op(ctx: &GpuContext, entry: &str, out: &GpuSlice, src: &GpuSlice, idx: &
     if n == 0 {
         return Ok(Vec::new());
     }
-    let params = TokenParams { rows, dim, flags: if accumulate { ACCUMULATE } else { 0 }, ..Default::default() };
+    let params = TokenParams {
+        rows,
+        dim,
+        flags: if accumulate { ACCUMULATE } else { 0 },
+        ..Default::default()
+    };
     let u = GpuSlice::uniform(ctx, "TokenParams", &params);
-    Ok(vec![launch(ctx, "tokens", entry, &[out, src, idx, &u, src, src, src], grid_for(n, ELEMENT_WG))?])
+    Ok(vec![launch(
+        ctx,
+        "tokens",
+        entry,
+        &[out, src, idx, &u, src, src, src],
+        grid_for(n, ELEMENT_WG),
+    )?])
 }

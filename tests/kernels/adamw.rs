@@ -14,30 +14,84 @@ fn case(shapes: &[&[usize]], clip: Option<f32>, seed: u64) {
     for (i, s) in shapes.iter().enumerate() {
         layout.push(&format!("t{i}"), s);
     }
-    let groups: Vec<(f32, f32)> = (0..shapes.len()).map(|i| (0.65f32.powi(i as i32 % 3), if i % 2 == 0 { 0.05 } else { 0.0 })).collect();
+    let groups: Vec<(f32, f32)> = (0..shapes.len())
+        .map(|i| {
+            (
+                0.65f32.powi(i as i32 % 3),
+                if i % 2 == 0 { 0.05 } else { 0.0 },
+            )
+        })
+        .collect();
     let n = layout.total as usize;
-    let (p0, g, m0, v0) = (rng.vec(n, 1.0), rng.vec(n, 2.0), rng.vec(n, 0.1), rng.vec(n, 0.1).iter().map(|v| v.abs()).collect::<Vec<_>>());
-    let bufs: Vec<FlatBuffer> = (0..4).map(|_| FlatBuffer::new(ctx(), "adamw test", layout.clone())).collect();
+    let (p0, g, m0, v0) = (
+        rng.vec(n, 1.0),
+        rng.vec(n, 2.0),
+        rng.vec(n, 0.1),
+        rng.vec(n, 0.1).iter().map(|v| v.abs()).collect::<Vec<_>>(),
+    );
+    let bufs: Vec<FlatBuffer> = (0..4)
+        .map(|_| FlatBuffer::new(ctx(), "adamw test", layout.clone()))
+        .collect();
     for (b, d) in bufs.iter().zip([&p0, &g, &m0, &v0]) {
         b.whole.write(ctx(), d);
     }
     let sumsq = poisoned(1);
     let plan = AdamWPlan::new(ctx(), &layout, &groups).unwrap();
-    let hp = AdamWStep { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3, max_grad_norm: clip };
+    let hp = AdamWStep {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        step: 3,
+        max_grad_norm: clip,
+    };
     plan.set_step(ctx(), &hp);
     let mut d = reduce::sum_squares(ctx(), &sumsq, 0, &bufs[1].whole, n as u32).unwrap();
-    d.extend(adamw::adamw_step(ctx(), &bufs[0].whole, &bufs[2].whole, &bufs[3].whole, &bufs[1].whole, &sumsq, &plan).unwrap());
+    d.extend(
+        adamw::adamw_step(
+            ctx(),
+            &bufs[0].whole,
+            &bufs[2].whole,
+            &bufs[3].whole,
+            &bufs[1].whole,
+            &sumsq,
+            &plan,
+        )
+        .unwrap(),
+    );
     run(d);
     let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
     let gsq = g.iter().map(|&x| x as f64 * x as f64).sum::<f64>() as f32;
     cpu::adamw::adamw_step(&mut p, &mut m, &mut v, &g, gsq, &layout, &groups, &hp);
     // Padding between tensors is never touched; compare tensor by tensor.
-    let (gp, gm, gv) = (read(&bufs[0].whole), read(&bufs[2].whole), read(&bufs[3].whole));
+    let (gp, gm, gv) = (
+        read(&bufs[0].whole),
+        read(&bufs[2].whole),
+        read(&bufs[3].whole),
+    );
     for e in &layout.entries {
         let r = e.offset as usize..(e.offset + e.len) as usize;
-        assert_close(&format!("{} param", e.name), &gp[r.clone()], &f64s(&p[r.clone()]), 1e-6, 1e-5);
-        assert_close(&format!("{} m", e.name), &gm[r.clone()], &f64s(&m[r.clone()]), 1e-6, 1e-5);
-        assert_close(&format!("{} v", e.name), &gv[r.clone()], &f64s(&v[r.clone()]), 1e-6, 1e-5);
+        assert_close(
+            &format!("{} param", e.name),
+            &gp[r.clone()],
+            &f64s(&p[r.clone()]),
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("{} m", e.name),
+            &gm[r.clone()],
+            &f64s(&m[r.clone()]),
+            1e-6,
+            1e-5,
+        );
+        assert_close(
+            &format!("{} v", e.name),
+            &gv[r.clone()],
+            &f64s(&v[r.clone()]),
+            1e-6,
+            1e-5,
+        );
     }
 }
 

@@ -18,7 +18,13 @@ fn softmax_case(rows: usize, cols: usize, bias_rows: usize, seed: u64) {
     run(attention::softmax_forward(ctx(), &p, &sg, b, rows as u32, cols as u32).unwrap());
     let mut want = vec![0.0; rows * cols];
     let fb = f64s(&bias);
-    cpu::attention::softmax_forward(&mut want, &f64s(&s), (bias_rows > 0).then_some((&fb[..], bias_rows)), rows, cols);
+    cpu::attention::softmax_forward(
+        &mut want,
+        &f64s(&s),
+        (bias_rows > 0).then_some((&fb[..], bias_rows)),
+        rows,
+        cols,
+    );
     assert_close("softmax forward", &read(&p), &want, 1e-6, 1e-5);
 
     let dp = rng.vec(rows * cols, 1.0);
@@ -68,7 +74,16 @@ fn relpos_case(gh: usize, gw: usize, heads: usize, seed: u64) {
     let table = rng.vec(rows * heads, 1.0);
     let bias = poisoned(heads * tt);
     let ig = up_u32(&idx);
-    run(attention::relpos_gather(ctx(), &bias, &up(&table), &ig, heads as u32, tt as u32, rows as u32).unwrap());
+    run(attention::relpos_gather(
+        ctx(),
+        &bias,
+        &up(&table),
+        &ig,
+        heads as u32,
+        tt as u32,
+        rows as u32,
+    )
+    .unwrap());
     let mut want = vec![0.0; heads * tt];
     cpu::attention::relpos_gather(&mut want, &f64s(&table), &idx, heads, tt);
     assert_close("relpos gather", &read(&bias), &want, 0.0, 0.0);
@@ -101,17 +116,50 @@ fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias:
     let qkv_len = (batch * tokens * 3 * c) as usize;
     let qkv = rng.vec(qkv_len, 1.0);
     let bias = rng.vec((heads * tokens * tokens) as usize, 1.0);
-    let s = AttentionShape { batch, heads, tokens, head_dim, scale: (head_dim as f32).powf(-0.5) };
-    let (qv, kv, vv) = (HeadView::fused_qkv(0, heads, tokens, head_dim), HeadView::fused_qkv(1, heads, tokens, head_dim), HeadView::fused_qkv(2, heads, tokens, head_dim));
+    let s = AttentionShape {
+        batch,
+        heads,
+        tokens,
+        head_dim,
+        scale: (head_dim as f32).powf(-0.5),
+    };
+    let (qv, kv, vv) = (
+        HeadView::fused_qkv(0, heads, tokens, head_dim),
+        HeadView::fused_qkv(1, heads, tokens, head_dim),
+        HeadView::fused_qkv(2, heads, tokens, head_dim),
+    );
     let ov = HeadView::btc(heads, tokens, head_dim);
     let tt = (batch * heads * tokens * tokens) as usize;
-    let (o, p, scores) = (poisoned((batch * tokens * c) as usize), poisoned(tt), poisoned(tt));
+    let (o, p, scores) = (
+        poisoned((batch * tokens * c) as usize),
+        poisoned(tt),
+        poisoned(tt),
+    );
     let (qg, bg) = (up(&qkv), up(&bias));
-    run(attention::attention_forward(ctx(), (&o, ov), &p, &scores, (&qg, qv), (&qg, kv), (&qg, vv), with_bias.then_some(&bg), s).unwrap());
+    run(attention::attention_forward(
+        ctx(),
+        (&o, ov),
+        &p,
+        &scores,
+        (&qg, qv),
+        (&qg, kv),
+        (&qg, vv),
+        with_bias.then_some(&bg),
+        s,
+    )
+    .unwrap());
     let fq = f64s(&qkv);
     let fb = f64s(&bias);
     let (mut wo, mut wp) = (vec![0.0; (batch * tokens * c) as usize], vec![0.0; tt]);
-    cpu::attention::attention_forward((&mut wo, ov), &mut wp, (&fq, qv), (&fq, kv), (&fq, vv), with_bias.then_some(&fb[..]), s);
+    cpu::attention::attention_forward(
+        (&mut wo, ov),
+        &mut wp,
+        (&fq, qv),
+        (&fq, kv),
+        (&fq, vv),
+        with_bias.then_some(&fb[..]),
+        s,
+    );
     let tol = 1e-5 * (tokens as f64).sqrt();
     assert_close("attention p", &read(&p), &wp, 1e-6, 1e-5);
     assert_close("attention o", &read(&o), &wo, tol, 1e-4);
@@ -158,7 +206,13 @@ fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias:
     }
     assert_close("attention dqkv", &read(&dqkv), &wdqkv, tol * 4.0, 1e-4);
     if with_bias {
-        assert_close("attention dbias", &read(&dbias), &wdb, 1e-5 * batch as f64 + 1e-6, 1e-5);
+        assert_close(
+            "attention dbias",
+            &read(&dbias),
+            &wdb,
+            1e-5 * batch as f64 + 1e-6,
+            1e-5,
+        );
     }
 }
 

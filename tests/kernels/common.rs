@@ -34,7 +34,9 @@ impl Rng {
     }
     /// Uniform in [-scale, scale), as f32.
     pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| ((self.unit() * 2.0 - 1.0) as f32) * scale).collect()
+        (0..n)
+            .map(|_| ((self.unit() * 2.0 - 1.0) as f32) * scale)
+            .collect()
     }
     pub fn below(&mut self, n: u32) -> u32 {
         (self.next_u64() % n as u64) as u32
@@ -85,9 +87,15 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
 pub fn assert_close_each(what: &str, got: &[f32], want: &[f64], atol: &[f64], rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(g.is_finite(), "{what}[{i}] = {g} (not written or not finite), expected {w}");
+        assert!(
+            g.is_finite(),
+            "{what}[{i}] = {g} (not written or not finite), expected {w}"
+        );
         let err = (g as f64 - w).abs();
         let tol = atol[i] + rtol * w.abs();
-        assert!(err <= tol, "{what}[{i}] = {g}, expected {w} (error {err:.3e} > tolerance {tol:.3e})");
+        assert!(
+            err <= tol,
+            "{what}[{i}] = {g}, expected {w} (error {err:.3e} > tolerance {tol:.3e})"
+        );
     }
 }

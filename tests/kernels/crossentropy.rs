@@ -17,10 +17,36 @@ fn case(total_rows: usize, m: usize, vocab: usize, smoothing: f32, seed: u64) {
     let labels: Vec<u32> = (0..m).map(|_| rng.below(vocab as u32)).collect();
     let (loss, correct, lse, stats) = (poisoned(m), poisoned(m), poisoned(m), poisoned(2));
     let (lg, rg, yg) = (up(&logits), up_u32(&rows), up_u32(&labels));
-    let out = CrossEntropyOut { loss: &loss, correct: &correct, lse: &lse, stats: Some(&stats) };
-    run(crossentropy::ce_forward(ctx(), out, &lg, total_rows as u32, &rg, &yg, m as u32, vocab as u32, smoothing).unwrap());
+    let out = CrossEntropyOut {
+        loss: &loss,
+        correct: &correct,
+        lse: &lse,
+        stats: Some(&stats),
+    };
+    run(crossentropy::ce_forward(
+        ctx(),
+        out,
+        &lg,
+        total_rows as u32,
+        &rg,
+        &yg,
+        m as u32,
+        vocab as u32,
+        smoothing,
+    )
+    .unwrap());
     let (mut wl, mut wc, mut wlse) = (vec![0.0; m], vec![0.0; m], vec![0.0; m]);
-    let (ml, acc) = cpu::crossentropy::ce_forward(&mut wl, &mut wc, &mut wlse, &f64s(&logits), &rows, &labels, m, vocab, smoothing);
+    let (ml, acc) = cpu::crossentropy::ce_forward(
+        &mut wl,
+        &mut wc,
+        &mut wlse,
+        &f64s(&logits),
+        &rows,
+        &labels,
+        m,
+        vocab,
+        smoothing,
+    );
     assert_close("ce loss", &read(&loss), &wl, 1e-5, 1e-5);
     assert_close("ce correct", &read(&correct), &wc, 0.0, 0.0);
     assert_close("ce lse", &read(&lse), &wlse, 1e-5, 1e-5);
@@ -29,9 +55,32 @@ fn case(total_rows: usize, m: usize, vocab: usize, smoothing: f32, seed: u64) {
     let d0 = rng.vec(total_rows * vocab, 1.0);
     let dl = with(&d0);
     let scale = 1.0 / m as f32;
-    run(crossentropy::ce_backward(ctx(), &dl, &lg, total_rows as u32, &lse, &rg, &yg, m as u32, vocab as u32, smoothing, scale).unwrap());
+    run(crossentropy::ce_backward(
+        ctx(),
+        &dl,
+        &lg,
+        total_rows as u32,
+        &lse,
+        &rg,
+        &yg,
+        m as u32,
+        vocab as u32,
+        smoothing,
+        scale,
+    )
+    .unwrap());
     let mut want = f64s(&d0);
-    cpu::crossentropy::ce_backward(&mut want, &f64s(&logits), &wlse, &rows, &labels, m, vocab, smoothing, scale);
+    cpu::crossentropy::ce_backward(
+        &mut want,
+        &f64s(&logits),
+        &wlse,
+        &rows,
+        &labels,
+        m,
+        vocab,
+        smoothing,
+        scale,
+    );
     assert_close("ce dlogits", &read(&dl), &want, 1e-6, 1e-5);
 }
 
@@ -56,7 +105,23 @@ fn crossentropy_rows_past_65535() {
 fn crossentropy_argmax_ties_take_lowest_index() {
     let logits = up(&[1.0, 3.0, 3.0, 0.0]);
     let (loss, correct, lse) = (poisoned(1), poisoned(1), poisoned(1));
-    let out = CrossEntropyOut { loss: &loss, correct: &correct, lse: &lse, stats: None };
-    run(crossentropy::ce_forward(ctx(), out, &logits, 1, &up_u32(&[0]), &up_u32(&[1]), 1, 4, 0.0).unwrap());
+    let out = CrossEntropyOut {
+        loss: &loss,
+        correct: &correct,
+        lse: &lse,
+        stats: None,
+    };
+    run(crossentropy::ce_forward(
+        ctx(),
+        out,
+        &logits,
+        1,
+        &up_u32(&[0]),
+        &up_u32(&[1]),
+        1,
+        4,
+        0.0,
+    )
+    .unwrap());
     assert_eq!(read(&correct), vec![1.0]);
 }

@@ -33,7 +33,16 @@ fn case(n: usize, cols: usize, seed: u64) {
     let rows = n / cols;
     let gamma = rng.vec(cols, 1.0);
     let out = poisoned(rows * cols);
-    run(elementwise::scale_cols(ctx(), &out, &ag, &up(&gamma), rows as u32, cols as u32, false).unwrap());
+    run(elementwise::scale_cols(
+        ctx(),
+        &out,
+        &ag,
+        &up(&gamma),
+        rows as u32,
+        cols as u32,
+        false,
+    )
+    .unwrap());
     let mut want = vec![0.0; rows * cols];
     cpu::elementwise::scale_cols(&mut want, &f64s(&a), &f64s(&gamma), rows, cols, false);
     assert_close("scale_cols", &read(&out), &want, 1e-7, 1e-7);
@@ -43,7 +52,13 @@ fn case(n: usize, cols: usize, seed: u64) {
     run(elementwise::scale_cols_grad(ctx(), &dg, &ag, &bg, rows as u32, cols as u32).unwrap());
     let mut want = f64s(&g0);
     cpu::elementwise::scale_cols_grad(&mut want, &f64s(&a), &f64s(&b), rows, cols);
-    assert_close("scale_cols_grad", &read(&dg), &want, 1e-6 * (rows as f64).sqrt() + 1e-6, 1e-6);
+    assert_close(
+        "scale_cols_grad",
+        &read(&dg),
+        &want,
+        1e-6 * (rows as f64).sqrt() + 1e-6,
+        1e-6,
+    );
 }
 
 #[test]

@@ -13,11 +13,35 @@ fn case(rows: usize, cols: usize, seed: u64) {
     let beta = rng.vec(cols, 1.0);
     let (y, mean, rstd) = (poisoned(rows * cols), poisoned(rows), poisoned(rows));
     let (xg, gg, bg) = (up(&x), up(&gamma), up(&beta));
-    run(layernorm::layernorm_forward(ctx(), &y, &mean, &rstd, &xg, &gg, &bg, rows as u32, cols as u32, 1e-6).unwrap());
+    run(layernorm::layernorm_forward(
+        ctx(),
+        &y,
+        &mean,
+        &rstd,
+        &xg,
+        &gg,
+        &bg,
+        rows as u32,
+        cols as u32,
+        1e-6,
+    )
+    .unwrap());
     let (mut wy, mut wm, mut wr) = (vec![0.0; rows * cols], vec![0.0; rows], vec![0.0; rows]);
-    cpu::layernorm::layernorm_forward(&mut wy, &mut wm, &mut wr, &f64s(&x), &f64s(&gamma), &f64s(&beta), rows, cols, 1e-6);
+    cpu::layernorm::layernorm_forward(
+        &mut wy,
+        &mut wm,
+        &mut wr,
+        &f64s(&x),
+        &f64s(&gamma),
+        &f64s(&beta),
+        rows,
+        cols,
+        1e-6,
+    );
     // y and dx carry the f32 rounding of (x − mean) amplified by rstd: scale atol by each row's rstd.
-    let row_tol: Vec<f64> = (0..rows * cols).map(|i| 1e-6 * (1.0 + wr[i / cols])).collect();
+    let row_tol: Vec<f64> = (0..rows * cols)
+        .map(|i| 1e-6 * (1.0 + wr[i / cols]))
+        .collect();
     assert_close_each("layernorm y", &read(&y), &wy, &row_tol, 1e-5);
     assert_close("layernorm mean", &read(&mean), &wm, 1e-6, 1e-5);
     assert_close("layernorm rstd", &read(&rstd), &wr, 1e-6, 1e-5);
@@ -27,9 +51,35 @@ fn case(rows: usize, cols: usize, seed: u64) {
     let dg0 = rng.vec(cols, 1.0);
     let db0 = rng.vec(cols, 1.0);
     let (dx, dg, db) = (with(&dx0), with(&dg0), with(&db0));
-    run(layernorm::layernorm_backward(ctx(), &dx, &dg, &db, &up(&dy), &xg, &mean, &rstd, &gg, rows as u32, cols as u32, true).unwrap());
+    run(layernorm::layernorm_backward(
+        ctx(),
+        &dx,
+        &dg,
+        &db,
+        &up(&dy),
+        &xg,
+        &mean,
+        &rstd,
+        &gg,
+        rows as u32,
+        cols as u32,
+        true,
+    )
+    .unwrap());
     let (mut wdx, mut wdg, mut wdb) = (f64s(&dx0), f64s(&dg0), f64s(&db0));
-    cpu::layernorm::layernorm_backward(&mut wdx, &mut wdg, &mut wdb, &f64s(&dy), &f64s(&x), &wm, &wr, &f64s(&gamma), rows, cols, true);
+    cpu::layernorm::layernorm_backward(
+        &mut wdx,
+        &mut wdg,
+        &mut wdb,
+        &f64s(&dy),
+        &f64s(&x),
+        &wm,
+        &wr,
+        &f64s(&gamma),
+        rows,
+        cols,
+        true,
+    );
     let dx_tol: Vec<f64> = row_tol.iter().map(|t| 4.0 * t).collect();
     assert_close_each("layernorm dx", &read(&dx), &wdx, &dx_tol, 1e-5);
     let sum_tol = 1e-6 * (rows as f64).sqrt() * 4.0;

@@ -12,10 +12,26 @@ fn linear_case(m: usize, n: usize, k: usize, seed: u64) {
     let w = rng.vec(n * k, 1.0);
     let b = rng.vec(n, 1.0);
     let y = poisoned(m * n);
-    run(matmul::linear_forward(ctx(), &y, &up(&x), &up(&w), Some(&up(&b)), m as u32, n as u32, k as u32).unwrap());
+    run(matmul::linear_forward(
+        ctx(),
+        &y,
+        &up(&x),
+        &up(&w),
+        Some(&up(&b)),
+        m as u32,
+        n as u32,
+        k as u32,
+    )
+    .unwrap());
     let mut want = vec![0.0f64; m * n];
     cpu::matmul::linear_forward(&mut want, &f64s(&x), &f64s(&w), Some(&f64s(&b)), m, n, k);
-    assert_close(&format!("linear_forward {m}x{n}x{k}"), &read(&y), &want, 1e-6 * k as f64, 1e-5);
+    assert_close(
+        &format!("linear_forward {m}x{n}x{k}"),
+        &read(&y),
+        &want,
+        1e-6 * k as f64,
+        1e-5,
+    );
 
     // Backward: dx written, dw and db accumulated onto existing values.
     let dy = rng.vec(m * n, 1.0);
@@ -23,9 +39,33 @@ fn linear_case(m: usize, n: usize, k: usize, seed: u64) {
     let db0 = rng.vec(n, 1.0);
     let (dx, dw, db) = (poisoned(m * k), with(&dw0), with(&db0));
     let (xg, wg) = (up(&x), up(&w));
-    run(matmul::linear_backward(ctx(), Some(&dx), &dw, Some(&db), &up(&dy), &xg, &wg, m as u32, n as u32, k as u32, false).unwrap());
+    run(matmul::linear_backward(
+        ctx(),
+        Some(&dx),
+        &dw,
+        Some(&db),
+        &up(&dy),
+        &xg,
+        &wg,
+        m as u32,
+        n as u32,
+        k as u32,
+        false,
+    )
+    .unwrap());
     let (mut wdx, mut wdw, mut wdb) = (vec![0.0f64; m * k], f64s(&dw0), f64s(&db0));
-    cpu::matmul::linear_backward(Some(&mut wdx), &mut wdw, Some(&mut wdb), &f64s(&dy), &f64s(&x), &f64s(&w), m, n, k, false);
+    cpu::matmul::linear_backward(
+        Some(&mut wdx),
+        &mut wdw,
+        Some(&mut wdb),
+        &f64s(&dy),
+        &f64s(&x),
+        &f64s(&w),
+        m,
+        n,
+        k,
+        false,
+    );
     assert_close("linear dx", &read(&dx), &wdx, 1e-6 * n as f64, 1e-5);
     assert_close("linear dw", &read(&dw), &wdw, 1e-6 * m as f64, 1e-5);
     assert_close("linear db", &read(&db), &wdb, 1e-6 * m as f64, 1e-5);
@@ -58,26 +98,86 @@ fn gemm_batched_strided_accumulate() {
     // 2 x 3 batch items, A read transposed from a padded layout, C accumulated with alpha.
     let (m, n, k, outer, inner) = (19u32, 23u32, 29u32, 2u32, 3u32);
     let mut rng = Rng::new(7);
-    let a_view = MatView { off: 5, rs: 1, cs: m + 2, bo: inner * k * (m + 2) + 3, bi: k * (m + 2) };
-    let b_view = MatView { off: 1, rs: n, cs: 1, bo: inner * k * n, bi: k * n };
-    let c_view = MatView { off: 2, rs: n * inner, cs: 1, bo: m * n * inner, bi: n };
+    let a_view = MatView {
+        off: 5,
+        rs: 1,
+        cs: m + 2,
+        bo: inner * k * (m + 2) + 3,
+        bi: k * (m + 2),
+    };
+    let b_view = MatView {
+        off: 1,
+        rs: n,
+        cs: 1,
+        bo: inner * k * n,
+        bi: k * n,
+    };
+    let c_view = MatView {
+        off: 2,
+        rs: n * inner,
+        cs: 1,
+        bo: m * n * inner,
+        bi: n,
+    };
     let a = rng.vec(a_view.extent(m, k, outer, inner) as usize, 1.0);
     let b = rng.vec(b_view.extent(k, n, outer, inner) as usize, 1.0);
     let c0 = rng.vec(c_view.extent(m, n, outer, inner) as usize, 1.0);
-    let shape = GemmShape { batch: outer * inner, batch_inner: inner, alpha: 0.37, accumulate: true, ..GemmShape::new(m, n, k) };
+    let shape = GemmShape {
+        batch: outer * inner,
+        batch_inner: inner,
+        alpha: 0.37,
+        accumulate: true,
+        ..GemmShape::new(m, n, k)
+    };
     let c = with(&c0);
-    run(matmul::gemm(ctx(), &c, c_view, &up(&a), a_view, &up(&b), b_view, None, shape).unwrap());
+    run(matmul::gemm(
+        ctx(),
+        &c,
+        c_view,
+        &up(&a),
+        a_view,
+        &up(&b),
+        b_view,
+        None,
+        shape,
+    )
+    .unwrap());
     let mut want = f64s(&c0);
-    cpu::matmul::gemm(&mut want, c_view, &f64s(&a), a_view, &f64s(&b), b_view, None, shape);
-    assert_close("gemm batched strided", &read(&c), &want, 1e-6 * k as f64, 1e-5);
+    cpu::matmul::gemm(
+        &mut want,
+        c_view,
+        &f64s(&a),
+        a_view,
+        &f64s(&b),
+        b_view,
+        None,
+        shape,
+    );
+    assert_close(
+        "gemm batched strided",
+        &read(&c),
+        &want,
+        1e-6 * k as f64,
+        1e-5,
+    );
 }
 
 #[test]
 fn gemm_rejects_short_buffers() {
     let a = up(&[0.0; 4]);
     let shape = GemmShape::new(3, 3, 3);
-    let err = matmul::gemm(ctx(), &a, MatView::row_major(3, 3), &a, MatView::row_major(3, 3), &a, MatView::row_major(3, 3), None, shape)
-        .err()
-        .expect("a 4-element buffer cannot hold a 3x3 matrix");
+    let err = matmul::gemm(
+        ctx(),
+        &a,
+        MatView::row_major(3, 3),
+        &a,
+        MatView::row_major(3, 3),
+        &a,
+        MatView::row_major(3, 3),
+        None,
+        shape,
+    )
+    .err()
+    .expect("a 4-element buffer cannot hold a 3x3 matrix");
     assert!(err.to_string().contains("holds 4 elements"), "{err}");
 }

@@ -20,19 +20,52 @@ fn case(s: PatchShape, seed: u64) {
 
 #[test]
 fn patches_tiny() {
-    case(PatchShape { batch: 1, channels: 1, height: 1, width: 1, patch: 1 }, 1);
-    case(PatchShape { batch: 2, channels: 3, height: 4, width: 6, patch: 2 }, 2);
+    case(
+        PatchShape {
+            batch: 1,
+            channels: 1,
+            height: 1,
+            width: 1,
+            patch: 1,
+        },
+        1,
+    );
+    case(
+        PatchShape {
+            batch: 2,
+            channels: 3,
+            height: 4,
+            width: 6,
+            patch: 2,
+        },
+        2,
+    );
 }
 
 #[test]
 fn patches_odd() {
-    case(PatchShape { batch: 3, channels: 3, height: 35, width: 21, patch: 7 }, 3);
+    case(
+        PatchShape {
+            batch: 3,
+            channels: 3,
+            height: 35,
+            width: 21,
+            patch: 7,
+        },
+        3,
+    );
 }
 
 #[test]
 fn patches_conv_weight_order() {
     // One 2x2 patch of a 2-channel 2x4 image: the first patch is (c0: a b / e f, c1: ...).
-    let s = PatchShape { batch: 1, channels: 2, height: 2, width: 4, patch: 2 };
+    let s = PatchShape {
+        batch: 1,
+        channels: 2,
+        height: 2,
+        width: 4,
+        patch: 2,
+    };
     let img: Vec<f64> = (0..16).map(|v| v as f64).collect();
     let mut p = vec![0.0; 16];
     cpu::patches::patchify(&mut p, &img, s);
@@ -41,12 +74,34 @@ fn patches_conv_weight_order() {
 
 #[test]
 fn patches_past_65535_workgroups() {
-    case(PatchShape { batch: 1, channels: 1, height: 4100, width: 4100, patch: 4 }, 4);
+    case(
+        PatchShape {
+            batch: 1,
+            channels: 1,
+            height: 4100,
+            width: 4100,
+            patch: 4,
+        },
+        4,
+    );
 }
 
 #[test]
 fn patches_reject_indivisible_image() {
     let a = up(&[0.0; 30]);
-    let err = patches::patchify(ctx(), &a, &a, PatchShape { batch: 1, channels: 1, height: 5, width: 6, patch: 2 }).err().unwrap();
+    let err = patches::patchify(
+        ctx(),
+        &a,
+        &a,
+        PatchShape {
+            batch: 1,
+            channels: 1,
+            height: 5,
+            width: 6,
+            patch: 2,
+        },
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("not divisible"), "{err}");
 }

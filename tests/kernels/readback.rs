@@ -27,8 +27,17 @@ fn ring_returns_values_in_order_without_blocking() {
     c.wait().unwrap();
     got.extend(ring.collect(c));
     assert_eq!(ring.in_flight(), 0);
-    let values: Vec<f32> = got.iter().map(|(_, b)| bytemuck::pod_read_unaligned::<f32>(&b[..4])).collect();
+    let values: Vec<f32> = got
+        .iter()
+        .map(|(_, b)| bytemuck::pod_read_unaligned::<f32>(&b[..4]))
+        .collect();
     let tickets: Vec<u64> = got.iter().map(|(t, _)| t.0).collect();
-    assert!(tickets.windows(2).all(|w| w[0] < w[1]), "tickets out of order: {tickets:?}");
-    assert!(!values.is_empty() && values.iter().all(|v| (0.0..5.0).contains(v)), "{values:?}");
+    assert!(
+        tickets.windows(2).all(|w| w[0] < w[1]),
+        "tickets out of order: {tickets:?}"
+    );
+    assert!(
+        !values.is_empty() && values.iter().all(|v| (0.0..5.0).contains(v)),
+        "{values:?}"
+    );
 }

@@ -14,13 +14,25 @@ fn cols_rows_case(rows: usize, cols: usize, seed: u64) {
     run(reduce::col_sum(ctx(), &out, &xg, rows as u32, cols as u32, true).unwrap());
     let mut want = f64s(&o0);
     cpu::reduce::col_sum(&mut want, &f64s(&x), rows, cols, true);
-    assert_close("col_sum", &read(&out), &want, 1e-6 * (rows as f64).sqrt() + 1e-6, 1e-5);
+    assert_close(
+        "col_sum",
+        &read(&out),
+        &want,
+        1e-6 * (rows as f64).sqrt() + 1e-6,
+        1e-5,
+    );
 
     let out = poisoned(rows);
     run(reduce::row_sum(ctx(), &out, &xg, rows as u32, cols as u32, 0.5, false).unwrap());
     let mut want = vec![0.0; rows];
     cpu::reduce::row_sum(&mut want, &f64s(&x), rows, cols, 0.5, false);
-    assert_close("row_sum", &read(&out), &want, 1e-6 * (cols as f64).sqrt() + 1e-6, 1e-5);
+    assert_close(
+        "row_sum",
+        &read(&out),
+        &want,
+        1e-6 * (cols as f64).sqrt() + 1e-6,
+        1e-5,
+    );
 }
 
 #[test]
@@ -50,7 +62,13 @@ fn sum_case(n: usize, seed: u64) {
     cpu::reduce::sum_squares(&mut want, 1, &fx, n);
     cpu::reduce::l2_norm(&mut want, 2, &fx, n);
     cpu::reduce::sum(&mut want, 3, &fx, n, 2.0, false, false);
-    assert_close("sums", &read(&out), &want, 1e-6 * (n as f64).sqrt() + 1e-6, 1e-5);
+    assert_close(
+        "sums",
+        &read(&out),
+        &want,
+        1e-6 * (n as f64).sqrt() + 1e-6,
+        1e-5,
+    );
 }
 
 #[test]

@@ -7,7 +7,11 @@ use beitlab::ops::tokens::{self, TokenShape};
 
 fn case(batch: u32, patches: u32, dim: u32, seed: u64) {
     let mut rng = Rng::new(seed);
-    let s = TokenShape { batch, patches, dim };
+    let s = TokenShape {
+        batch,
+        patches,
+        dim,
+    };
     let (b, n, c) = (batch as usize, patches as usize, dim as usize);
     let t = n + 1;
     let emb = rng.vec(b * n * c, 1.0);
@@ -15,18 +19,55 @@ fn case(batch: u32, patches: u32, dim: u32, seed: u64) {
     let (mt, cls, pos) = (rng.vec(c, 1.0), rng.vec(c, 1.0), rng.vec(t * c, 1.0));
     let (mg, mtg) = (up_u32(&mask), up(&mt));
     let x = poisoned(b * t * c);
-    run(tokens::assemble(ctx(), &x, &up(&emb), Some((&mg, &mtg)), &up(&cls), Some(&up(&pos)), s).unwrap());
+    run(tokens::assemble(
+        ctx(),
+        &x,
+        &up(&emb),
+        Some((&mg, &mtg)),
+        &up(&cls),
+        Some(&up(&pos)),
+        s,
+    )
+    .unwrap());
     let mut want = vec![0.0; b * t * c];
     let (fmt, fcls, fpos) = (f64s(&mt), f64s(&cls), f64s(&pos));
-    cpu::tokens::assemble(&mut want, &f64s(&emb), Some((&mask[..], &fmt[..])), &fcls, Some(&fpos[..]), s);
+    cpu::tokens::assemble(
+        &mut want,
+        &f64s(&emb),
+        Some((&mask[..], &fmt[..])),
+        &fcls,
+        Some(&fpos[..]),
+        s,
+    );
     assert_close("assemble", &read(&x), &want, 1e-7, 1e-7);
 
     let dx = rng.vec(b * t * c, 1.0);
     let (m0, c0, p0) = (rng.vec(c, 1.0), rng.vec(c, 1.0), rng.vec(t * c, 1.0));
     let (demb, dmt, dcls, dpos) = (poisoned(b * n * c), with(&m0), with(&c0), with(&p0));
-    run(tokens::assemble_backward(ctx(), Some(&demb), Some(&dmt), Some(&dcls), Some(&dpos), &up(&dx), Some(&mg), s, false).unwrap());
-    let (mut wemb, mut wmt, mut wcls, mut wpos) = (vec![0.0; b * n * c], f64s(&m0), f64s(&c0), f64s(&p0));
-    cpu::tokens::assemble_backward(Some(&mut wemb), Some(&mut wmt), Some(&mut wcls), Some(&mut wpos), &f64s(&dx), Some(&mask), s, false);
+    run(tokens::assemble_backward(
+        ctx(),
+        Some(&demb),
+        Some(&dmt),
+        Some(&dcls),
+        Some(&dpos),
+        &up(&dx),
+        Some(&mg),
+        s,
+        false,
+    )
+    .unwrap());
+    let (mut wemb, mut wmt, mut wcls, mut wpos) =
+        (vec![0.0; b * n * c], f64s(&m0), f64s(&c0), f64s(&p0));
+    cpu::tokens::assemble_backward(
+        Some(&mut wemb),
+        Some(&mut wmt),
+        Some(&mut wcls),
+        Some(&mut wpos),
+        &f64s(&dx),
+        Some(&mask),
+        s,
+        false,
+    );
     let tol = 1e-6 * ((b * n) as f64).sqrt() + 1e-7;
     assert_close("assemble demb", &read(&demb), &wemb, 0.0, 0.0);
     assert_close("assemble dmask_token", &read(&dmt), &wmt, tol, 1e-6);
@@ -34,7 +75,9 @@ fn case(batch: u32, patches: u32, dim: u32, seed: u64) {
     assert_close("assemble dpos", &read(&dpos), &wpos, tol, 1e-6);
 
     // Gather the masked rows of emb, scatter them back into a fresh buffer.
-    let idx: Vec<u32> = (0..(b * n) as u32).filter(|&i| mask[i as usize] != 0).collect();
+    let idx: Vec<u32> = (0..(b * n) as u32)
+        .filter(|&i| mask[i as usize] != 0)
+        .collect();
     if idx.is_empty() {
         return;
     }
