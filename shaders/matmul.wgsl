@@ -10,7 +10,8 @@ struct GemmParams {
     n: u32,
     k: u32,
     batch_inner: u32,
-    // bit 0: add bias[n]; bit 1: accumulate into C.
+    // bit 0: add bias[n]; bit 1: accumulate into C; bits 2-3: A readable as vec4 along k (1) or m (2);
+    // bits 4-5: B readable as vec4 along k (1) or n (2). Set by the launcher when offsets and strides allow.
     flags: u32,
     alpha: f32,
     a_off: u32,
@@ -38,6 +39,8 @@ struct GemmParams {
 @group(0) @binding(2) var<storage, read> b: array<f32>;         // (batch, K, N) through b strides
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (N)
 @group(0) @binding(4) var<uniform> p: GemmParams;
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;  // the same buffer as a, read 4 at a time
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;  // the same buffer as b, read 4 at a time
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -70,6 +73,51 @@ fn store_row(row: u32, col0: u32, base: u32, lo: vec4<f32>, hi: vec4<f32>) {
     store_c(row, col0 + 5u, base, hi.y);
     store_c(row, col0 + 6u, base, hi.z);
     store_c(row, col0 + 7u, base, hi.w);
+}
+
+// Scalar tile loads with bounds checks: edge tiles and layouts the vec4 paths cannot read.
+fn load_a_scalar(li: u32, k0: u32, m0: u32, a_base: u32, a_k_fast: bool) {
+    for (var r = 0u; r < 4u; r++) {
+        let e = li + r * 64u;
+        var kk = e / 16u;
+        var mq = e % 16u;
+        if (a_k_fast) {
+            kk = e % 16u;
+            mq = e / 16u;
+        }
+        var va = vec4<f32>(0.0);
+        if (k0 + kk < p.k) {
+            let ka = a_base + (k0 + kk) * p.a_cs;
+            let m = m0 + mq * 4u;
+            if (m < p.m) { va.x = a[ka + m * p.a_rs]; }
+            if (m + 1u < p.m) { va.y = a[ka + (m + 1u) * p.a_rs]; }
+            if (m + 2u < p.m) { va.z = a[ka + (m + 2u) * p.a_rs]; }
+            if (m + 3u < p.m) { va.w = a[ka + (m + 3u) * p.a_rs]; }
+        }
+        tile_a[kk * 16u + mq] = va;
+    }
+}
+
+fn load_b_scalar(li: u32, k0: u32, n0: u32, b_base: u32, b_n_fast: bool) {
+    for (var r = 0u; r < 4u; r++) {
+        let e = li + r * 64u;
+        var kb = e / 16u;
+        var nq = e % 16u;
+        if (!b_n_fast) {
+            kb = e % 16u;
+            nq = e / 16u;
+        }
+        var vb = vec4<f32>(0.0);
+        if (k0 + kb < p.k) {
+            let kbase = b_base + (k0 + kb) * p.b_rs;
+            let n = n0 + nq * 4u;
+            if (n < p.n) { vb.x = b[kbase + n * p.b_cs]; }
+            if (n + 1u < p.n) { vb.y = b[kbase + (n + 1u) * p.b_cs]; }
+            if (n + 2u < p.n) { vb.z = b[kbase + (n + 2u) * p.b_cs]; }
+            if (n + 3u < p.n) { vb.w = b[kbase + (n + 3u) * p.b_cs]; }
+        }
+        tile_b[kb * 16u + nq] = vb;
+    }
 }
 
 // One 64 x 64 tile of C per workgroup of 8 x 8 threads; thread (x, y) owns rows 8y..8y+7, columns 8x..8x+7.
@@ -106,47 +154,50 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         let k_inside = k0 + TILE_K <= p.k;
         let a_inside = rows_inside && k_inside;
         let b_inside = cols_inside && k_inside;
-        for (var r = 0u; r < 4u; r++) {
-            let e = li + r * 64u;
-            var kk = e / 16u;
-            var mq = e % 16u;
-            if (a_k_fast) {
-                kk = e % 16u;
-                mq = e / 16u;
+        // Thread li fills a 4 x 4 block of each tile: rows / columns 4q..4q+3 (q = li % 16) at k 4kq..4kq+3.
+        let q = li % 16u;
+        let kq = li / 16u;
+        let a_mode = (p.flags >> 2u) & 3u;
+        if (a_inside && a_mode == 1u) {
+            // Rows of A are contiguous along k: four vec4 reads, transposed into the [k][m / 4] tile.
+            let rs4 = p.a_rs / 4u;
+            let base = (a_base + (m0 + q * 4u) * p.a_rs + k0 + kq * 4u) / 4u;
+            let r0 = a4[base];
+            let r1 = a4[base + rs4];
+            let r2 = a4[base + 2u * rs4];
+            let r3 = a4[base + 3u * rs4];
+            tile_a[(kq * 4u) * 16u + q] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+            tile_a[(kq * 4u + 1u) * 16u + q] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+            tile_a[(kq * 4u + 2u) * 16u + q] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+            tile_a[(kq * 4u + 3u) * 16u + q] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
+        } else if (a_inside && a_mode == 2u) {
+            // Columns of A are contiguous along m: vec4 reads land in the tile as they are.
+            for (var j = 0u; j < 4u; j++) {
+                tile_a[(kq * 4u + j) * 16u + q] = a4[(a_base + (k0 + kq * 4u + j) * p.a_cs + m0 + q * 4u) / 4u];
             }
-            var va = vec4<f32>(0.0);
-            if (a_inside) {
-                let at = a_base + (k0 + kk) * p.a_cs + (m0 + mq * 4u) * p.a_rs;
-                va = vec4<f32>(a[at], a[at + p.a_rs], a[at + 2u * p.a_rs], a[at + 3u * p.a_rs]);
-            } else if (k0 + kk < p.k) {
-                let ka = a_base + (k0 + kk) * p.a_cs;
-                let m = m0 + mq * 4u;
-                if (m < p.m) { va.x = a[ka + m * p.a_rs]; }
-                if (m + 1u < p.m) { va.y = a[ka + (m + 1u) * p.a_rs]; }
-                if (m + 2u < p.m) { va.z = a[ka + (m + 2u) * p.a_rs]; }
-                if (m + 3u < p.m) { va.w = a[ka + (m + 3u) * p.a_rs]; }
+        } else {
+            load_a_scalar(li, k0, m0, a_base, a_k_fast);
+        }
+        let b_mode = (p.flags >> 4u) & 3u;
+        if (b_inside && b_mode == 2u) {
+            // Rows of B are contiguous along n: vec4 reads land in the tile as they are.
+            for (var j = 0u; j < 4u; j++) {
+                tile_b[(kq * 4u + j) * 16u + q] = b4[(b_base + (k0 + kq * 4u + j) * p.b_rs + n0 + q * 4u) / 4u];
             }
-            tile_a[kk * 16u + mq] = va;
-
-            var kb = e / 16u;
-            var nq = e % 16u;
-            if (!b_n_fast) {
-                kb = e % 16u;
-                nq = e / 16u;
-            }
-            var vb = vec4<f32>(0.0);
-            if (b_inside) {
-                let bt = b_base + (k0 + kb) * p.b_rs + (n0 + nq * 4u) * p.b_cs;
-                vb = vec4<f32>(b[bt], b[bt + p.b_cs], b[bt + 2u * p.b_cs], b[bt + 3u * p.b_cs]);
-            } else if (k0 + kb < p.k) {
-                let kbase = b_base + (k0 + kb) * p.b_rs;
-                let n = n0 + nq * 4u;
-                if (n < p.n) { vb.x = b[kbase + n * p.b_cs]; }
-                if (n + 1u < p.n) { vb.y = b[kbase + (n + 1u) * p.b_cs]; }
-                if (n + 2u < p.n) { vb.z = b[kbase + (n + 2u) * p.b_cs]; }
-                if (n + 3u < p.n) { vb.w = b[kbase + (n + 3u) * p.b_cs]; }
-            }
-            tile_b[kb * 16u + nq] = vb;
+        } else if (b_inside && b_mode == 1u) {
+            // Columns of B are contiguous along k (B = Wᵀ of nn.Linear): four vec4 reads, transposed.
+            let cs4 = p.b_cs / 4u;
+            let base = (b_base + (n0 + q * 4u) * p.b_cs + k0 + kq * 4u) / 4u;
+            let c0 = b4[base];
+            let c1 = b4[base + cs4];
+            let c2 = b4[base + 2u * cs4];
+            let c3 = b4[base + 3u * cs4];
+            tile_b[(kq * 4u) * 16u + q] = vec4<f32>(c0.x, c1.x, c2.x, c3.x);
+            tile_b[(kq * 4u + 1u) * 16u + q] = vec4<f32>(c0.y, c1.y, c2.y, c3.y);
+            tile_b[(kq * 4u + 2u) * 16u + q] = vec4<f32>(c0.z, c1.z, c2.z, c3.z);
+            tile_b[(kq * 4u + 3u) * 16u + q] = vec4<f32>(c0.w, c1.w, c2.w, c3.w);
+        } else {
+            load_b_scalar(li, k0, n0, b_base, b_n_fast);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
@@ -176,4 +227,208 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     store_row(row0 + 5u, col0, c_base, c5l, c5h);
     store_row(row0 + 6u, col0, c_base, c6l, c6h);
     store_row(row0 + 7u, col0, c_base, c7l, c7h);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// gemm_wide: the same product for software (CPU) adapters. There every non-uniform memory read is a loop over
+// SIMD lanes, so what counts is reads per multiply-add: 128 x 128 tiles (half the global reads of gemm per
+// FMA) and 16 x 16 outputs per thread (half the workgroup-memory reads). The accumulators spill to the stack,
+// which costs little on a CPU and much on a GPU, so GPUs use gemm. Same bindings and parameters.
+
+const WIDE_QUADS: u32 = 32u; // vec4s per k row of a 128-wide tile
+var<workgroup> wide_a: array<vec4<f32>, 512>; // [k][m / 4]
+var<workgroup> wide_b: array<vec4<f32>, 512>; // [k][n / 4]
+
+fn wide_load_a_scalar(li: u32, k0: u32, m0: u32, a_base: u32, a_k_fast: bool) {
+    for (var r = 0u; r < 8u; r++) {
+        let e = li + r * 64u;
+        var kk = e / WIDE_QUADS;
+        var mq = e % WIDE_QUADS;
+        if (a_k_fast) {
+            kk = e % TILE_K;
+            mq = e / TILE_K;
+        }
+        var va = vec4<f32>(0.0);
+        if (k0 + kk < p.k) {
+            let ka = a_base + (k0 + kk) * p.a_cs;
+            let m = m0 + mq * 4u;
+            if (m < p.m) { va.x = a[ka + m * p.a_rs]; }
+            if (m + 1u < p.m) { va.y = a[ka + (m + 1u) * p.a_rs]; }
+            if (m + 2u < p.m) { va.z = a[ka + (m + 2u) * p.a_rs]; }
+            if (m + 3u < p.m) { va.w = a[ka + (m + 3u) * p.a_rs]; }
+        }
+        wide_a[kk * WIDE_QUADS + mq] = va;
+    }
+}
+
+fn wide_load_b_scalar(li: u32, k0: u32, n0: u32, b_base: u32, b_n_fast: bool) {
+    for (var r = 0u; r < 8u; r++) {
+        let e = li + r * 64u;
+        var kb = e / WIDE_QUADS;
+        var nq = e % WIDE_QUADS;
+        if (!b_n_fast) {
+            kb = e % TILE_K;
+            nq = e / TILE_K;
+        }
+        var vb = vec4<f32>(0.0);
+        if (k0 + kb < p.k) {
+            let kbase = b_base + (k0 + kb) * p.b_rs;
+            let n = n0 + nq * 4u;
+            if (n < p.n) { vb.x = b[kbase + n * p.b_cs]; }
+            if (n + 1u < p.n) { vb.y = b[kbase + (n + 1u) * p.b_cs]; }
+            if (n + 2u < p.n) { vb.z = b[kbase + (n + 2u) * p.b_cs]; }
+            if (n + 3u < p.n) { vb.w = b[kbase + (n + 3u) * p.b_cs]; }
+        }
+        wide_b[kb * WIDE_QUADS + nq] = vb;
+    }
+}
+
+// Vec4 tile loads: block `blk` of 4 x 4 elements (rows / columns 4q..4q+3 at k 4kq..4kq+3).
+fn wide_load_a_vec4(blk: u32, k0: u32, m0: u32, a_base: u32, mode: u32) {
+    let q = blk % WIDE_QUADS;
+    let kq = blk / WIDE_QUADS;
+    if (mode == 1u) {
+        let rs4 = p.a_rs / 4u;
+        let base = (a_base + (m0 + q * 4u) * p.a_rs + k0 + kq * 4u) / 4u;
+        let r0 = a4[base];
+        let r1 = a4[base + rs4];
+        let r2 = a4[base + 2u * rs4];
+        let r3 = a4[base + 3u * rs4];
+        wide_a[(kq * 4u) * WIDE_QUADS + q] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+        wide_a[(kq * 4u + 1u) * WIDE_QUADS + q] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+        wide_a[(kq * 4u + 2u) * WIDE_QUADS + q] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+        wide_a[(kq * 4u + 3u) * WIDE_QUADS + q] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
+    } else {
+        for (var j = 0u; j < 4u; j++) {
+            wide_a[(kq * 4u + j) * WIDE_QUADS + q] = a4[(a_base + (k0 + kq * 4u + j) * p.a_cs + m0 + q * 4u) / 4u];
+        }
+    }
+}
+
+fn wide_load_b_vec4(blk: u32, k0: u32, n0: u32, b_base: u32, mode: u32) {
+    let q = blk % WIDE_QUADS;
+    let kq = blk / WIDE_QUADS;
+    if (mode == 2u) {
+        for (var j = 0u; j < 4u; j++) {
+            wide_b[(kq * 4u + j) * WIDE_QUADS + q] = b4[(b_base + (k0 + kq * 4u + j) * p.b_rs + n0 + q * 4u) / 4u];
+        }
+    } else {
+        let cs4 = p.b_cs / 4u;
+        let base = (b_base + (n0 + q * 4u) * p.b_cs + k0 + kq * 4u) / 4u;
+        let c0 = b4[base];
+        let c1 = b4[base + cs4];
+        let c2 = b4[base + 2u * cs4];
+        let c3 = b4[base + 3u * cs4];
+        wide_b[(kq * 4u) * WIDE_QUADS + q] = vec4<f32>(c0.x, c1.x, c2.x, c3.x);
+        wide_b[(kq * 4u + 1u) * WIDE_QUADS + q] = vec4<f32>(c0.y, c1.y, c2.y, c3.y);
+        wide_b[(kq * 4u + 2u) * WIDE_QUADS + q] = vec4<f32>(c0.z, c1.z, c2.z, c3.z);
+        wide_b[(kq * 4u + 3u) * WIDE_QUADS + q] = vec4<f32>(c0.w, c1.w, c2.w, c3.w);
+    }
+}
+
+fn store_row16(row: u32, col0: u32, base: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) {
+    store_row(row, col0, base, v0, v1);
+    store_row(row, col0 + 8u, base, v2, v3);
+}
+
+// One 128 x 128 tile of C per workgroup of 8 x 8 threads; thread (x, y) owns rows 16y..16y+15, columns 16x..16x+15.
+@compute @workgroup_size(8, 8, 1)
+fn gemm_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let z = wg.z;
+    let zo = z / p.batch_inner;
+    let zi = z % p.batch_inner;
+    let a_base = p.a_off + zo * p.a_bo + zi * p.a_bi;
+    let b_base = p.b_off + zo * p.b_bo + zi * p.b_bi;
+    let c_base = p.c_off + zo * p.c_bo + zi * p.c_bi;
+    let m0 = wg.y * 128u;
+    let n0 = wg.x * 128u;
+    let a_k_fast = p.a_cs == 1u;
+    let b_n_fast = p.b_cs == 1u;
+    let a_mode = (p.flags >> 2u) & 3u;
+    let b_mode = (p.flags >> 4u) & 3u;
+    let rows_inside = m0 + 128u <= p.m;
+    let cols_inside = n0 + 128u <= p.n;
+
+    var w0_0 = vec4<f32>(0.0); var w0_1 = vec4<f32>(0.0); var w0_2 = vec4<f32>(0.0); var w0_3 = vec4<f32>(0.0);
+    var w1_0 = vec4<f32>(0.0); var w1_1 = vec4<f32>(0.0); var w1_2 = vec4<f32>(0.0); var w1_3 = vec4<f32>(0.0);
+    var w2_0 = vec4<f32>(0.0); var w2_1 = vec4<f32>(0.0); var w2_2 = vec4<f32>(0.0); var w2_3 = vec4<f32>(0.0);
+    var w3_0 = vec4<f32>(0.0); var w3_1 = vec4<f32>(0.0); var w3_2 = vec4<f32>(0.0); var w3_3 = vec4<f32>(0.0);
+    var w4_0 = vec4<f32>(0.0); var w4_1 = vec4<f32>(0.0); var w4_2 = vec4<f32>(0.0); var w4_3 = vec4<f32>(0.0);
+    var w5_0 = vec4<f32>(0.0); var w5_1 = vec4<f32>(0.0); var w5_2 = vec4<f32>(0.0); var w5_3 = vec4<f32>(0.0);
+    var w6_0 = vec4<f32>(0.0); var w6_1 = vec4<f32>(0.0); var w6_2 = vec4<f32>(0.0); var w6_3 = vec4<f32>(0.0);
+    var w7_0 = vec4<f32>(0.0); var w7_1 = vec4<f32>(0.0); var w7_2 = vec4<f32>(0.0); var w7_3 = vec4<f32>(0.0);
+    var w8_0 = vec4<f32>(0.0); var w8_1 = vec4<f32>(0.0); var w8_2 = vec4<f32>(0.0); var w8_3 = vec4<f32>(0.0);
+    var w9_0 = vec4<f32>(0.0); var w9_1 = vec4<f32>(0.0); var w9_2 = vec4<f32>(0.0); var w9_3 = vec4<f32>(0.0);
+    var w10_0 = vec4<f32>(0.0); var w10_1 = vec4<f32>(0.0); var w10_2 = vec4<f32>(0.0); var w10_3 = vec4<f32>(0.0);
+    var w11_0 = vec4<f32>(0.0); var w11_1 = vec4<f32>(0.0); var w11_2 = vec4<f32>(0.0); var w11_3 = vec4<f32>(0.0);
+    var w12_0 = vec4<f32>(0.0); var w12_1 = vec4<f32>(0.0); var w12_2 = vec4<f32>(0.0); var w12_3 = vec4<f32>(0.0);
+    var w13_0 = vec4<f32>(0.0); var w13_1 = vec4<f32>(0.0); var w13_2 = vec4<f32>(0.0); var w13_3 = vec4<f32>(0.0);
+    var w14_0 = vec4<f32>(0.0); var w14_1 = vec4<f32>(0.0); var w14_2 = vec4<f32>(0.0); var w14_3 = vec4<f32>(0.0);
+    var w15_0 = vec4<f32>(0.0); var w15_1 = vec4<f32>(0.0); var w15_2 = vec4<f32>(0.0); var w15_3 = vec4<f32>(0.0);
+
+    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+        let k_inside = k0 + TILE_K <= p.k;
+        if (rows_inside && k_inside && a_mode != 0u) {
+            wide_load_a_vec4(li, k0, m0, a_base, a_mode);
+            wide_load_a_vec4(li + 64u, k0, m0, a_base, a_mode);
+        } else {
+            wide_load_a_scalar(li, k0, m0, a_base, a_k_fast);
+        }
+        if (cols_inside && k_inside && b_mode != 0u) {
+            wide_load_b_vec4(li, k0, n0, b_base, b_mode);
+            wide_load_b_vec4(li + 64u, k0, n0, b_base, b_mode);
+        } else {
+            wide_load_b_scalar(li, k0, n0, b_base, b_n_fast);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let ra = kk * WIDE_QUADS + lid.y * 4u;
+            let rb = kk * WIDE_QUADS + lid.x * 4u;
+            let a0 = wide_a[ra + 0u];
+            let a1 = wide_a[ra + 1u];
+            let a2 = wide_a[ra + 2u];
+            let a3 = wide_a[ra + 3u];
+            let b0 = wide_b[rb + 0u];
+            let b1 = wide_b[rb + 1u];
+            let b2 = wide_b[rb + 2u];
+            let b3 = wide_b[rb + 3u];
+            w0_0 += a0.x * b0; w0_1 += a0.x * b1; w0_2 += a0.x * b2; w0_3 += a0.x * b3;
+            w1_0 += a0.y * b0; w1_1 += a0.y * b1; w1_2 += a0.y * b2; w1_3 += a0.y * b3;
+            w2_0 += a0.z * b0; w2_1 += a0.z * b1; w2_2 += a0.z * b2; w2_3 += a0.z * b3;
+            w3_0 += a0.w * b0; w3_1 += a0.w * b1; w3_2 += a0.w * b2; w3_3 += a0.w * b3;
+            w4_0 += a1.x * b0; w4_1 += a1.x * b1; w4_2 += a1.x * b2; w4_3 += a1.x * b3;
+            w5_0 += a1.y * b0; w5_1 += a1.y * b1; w5_2 += a1.y * b2; w5_3 += a1.y * b3;
+            w6_0 += a1.z * b0; w6_1 += a1.z * b1; w6_2 += a1.z * b2; w6_3 += a1.z * b3;
+            w7_0 += a1.w * b0; w7_1 += a1.w * b1; w7_2 += a1.w * b2; w7_3 += a1.w * b3;
+            w8_0 += a2.x * b0; w8_1 += a2.x * b1; w8_2 += a2.x * b2; w8_3 += a2.x * b3;
+            w9_0 += a2.y * b0; w9_1 += a2.y * b1; w9_2 += a2.y * b2; w9_3 += a2.y * b3;
+            w10_0 += a2.z * b0; w10_1 += a2.z * b1; w10_2 += a2.z * b2; w10_3 += a2.z * b3;
+            w11_0 += a2.w * b0; w11_1 += a2.w * b1; w11_2 += a2.w * b2; w11_3 += a2.w * b3;
+            w12_0 += a3.x * b0; w12_1 += a3.x * b1; w12_2 += a3.x * b2; w12_3 += a3.x * b3;
+            w13_0 += a3.y * b0; w13_1 += a3.y * b1; w13_2 += a3.y * b2; w13_3 += a3.y * b3;
+            w14_0 += a3.z * b0; w14_1 += a3.z * b1; w14_2 += a3.z * b2; w14_3 += a3.z * b3;
+            w15_0 += a3.w * b0; w15_1 += a3.w * b1; w15_2 += a3.w * b2; w15_3 += a3.w * b3;
+        }
+        workgroupBarrier();
+    }
+
+    let row0 = m0 + lid.y * 16u;
+    let col0 = n0 + lid.x * 16u;
+    store_row16(row0 + 0u, col0, c_base, w0_0, w0_1, w0_2, w0_3);
+    store_row16(row0 + 1u, col0, c_base, w1_0, w1_1, w1_2, w1_3);
+    store_row16(row0 + 2u, col0, c_base, w2_0, w2_1, w2_2, w2_3);
+    store_row16(row0 + 3u, col0, c_base, w3_0, w3_1, w3_2, w3_3);
+    store_row16(row0 + 4u, col0, c_base, w4_0, w4_1, w4_2, w4_3);
+    store_row16(row0 + 5u, col0, c_base, w5_0, w5_1, w5_2, w5_3);
+    store_row16(row0 + 6u, col0, c_base, w6_0, w6_1, w6_2, w6_3);
+    store_row16(row0 + 7u, col0, c_base, w7_0, w7_1, w7_2, w7_3);
+    store_row16(row0 + 8u, col0, c_base, w8_0, w8_1, w8_2, w8_3);
+    store_row16(row0 + 9u, col0, c_base, w9_0, w9_1, w9_2, w9_3);
+    store_row16(row0 + 10u, col0, c_base, w10_0, w10_1, w10_2, w10_3);
+    store_row16(row0 + 11u, col0, c_base, w11_0, w11_1, w11_2, w11_3);
+    store_row16(row0 + 12u, col0, c_base, w12_0, w12_1, w12_2, w12_3);
+    store_row16(row0 + 13u, col0, c_base, w13_0, w13_1, w13_2, w13_3);
+    store_row16(row0 + 14u, col0, c_base, w14_0, w14_1, w14_2, w14_3);
+    store_row16(row0 + 15u, col0, c_base, w15_0, w15_1, w15_2, w15_3);
 }

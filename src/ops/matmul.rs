@@ -112,6 +112,24 @@ pub fn gemm(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    let kernel = GemmKernel::for_adapter(ctx);
+    gemm_using(kernel, ctx, c, c_view, a, a_view, b, b_view, bias, shape)
+}
+
+/// [`gemm`] with an explicit choice of kernel (tests check both on every adapter).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_using(
+    kernel: GemmKernel,
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    c_view: MatView,
+    a: &GpuSlice,
+    a_view: MatView,
+    b: &GpuSlice,
+    b_view: MatView,
+    bias: Option<&GpuSlice>,
+    shape: GemmShape,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "matmul::gemm";
     let GemmShape {
         m,
@@ -154,12 +172,14 @@ pub fn gemm(
         }
         (false, _) => a,
     };
+    let a_mode = vec4_mode(&a_view, a_view.cs, a_view.rs);
+    let b_mode = vec4_mode(&b_view, b_view.rs, b_view.cs);
     let params = GemmParams {
         m,
         n,
         k,
         batch_inner,
-        flags: shape.bias as u32 | ((shape.accumulate as u32) << 1),
+        flags: shape.bias as u32 | ((shape.accumulate as u32) << 1) | (a_mode << 2) | (b_mode << 4),
         alpha: shape.alpha,
         a_off: a_view.off,
         b_off: b_view.off,
@@ -179,14 +199,87 @@ pub fn gemm(
         ..Default::default()
     };
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
-    let groups = [n.div_ceil(64), m.div_ceil(64), batch];
+    let (a4, b4) = (vec4_view(ctx, a), vec4_view(ctx, b));
+    let args = [c, a, b, bias_slice, &u, &a4, &b4];
+    let tile = kernel.tile();
+    let groups = [n.div_ceil(tile), m.div_ceil(tile), batch];
     Ok(vec![launch(
         ctx,
         "matmul",
-        "gemm",
-        &[c, a, b, bias_slice, &u],
+        kernel.entry_point(),
+        &args,
         groups,
     )?])
+}
+
+/// The two gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs, `gemm_wide` (128 x 128 tiles,
+/// 16 x 16 per thread) for software adapters, where reads per multiply-add matter more than registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    Tiled,
+    Wide,
+}
+
+impl GemmKernel {
+    /// `Wide` on CPU adapters (lavapipe, SwiftShader), `Tiled` elsewhere; `BEITLAB_GEMM=tiled|wide` overrides.
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        match std::env::var("BEITLAB_GEMM").as_deref() {
+            Ok("tiled") => return Self::Tiled,
+            Ok("wide") => return Self::Wide,
+            _ => {}
+        }
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+            Self::Wide
+        } else {
+            Self::Tiled
+        }
+    }
+
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Self::Tiled => "gemm",
+            Self::Wide => "gemm_wide",
+        }
+    }
+
+    /// Rows and columns of C per workgroup.
+    pub fn tile(self) -> u32 {
+        match self {
+            Self::Tiled => 64,
+            Self::Wide => 128,
+        }
+    }
+}
+
+/// Whether an operand can be read 4 elements at a time: 1 when contiguous along k (its k stride is 1),
+/// 2 when contiguous along its other dimension, 0 otherwise. Every offset and the other strides must be
+/// multiples of 4 so each vec4 read is aligned.
+fn vec4_mode(v: &MatView, k_stride: u32, other_stride: u32) -> u32 {
+    let aligned = |x: u32| x.is_multiple_of(4);
+    if !(aligned(v.off) && aligned(v.bo) && aligned(v.bi)) {
+        return 0;
+    }
+    if k_stride == 1 && aligned(other_stride) {
+        1
+    } else if other_stride == 1 && aligned(k_stride) {
+        2
+    } else {
+        0
+    }
+}
+
+/// The same buffer range viewed as vec4s (length rounded down to whole vec4s; a tiny stand-in when too short).
+fn vec4_view(ctx: &GpuContext, s: &GpuSlice) -> GpuSlice {
+    if s.len >= 4 {
+        GpuSlice {
+            buffer: s.buffer.clone(),
+            offset: s.offset,
+            len: s.len / 4 * 4,
+        }
+    } else {
+        GpuSlice::new(ctx, "gemm vec4 stand-in", 4)
+    }
 }
 
 /// `Y (M, N) = X (M, K) · W (N, K)ᵀ + b (N)`.

@@ -4,7 +4,7 @@
 
 use super::common::*;
 use beitlab::cpu;
-use beitlab::ops::matmul::{self, GemmShape, MatView};
+use beitlab::ops::matmul::{self, GemmKernel, GemmShape, MatView};
 
 fn linear_case(m: usize, n: usize, k: usize, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -160,6 +160,65 @@ fn gemm_batched_strided_accumulate() {
         1e-6 * k as f64,
         1e-5,
     );
+}
+
+/// Both kernels (the GPU one and the software-adapter one) on the same strided problems, interior tiles
+/// (vec4 reads) and edges (scalar reads), every operand layout the vec4 paths distinguish.
+#[test]
+fn gemm_both_kernels_all_layouts() {
+    let mut rng = Rng::new(11);
+    for kernel in [GemmKernel::Tiled, GemmKernel::Wide] {
+        for &(m, n, k) in &[(128u32, 128u32, 32u32), (131, 257, 45), (256, 64, 16)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a_view = if ta {
+                    MatView::transposed(m, k)
+                } else {
+                    MatView::row_major(m, k)
+                };
+                let b_view = if tb {
+                    MatView::transposed(k, n)
+                } else {
+                    MatView::row_major(k, n)
+                };
+                let c_view = MatView::row_major(m, n);
+                let a = rng.vec((m * k) as usize, 1.0);
+                let b = rng.vec((k * n) as usize, 1.0);
+                let bias = rng.vec(n as usize, 1.0);
+                let shape = GemmShape {
+                    bias: true,
+                    alpha: 0.5,
+                    ..GemmShape::new(m, n, k)
+                };
+                let c = poisoned((m * n) as usize);
+                run(matmul::gemm_using(
+                    kernel,
+                    ctx(),
+                    &c,
+                    c_view,
+                    &up(&a),
+                    a_view,
+                    &up(&b),
+                    b_view,
+                    Some(&up(&bias)),
+                    shape,
+                )
+                .unwrap());
+                let mut want = vec![0.0f64; (m * n) as usize];
+                cpu::matmul::gemm(
+                    &mut want,
+                    c_view,
+                    &f64s(&a),
+                    a_view,
+                    &f64s(&b),
+                    b_view,
+                    Some(&f64s(&bias)),
+                    shape,
+                );
+                let what = format!("{kernel:?} {m}x{n}x{k} transposed A {ta} B {tb}");
+                assert_close(&what, &read(&c), &want, 1e-6 * k as f64, 1e-5);
+            }
+        }
+    }
 }
 
 #[test]
