@@ -25,9 +25,10 @@ struct AdamWParams {
     // bit 0: clip by the global gradient norm.
     flags: u32,
     work_items: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // 1 − β1 and 1 − β2 computed in double precision on the CPU (as PyTorch does with Python floats).
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
@@ -59,8 +60,8 @@ fn adamw_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let g = grad[i] * clip;
     let lr = p.lr * info.lr_mult;
     var x = param[i] * (1.0 - lr * info.weight_decay);
-    let mi = m[i] + (1.0 - p.beta1) * (g - m[i]);
-    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    let mi = m[i] + p.one_minus_beta1 * (g - m[i]);
+    let vi = p.beta2 * v[i] + p.one_minus_beta2 * g * g;
     let denom = sqrt(vi) / sqrt(p.bias_correction2) + p.eps;
     x = x - (lr / p.bias_correction1) * (mi / denom);
     m[i] = mi;

@@ -7,6 +7,7 @@
 // assemble_grad_cls:   dcls (D) (+)= Σ_b dx[b, 0].
 // assemble_grad_pos:   dpos (T, D) (+)= Σ_b dx[b, t].
 // gather_rows:         out (M, D) = src[idx[i]] rows.      scatter_rows: out[idx[i]] (+)= src (M, D) rows.
+// mean_patches / mean_patches_backward: the mean of the patch tokens (mean pooling) and its gradient.
 
 struct TokenParams {
     batch: u32,
@@ -150,4 +151,38 @@ fn scatter_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let i = e / p.dim;
     let d = e % p.dim;
     put(mask[i] * p.dim + d, src[e]);
+}
+
+// mean_patches:          out (B, C) = (1 / N) · Σ_n x[b, 1 + n]  (mean of the patch tokens, CLS excluded).
+// mean_patches_backward: dx (B, T, C) (=|+=) dout[b] / N on patch rows, 0 on the CLS row.
+@compute @workgroup_size(256)
+fn mean_patches(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = gid(wg, nwg, li);
+    if (e >= p.batch * p.dim) {
+        return;
+    }
+    let b = e / p.dim;
+    let d = e % p.dim;
+    var s = 0.0;
+    for (var n = 0u; n < p.patches; n++) {
+        s += src[(b * (p.patches + 1u) + 1u + n) * p.dim + d];
+    }
+    put(e, s / f32(p.patches));
+}
+
+@compute @workgroup_size(256)
+fn mean_patches_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = gid(wg, nwg, li);
+    let t_count = p.patches + 1u;
+    if (e >= p.batch * t_count * p.dim) {
+        return;
+    }
+    let d = e % p.dim;
+    let t = (e / p.dim) % t_count;
+    let b = e / (p.dim * t_count);
+    var v = 0.0;
+    if (t != 0u) {
+        v = src[b * p.dim + d] / f32(p.patches);
+    }
+    put(e, v);
 }

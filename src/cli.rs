@@ -1,5 +1,7 @@
 //! The command line: subcommand definitions (parsed in main.rs) and what each one runs.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::bench::{self, BenchOptions, BENCH_PRESETS};
@@ -20,6 +22,35 @@ pub struct Cli {
 pub enum Command {
     /// Print every GPU adapter: name, backend, device type, limits and features (set BEITLAB_ADAPTER to pick one).
     Info,
+    /// Run a model folder (config.json + model.safetensors) on inputs and write logits, loss, hidden states,
+    /// attention maps and (with --grads) every parameter gradient, like HuggingFace transformers' BEiT.
+    Forward {
+        /// Checkpoint folder (HuggingFace layout, transformers 4.x or 5.x names, f32 / f16 / bf16).
+        #[arg(long)]
+        model: PathBuf,
+        /// safetensors file with pixel_values (B, C, H, W), optional bool_masked_pos (B, N) and labels.
+        #[arg(long)]
+        input: PathBuf,
+        /// safetensors file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Also write grad.{name} for every parameter (needs labels).
+        #[arg(long)]
+        grads: bool,
+    },
+    /// Write a freshly initialised model folder (BEiT's initialisation, seeded).
+    Init {
+        /// A preset (micro, tiny, small, base) ...
+        #[arg(long, conflicts_with = "config")]
+        preset: Option<String>,
+        /// ... or a config.json to take the architecture from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -60,6 +91,18 @@ pub enum PresetChoice {
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Info => info(),
+        Command::Forward {
+            model,
+            input,
+            output,
+            grads,
+        } => forward(&model, &input, &output, grads),
+        Command::Init {
+            preset,
+            config,
+            seed,
+            out,
+        } => init(preset.as_deref(), config.as_deref(), seed, &out),
         Command::Bench {
             what:
                 BenchCommand::Kernels {
@@ -100,6 +143,62 @@ pub fn run(cli: Cli) -> i32 {
             1
         }
     }
+}
+
+fn device(req: &gpu::Requirements) -> Result<gpu::GpuContext, String> {
+    gpu::GpuContext::new_headless_blocking(req, gpu::ErrorPolicy::Record).map_err(|e| e.to_string())
+}
+
+/// What a model of `cfg` needs from the adapter at `batch`: its largest buffer must fit one binding.
+fn model_requirements(cfg: &crate::model::BeitConfig, batch: u32) -> gpu::Requirements {
+    gpu::Requirements::kernels().with_buffer_bytes(cfg.largest_buffer_bytes(batch))
+}
+
+fn forward(
+    model: &std::path::Path,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    grads: bool,
+) -> Result<(), String> {
+    let ck = crate::model::checkpoint::read_folder(model).map_err(|e| e.to_string())?;
+    let batch = crate::model::io_forward::read_inputs(input)
+        .map_err(|e| e.to_string())?
+        .shape[0] as u32;
+    let ctx = device(&model_requirements(&ck.config, batch))?;
+    let loss = crate::model::io_forward::forward_files(&ctx, model, input, output, grads)
+        .map_err(|e| e.to_string())?;
+    match loss {
+        Some(l) => println!("wrote {} (loss {l:.6})", output.display()),
+        None => println!("wrote {}", output.display()),
+    }
+    Ok(())
+}
+
+fn init(
+    preset: Option<&str>,
+    config: Option<&std::path::Path>,
+    seed: u64,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let cfg = match (preset, config) {
+        (_, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            crate::model::BeitConfig::from_json(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        (Some(p), None) => crate::model::BeitConfig::preset(p).map_err(|e| e.to_string())?,
+        (None, None) => return Err("give --preset NAME or --config FILE".into()),
+    };
+    let table = crate::model::ParamTable::new(&cfg, 4);
+    crate::model::checkpoint::write_folder(out, &cfg, &table, &table.init_values(seed))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({} parameters)",
+        out.display(),
+        table.trainable_count()
+    );
+    Ok(())
 }
 
 fn info() -> Result<(), String> {

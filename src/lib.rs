@@ -13,7 +13,10 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod model;
 pub mod ops;
+pub mod rng;
+pub mod tensorfile;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

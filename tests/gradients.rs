@@ -365,3 +365,21 @@ fn patchify_is_a_permutation() {
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(sorted, img, "every pixel appears exactly once");
 }
+
+#[test]
+fn mean_patches_backward_matches_fd() {
+    let s = TokenShape {
+        batch: 2,
+        patches: 3,
+        dim: 2,
+    };
+    let mut r = Rng(12);
+    let (x, wy) = (r.vec(2 * 4 * 2), r.vec(2 * 2));
+    let mut dx = vec![0.0; x.len()];
+    cpu::tokens::mean_patches_backward(&mut dx, &wy, s, false);
+    fd("mean_patches dx", &x, &dx, |v| {
+        let mut o = vec![0.0; 4];
+        cpu::tokens::mean_patches(&mut o, v, s);
+        dot(&o, &wy)
+    });
+}

@@ -26,8 +26,8 @@ pub fn adamw_step(
         for i in e.offset as usize..(e.offset + e.len) as usize {
             let g = grad[i] * clip;
             let mut x = param[i] * (1.0 - lr * wd);
-            let mi = m[i] + (1.0 - hp.beta1) * (g - m[i]);
-            let vi = hp.beta2 * v[i] + (1.0 - hp.beta2) * g * g;
+            let mi = m[i] + pr.one_minus_beta1 * (g - m[i]);
+            let vi = pr.beta2 * v[i] + pr.one_minus_beta2 * g * g;
             let denom = vi.sqrt() / pr.bias_correction2.sqrt() + hp.eps;
             x -= (lr / pr.bias_correction1) * (mi / denom);
             m[i] = mi;

@@ -8,6 +8,7 @@ pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;
 pub mod gelu;
+pub mod interpolate;
 pub mod layernorm;
 pub mod matmul;
 pub mod patches;

@@ -127,3 +127,34 @@ pub fn scatter_rows<T: Real>(
         }
     }
 }
+
+/// `out (B, C) = mean over patch tokens of x (B, T, C)`.
+pub fn mean_patches<T: Real>(out: &mut [T], x: &[T], s: TokenShape) {
+    let (b_, n_, c_) = (s.batch as usize, s.patches as usize, s.dim as usize);
+    for b in 0..b_ {
+        for d in 0..c_ {
+            let mut acc = T::zero();
+            for n in 0..n_ {
+                acc += x[(b * (n_ + 1) + 1 + n) * c_ + d];
+            }
+            out[b * c_ + d] = acc / T::of(n_ as f64);
+        }
+    }
+}
+
+/// `dx (B, T, C) (=|+=) dout / N` on patch rows, 0 on CLS rows.
+pub fn mean_patches_backward<T: Real>(dx: &mut [T], dout: &[T], s: TokenShape, accumulate: bool) {
+    let (b_, n_, c_) = (s.batch as usize, s.patches as usize, s.dim as usize);
+    for b in 0..b_ {
+        for t in 0..=n_ {
+            for d in 0..c_ {
+                let v = if t == 0 {
+                    T::zero()
+                } else {
+                    dout[b * c_ + d] / T::of(n_ as f64)
+                };
+                put(&mut dx[(b * (n_ + 1) + t) * c_ + d], v, accumulate);
+            }
+        }
+    }
+}

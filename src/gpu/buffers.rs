@@ -146,10 +146,20 @@ impl FlatLayout {
         }
     }
 
-    /// Append a tensor; returns its index in the table.
+    /// Append a tensor at the next aligned offset; returns its index in the table.
     pub fn push(&mut self, name: &str, shape: &[usize]) -> usize {
-        let len = shape.iter().product::<usize>() as u64;
         let offset = self.total.div_ceil(self.align_elems) * self.align_elems;
+        self.push_at(name, shape, offset)
+    }
+
+    /// Append a tensor directly after the previous one, unaligned, so that a run of tensors can be bound as one
+    /// (e.g. query, key and value weights as one fused (3C, C) matrix). Returns its index in the table.
+    pub fn push_packed(&mut self, name: &str, shape: &[usize]) -> usize {
+        self.push_at(name, shape, self.total)
+    }
+
+    fn push_at(&mut self, name: &str, shape: &[usize], offset: u64) -> usize {
+        let len = shape.iter().product::<usize>() as u64;
         self.entries.push(FlatEntry {
             name: name.to_string(),
             shape: shape.to_vec(),

@@ -8,7 +8,7 @@ gpu_params!(
     /// Mirrors `AdamWParams` in adamw.wgsl.
     AdamWParams in "adamw" as "AdamWParams" {
         lr: f32, beta1: f32, beta2: f32, eps: f32, bias_correction1: f32, bias_correction2: f32,
-        max_grad_norm: f32, flags: u32, work_items: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+        max_grad_norm: f32, flags: u32, work_items: u32, one_minus_beta1: f32, one_minus_beta2: f32, _pad: u32,
     }
 );
 
@@ -24,8 +24,9 @@ pub const ADAMW_WG: u64 = 256;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWStep {
     pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
+    /// Betas in double precision: 1 − β is formed before rounding to f32, as PyTorch does.
+    pub beta1: f64,
+    pub beta2: f64,
     pub eps: f32,
     pub step: u32,
     /// Clip the gradient to this global L2 norm (read from `grad_sumsq`); `None` for no clipping.
@@ -36,15 +37,17 @@ impl AdamWStep {
     pub fn params(&self, work_items: u32) -> AdamWParams {
         AdamWParams {
             lr: self.lr,
-            beta1: self.beta1,
-            beta2: self.beta2,
+            beta1: self.beta1 as f32,
+            beta2: self.beta2 as f32,
             eps: self.eps,
-            bias_correction1: (1.0 - (self.beta1 as f64).powi(self.step as i32)) as f32,
-            bias_correction2: (1.0 - (self.beta2 as f64).powi(self.step as i32)) as f32,
+            bias_correction1: (1.0 - self.beta1.powi(self.step as i32)) as f32,
+            bias_correction2: (1.0 - self.beta2.powi(self.step as i32)) as f32,
             max_grad_norm: self.max_grad_norm.unwrap_or(0.0),
             flags: self.max_grad_norm.is_some() as u32,
             work_items,
-            ..Default::default()
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            _pad: 0,
         }
     }
 }

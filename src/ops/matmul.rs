@@ -203,10 +203,14 @@ pub fn gemm_using(
     let args = [c, a, b, bias_slice, &u, &a4, &b4];
     let tile = kernel.tile();
     let groups = [n.div_ceil(tile), m.div_ceil(tile), batch];
-    if groups[0] > crate::gpu::MAX_WORKGROUPS_PER_DIM || groups[1] > crate::gpu::MAX_WORKGROUPS_PER_DIM {
+    if groups[0] > crate::gpu::MAX_WORKGROUPS_PER_DIM
+        || groups[1] > crate::gpu::MAX_WORKGROUPS_PER_DIM
+    {
         return Err(GpuError::BadLaunch {
             kernel: K.into(),
-            message: format!("a {m} x {n} product needs more than 65535 tiles in one dimension; split it"),
+            message: format!(
+                "a {m} x {n} product needs more than 65535 tiles in one dimension; split it"
+            ),
         });
     }
     Ok(vec![launch(

@@ -215,3 +215,65 @@ fn rows_op(
         grid_for(n, ELEMENT_WG),
     )?])
 }
+
+/// `out (B, C) = mean over the N patch tokens of x (B, T, C)` (CLS excluded).
+pub fn mean_patches(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    s: TokenShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "tokens::mean_patches";
+    need(K, "x", x, s.tokens_len())?;
+    need(K, "out", out, s.batch as u64 * s.dim as u64)?;
+    if s.batch == 0 || s.dim == 0 {
+        return Ok(Vec::new());
+    }
+    let params = TokenParams {
+        batch: s.batch,
+        patches: s.patches,
+        dim: s.dim,
+        ..Default::default()
+    };
+    let u = GpuSlice::uniform(ctx, "TokenParams", &params);
+    Ok(vec![launch(
+        ctx,
+        "tokens",
+        "mean_patches",
+        &[out, x, x, &u, x, x, x],
+        grid_for(s.batch as u64 * s.dim as u64, ELEMENT_WG),
+    )?])
+}
+
+/// `dx (B, T, C) (=|+=) dout (B, C) / N` on patch rows, 0 on CLS rows.
+pub fn mean_patches_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dout: &GpuSlice,
+    s: TokenShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "tokens::mean_patches_backward";
+    need(K, "dx", dx, s.tokens_len())?;
+    need(K, "dout", dout, s.batch as u64 * s.dim as u64)?;
+    fits_u32(K, s.tokens_len())?;
+    if s.tokens_len() == 0 {
+        return Ok(Vec::new());
+    }
+    let flags = if accumulate { ACCUMULATE } else { 0 };
+    let params = TokenParams {
+        batch: s.batch,
+        patches: s.patches,
+        dim: s.dim,
+        flags,
+        ..Default::default()
+    };
+    let u = GpuSlice::uniform(ctx, "TokenParams", &params);
+    Ok(vec![launch(
+        ctx,
+        "tokens",
+        "mean_patches_backward",
+        &[dx, dout, dout, &u, dout, dout, dout],
+        grid_for(s.tokens_len(), ELEMENT_WG),
+    )?])
+}

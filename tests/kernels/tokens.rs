@@ -74,6 +74,21 @@ fn case(batch: u32, patches: u32, dim: u32, seed: u64) {
     assert_close("assemble dcls", &read(&dcls), &wcls, tol, 1e-6);
     assert_close("assemble dpos", &read(&dpos), &wpos, tol, 1e-6);
 
+    // Mean pooling over patch tokens and its gradient (accumulated onto existing values).
+    let pooled = poisoned(b * c);
+    let xin = rng.vec(b * t * c, 1.0);
+    run(tokens::mean_patches(ctx(), &pooled, &up(&xin), s).unwrap());
+    let mut wp = vec![0.0; b * c];
+    cpu::tokens::mean_patches(&mut wp, &f64s(&xin), s);
+    assert_close("mean_patches", &read(&pooled), &wp, 1e-6, 1e-5);
+    let dpool = rng.vec(b * c, 1.0);
+    let base_dx = rng.vec(b * t * c, 1.0);
+    let mdx = with(&base_dx);
+    run(tokens::mean_patches_backward(ctx(), &mdx, &up(&dpool), s, true).unwrap());
+    let mut wdx = f64s(&base_dx);
+    cpu::tokens::mean_patches_backward(&mut wdx, &f64s(&dpool), s, true);
+    assert_close("mean_patches_backward", &read(&mdx), &wdx, 1e-7, 1e-6);
+
     // Gather the masked rows of emb, scatter them back into a fresh buffer.
     let idx: Vec<u32> = (0..(b * n) as u32)
         .filter(|&i| mask[i as usize] != 0)
