@@ -56,8 +56,9 @@ pub struct Checkpoint {
 pub fn read_folder(dir: &Path) -> Result<Checkpoint, ModelError> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-    let config = BeitConfig::from_json(&text)
-        .map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
+    let mut config: BeitConfig = serde_json::from_str(&text)
+        .map_err(|e| ModelError::Config(format!("{}: not a valid BeitConfig: {e}", cfg_path.display())))?;
+    config.validate().map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
     let st_path = dir.join("model.safetensors");
     let raw = tensorfile::read(&st_path)?;
     let mut tensors = BTreeMap::new();
@@ -74,6 +75,15 @@ pub fn read_folder(dir: &Path) -> Result<Checkpoint, ModelError> {
             file_names.insert(canon.clone(), name);
             tensors.insert(canon, t);
         }
+    }
+    if config.architectures.is_empty() {
+        // No `architectures` in config.json: the head's tensors say which model this is.
+        if tensors.contains_key("classifier.weight") {
+            config.set_architecture(super::config::Architecture::ImageClassification);
+        } else if tensors.contains_key("lm_head.weight") {
+            config.set_architecture(super::config::Architecture::MaskedImageModeling);
+        }
+        config.validate().map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
     }
     Ok(Checkpoint {
         config,
