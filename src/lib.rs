@@ -12,6 +12,7 @@
 //! - `M, N, K` in matrix products: `Y (M, N) = X (M, K) · Wᵀ` with `W (N, K)` as in PyTorch `nn.Linear`.
 
 pub mod cpu;
+pub mod data;
 pub mod gpu;
 pub mod model;
 pub mod ops;

@@ -6,7 +6,11 @@ use beitlab::gpu::{ErrorPolicy, GpuContext, GpuError, Requirements, ADAPTER_ENV}
 fn too_small_adapter_names_the_limit_and_both_values() {
     let mut req = Requirements::kernels().with_buffer_bytes(1 << 30);
     req.hint = "use a smaller preset or batch".into();
-    let offered = wgpu::Limits { max_storage_buffer_binding_size: 128 << 20, max_buffer_size: 2 << 30, ..Default::default() };
+    let offered = wgpu::Limits {
+        max_storage_buffer_binding_size: 128 << 20,
+        max_buffer_size: 2 << 30,
+        ..Default::default()
+    };
     let err = req.limits_for("Tiny GPU", &offered).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, GpuError::LimitTooSmall { .. }), "{msg}");

@@ -56,9 +56,15 @@ pub struct Checkpoint {
 pub fn read_folder(dir: &Path) -> Result<Checkpoint, ModelError> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-    let mut config: BeitConfig = serde_json::from_str(&text)
-        .map_err(|e| ModelError::Config(format!("{}: not a valid BeitConfig: {e}", cfg_path.display())))?;
-    config.validate().map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
+    let mut config: BeitConfig = serde_json::from_str(&text).map_err(|e| {
+        ModelError::Config(format!(
+            "{}: not a valid BeitConfig: {e}",
+            cfg_path.display()
+        ))
+    })?;
+    config
+        .validate()
+        .map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
     let st_path = dir.join("model.safetensors");
     let raw = tensorfile::read(&st_path)?;
     let mut tensors = BTreeMap::new();
@@ -83,7 +89,9 @@ pub fn read_folder(dir: &Path) -> Result<Checkpoint, ModelError> {
         } else if tensors.contains_key("lm_head.weight") {
             config.set_architecture(super::config::Architecture::MaskedImageModeling);
         }
-        config.validate().map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
+        config
+            .validate()
+            .map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
     }
     Ok(Checkpoint {
         config,

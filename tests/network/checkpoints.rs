@@ -209,12 +209,16 @@ fn architecture_comes_from_the_tensors_when_config_json_does_not_say() {
     let src = fixture("cls_abs_cls_bf16").join("model");
     let dir = tmp("noarch");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
     cfg.as_object_mut().unwrap().remove("architectures");
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
     let ck = read_folder(&dir).unwrap();
-    assert_eq!(ck.config.architecture(), beitlab::model::Architecture::ImageClassification);
+    assert_eq!(
+        ck.config.architecture(),
+        beitlab::model::Architecture::ImageClassification
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -231,20 +235,43 @@ fn initialisation_follows_beit() {
     let q = values("beit.encoder.layer.0.attention.attention.query.weight");
     let std = (q.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / q.len() as f64).sqrt();
     assert!(q.iter().all(|v| v.abs() <= 0.02), "truncated at ±1 std");
-    assert!((0.010..0.013).contains(&std), "a normal truncated at ±1σ has std 0.54σ: {std}");
+    assert!(
+        (0.010..0.013).contains(&std),
+        "a normal truncated at ±1σ has std 0.54σ: {std}"
+    );
     // Output projections of block l (1-based) are divided by sqrt(2l).
     let o = values("beit.encoder.layer.3.attention.output.dense.weight");
     assert!(o.iter().all(|v| v.abs() <= 0.02 / 8f32.sqrt() + 1e-9));
-    assert!(values("beit.encoder.layer.5.lambda_1").iter().all(|&v| v == 0.1));
-    assert!(values("beit.encoder.layer.5.output.dense.bias").iter().all(|&v| v == 0.0));
-    assert!(values("beit.encoder.layer.5.layernorm_after.weight").iter().all(|&v| v == 1.0));
-    assert!(values("beit.encoder.relative_position_bias.relative_position_bias_table").iter().all(|&v| v == 0.0));
-    assert_eq!(table.specs.iter().find(|s| s.name == "lm_head.weight").unwrap().init, Init::TruncNormal(1.0));
+    assert!(values("beit.encoder.layer.5.lambda_1")
+        .iter()
+        .all(|&v| v == 0.1));
+    assert!(values("beit.encoder.layer.5.output.dense.bias")
+        .iter()
+        .all(|&v| v == 0.0));
+    assert!(values("beit.encoder.layer.5.layernorm_after.weight")
+        .iter()
+        .all(|&v| v == 1.0));
+    assert!(
+        values("beit.encoder.relative_position_bias.relative_position_bias_table")
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    assert_eq!(
+        table
+            .specs
+            .iter()
+            .find(|s| s.name == "lm_head.weight")
+            .unwrap()
+            .init,
+        Init::TruncNormal(1.0)
+    );
     // Weight decay only on matrices; layer ids for layer-wise lr decay.
     let spec = |n: &str| table.specs.iter().find(|s| s.name == n).unwrap().clone();
     assert!(spec("beit.encoder.layer.0.intermediate.dense.weight").decay);
     assert!(!spec("beit.encoder.layer.0.intermediate.dense.bias").decay);
-    assert!(!spec("beit.embeddings.cls_token").decay && !spec("beit.encoder.layer.0.lambda_1").decay);
+    assert!(
+        !spec("beit.embeddings.cls_token").decay && !spec("beit.encoder.layer.0.lambda_1").decay
+    );
     assert_eq!(spec("beit.embeddings.cls_token").layer_id, 0);
     assert_eq!(spec("beit.encoder.layer.11.lambda_2").layer_id, 12);
     assert_eq!(spec("lm_head.weight").layer_id, 13);

@@ -1,0 +1,3 @@
+//! Data: masking (and, to come, datasets and augmentation).
+
+pub mod masking;
