@@ -1,3 +1,5 @@
-//! Data: masking (and, to come, datasets and augmentation).
+//! Data: datasets, augmentation and BEiT masking.
 
+pub mod augment;
+pub mod dataset;
 pub mod masking;

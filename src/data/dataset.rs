@@ -1,0 +1,388 @@
+//! Datasets: the built-in Fashion-MNIST subset (embedded in the binary), IDX files (the MNIST distribution
+//! format, `/usr/share/datasets/fashion-mnist` as is), and image folders (one subfolder per class, labels from
+//! the sorted subfolder names, or a flat folder without labels). Images keep their own size; every image is
+//! converted to the requested channel count (1: luma, 3: RGB). Unreadable files are skipped and counted.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// One decoded image: `height x width x channels` bytes, row-major, channels last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u32,
+    pub data: Vec<u8>,
+}
+
+/// A set of images with optional labels.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    pub images: Vec<Image>,
+    /// One per image when the source has labels.
+    pub labels: Option<Vec<u32>>,
+    pub class_names: Vec<String>,
+    /// Files that could not be read as images: (path, reason), in the order met.
+    pub skipped: Vec<(String, String)>,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+/// Everything that can go wrong loading data, one sentence each.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Which split of the built-in data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+pub const FASHION_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+const BUILTIN_TRAIN_IMAGES: &[u8] =
+    include_bytes!("../../assets/fashion-mnist/fashion-mnist-small-train-images.u8.gz");
+const BUILTIN_TRAIN_LABELS: &[u8] =
+    include_bytes!("../../assets/fashion-mnist/fashion-mnist-small-train-labels.u8.gz");
+const BUILTIN_VAL_IMAGES: &[u8] =
+    include_bytes!("../../assets/fashion-mnist/fashion-mnist-small-val-images.u8.gz");
+const BUILTIN_VAL_LABELS: &[u8] =
+    include_bytes!("../../assets/fashion-mnist/fashion-mnist-small-val-labels.u8.gz");
+
+fn gunzip(bytes: &[u8], what: &str) -> Result<Vec<u8>, DataError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::Invalid(format!("{what} is not valid gzip data ({e})")))?;
+    Ok(out)
+}
+
+/// Gray 28 x 28 images in raw bytes -> images with `channels` channels.
+fn gray_images(raw: &[u8], size: u32, channels: u32) -> Vec<Image> {
+    let per = (size * size) as usize;
+    raw.chunks_exact(per)
+        .map(|px| to_channels(size, size, 1, px, channels))
+        .collect()
+}
+
+/// Convert interleaved pixels with `from` channels (1 gray, 3 RGB) to `to` channels.
+fn to_channels(width: u32, height: u32, from: u32, px: &[u8], to: u32) -> Image {
+    let data = match (from, to) {
+        (a, b) if a == b => px.to_vec(),
+        (1, 3) => px.iter().flat_map(|&g| [g, g, g]).collect(),
+        (3, 1) => px
+            .chunks_exact(3)
+            .map(|c| {
+                ((299 * c[0] as u32 + 587 * c[1] as u32 + 114 * c[2] as u32 + 500) / 1000) as u8
+            })
+            .collect(),
+        _ => px.to_vec(),
+    };
+    Image {
+        width,
+        height,
+        channels: to,
+        data,
+    }
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// The built-in Fashion-MNIST subset (train 10,000 / val 2,000 images of 28 x 28), from the binary itself.
+    pub fn builtin(split: Split, channels: u32) -> Result<Self, DataError> {
+        let (img, lab) = match split {
+            Split::Train => (BUILTIN_TRAIN_IMAGES, BUILTIN_TRAIN_LABELS),
+            Split::Val => (BUILTIN_VAL_IMAGES, BUILTIN_VAL_LABELS),
+        };
+        let raw = gunzip(img, "the built-in images")?;
+        let labels: Vec<u32> = gunzip(lab, "the built-in labels")?
+            .into_iter()
+            .map(u32::from)
+            .collect();
+        let images = gray_images(&raw, 28, channels);
+        if images.len() != labels.len() {
+            return Err(DataError::Invalid(
+                "the built-in dataset has different numbers of images and labels".into(),
+            ));
+        }
+        Ok(Self {
+            images,
+            labels: Some(labels),
+            class_names: FASHION_CLASSES.iter().map(|s| s.to_string()).collect(),
+            skipped: Vec::new(),
+            source: format!(
+                "built-in Fashion-MNIST {}",
+                if split == Split::Train {
+                    "train"
+                } else {
+                    "val"
+                }
+            ),
+        })
+    }
+
+    /// IDX image + label files (gzip or raw). `images` is the idx3 file; labels are looked up beside it
+    /// (`...images-idx3-ubyte` -> `...labels-idx1-ubyte`, same compression) and used when present.
+    pub fn idx(images: &Path, channels: u32) -> Result<Self, DataError> {
+        let read = |p: &Path| -> Result<Vec<u8>, DataError> {
+            let raw = std::fs::read(p).map_err(|e| io(p, e))?;
+            if raw.starts_with(&[0x1f, 0x8b]) {
+                gunzip(&raw, &p.display().to_string())
+            } else {
+                Ok(raw)
+            }
+        };
+        let raw = read(images)?;
+        let bad = |m: &str| DataError::Invalid(format!("{}: {m}", images.display()));
+        if raw.len() < 16 || raw[..4] != [0, 0, 8, 3] {
+            return Err(bad("not an IDX image file (magic 0x00000803 expected)"));
+        }
+        let be = |i: usize| u32::from_be_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+        let (n, h, w) = (be(4) as usize, be(8), be(12));
+        if raw.len() < 16 + n * (h * w) as usize {
+            return Err(bad(&format!(
+                "truncated: {n} images of {h} x {w} announced, {} bytes present",
+                raw.len()
+            )));
+        }
+        let images_v: Vec<Image> = raw[16..16 + n * (h * w) as usize]
+            .chunks_exact((h * w) as usize)
+            .map(|px| to_channels(w, h, 1, px, channels))
+            .collect();
+        let name = images.file_name().and_then(|s| s.to_str()).unwrap_or("");
+        let label_path = images.with_file_name(name.replace("images-idx3", "labels-idx1"));
+        let labels = if label_path != images && label_path.exists() {
+            let l = read(&label_path)?;
+            if l.len() < 8 || l[..4] != [0, 0, 8, 1] {
+                return Err(DataError::Invalid(format!(
+                    "{}: not an IDX label file (magic 0x00000801 expected)",
+                    label_path.display()
+                )));
+            }
+            let count = u32::from_be_bytes([l[4], l[5], l[6], l[7]]) as usize;
+            if count != n || l.len() < 8 + n {
+                return Err(DataError::Invalid(format!(
+                    "{}: {count} labels for {n} images",
+                    label_path.display()
+                )));
+            }
+            Some(l[8..8 + n].iter().map(|&v| v as u32).collect())
+        } else {
+            None
+        };
+        if n == 0 {
+            return Err(bad("holds no images"));
+        }
+        let classes = labels
+            .as_ref()
+            .map_or(0, |l: &Vec<u32>| l.iter().max().map_or(0, |m| m + 1));
+        Ok(Self {
+            images: images_v,
+            labels,
+            class_names: (0..classes).map(|c| c.to_string()).collect(),
+            skipped: Vec::new(),
+            source: images.display().to_string(),
+        })
+    }
+
+    /// A folder: one subfolder per class (labels from the sorted names), or images directly (no labels).
+    /// A directory holding IDX files is read as IDX (the train split, or `t10k` when `test` is true).
+    pub fn folder(dir: &Path, channels: u32, test_split: bool) -> Result<Self, DataError> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
+            })
+            .collect();
+        entries.sort();
+        let prefix = if test_split {
+            "t10k-images-idx3-ubyte"
+        } else {
+            "train-images-idx3-ubyte"
+        };
+        if let Some(idx) = entries.iter().find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        }) {
+            return Self::idx(idx, channels);
+        }
+        let classes: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+        let mut ds = Self {
+            source: dir.display().to_string(),
+            ..Default::default()
+        };
+        if classes.is_empty() {
+            let files: Vec<PathBuf> = entries.into_iter().filter(|p| p.is_file()).collect();
+            for f in &files {
+                ds.add_file(f, channels, None);
+            }
+        } else {
+            let mut labels = Vec::new();
+            for (ci, class_dir) in classes.iter().enumerate() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)
+                    .map_err(|e| io(class_dir, e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file()
+                            && !p
+                                .file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with('.'))
+                    })
+                    .collect();
+                files.sort();
+                let before = ds.images.len();
+                for f in &files {
+                    ds.add_file(f, channels, Some((ci as u32, &mut labels)));
+                }
+                if ds.images.len() == before {
+                    return Err(DataError::Invalid(format!(
+                        "class folder {} holds no readable images",
+                        class_dir.display()
+                    )));
+                }
+                ds.class_names.push(
+                    class_dir
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("?")
+                        .to_string(),
+                );
+            }
+            ds.labels = Some(labels);
+        }
+        if ds.images.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "{} holds no readable images{}",
+                dir.display(),
+                ds.skipped_summary()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(ds)
+    }
+
+    fn add_file(&mut self, path: &Path, channels: u32, label: Option<(u32, &mut Vec<u32>)>) {
+        match decode_file(path, channels) {
+            Ok(img) => {
+                self.images.push(img);
+                if let Some((l, labels)) = label {
+                    labels.push(l);
+                }
+            }
+            Err(reason) => self.skipped.push((path.display().to_string(), reason)),
+        }
+    }
+
+    /// One line about skipped files, naming the first few; `None` when nothing was skipped.
+    pub fn skipped_summary(&self) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let first: Vec<String> = self
+            .skipped
+            .iter()
+            .take(3)
+            .map(|(p, r)| format!("{p}: {r}"))
+            .collect();
+        Some(format!(
+            "skipped {} unreadable file{}: {}{}",
+            self.skipped.len(),
+            if self.skipped.len() == 1 { "" } else { "s" },
+            first.join("; "),
+            if self.skipped.len() > 3 { "; ..." } else { "" }
+        ))
+    }
+
+    /// Load `builtin`, `builtin:val`, an IDX file, or a folder.
+    pub fn open(spec: &str, channels: u32) -> Result<Self, DataError> {
+        match spec {
+            "builtin" | "builtin:train" => Self::builtin(Split::Train, channels),
+            "builtin:val" => Self::builtin(Split::Val, channels),
+            path => {
+                let p = Path::new(path);
+                if p.is_dir() {
+                    Self::folder(p, channels, false)
+                } else if p.is_file() {
+                    Self::idx(p, channels)
+                } else {
+                    Err(DataError::Invalid(format!(
+                        "{path}: no such file or folder (use \"builtin\" for the built-in data)"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Decode one image file (PNG, JPEG, BMP, GIF first frame, WebP, TIFF; gray, RGB, RGBA, 16-bit) to `channels`.
+pub fn decode_file(path: &Path, channels: u32) -> Result<Image, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    decode_bytes(&bytes, channels)
+}
+
+/// Decode image bytes to `channels` (1 or 3).
+pub fn decode_bytes(bytes: &[u8], channels: u32) -> Result<Image, String> {
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+    let (w, h) = (img.width(), img.height());
+    if w == 0 || h == 0 {
+        return Err("image has no pixels".into());
+    }
+    Ok(if channels == 1 {
+        Image {
+            width: w,
+            height: h,
+            channels: 1,
+            data: img.to_luma8().into_raw(),
+        }
+    } else {
+        Image {
+            width: w,
+            height: h,
+            channels: 3,
+            data: img.to_rgb8().into_raw(),
+        }
+    })
+}

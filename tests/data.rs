@@ -1,0 +1,272 @@
+//! Datasets (built-in, IDX, image folders in every supported format, broken files) and augmentation.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use beitlab::data::augment::Augment;
+use beitlab::data::dataset::{Dataset, Image, Split};
+use beitlab::rng::Rng;
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("beitlab-data-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&p).ok();
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+#[test]
+fn builtin_dataset_is_the_balanced_fashion_mnist_subset() {
+    let train = Dataset::builtin(Split::Train, 1).unwrap();
+    let val = Dataset::builtin(Split::Val, 3).unwrap();
+    assert_eq!((train.len(), val.len()), (10_000, 2_000));
+    let labels = train.labels.as_ref().unwrap();
+    for c in 0..10 {
+        assert_eq!(labels.iter().filter(|&&l| l == c).count(), 1000);
+    }
+    assert_eq!(train.class_names[9], "Ankle boot");
+    assert_eq!(
+        (
+            train.images[0].width,
+            train.images[0].height,
+            train.images[0].channels
+        ),
+        (28, 28, 1)
+    );
+    assert_eq!(val.images[0].channels, 3);
+    assert!(train.images[0].data.iter().any(|&v| v > 0));
+}
+
+fn write_idx(dir: &Path, prefix: &str, n: u32, gz: bool, truncate: bool) -> PathBuf {
+    let mut img = vec![0, 0, 8, 3];
+    for v in [n, 3, 2] {
+        img.extend(v.to_be_bytes());
+    }
+    img.extend((0..n * 6).map(|i| (i * 7 % 256) as u8));
+    if truncate {
+        img.truncate(img.len() - 4);
+    }
+    let mut lab = vec![0, 0, 8, 1];
+    lab.extend(n.to_be_bytes());
+    lab.extend((0..n).map(|i| (i % 4) as u8));
+    let (ipath, lpath) = (
+        dir.join(format!("{prefix}-images-idx3-ubyte")),
+        dir.join(format!("{prefix}-labels-idx1-ubyte")),
+    );
+    let write = |p: &Path, bytes: &[u8]| {
+        if gz {
+            let f = std::fs::File::create(p.with_extension("gz")).unwrap();
+            let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap();
+        } else {
+            std::fs::write(p, bytes).unwrap();
+        }
+    };
+    write(&ipath, &img);
+    write(&lpath, &lab);
+    if gz {
+        ipath.with_extension("gz")
+    } else {
+        ipath
+    }
+}
+
+#[test]
+fn idx_files_raw_and_gzip_with_labels() {
+    let dir = tmp("idx");
+    let raw = write_idx(&dir, "train", 5, false, false);
+    let ds = Dataset::idx(&raw, 1).unwrap();
+    assert_eq!(ds.len(), 5);
+    assert_eq!((ds.images[1].width, ds.images[1].height), (2, 3));
+    assert_eq!(ds.images[1].data, vec![42, 49, 56, 63, 70, 77]);
+    assert_eq!(ds.labels.unwrap(), vec![0, 1, 2, 3, 0]);
+    // A folder holding IDX files reads its train split; gzip works too.
+    let gzdir = tmp("idxgz");
+    write_idx(&gzdir, "train", 4, true, false);
+    write_idx(&gzdir, "t10k", 2, true, false);
+    assert_eq!(Dataset::folder(&gzdir, 3, false).unwrap().len(), 4);
+    assert_eq!(Dataset::folder(&gzdir, 3, true).unwrap().len(), 2);
+    let trunc = tmp("idxtrunc");
+    let p = write_idx(&trunc, "train", 5, false, true);
+    let e = Dataset::idx(&p, 1).unwrap_err().to_string();
+    assert!(e.contains("truncated"), "{e}");
+    std::fs::write(trunc.join("junk"), b"hello").unwrap();
+    assert!(Dataset::idx(&trunc.join("junk"), 1)
+        .unwrap_err()
+        .to_string()
+        .contains("not an IDX image file"));
+    for d in [dir, gzdir, trunc] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+#[test]
+fn system_fashion_mnist_when_installed() {
+    // The Debian package's layout works as is (checked only where it is installed).
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    if dir.exists() {
+        let ds = Dataset::folder(dir, 1, true).unwrap();
+        assert_eq!(ds.len(), 10_000);
+    }
+}
+
+fn save(img: image::DynamicImage, path: &Path) {
+    img.save(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+#[test]
+fn image_folder_every_format_and_broken_files() {
+    let dir = tmp("folder");
+    let (a, b) = (dir.join("cats"), dir.join("bees"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let rgb = image::RgbImage::from_fn(6, 4, |x, y| {
+        image::Rgb([(x * 40) as u8, (y * 60) as u8, 200])
+    });
+    let rgba = image::RgbaImage::from_fn(5, 5, |x, _| image::Rgba([255, (x * 50) as u8, 0, 128]));
+    let gray16 = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(4, 4, |x, y| {
+        image::Luma([((x + y) * 8000) as u16])
+    });
+    let gray = image::GrayImage::from_fn(7, 3, |x, _| image::Luma([(x * 30) as u8]));
+    save(
+        image::DynamicImage::ImageRgb8(rgb.clone()),
+        &a.join("1.png"),
+    );
+    save(
+        image::DynamicImage::ImageRgb8(rgb.clone()),
+        &a.join("2.jpg"),
+    );
+    save(
+        image::DynamicImage::ImageRgb8(rgb.clone()),
+        &a.join("3.bmp"),
+    );
+    save(image::DynamicImage::ImageRgba8(rgba), &a.join("4.png"));
+    save(image::DynamicImage::ImageLuma16(gray16), &b.join("5.png"));
+    save(
+        image::DynamicImage::ImageRgb8(rgb.clone()),
+        &b.join("6.gif"),
+    );
+    save(
+        image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            3,
+            3,
+            image::Rgba([1, 2, 3, 255]),
+        )),
+        &b.join("7.webp"),
+    );
+    save(image::DynamicImage::ImageLuma8(gray), &b.join("8.tiff"));
+    // Broken: random bytes named .png, a truncated PNG, an empty file, a text file.
+    std::fs::write(b.join("9.png"), [7u8; 100]).unwrap();
+    let png = std::fs::read(a.join("1.png")).unwrap();
+    std::fs::write(b.join("10.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(b.join("11.jpg"), []).unwrap();
+    std::fs::write(b.join("notes.txt"), "not an image").unwrap();
+    let ds = Dataset::folder(&dir, 3, false).unwrap();
+    assert_eq!(
+        ds.class_names,
+        vec!["bees", "cats"],
+        "labels from sorted folder names"
+    );
+    assert_eq!(ds.len(), 8);
+    assert_eq!(ds.skipped.len(), 4);
+    let summary = ds.skipped_summary().unwrap();
+    assert!(
+        summary.starts_with("skipped 4 unreadable files: "),
+        "{summary}"
+    );
+    let labels = ds.labels.as_ref().unwrap();
+    assert_eq!(labels.iter().filter(|&&l| l == 0).count(), 4);
+    assert!(ds
+        .images
+        .iter()
+        .all(|i| i.channels == 3 && i.data.len() == (i.width * i.height * 3) as usize));
+    // Grayscale conversion of the same folder.
+    let g = Dataset::folder(&dir, 1, false).unwrap();
+    assert!(g.images.iter().all(|i| i.channels == 1));
+    // A class folder with nothing readable is an error, and so is an empty dataset.
+    let bad = dir.join("empty_class");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("x.png"), b"nope").unwrap();
+    let e = Dataset::folder(&dir, 3, false).unwrap_err().to_string();
+    assert!(e.contains("empty_class holds no readable images"), "{e}");
+    let none = tmp("none");
+    let e = Dataset::folder(&none, 3, false).unwrap_err().to_string();
+    assert!(e.contains("holds no readable images"), "{e}");
+    // A flat folder of images: no labels.
+    let flat = tmp("flat");
+    save(image::DynamicImage::ImageRgb8(rgb), &flat.join("a.png"));
+    let f = Dataset::folder(&flat, 3, false).unwrap();
+    assert!(f.labels.is_none() && f.len() == 1);
+    assert!(Dataset::open("/no/such/place", 3)
+        .unwrap_err()
+        .to_string()
+        .contains("no such file or folder"));
+    for d in [dir, none, flat] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+fn gradient_image() -> Image {
+    Image {
+        width: 28,
+        height: 28,
+        channels: 1,
+        data: (0..28 * 28).map(|i| (i % 256) as u8).collect(),
+    }
+}
+
+#[test]
+fn eval_view_at_native_size_is_just_normalisation() {
+    let img = gradient_image();
+    let aug = Augment::beit(28, 1);
+    let mut out = Vec::new();
+    aug.eval(&img, &mut out);
+    assert_eq!(out.len(), 28 * 28);
+    for (o, &p) in out.iter().zip(&img.data) {
+        assert!((o - (p as f32 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn random_resized_crop_is_seeded_and_in_range() {
+    let img = gradient_image();
+    let aug = Augment::beit(16, 1);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut r1, mut r2) = (Rng::new(5), Rng::new(5));
+    for _ in 0..20 {
+        aug.apply(&img, &mut r1, &mut a);
+        aug.apply(&img, &mut r2, &mut b);
+    }
+    assert_eq!(a, b, "same seed, same views");
+    assert!(a.iter().all(|v| (-1.0..=1.0).contains(v)));
+    let mut rng = Rng::new(1);
+    for _ in 0..1000 {
+        let (x, y, w, h) = aug.crop_box(28, 28, &mut rng);
+        assert!(x >= 0.0 && y >= 0.0 && x + w <= 28.0 && y + h <= 28.0 && w >= 1.0 && h >= 1.0);
+        let area = w * h / (28.0 * 28.0);
+        assert!((0.05..=1.0).contains(&area), "area {area}");
+    }
+    // Flip: a flipped full-image view mirrors the unflipped one.
+    let mut plain = Vec::new();
+    let mut flipped = Vec::new();
+    beitlab::data::augment::resample(
+        &img,
+        (0.0, 0.0, 28.0, 28.0),
+        28,
+        false,
+        &[0.5],
+        &[0.5],
+        &mut plain,
+    );
+    beitlab::data::augment::resample(
+        &img,
+        (0.0, 0.0, 28.0, 28.0),
+        28,
+        true,
+        &[0.5],
+        &[0.5],
+        &mut flipped,
+    );
+    assert_eq!(plain[3], flipped[27 - 3]);
+}
