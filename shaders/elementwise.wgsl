@@ -1,4 +1,4 @@
-// elementwise.wgsl: fill, copy, add (residual), accumulate-into, per-channel scale (layer scale) and the
+// elementwise.wgsl: fill, copy, add (residual), axpby, accumulate-into, per-channel scale (layer scale) and the
 // partial column sums of its parameter gradient. One thread per element, 2D grid past 65535 workgroups.
 //
 // Shapes: out, a, b (n) for fill / copy / add / accumulate; for scale_cols a (R, C), b = γ (C), out (R, C);
@@ -13,7 +13,7 @@ struct ElementwiseParams {
     // bit 0: accumulate into out.
     flags: u32,
     value: f32,
-    _pad: u32,
+    value2: f32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -56,6 +56,15 @@ fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<
     let i = gid(wg, nwg, li);
     if (i < p.n) {
         put(i, a[i] + b[i]);
+    }
+}
+
+// out (=|+=) value · a + value2 · b
+@compute @workgroup_size(256)
+fn axpby(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    if (i < p.n) {
+        put(i, p.value * a[i] + p.value2 * b[i]);
     }
 }
 

@@ -55,3 +55,33 @@ fn unpatchify(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         out[image_index(e)] = src[e];
     }
 }
+
+// patch_context: ctx (B·N, 5·P) = [patch, patch above, below, left, right] for every patch of patches (B·N, P),
+// zeros past the image border (P = C·p·p). The tokenizer's encoder sees each patch with its neighbours.
+@compute @workgroup_size(256)
+fn patch_context(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = (wg.x + wg.y * nwg.x) * WG + li;
+    let pp = p.channels * p.patch_size * p.patch_size;
+    let gh = p.height / p.patch_size;
+    let gw = p.width / p.patch_size;
+    let n_per = gh * gw;
+    if (e >= p.batch * n_per * 5u * pp) {
+        return;
+    }
+    let row = e / (5u * pp);
+    let slot = (e % (5u * pp)) / pp;
+    let k = e % pp;
+    let b = row / n_per;
+    let n = row % n_per;
+    var gy = i32(n / gw);
+    var gx = i32(n % gw);
+    if (slot == 1u) { gy -= 1; }
+    if (slot == 2u) { gy += 1; }
+    if (slot == 3u) { gx -= 1; }
+    if (slot == 4u) { gx += 1; }
+    var v = 0.0;
+    if (gy >= 0 && gx >= 0 && gy < i32(gh) && gx < i32(gw)) {
+        v = src[(b * n_per + u32(gy) * gw + u32(gx)) * pp + k];
+    }
+    out[e] = v;
+}

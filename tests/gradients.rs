@@ -383,3 +383,19 @@ fn mean_patches_backward_matches_fd() {
         dot(&o, &wy)
     });
 }
+
+#[test]
+fn l2norm_backward_matches_fd() {
+    let (rows, dim) = (3, 5);
+    let mut r = Rng(13);
+    let (x, wy) = (r.vec(rows * dim), r.vec(rows * dim));
+    let (mut y, mut n) = (vec![0.0; rows * dim], vec![0.0; rows]);
+    cpu::vq::l2norm_forward(&mut y, &mut n, &x, rows, dim);
+    let mut dx = vec![0.0; rows * dim];
+    cpu::vq::l2norm_backward(&mut dx, &wy, &y, &n, rows, dim);
+    fd("l2norm dx", &x, &dx, |v| {
+        let (mut yy, mut nn) = (vec![0.0; rows * dim], vec![0.0; rows]);
+        cpu::vq::l2norm_forward(&mut yy, &mut nn, v, rows, dim);
+        dot(&yy, &wy)
+    });
+}

@@ -18,6 +18,26 @@ pub fn add<T: Real>(out: &mut [T], a: &[T], b: &[T], n: usize, accumulate: bool)
     }
 }
 
+/// `out (=|+=) alpha · a + beta · b`.
+#[allow(clippy::too_many_arguments)]
+pub fn axpby<T: Real>(
+    out: &mut [T],
+    alpha: f32,
+    a: &[T],
+    beta: f32,
+    b: &[T],
+    n: usize,
+    accumulate: bool,
+) {
+    for i in 0..n {
+        put(
+            &mut out[i],
+            T::of(alpha as f64) * a[i] + T::of(beta as f64) * b[i],
+            accumulate,
+        );
+    }
+}
+
 /// `out (R, C) (=|+=) x · γ (C)`.
 pub fn scale_cols<T: Real>(
     out: &mut [T],

@@ -14,6 +14,7 @@ pub mod matmul;
 pub mod patches;
 pub mod reduce;
 pub mod tokens;
+pub mod vq;
 
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 

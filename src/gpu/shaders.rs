@@ -19,6 +19,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("adamw", include_str!("../../shaders/adamw.wgsl")),
     ("droppath", include_str!("../../shaders/droppath.wgsl")),
+    ("vq", include_str!("../../shaders/vq.wgsl")),
 ];
 
 /// The source of a shader by name.

@@ -7,7 +7,9 @@ use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 gpu_params!(
     /// Mirrors `ElementwiseParams` in elementwise.wgsl.
     ElementwiseParams in "elementwise" as "ElementwiseParams" {
-        n: u32, cols: u32, rows: u32, rows_per_chunk: u32, chunks: u32, flags: u32, value: f32, _pad: u32,
+        n: u32, cols: u32, rows: u32, rows_per_chunk: u32, chunks: u32, flags: u32,
+        value: f32,
+        value2: f32,
     }
 );
 
@@ -99,6 +101,36 @@ pub fn add(
         ElementwiseParams {
             n,
             flags: accumulate as u32,
+            ..Default::default()
+        },
+    )
+}
+
+/// `out (n) (=|+=) alpha · a (n) + beta · b (n)`.
+#[allow(clippy::too_many_arguments)]
+pub fn axpby(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    alpha: f32,
+    a: &GpuSlice,
+    beta: f32,
+    b: &GpuSlice,
+    n: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    need("elementwise::axpby", "a", a, n as u64)?;
+    need("elementwise::axpby", "b", b, n as u64)?;
+    simple(
+        ctx,
+        "axpby",
+        out,
+        a,
+        b,
+        ElementwiseParams {
+            n,
+            flags: accumulate as u32,
+            value: alpha,
+            value2: beta,
             ..Default::default()
         },
     )

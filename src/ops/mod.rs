@@ -14,6 +14,7 @@ pub mod matmul;
 pub mod patches;
 pub mod reduce;
 pub mod tokens;
+pub mod vq;
 
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
 
@@ -61,6 +62,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<adamw::AdamWParams>(),
         row::<adamw::TensorInfo>(),
         row::<droppath::DropPathParams>(),
+        row::<vq::VqParams>(),
     ]
 }
 
@@ -76,6 +78,17 @@ pub(crate) fn launch(
     workgroups: [u32; 3],
 ) -> Result<Dispatch, GpuError> {
     let kernel = ctx.pipelines.get(shader, entry)?;
+    let max = ctx.limits.max_storage_buffer_binding_size;
+    for &(binding, _) in &kernel.bindings {
+        if let Some(arg) = args.get(binding as usize) {
+            if arg.size_bytes() > max {
+                return Err(GpuError::BadLaunch {
+                    kernel: kernel.name.clone(),
+                    message: format!("binding {binding} spans {} bytes but this device allows {max} per storage binding; use a smaller batch", arg.size_bytes()),
+                });
+            }
+        }
+    }
     let bind_group = kernel.bind(&ctx.device, args)?;
     Ok(Dispatch {
         kernel,

@@ -90,3 +90,46 @@ pub fn unpatchify(
 ) -> Result<Vec<Dispatch>, GpuError> {
     run(ctx, "unpatchify", img, patches, shape)
 }
+
+/// `ctx (B·N, 5·P)`: each patch of `patches (B·N, P)` followed by its neighbours above, below, left and right
+/// (zeros past the border).
+pub fn patch_context(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    patches: &GpuSlice,
+    s: PatchShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "patches::patch_context";
+    if s.patch == 0 || !s.height.is_multiple_of(s.patch) || !s.width.is_multiple_of(s.patch) {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!(
+                "image {}x{} is not divisible into {}-pixel patches",
+                s.height, s.width, s.patch
+            ),
+        });
+    }
+    let n = 5 * s.elements();
+    need(K, "out", out, n)?;
+    need(K, "patches", patches, s.elements())?;
+    fits_u32(K, n)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let params = PatchParams {
+        batch: s.batch,
+        channels: s.channels,
+        height: s.height,
+        width: s.width,
+        patch_size: s.patch,
+        ..Default::default()
+    };
+    let u = GpuSlice::uniform(ctx, "PatchParams", &params);
+    Ok(vec![launch(
+        ctx,
+        "patches",
+        "patch_context",
+        &[out, patches, &u],
+        grid_for(n, ELEMENT_WG),
+    )?])
+}

@@ -30,6 +30,12 @@ fn case(n: usize, cols: usize, seed: u64) {
     cpu::elementwise::add(&mut want, &f64s(&a), &f64s(&b), n, false);
     assert_close("add", &read(&out), &want, 1e-7, 1e-7);
 
+    let out = with(&o0);
+    run(elementwise::axpby(ctx(), &out, 0.5, &ag, -2.0, &bg, n as u32, true).unwrap());
+    let mut want = f64s(&o0);
+    cpu::elementwise::axpby(&mut want, 0.5, &f64s(&a), -2.0, &f64s(&b), n, true);
+    assert_close("axpby", &read(&out), &want, 1e-7, 1e-6);
+
     let rows = n / cols;
     let gamma = rng.vec(cols, 1.0);
     let out = poisoned(rows * cols);
@@ -75,4 +81,19 @@ fn elementwise_odd() {
 #[test]
 fn elementwise_past_65535_workgroups() {
     case(65_536 * 256 + 3 * 11, 11, 4);
+}
+
+#[test]
+fn a_binding_over_the_device_limit_is_a_clear_error() {
+    let limit = ctx().limits.max_storage_buffer_binding_size;
+    let elems = limit / 4 + 1024;
+    if elems * 4 > ctx().limits.max_buffer_size {
+        return; // cannot even allocate it here
+    }
+    let big = beitlab::gpu::GpuSlice::new(ctx(), "over the binding limit", elems);
+    let e = elementwise::fill(ctx(), &big, elems as u32, 0.0)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("per storage binding"), "{e}");
 }

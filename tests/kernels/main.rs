@@ -17,3 +17,4 @@ mod patches;
 mod readback;
 mod reduce;
 mod tokens;
+mod vq;

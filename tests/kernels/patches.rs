@@ -13,6 +13,13 @@ fn case(s: PatchShape, seed: u64) {
     let mut want = vec![0.0; n];
     cpu::patches::patchify(&mut want, &f64s(&img), s);
     assert_close("patchify", &read(&pat), &want, 0.0, 0.0);
+    if (5 * n * 4) as u64 <= ctx().limits.max_storage_buffer_binding_size {
+        let ctxt = poisoned(5 * n);
+        run(patches::patch_context(ctx(), &ctxt, &pat, s).unwrap());
+        let mut wc = vec![0.0; 5 * n];
+        cpu::patches::patch_context(&mut wc, &want, s);
+        assert_close("patch_context", &read(&ctxt), &wc, 0.0, 0.0);
+    }
     let back = poisoned(n);
     run(patches::unpatchify(ctx(), &back, &pat, s).unwrap());
     assert_close("unpatchify", &read(&back), &f64s(&img), 0.0, 0.0);
