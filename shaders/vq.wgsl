@@ -5,7 +5,8 @@
 // argmax_rows:     idx (R) u32 = argmax_j x[r, j] (lowest index on ties), score (R) = the maximum.
 // one_hot:         out (R, K) = 1 where k == idx[r], else 0.
 // ema_update:      per code k: count ← d·count + (1 − d)·n_k; sum ← d·sum + (1 − d)·s_k; codebook_k = sum / ‖sum‖;
-//                  a code whose count fell below `threshold` restarts at a row of the batch (dead-code restart).
+//                  a code whose count fell below `threshold` restarts at the worst-represented of 16 hashed rows
+//                  of the batch (lowest best similarity), with count 2·threshold (dead-code restart).
 //                  Shapes: codebook, ema_sum, sums (K, D); ema_count, counts (K); z (R, D).
 
 struct VqParams {
@@ -28,6 +29,7 @@ struct VqParams {
 @group(0) @binding(6) var<storage, read> saved: array<f32>;          // norm (backward) | z (restart rows)
 @group(0) @binding(7) var<storage, read> idx_in: array<u32>;         // indices for one_hot
 @group(0) @binding(8) var<uniform> p: VqParams;
+@group(0) @binding(9) var<storage, read> score: array<f32>;          // best similarity per row (restart choice)
 
 fn gid(wg: vec3<u32>, nwg: vec3<u32>, li: u32, size: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * size + li;
@@ -95,6 +97,14 @@ fn one_hot(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     out[e] = select(0.0, 1.0, idx_in[e / p.codes] == e % p.codes);
 }
 
+fn restart_candidate(k: u32, salt: u32, c: u32) -> u32 {
+    var h = (k * 2654435761u) ^ (salt * 2246822519u) ^ (c * 3266489917u);
+    h ^= h >> 15u;
+    h *= 2246822519u;
+    h ^= h >> 13u;
+    return h % p.rows;
+}
+
 @compute @workgroup_size(64)
 fn ema_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let k = gid(wg, nwg, li, 64u);
@@ -104,16 +114,20 @@ fn ema_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let count = p.decay * aux2[k] + (1.0 - p.decay) * x[k];
     var s = 0.0;
     if (count < p.threshold && p.rows > 0u) {
-        // Dead code: restart at a row of the batch chosen by a hash of (code, salt).
-        var h = (k * 2654435761u) ^ (p.salt * 2246822519u);
-        h ^= h >> 15u;
-        let r = h % p.rows;
+        // Dead code: restart at the worst-represented of 16 rows picked by hashing (code, salt, candidate).
+        var r = restart_candidate(k, p.salt, 0u);
+        for (var c = 1u; c < 16u; c++) {
+            let rc = restart_candidate(k, p.salt, c);
+            if (score[rc] < score[r]) {
+                r = rc;
+            }
+        }
         for (var j = 0u; j < p.dim; j++) {
             let v = saved[r * p.dim + j];
             aux[k * p.dim + j] = v;
             s += v * v;
         }
-        aux2[k] = 1.0;
+        aux2[k] = 2.0 * p.threshold;
     } else {
         for (var j = 0u; j < p.dim; j++) {
             let v = p.decay * aux[k * p.dim + j] + (1.0 - p.decay) * y[k * p.dim + j];

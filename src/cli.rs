@@ -77,10 +77,56 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// The visual tokenizer: train it on a dataset, or encode a dataset to tokens.
+    Tokenizer {
+        #[command(subcommand)]
+        what: TokenizerCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenizerCommand {
+    /// Train a tokenizer whose token grid is the patch grid of a BEiT preset; writes a checkpoint folder.
+    Train {
+        /// `builtin` (Fashion-MNIST subset), an image folder, or IDX files.
+        #[arg(long, default_value = "builtin")]
+        data: String,
+        /// BEiT preset whose image and patch size the tokens follow (micro, tiny, small, base).
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[arg(long, default_value_t = 2000)]
+        steps: u32,
+        #[arg(long, default_value_t = 64)]
+        batch: u32,
+        #[arg(long, default_value_t = 2e-3)]
+        lr: f32,
+        /// Codebook size (default: 512, 8192 for base).
+        #[arg(long)]
+        codebook_size: Option<u32>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Smallest crop scale of the random resized crop (BEiT: 0.08).
+        #[arg(long, default_value_t = 0.08)]
+        min_crop: f64,
+        /// No horizontal flips (for digits and text).
+        #[arg(long)]
+        no_flip: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Encode every image of a dataset (evaluation view) to tokens: `tokens` i64 (images, N) (+ `labels`).
+    Encode {
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long, default_value = "builtin")]
+        data: String,
+        #[arg(long)]
+        output: PathBuf,
     },
 }
 
@@ -117,6 +163,7 @@ pub enum PresetChoice {
 pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Info => info(),
+        Command::Tokenizer { what } => tokenizer(what),
         Command::Masks {
             grid,
             num_masking_patches,
@@ -298,6 +345,159 @@ fn masks(
         gen.num_masking_patches
     );
     Ok(())
+}
+
+/// Train and validation sets: the built-in splits, or a user dataset with every tenth image held out.
+fn train_val(
+    spec: &str,
+    channels: u32,
+) -> Result<(crate::data::dataset::Dataset, crate::data::dataset::Dataset), String> {
+    use crate::data::dataset::{Dataset, Split};
+    if spec == "builtin" {
+        return Ok((
+            Dataset::builtin(Split::Train, channels).map_err(|e| e.to_string())?,
+            Dataset::builtin(Split::Val, channels).map_err(|e| e.to_string())?,
+        ));
+    }
+    let all = Dataset::open(spec, channels).map_err(|e| e.to_string())?;
+    if let Some(s) = all.skipped_summary() {
+        eprintln!("{}: {s}", all.source);
+    }
+    let (mut train, mut val) = (
+        Dataset {
+            source: all.source.clone(),
+            ..Default::default()
+        },
+        Dataset {
+            source: format!("{} (every 10th image)", all.source),
+            ..Default::default()
+        },
+    );
+    for (i, img) in all.images.into_iter().enumerate() {
+        if i % 10 == 9 { &mut val } else { &mut train }
+            .images
+            .push(img);
+    }
+    if val.is_empty() {
+        val.images = train.images.clone();
+    }
+    Ok((train, val))
+}
+
+fn tokenizer(what: TokenizerCommand) -> Result<(), String> {
+    use crate::tokenizer::train::{evaluate, train, TrainOptions};
+    use crate::tokenizer::{Tokenizer, TokenizerConfig};
+    match what {
+        TokenizerCommand::Train {
+            data,
+            preset,
+            steps,
+            batch,
+            lr,
+            codebook_size,
+            seed,
+            min_crop,
+            no_flip,
+            out,
+        } => {
+            let mut cfg = TokenizerConfig::preset(&preset).map_err(|e| e.to_string())?;
+            if let Some(k) = codebook_size {
+                cfg.codebook_size = k;
+            }
+            let (train_set, val_set) = train_val(&data, cfg.num_channels)?;
+            let ctx = device(&gpu::Requirements::kernels())?;
+            println!(
+                "tokenizer: {} images from {}, {}x{} grid of {}-pixel patches, {} codes, on {}",
+                train_set.len(),
+                train_set.source,
+                cfg.grid(),
+                cfg.grid(),
+                cfg.patch_size,
+                cfg.codebook_size,
+                ctx.describe()
+            );
+            let tk = Tokenizer::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?;
+            let opts = TrainOptions {
+                steps,
+                batch,
+                lr,
+                seed,
+                crop_scale: (min_crop, 1.0),
+                flip: !no_flip,
+            };
+            let t0 = std::time::Instant::now();
+            let every = (steps / 20).max(1);
+            train(&ctx, &tk, &train_set, &opts, |r| {
+                if r.step % every == 0 || r.step == steps {
+                    let el = t0.elapsed().as_secs_f64();
+                    let ips = (r.step * batch) as f64 / el;
+                    let eta = (steps - r.step) as f64 * batch as f64 / ips.max(1e-9);
+                    println!("step {:>6}/{steps}  reconstruction {:.5}  commitment {:.5}  {:.0} img/s  ETA {:.0} s", r.step, r.reconstruction, r.commitment, ips, eta);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+            let secs = t0.elapsed().as_secs_f64();
+            let m = evaluate(&ctx, &tk, &val_set, batch).map_err(|e| e.to_string())?;
+            tk.save(&ctx, &out).map_err(|e| e.to_string())?;
+            println!(
+                "trained {steps} steps in {secs:.0} s; validation ({} images): PSNR {:.2} dB, codebook usage {:.1}% ({} of {}), perplexity {:.1}; saved {}",
+                val_set.len(),
+                m.psnr,
+                100.0 * m.usage,
+                (m.usage * cfg.codebook_size as f64).round(),
+                cfg.codebook_size,
+                m.perplexity,
+                out.display()
+            );
+            Ok(())
+        }
+        TokenizerCommand::Encode {
+            tokenizer,
+            data,
+            output,
+        } => {
+            let ctx = device(&gpu::Requirements::kernels())?;
+            let tk = Tokenizer::load(&ctx, &tokenizer).map_err(|e| e.to_string())?;
+            let spec = if data == "builtin" {
+                "builtin:train"
+            } else {
+                data.as_str()
+            };
+            let ds = crate::data::dataset::Dataset::open(spec, tk.cfg.num_channels)
+                .map_err(|e| e.to_string())?;
+            if let Some(s) = ds.skipped_summary() {
+                eprintln!("{}: {s}", ds.source);
+            }
+            let toks = crate::tokenizer::train::encode_dataset(&ctx, &tk, &ds, 64)
+                .map_err(|e| e.to_string())?;
+            let mut t = std::collections::BTreeMap::new();
+            let n = tk.cfg.tokens() as usize;
+            t.insert(
+                "tokens".to_string(),
+                crate::tensorfile::HostTensor::i64(
+                    vec![ds.len(), n],
+                    toks.iter().map(|&v| v as i64).collect(),
+                ),
+            );
+            if let Some(l) = &ds.labels {
+                t.insert(
+                    "labels".to_string(),
+                    crate::tensorfile::HostTensor::i64(
+                        vec![ds.len()],
+                        l.iter().map(|&v| v as i64).collect(),
+                    ),
+                );
+            }
+            crate::tensorfile::write(&output, &t).map_err(|e| e.to_string())?;
+            println!(
+                "wrote tokens of {} images ({} per image) to {}",
+                ds.len(),
+                n,
+                output.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 fn info() -> Result<(), String> {

@@ -18,6 +18,7 @@ pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod tensorfile;
+pub mod tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

@@ -71,11 +71,27 @@ pub fn one_hot<T: Real>(out: &mut [T], idx: &[u32], rows: usize, codes: usize) {
     }
 }
 
-/// The row a dead code restarts at, as the shader picks it.
-pub fn restart_row(k: u32, salt: u32, rows: u32) -> u32 {
-    let mut h = k.wrapping_mul(2_654_435_761) ^ salt.wrapping_mul(2_246_822_519);
+/// Candidate `c` (of 16) for the restart of code `k`, as the shader hashes it.
+pub fn restart_candidate(k: u32, salt: u32, c: u32, rows: u32) -> u32 {
+    let mut h = k.wrapping_mul(2_654_435_761)
+        ^ salt.wrapping_mul(2_246_822_519)
+        ^ c.wrapping_mul(3_266_489_917);
     h ^= h >> 15;
+    h = h.wrapping_mul(2_246_822_519);
+    h ^= h >> 13;
     h % rows
+}
+
+/// The row a dead code restarts at: the candidate with the lowest best similarity.
+pub fn restart_row(k: u32, salt: u32, rows: u32, score: &[f32]) -> u32 {
+    let mut r = restart_candidate(k, salt, 0, rows);
+    for c in 1..16 {
+        let rc = restart_candidate(k, salt, c, rows);
+        if score[rc as usize] < score[r as usize] {
+            r = rc;
+        }
+    }
+    r
 }
 
 /// EMA update with dead-code restart, as `ops::vq::ema_update`.
@@ -87,6 +103,7 @@ pub fn ema_update(
     counts: &[f32],
     sums: &[f32],
     z: &[f32],
+    score: &[f32],
     rows: usize,
     dim: usize,
     codes: usize,
@@ -97,9 +114,9 @@ pub fn ema_update(
     for k in 0..codes {
         let count = decay * ema_count[k] + (1.0 - decay) * counts[k];
         if count < threshold && rows > 0 {
-            let r = restart_row(k as u32, salt, rows as u32) as usize;
+            let r = restart_row(k as u32, salt, rows as u32, score) as usize;
             ema_sum[k * dim..(k + 1) * dim].copy_from_slice(&z[r * dim..(r + 1) * dim]);
-            ema_count[k] = 1.0;
+            ema_count[k] = 2.0 * threshold;
         } else {
             for j in 0..dim {
                 ema_sum[k * dim + j] =

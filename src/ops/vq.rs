@@ -170,7 +170,7 @@ pub struct EmaState<'a> {
 }
 
 /// EMA update from this batch's per-code `counts (K)` and `sums (K, D)`; codes whose running count falls below
-/// `threshold` restart at a row of `z (R, D)` picked by hashing (code, `salt`).
+/// `threshold` restart at the row of `z (R, D)` with the lowest `score (R)` among 16 picked by hashing (code, `salt`).
 #[allow(clippy::too_many_arguments)]
 pub fn ema_update(
     ctx: &GpuContext,
@@ -178,6 +178,7 @@ pub fn ema_update(
     counts: &GpuSlice,
     sums: &GpuSlice,
     z: &GpuSlice,
+    score: &GpuSlice,
     rows: u32,
     dim: u32,
     codes: u32,
@@ -193,6 +194,7 @@ pub fn ema_update(
     need(K, "ema_count", st.ema_count, codes as u64)?;
     need(K, "counts", counts, codes as u64)?;
     need(K, "z", z, rows as u64 * dim as u64)?;
+    need(K, "score", score, rows as u64)?;
     let p = VqParams {
         rows,
         dim,
@@ -203,10 +205,30 @@ pub fn ema_update(
         threshold,
         _pad: 0,
     };
-    run(
+    let u = GpuSlice::uniform(ctx, "VqParams", &p);
+    ema_update_with(ctx, st, counts, sums, z, score, &u, codes)
+}
+
+/// [`ema_update`] reading its parameters from a uniform the caller owns (and rewrites per step for the salt).
+#[allow(clippy::too_many_arguments)]
+pub fn ema_update_with(
+    ctx: &GpuContext,
+    st: EmaState<'_>,
+    counts: &GpuSlice,
+    sums: &GpuSlice,
+    z: &GpuSlice,
+    score: &GpuSlice,
+    params: &GpuSlice,
+    codes: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    if codes == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![launch(
         ctx,
+        "vq",
         "ema_update",
-        [
+        &[
             st.codebook,
             st.ema_sum,
             st.ema_count,
@@ -215,9 +237,9 @@ pub fn ema_update(
             sums,
             z,
             counts,
+            params,
+            score,
         ],
-        p,
-        codes as u64,
-        64,
-    )
+        grid_for(codes as u64, 64),
+    )?])
 }

@@ -83,12 +83,14 @@ fn ema_update_with_dead_code_restart() {
         ema_sum: &es,
         ema_count: &ec,
     };
+    let score = rng.vec(rows, 1.0);
     run(vq::ema_update(
         ctx(),
         st,
         &up(&counts),
         &up(&sums),
         &up(&z),
+        &up(&score),
         rows as u32,
         dim as u32,
         codes as u32,
@@ -99,7 +101,7 @@ fn ema_update_with_dead_code_restart() {
     .unwrap());
     let (mut wcb, mut wes, mut wec) = (cb0.clone(), sum0.clone(), count0.clone());
     cpu::vq::ema_update(
-        &mut wcb, &mut wes, &mut wec, &counts, &sums, &z, rows, dim, codes, 0.99, 0.01, 17,
+        &mut wcb, &mut wes, &mut wec, &counts, &sums, &z, &score, rows, dim, codes, 0.99, 0.01, 17,
     );
     assert_close("codebook", &read(&cb), &f64s(&wcb), 1e-6, 1e-5);
     assert_close("ema sums", &read(&es), &f64s(&wes), 1e-6, 1e-5);
@@ -109,5 +111,5 @@ fn ema_update_with_dead_code_restart() {
         let n: f32 = got[k * dim..(k + 1) * dim].iter().map(|v| v * v).sum();
         assert!((n - 1.0).abs() < 1e-5, "code {k} has squared norm {n}");
     }
-    assert_eq!(wec[0], 1.0, "a dead code restarts");
+    assert_eq!(wec[0], 0.02, "a dead code restarts with count 2·threshold");
 }
