@@ -270,3 +270,43 @@ fn random_resized_crop_is_seeded_and_in_range() {
     );
     assert_eq!(plain[3], flipped[27 - 3]);
 }
+
+#[test]
+fn folder_loader_decodes_in_bounded_chunks_and_from_bytes() {
+    use beitlab::data::dataset::{FolderLoader, PendingFile};
+    let mut png = Vec::new();
+    image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([9])))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let files: Vec<PendingFile> = (0..10)
+        .map(|i| PendingFile {
+            name: format!("f{i}.png"),
+            label: Some(i % 2),
+            bytes: Some(if i == 3 {
+                b"broken".to_vec()
+            } else {
+                png.clone()
+            }),
+        })
+        .collect();
+    let mut loader =
+        FolderLoader::from_files("dropped files", files, vec!["a".into(), "b".into()], 1);
+    let mut steps = 0;
+    while !loader.is_done() {
+        assert!(loader.step(3) <= 3);
+        steps += 1;
+    }
+    assert_eq!(steps, 4);
+    assert_eq!(loader.progress(), (10, 10));
+    let ds = loader.finish().unwrap();
+    assert_eq!((ds.len(), ds.skipped.len()), (9, 1));
+    assert_eq!(ds.labels.unwrap().len(), 9);
+    assert!(ds.skipped[0].0 == "f3.png");
+}
+
+#[test]
+fn loading_in_the_background() {
+    let rx = beitlab::data::dataset::load_in_background("builtin:val".into(), 1);
+    let ds = rx.recv().unwrap().unwrap();
+    assert_eq!(ds.len(), 2000);
+}

@@ -244,73 +244,11 @@ impl Dataset {
         }) {
             return Self::idx(idx, channels);
         }
-        let classes: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-        let mut ds = Self {
-            source: dir.display().to_string(),
-            ..Default::default()
-        };
-        if classes.is_empty() {
-            let files: Vec<PathBuf> = entries.into_iter().filter(|p| p.is_file()).collect();
-            for f in &files {
-                ds.add_file(f, channels, None);
-            }
-        } else {
-            let mut labels = Vec::new();
-            for (ci, class_dir) in classes.iter().enumerate() {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)
-                    .map_err(|e| io(class_dir, e))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| {
-                        p.is_file()
-                            && !p
-                                .file_name()
-                                .and_then(|n| n.to_str())
-                                .is_some_and(|n| n.starts_with('.'))
-                    })
-                    .collect();
-                files.sort();
-                let before = ds.images.len();
-                for f in &files {
-                    ds.add_file(f, channels, Some((ci as u32, &mut labels)));
-                }
-                if ds.images.len() == before {
-                    return Err(DataError::Invalid(format!(
-                        "class folder {} holds no readable images",
-                        class_dir.display()
-                    )));
-                }
-                ds.class_names.push(
-                    class_dir
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or("?")
-                        .to_string(),
-                );
-            }
-            ds.labels = Some(labels);
+        let mut loader = FolderLoader::scan(dir, channels, entries)?;
+        while !loader.is_done() {
+            loader.step(256);
         }
-        if ds.images.is_empty() {
-            return Err(DataError::Invalid(format!(
-                "{} holds no readable images{}",
-                dir.display(),
-                ds.skipped_summary()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default()
-            )));
-        }
-        Ok(ds)
-    }
-
-    fn add_file(&mut self, path: &Path, channels: u32, label: Option<(u32, &mut Vec<u32>)>) {
-        match decode_file(path, channels) {
-            Ok(img) => {
-                self.images.push(img);
-                if let Some((l, labels)) = label {
-                    labels.push(l);
-                }
-            }
-            Err(reason) => self.skipped.push((path.display().to_string(), reason)),
-        }
+        loader.finish()
     }
 
     /// One line about skipped files, naming the first few; `None` when nothing was skipped.
@@ -385,4 +323,172 @@ pub fn decode_bytes(bytes: &[u8], channels: u32) -> Result<Image, String> {
             data: img.to_rgb8().into_raw(),
         }
     })
+}
+
+/// One file waiting to be decoded: a path on disk, or bytes handed over by the caller (a browser's file picker).
+#[derive(Clone, Debug)]
+pub struct PendingFile {
+    pub name: String,
+    pub label: Option<u32>,
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Decodes a folder's images a bounded number at a time, so a caller can spread the work over frames (browser)
+/// or run it on a worker thread (native) and show progress. [`Dataset::folder`] runs it to the end.
+pub struct FolderLoader {
+    files: Vec<PendingFile>,
+    next: usize,
+    channels: u32,
+    dataset: Dataset,
+    labels: Vec<u32>,
+    labelled: bool,
+}
+
+impl FolderLoader {
+    /// Files given directly (name, class index, bytes); `class_names` empty for an unlabelled set.
+    pub fn from_files(
+        source: &str,
+        files: Vec<PendingFile>,
+        class_names: Vec<String>,
+        channels: u32,
+    ) -> Self {
+        let labelled = !class_names.is_empty();
+        Self {
+            files,
+            next: 0,
+            channels,
+            dataset: Dataset {
+                class_names,
+                source: source.to_string(),
+                ..Default::default()
+            },
+            labels: Vec::new(),
+            labelled,
+        }
+    }
+
+    /// List a folder's files: per-class subfolders (sorted) or the folder's own files.
+    fn scan(dir: &Path, channels: u32, entries: Vec<PathBuf>) -> Result<Self, DataError> {
+        let visible = |p: &PathBuf| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        };
+        let classes: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+        let pending = |p: &Path, label| PendingFile {
+            name: p.display().to_string(),
+            label,
+            bytes: None,
+        };
+        if classes.is_empty() {
+            let files = entries
+                .iter()
+                .filter(|p| p.is_file() && visible(p))
+                .map(|p| pending(p, None))
+                .collect();
+            return Ok(Self::from_files(
+                &dir.display().to_string(),
+                files,
+                Vec::new(),
+                channels,
+            ));
+        }
+        let mut files = Vec::new();
+        let mut names = Vec::new();
+        for (ci, class_dir) in classes.iter().enumerate() {
+            let mut inner: Vec<PathBuf> = std::fs::read_dir(class_dir)
+                .map_err(|e| io(class_dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && visible(p))
+                .collect();
+            inner.sort();
+            files.extend(inner.iter().map(|p| pending(p, Some(ci as u32))));
+            names.push(
+                class_dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("?")
+                    .to_string(),
+            );
+        }
+        Ok(Self::from_files(
+            &dir.display().to_string(),
+            files,
+            names,
+            channels,
+        ))
+    }
+
+    /// Decode up to `max_files` more files; returns how many were handled.
+    pub fn step(&mut self, max_files: usize) -> usize {
+        let end = (self.next + max_files).min(self.files.len());
+        for i in self.next..end {
+            let f = &mut self.files[i];
+            let decoded = match f.bytes.take() {
+                Some(b) => decode_bytes(&b, self.channels),
+                None => decode_file(Path::new(&f.name), self.channels),
+            };
+            match decoded {
+                Ok(img) => {
+                    self.dataset.images.push(img);
+                    if let Some(l) = f.label {
+                        self.labels.push(l);
+                    }
+                }
+                Err(reason) => self.dataset.skipped.push((f.name.clone(), reason)),
+            }
+        }
+        let n = end - self.next;
+        self.next = end;
+        n
+    }
+
+    /// (files handled, files in all).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.next, self.files.len())
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.next >= self.files.len()
+    }
+
+    /// The dataset, or a clear error for an empty one or a class without readable images.
+    pub fn finish(mut self) -> Result<Dataset, DataError> {
+        if self.labelled {
+            for (ci, name) in self.dataset.class_names.iter().enumerate() {
+                if !self.labels.contains(&(ci as u32)) {
+                    return Err(DataError::Invalid(format!(
+                        "class folder {}/{name} holds no readable images",
+                        self.dataset.source
+                    )));
+                }
+            }
+            self.dataset.labels = Some(self.labels);
+        }
+        if self.dataset.images.is_empty() {
+            let why = self
+                .dataset
+                .skipped_summary()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            return Err(DataError::Invalid(format!(
+                "{} holds no readable images{why}",
+                self.dataset.source
+            )));
+        }
+        Ok(self.dataset)
+    }
+}
+
+/// Load a dataset on a worker thread (native); the receiver yields it when done.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_in_background(
+    spec: String,
+    channels: u32,
+) -> std::sync::mpsc::Receiver<Result<Dataset, DataError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Dataset::open(&spec, channels));
+    });
+    rx
 }
