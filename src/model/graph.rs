@@ -15,7 +15,8 @@ use super::params::ParamTable;
 use crate::cpu::attention::{relative_position_index, RelposInverse};
 use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice};
 use crate::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
-use crate::ops::crossentropy::{self, CrossEntropyOut};
+use crate::ops::crossentropy::{self, CrossEntropyOut, CrossEntropyParams};
+use crate::ops::droppath::DropPathParams;
 use crate::ops::patches::{self, PatchShape};
 use crate::ops::tokens::{self, TokenShape};
 use crate::ops::{droppath, elementwise, gelu, layernorm, matmul};
@@ -34,9 +35,8 @@ pub enum MimRows {
 pub struct GraphOptions {
     pub batch: u32,
     pub mim_rows: MimRows,
-    /// Masked positions counted by the MIM loss (= the labels' length). Ignored for classification.
-    pub masked: u32,
-    /// Drop path active (training); `None` evaluates the network deterministically.
+    /// Drop path active (training) with this first seed (change it per step with `set_drop_path_seed`);
+    /// `None` evaluates the network deterministically.
     pub drop_path_seed: Option<u64>,
     /// Label smoothing of the classification loss.
     pub label_smoothing: f32,
@@ -83,7 +83,7 @@ pub struct BeitGraph {
     /// Attention probabilities of every block, (B, H, T, T).
     pub attentions: Vec<GpuSlice>,
     pub logits: GpuSlice,
-    /// (mean loss, accuracy) after the forward.
+    /// (Σ loss, Σ correct) over the counted examples after the forward; see [`BeitGraph::metrics`].
     pub stats: GpuSlice,
     /// Gradients, laid out like the parameters.
     pub grads: FlatBuffer,
@@ -91,6 +91,13 @@ pub struct BeitGraph {
     pub backward: Vec<Dispatch>,
     /// Rows of the logits matrix.
     pub logit_rows: u32,
+    /// Most examples the loss can count (logit rows for MIM, the batch for classification).
+    pub ce_cap: u32,
+    ce_fwd_params: GpuSlice,
+    ce_bwd_params: GpuSlice,
+    smoothing: f32,
+    counted: std::cell::Cell<u32>,
+    drop_uniforms: Vec<(GpuSlice, DropPathParams)>,
     /// The token rows the MIM head reads (every patch, or the masked ones written with each batch).
     head_rows: Option<GpuSlice>,
 }
@@ -165,11 +172,12 @@ impl BeitGraph {
         let mask = buf(ctx, "bool_masked_pos", b as u64 * n as u64);
         let (logit_rows, ce_count, head_width) = match arch {
             Architecture::MaskedImageModeling => {
+                // The loss counts at most every patch (All) or the head's capacity (Masked).
                 let rows = match opts.mim_rows {
                     MimRows::All => b * n,
-                    MimRows::Masked(m) => m,
+                    MimRows::Masked(cap) => cap,
                 };
-                (rows, opts.masked, cfg.vocab_size)
+                (rows, rows, cfg.vocab_size)
             }
             Architecture::ImageClassification => (b, b, cfg.labels()),
         };
@@ -254,6 +262,29 @@ impl BeitGraph {
             (opts.drop_path_seed.is_some() && rate > 0.0).then_some((1.0 - rate) as f32)
         };
         let seed = opts.drop_path_seed.unwrap_or(0);
+        // Every drop-path launch reads a uniform kept here, so a new seed per step is a queue write.
+        let drop_uniforms: std::cell::RefCell<Vec<(GpuSlice, DropPathParams)>> = Default::default();
+        let drop = |out: &GpuSlice,
+                    x: &GpuSlice,
+                    kp: f32,
+                    stream: u32,
+                    accumulate: bool|
+         -> Result<Vec<Dispatch>, ModelError> {
+            let params = DropPathParams {
+                batch: b,
+                per_sample: t * c,
+                keep_prob: kp,
+                flags: accumulate as u32,
+                seed_lo: seed as u32,
+                seed_hi: (seed >> 32) as u32,
+                stream,
+                _pad: 0,
+            };
+            let u = GpuSlice::uniform(ctx, "DropPathParams", &params);
+            let d = droppath::drop_path_with(ctx, out, x, &u, &params)?;
+            drop_uniforms.borrow_mut().push((u, params));
+            Ok(d)
+        };
         let tmp_c = buf(ctx, "branch scratch", btc);
         // x_out = x_in + drop_path(λ · branch): the residual update of one branch.
         let residual = |out: &GpuSlice,
@@ -283,17 +314,7 @@ impl BeitGraph {
                         None => branch,
                     };
                     v.extend(elementwise::copy(ctx, out, x_in, btc as u32, false)?);
-                    v.extend(droppath::drop_path(
-                        ctx,
-                        out,
-                        scaled,
-                        b,
-                        t * c,
-                        kp,
-                        seed,
-                        stream,
-                        true,
-                    )?);
+                    v.extend(drop(out, scaled, kp, stream, true)?);
                 }
             }
             Ok(v)
@@ -525,7 +546,18 @@ impl BeitGraph {
         }
         let head = match arch {
             Architecture::MaskedImageModeling => {
-                let z = norm("layernorm", bt);
+                // With a head on masked rows only, rows past the batch's count point at dummy rows after the
+                // B·T token rows (one each, never normalised, never read back).
+                let pad_rows = if matches!(opts.mim_rows, MimRows::Masked(_)) {
+                    logit_rows
+                } else {
+                    0
+                };
+                let z = NormActs {
+                    y: buf(ctx, "layernorm", (bt + pad_rows) as u64 * c as u64),
+                    mean: buf(ctx, "layernorm", bt as u64),
+                    rstd: buf(ctx, "layernorm", bt as u64),
+                };
                 fwd.extend(layernorm::layernorm_forward(
                     ctx,
                     &z.y,
@@ -606,6 +638,15 @@ impl BeitGraph {
         } else {
             0.0
         };
+        // The loss counts this many rows, written with each batch (`write_batch`).
+        let ce_params = |m: u32, scale: f32| CrossEntropyParams {
+            m,
+            vocab: head_width,
+            smoothing,
+            scale,
+        };
+        let ce_fwd_params = GpuSlice::uniform(ctx, "CrossEntropyParams", &ce_params(0, 1.0));
+        let ce_bwd_params = GpuSlice::uniform(ctx, "CrossEntropyParams", &ce_params(0, 0.0));
         if ce_count > 0 {
             let out = CrossEntropyOut {
                 loss: &loss_rows,
@@ -613,8 +654,16 @@ impl BeitGraph {
                 lse: &lse,
                 stats: Some(&stats),
             };
-            fwd.extend(crossentropy::ce_forward(
-                ctx, out, &logits, logit_rows, &ce_rows, &labels, ce_count, head_width, smoothing,
+            fwd.extend(crossentropy::ce_forward_with(
+                ctx,
+                out,
+                &logits,
+                logit_rows,
+                &ce_rows,
+                &labels,
+                &ce_fwd_params,
+                ce_count,
+                head_width,
             )?);
         }
 
@@ -628,15 +677,14 @@ impl BeitGraph {
         let dx = buf(ctx, "d hidden", btc);
         if ce_count > 0 {
             let dlogits = buf(ctx, "d logits", logit_rows as u64 * head_width as u64);
-            if logit_rows != ce_count {
-                bwd.extend(elementwise::fill(
-                    ctx,
-                    &dlogits,
-                    logit_rows * head_width,
-                    0.0,
-                )?);
-            }
-            bwd.extend(crossentropy::ce_backward(
+            // Rows the loss does not count (unselected patches, padding) get no gradient.
+            bwd.extend(elementwise::fill(
+                ctx,
+                &dlogits,
+                logit_rows * head_width,
+                0.0,
+            )?);
+            bwd.extend(crossentropy::ce_backward_with(
                 ctx,
                 &dlogits,
                 &logits,
@@ -644,10 +692,9 @@ impl BeitGraph {
                 &lse,
                 &ce_rows,
                 &labels,
+                &ce_bwd_params,
                 ce_count,
                 head_width,
-                smoothing,
-                1.0 / ce_count as f32,
             )?);
             let dhead_in = buf(ctx, "d head input", logit_rows as u64 * c as u64);
             let dseq = buf(ctx, "d sequence output", btc);
@@ -666,8 +713,8 @@ impl BeitGraph {
                         c,
                         false,
                     )?);
-                    let dz = buf(ctx, "d layernorm output", btc);
-                    bwd.extend(elementwise::fill(ctx, &dz, btc as u32, 0.0)?);
+                    let dz = buf(ctx, "d layernorm output", z.y.len);
+                    bwd.extend(elementwise::fill(ctx, &dz, z.y.len as u32, 0.0)?);
                     bwd.extend(tokens::scatter_rows(
                         ctx, &dz, &dhead_in, rows, logit_rows, c, false,
                     )?);
@@ -779,17 +826,7 @@ impl BeitGraph {
              -> Result<GpuSlice, ModelError> {
                 let after_dp = match keep {
                     Some(kp) => {
-                        v.extend(droppath::drop_path(
-                            ctx,
-                            &tmp_a,
-                            &dx,
-                            b,
-                            t * c,
-                            kp,
-                            seed,
-                            stream,
-                            false,
-                        )?);
+                        v.extend(drop(&tmp_a, &dx, kp, stream, false)?);
                         tmp_a.clone()
                     }
                     None => dx.clone(),
@@ -1027,8 +1064,38 @@ impl BeitGraph {
             backward: bwd,
             logit_rows,
             head_rows,
+            ce_cap: ce_count,
+            ce_fwd_params,
+            ce_bwd_params,
+            smoothing,
+            counted: std::cell::Cell::new(0),
+            drop_uniforms: drop_uniforms.into_inner(),
         };
         Ok(graph)
+    }
+
+    /// A new drop-path seed for the next step (queue writes into the graph's uniforms; no new buffers).
+    pub fn set_drop_path_seed(&self, ctx: &GpuContext, seed: u64) {
+        for (u, p) in &self.drop_uniforms {
+            let params = DropPathParams {
+                seed_lo: seed as u32,
+                seed_hi: (seed >> 32) as u32,
+                ..*p
+            };
+            ctx.queue
+                .write_buffer(&u.buffer, 0, bytemuck::bytes_of(&params));
+        }
+    }
+
+    /// Examples the loss counts in the batch last written.
+    pub fn counted(&self) -> u32 {
+        self.counted.get()
+    }
+
+    /// (mean loss, top-1 accuracy) from the raw `stats` buffer (sums over the counted examples).
+    pub fn metrics(&self, raw_stats: &[f32]) -> (f32, f32) {
+        let m = self.counted.get().max(1) as f32;
+        (raw_stats[0] / m, raw_stats[1] / m)
     }
 
     /// Write a batch: pixels (B·Cin·H·W), mask (B·N, 1 = masked) and labels (MIM: one per masked patch in
@@ -1069,16 +1136,17 @@ impl BeitGraph {
             .collect();
         match cfg.architecture() {
             Architecture::MaskedImageModeling => {
-                if let MimRows::Masked(m) = self.opts.mim_rows {
-                    if masked.len() != m as usize {
+                if let MimRows::Masked(cap) = self.opts.mim_rows {
+                    if masked.len() > cap as usize {
                         return Err(ModelError::Input(format!(
-                            "the mask has {} masked patches but the graph was built for {m}",
+                            "the mask has {} masked patches but the head was built for at most {cap}",
                             masked.len()
                         )));
                     }
                 }
+                let mut counted = 0;
                 if let Some(lab) = labels {
-                    if lab.len() != masked.len() || lab.len() != self.opts.masked as usize {
+                    if lab.len() != masked.len() {
                         return Err(ModelError::Input(format!(
                             "labels holds {} values but {} patches are masked",
                             lab.len(),
@@ -1097,15 +1165,20 @@ impl BeitGraph {
                         MimRows::Masked(_) => (0..masked.len() as u32).collect(),
                     };
                     self.ce_rows.write(ctx, &rows);
+                    counted = masked.len() as u32;
                 }
-                if let MimRows::Masked(_) = self.opts.mim_rows {
+                if let MimRows::Masked(cap) = self.opts.mim_rows {
                     let t = cfg.tokens();
+                    // Masked patches first, then one dummy row each for the unused capacity.
+                    let dummy = b as u32 * t;
                     let head_rows: Vec<u32> = masked
                         .iter()
                         .map(|&i| (i / n as u32) * t + 1 + i % n as u32)
+                        .chain((masked.len() as u32..cap).map(|j| dummy + j))
                         .collect();
                     self.mim_head_rows()?.write(ctx, &head_rows);
                 }
+                self.set_counted(ctx, counted);
             }
             Architecture::ImageClassification => {
                 if let Some(lab) = labels {
@@ -1124,9 +1197,33 @@ impl BeitGraph {
                     self.labels.write(ctx, lab);
                     self.ce_rows.write(ctx, &(0..b as u32).collect::<Vec<_>>());
                 }
+                self.set_counted(ctx, if labels.is_some() { b as u32 } else { 0 });
             }
         }
         Ok(())
+    }
+
+    /// Tell the loss how many examples this batch has (0: no loss).
+    fn set_counted(&self, ctx: &GpuContext, m: u32) {
+        self.counted.set(m);
+        let vocab = match self.cfg.architecture() {
+            Architecture::MaskedImageModeling => self.cfg.vocab_size,
+            Architecture::ImageClassification => self.cfg.labels(),
+        };
+        let fwd = CrossEntropyParams {
+            m,
+            vocab,
+            smoothing: self.smoothing,
+            scale: 1.0,
+        };
+        let bwd = CrossEntropyParams {
+            scale: 1.0 / m.max(1) as f32,
+            ..fwd
+        };
+        ctx.queue
+            .write_buffer(&self.ce_fwd_params.buffer, 0, bytemuck::bytes_of(&fwd));
+        ctx.queue
+            .write_buffer(&self.ce_bwd_params.buffer, 0, bytemuck::bytes_of(&bwd));
     }
 
     fn mim_head_rows(&self) -> Result<GpuSlice, ModelError> {

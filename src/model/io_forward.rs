@@ -98,10 +98,6 @@ pub fn forward_files(
         )));
     }
     let arch = cfg.architecture();
-    let masked = inp
-        .bool_masked_pos
-        .as_ref()
-        .map_or(0, |m| m.iter().filter(|&&v| v != 0).count()) as u32;
     if grads && inp.labels.is_none() {
         return Err(ModelError::Input(
             "--grads needs labels in the input file".into(),
@@ -118,14 +114,8 @@ pub fn forward_files(
     let opts = GraphOptions {
         batch: b as u32,
         mim_rows: MimRows::All,
-        masked: if inp.labels.is_some() { masked } else { 0 },
         drop_path_seed: None,
         label_smoothing: 0.0,
-    };
-    let opts = if arch == Architecture::ImageClassification && inp.labels.is_none() {
-        GraphOptions { masked: 0, ..opts }
-    } else {
-        opts
     };
     let graph = BeitGraph::new(ctx, &cfg, &model.table, &model.params, opts)?;
     graph.write_batch(
@@ -164,9 +154,12 @@ pub fn forward_files(
     );
     let mut loss = None;
     if has_loss {
-        let stats = ctx.read_f32(&graph.stats)?;
-        loss = Some(stats[0]);
-        out.insert("loss".to_string(), HostTensor::f32(vec![1], vec![stats[0]]));
+        let (mean_loss, _) = graph.metrics(&ctx.read_f32(&graph.stats)?);
+        loss = Some(mean_loss);
+        out.insert(
+            "loss".to_string(),
+            HostTensor::f32(vec![1], vec![mean_loss]),
+        );
     }
     for (k, hs) in graph.hidden.iter().enumerate() {
         let v = ctx.read_f32(hs)?;

@@ -113,3 +113,91 @@ pub fn ce_backward(
         grid_for(m as u64 * vocab as u64, 256),
     )?])
 }
+
+/// [`ce_forward`] for a per-step count of rows: `params` is a uniform the caller rewrites each step with the
+/// actual count `m ≤ m_cap` (rows past it are skipped). Writes Σ loss and Σ correct (not means) at
+/// `stats[0..2]`; the per-row buffers are zeroed first so rows past `m` add nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn ce_forward_with(
+    ctx: &GpuContext,
+    out: CrossEntropyOut<'_>,
+    logits: &GpuSlice,
+    total_rows: u32,
+    rows: &GpuSlice,
+    labels: &GpuSlice,
+    params: &GpuSlice,
+    m_cap: u32,
+    vocab: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "crossentropy::ce_forward";
+    need(K, "logits", logits, total_rows as u64 * vocab as u64)?;
+    need(K, "rows", rows, m_cap as u64)?;
+    need(K, "labels", labels, m_cap as u64)?;
+    if m_cap == 0 {
+        return Ok(Vec::new());
+    }
+    let mut d = super::elementwise::fill(ctx, out.loss, m_cap, 0.0)?;
+    d.extend(super::elementwise::fill(ctx, out.correct, m_cap, 0.0)?);
+    d.push(launch(
+        ctx,
+        "crossentropy",
+        "ce_forward",
+        &[
+            out.loss,
+            out.correct,
+            out.lse,
+            logits,
+            rows,
+            labels,
+            params,
+            logits,
+        ],
+        workgroup_grid(m_cap as u64),
+    )?);
+    if let Some(stats) = out.stats {
+        need(K, "stats", stats, 2)?;
+        d.extend(reduce::sum(
+            ctx, stats, 0, out.loss, m_cap, 1.0, false, false,
+        )?);
+        d.extend(reduce::sum(
+            ctx,
+            stats,
+            1,
+            out.correct,
+            m_cap,
+            1.0,
+            false,
+            false,
+        )?);
+    }
+    Ok(d)
+}
+
+/// [`ce_backward`] for a per-step count of rows read from `params` (whose `scale` is 1 / m).
+#[allow(clippy::too_many_arguments)]
+pub fn ce_backward_with(
+    ctx: &GpuContext,
+    dlogits: &GpuSlice,
+    logits: &GpuSlice,
+    total_rows: u32,
+    lse: &GpuSlice,
+    rows: &GpuSlice,
+    labels: &GpuSlice,
+    params: &GpuSlice,
+    m_cap: u32,
+    vocab: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "crossentropy::ce_backward";
+    need(K, "dlogits", dlogits, total_rows as u64 * vocab as u64)?;
+    need(K, "lse", lse, m_cap as u64)?;
+    if m_cap == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![launch(
+        ctx,
+        "crossentropy",
+        "ce_backward",
+        &[dlogits, dlogits, dlogits, logits, rows, labels, params, lse],
+        grid_for(m_cap as u64 * vocab as u64, 256),
+    )?])
+}

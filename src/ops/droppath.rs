@@ -57,3 +57,27 @@ pub fn drop_path(
         grid_for(n, ELEMENT_WG),
     )?])
 }
+
+/// [`drop_path`] reading its parameters from a uniform the caller owns and rewrites per step (new seed).
+pub fn drop_path_with(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    params: &GpuSlice,
+    p: &DropPathParams,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "droppath::drop_path";
+    let n = p.batch as u64 * p.per_sample as u64;
+    need(K, "out", out, n)?;
+    need(K, "x", x, n)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![launch(
+        ctx,
+        "droppath",
+        "drop_path",
+        &[out, x, params],
+        grid_for(n, ELEMENT_WG),
+    )?])
+}

@@ -103,11 +103,9 @@ fn batch(cfg: &BeitConfig, b: usize, seed: u64) -> Batch {
 }
 
 fn graph(model: &BeitModel, b: &Batch, rows: MimRows, batch: u32) -> BeitGraph {
-    let m = b.labels.len() as u32;
     let opts = GraphOptions {
         batch,
         mim_rows: rows,
-        masked: m,
         drop_path_seed: None,
         label_smoothing: 0.0,
     };
@@ -123,16 +121,35 @@ fn head_on_masked_rows_equals_head_on_every_patch() {
     let model = BeitModel::new_random(ctx(), &cfg, 3).unwrap();
     let b = batch(&cfg, 3, 4);
     let mut results = Vec::new();
-    for rows in [MimRows::All, MimRows::Masked(b.labels.len() as u32)] {
+    // Masked rows exactly, and with spare capacity (padding rows must change nothing).
+    let m = b.labels.len() as u32;
+    for rows in [MimRows::All, MimRows::Masked(m), MimRows::Masked(m + 7)] {
         let g = graph(&model, &b, rows, 3);
         let mut d = g.forward.clone();
         d.extend(g.backward.iter().cloned());
         Dispatch::submit(ctx(), "mim", &d).unwrap();
-        results.push((read(&g.stats), read(&g.grads.whole)));
+        let (loss, acc) = g.metrics(&read(&g.stats));
+        results.push((vec![loss, acc], read(&g.grads.whole)));
     }
-    let (all, masked) = (&results[0], &results[1]);
-    assert_close("loss and accuracy", &masked.0, &f64s(&all.0), 1e-6, 1e-6);
-    assert_close("gradients", &masked.1, &f64s(&all.1), 1e-6, 1e-5);
+    for (other, what) in [
+        (&results[1], "masked rows"),
+        (&results[2], "masked rows with padding"),
+    ] {
+        assert_close(
+            &format!("loss and accuracy, {what}"),
+            &other.0,
+            &f64s(&results[0].0),
+            1e-6,
+            1e-6,
+        );
+        assert_close(
+            &format!("gradients, {what}"),
+            &other.1,
+            &f64s(&results[0].1),
+            1e-6,
+            1e-5,
+        );
+    }
 }
 
 #[test]
@@ -189,6 +206,7 @@ fn a_few_adamw_steps_lower_the_loss_on_a_fixed_batch() {
         );
         Dispatch::submit(ctx(), "train step", &step_work).unwrap();
         let stats = read(&g.stats);
+        let stats = [g.metrics(&stats).0];
         assert!(
             stats[0].is_finite(),
             "loss became {} at step {step}",
@@ -215,4 +233,84 @@ fn a_few_adamw_steps_lower_the_loss_on_a_fixed_batch() {
     assert!(p[e.offset as usize..(e.offset + e.len) as usize]
         .iter()
         .all(|&x| x == 0.0));
+}
+
+#[test]
+fn one_graph_serves_batches_with_different_masked_counts_and_seeds() {
+    // Blockwise masks give a different count every batch: one graph with spare capacity takes them all,
+    // and a new drop-path seed per step is a uniform write.
+    let mut cfg = BeitConfig::preset("micro").unwrap();
+    cfg.drop_path_rate = 0.5;
+    let model = BeitModel::new_random(ctx(), &cfg, 8).unwrap();
+    let cap = 2 * cfg.patches();
+    let opts = GraphOptions {
+        batch: 2,
+        mim_rows: MimRows::Masked(cap),
+        drop_path_seed: Some(1),
+        label_smoothing: 0.0,
+    };
+    let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
+    let mut losses = Vec::new();
+    for seed in [10u64, 11, 12] {
+        let b = batch(&cfg, 2, seed);
+        g.write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
+            .unwrap();
+        assert_eq!(g.counted() as usize, b.labels.len());
+        // Reference: the same batch on a graph built for exactly this count, same drop-path seed.
+        let exact = BeitGraph::new(
+            ctx(),
+            &model.cfg,
+            &model.table,
+            &model.params,
+            GraphOptions {
+                mim_rows: MimRows::Masked(b.labels.len() as u32),
+                ..opts
+            },
+        )
+        .unwrap();
+        exact
+            .write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
+            .unwrap();
+        g.set_drop_path_seed(ctx(), seed);
+        exact.set_drop_path_seed(ctx(), seed);
+        Dispatch::submit(ctx(), "varying", &g.forward).unwrap();
+        Dispatch::submit(ctx(), "exact", &exact.forward).unwrap();
+        let (a, e) = (
+            g.metrics(&read(&g.stats)),
+            exact.metrics(&read(&exact.stats)),
+        );
+        assert_close(
+            "loss with spare capacity",
+            &[a.0],
+            &[e.0 as f64],
+            1e-6,
+            1e-6,
+        );
+        losses.push(a.0);
+    }
+    // Different seeds drop different samples: the same batch gives different losses.
+    let b = batch(&cfg, 2, 10);
+    g.write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
+        .unwrap();
+    g.set_drop_path_seed(ctx(), 999);
+    Dispatch::submit(ctx(), "reseeded", &g.forward).unwrap();
+    let reseeded = g.metrics(&read(&g.stats)).0;
+    assert_ne!(reseeded, losses[0], "a new seed changes which paths drop");
+    let too_many = vec![1u8; 2 * cfg.patches() as usize];
+    let small = BeitGraph::new(
+        ctx(),
+        &model.cfg,
+        &model.table,
+        &model.params,
+        GraphOptions {
+            mim_rows: MimRows::Masked(3),
+            ..opts
+        },
+    )
+    .unwrap();
+    let e = small
+        .write_batch(ctx(), &b.pixels, Some(&too_many), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 3"), "{e}");
 }
