@@ -4,6 +4,7 @@
 // l2norm_backward: dx (R, D) = (dy − y·(y·dy)) / max(‖x‖, eps).
 // argmax_rows:     idx (R) u32 = argmax_j x[r, j] (lowest index on ties), score (R) = the maximum.
 // one_hot:         out (R, K) = 1 where k == idx[r], else 0.
+// gather_u32:      idx_out (R) = idx_in[positions[r]] (visual tokens at the masked positions: MIM labels).
 // ema_update:      per code k: count ← d·count + (1 − d)·n_k; sum ← d·sum + (1 − d)·s_k; codebook_k = sum / ‖sum‖;
 //                  a code whose count fell below `threshold` restarts at the worst-represented of 16 hashed rows
 //                  of the batch (lowest best similarity), with count 2·threshold (dead-code restart).
@@ -30,6 +31,7 @@ struct VqParams {
 @group(0) @binding(7) var<storage, read> idx_in: array<u32>;         // indices for one_hot
 @group(0) @binding(8) var<uniform> p: VqParams;
 @group(0) @binding(9) var<storage, read> score: array<f32>;          // best similarity per row (restart choice)
+@group(0) @binding(10) var<storage, read> positions: array<u32>;     // gather_u32 source positions
 
 fn gid(wg: vec3<u32>, nwg: vec3<u32>, li: u32, size: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * size + li;
@@ -140,4 +142,13 @@ fn ema_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     for (var j = 0u; j < p.dim; j++) {
         out[k * p.dim + j] = aux[k * p.dim + j] / n;
     }
+}
+
+@compute @workgroup_size(256)
+fn gather_u32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = gid(wg, nwg, li, 256u);
+    if (r >= p.rows) {
+        return;
+    }
+    idx_out[r] = idx_in[positions[r]];
 }

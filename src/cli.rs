@@ -77,6 +77,36 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// BEiT masked image modeling on a dataset, with a trained tokenizer's tokens as targets (a tokenizer is
+    /// trained first into OUT/tokenizer when none is given). Writes OUT as a HuggingFace folder + training state.
+    Pretrain {
+        #[arg(long, default_value = "builtin")]
+        data: String,
+        #[arg(long, default_value = "micro")]
+        preset: String,
+        /// A tokenizer folder (from `beitlab tokenizer train`) matching the preset's patch grid.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[arg(long, default_value_t = 500)]
+        steps: u32,
+        #[arg(long, default_value_t = 32)]
+        batch: u32,
+        #[arg(long, default_value_t = 1.5e-3)]
+        lr: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// blockwise (BEiT) or random (the paper's ablation).
+        #[arg(long, default_value = "blockwise")]
+        masking: String,
+        /// Save a checkpoint every this many steps (0: at the end only).
+        #[arg(long, default_value_t = 0)]
+        checkpoint_every: u32,
+        /// One JSON object per logged step on stdout.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The visual tokenizer: train it on a dataset, or encode a dataset to tokens.
     Tokenizer {
         #[command(subcommand)]
@@ -164,6 +194,31 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Info => info(),
         Command::Tokenizer { what } => tokenizer(what),
+        Command::Pretrain {
+            data,
+            preset,
+            tokenizer,
+            steps,
+            batch,
+            lr,
+            seed,
+            masking,
+            checkpoint_every,
+            json,
+            out,
+        } => pretrain(
+            &data,
+            &preset,
+            tokenizer,
+            steps,
+            batch,
+            lr,
+            seed,
+            &masking,
+            checkpoint_every,
+            json,
+            &out,
+        ),
         Command::Masks {
             grid,
             num_masking_patches,
@@ -498,6 +553,122 @@ fn tokenizer(what: TokenizerCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pretrain(
+    data: &str,
+    preset: &str,
+    tokenizer_dir: Option<PathBuf>,
+    steps: u32,
+    batch: u32,
+    lr: f32,
+    seed: u64,
+    masking: &str,
+    checkpoint_every: u32,
+    json: bool,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    use crate::data::augment::Augment;
+    use crate::data::masking::BlockMasking;
+    use crate::model::{BeitConfig, BeitModel};
+    use crate::tokenizer::Tokenizer;
+    use crate::train::pretrain::{pretrain, Masking, PretrainOptions};
+    use std::io::Write;
+    let cfg = BeitConfig::preset(preset).map_err(|e| e.to_string())?;
+    let (train_set, _) = train_val(data, cfg.num_channels)?;
+    let ctx = device(&model_requirements(&cfg, batch))?;
+    let tok_dir = match tokenizer_dir {
+        Some(d) => d,
+        None => {
+            let d = out.join("tokenizer");
+            println!(
+                "no --tokenizer given: training one first into {}",
+                d.display()
+            );
+            tokenizer(TokenizerCommand::Train {
+                data: data.to_string(),
+                preset: preset.to_string(),
+                steps: 300,
+                batch: 64,
+                lr: 2e-3,
+                codebook_size: None,
+                seed,
+                min_crop: 0.08,
+                no_flip: false,
+                out: d.clone(),
+            })?;
+            d
+        }
+    };
+    let tk = Tokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?;
+    let mut cfg = cfg;
+    cfg.vocab_size = tk.cfg.codebook_size;
+    let model = BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?;
+    let grid = cfg.grid();
+    let block = BlockMasking::scaled(grid);
+    let masking = match masking {
+        "blockwise" => Masking::Blockwise(block),
+        "random" => Masking::Random(block.num_masking_patches),
+        other => {
+            return Err(format!(
+                "unknown masking \"{other}\"; use blockwise or random"
+            ))
+        }
+    };
+    let opts = PretrainOptions {
+        steps,
+        batch,
+        lr,
+        min_lr: lr * 0.01,
+        warmup: (steps / 10).max(1),
+        weight_decay: 0.05,
+        clip: 3.0,
+        seed,
+        masking,
+        augment: Augment::beit(cfg.image_size, cfg.num_channels),
+        checkpoint_every,
+        out: Some(out.to_path_buf()),
+    };
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let log_path = out.join("metrics.jsonl");
+    let mut log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    println!(
+        "pretraining {preset} ({} parameters) on {} images from {}, {} masking, on {}",
+        model.table.trainable_count(),
+        train_set.len(),
+        train_set.source,
+        if matches!(masking, Masking::Random(_)) {
+            "random"
+        } else {
+            "blockwise"
+        },
+        ctx.describe()
+    );
+    let t0 = std::time::Instant::now();
+    let every = (steps / 20).max(1);
+    let mut last_line = None;
+    pretrain(&ctx, &model, &tk, &train_set, &opts, |m| {
+        let el = t0.elapsed().as_secs_f64();
+        let ips = (m.step * batch) as f64 / el.max(1e-9);
+        let line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "masked": m.masked, "images_per_s": ips});
+        let _ = writeln!(log, "{line}");
+        if m.step % every == 0 || m.step == steps {
+            if json {
+                println!("{line}");
+            } else {
+                let eta = (steps - m.step) as f64 * batch as f64 / ips.max(1e-9);
+                println!("pretrain step {:>6}/{steps}  loss {:.4}  MIM accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
+            }
+        }
+        last_line = Some(m);
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(m) = last_line {
+        println!("pretrained {steps} steps in {:.0} s: final loss {:.4}, MIM accuracy {:.1}%; saved {} (metrics in {})", t0.elapsed().as_secs_f64(), m.loss, 100.0 * m.accuracy, out.display(), log_path.display());
+    }
+    Ok(())
 }
 
 fn info() -> Result<(), String> {

@@ -19,6 +19,8 @@ pub mod ops;
 pub mod rng;
 pub mod tensorfile;
 pub mod tokenizer;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

@@ -131,3 +131,10 @@ pub fn ema_update(
         }
     }
 }
+
+/// `out[r] = src[positions[r]]`.
+pub fn gather_u32(out: &mut [u32], src: &[u32], positions: &[u32], rows: usize) {
+    for r in 0..rows {
+        out[r] = src[positions[r] as usize];
+    }
+}

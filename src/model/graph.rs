@@ -1203,6 +1203,25 @@ impl BeitGraph {
         Ok(())
     }
 
+    /// For MIM labels produced on the GPU (the tokenizer's tokens gathered into `labels` by a dispatch of the
+    /// same step): the loss counts the `m` masked patches of the batch last written.
+    pub fn use_device_labels(&self, ctx: &GpuContext, m: u32) -> Result<(), ModelError> {
+        if m > self.ce_cap {
+            return Err(ModelError::Input(format!(
+                "{m} labels exceed the head's capacity of {}",
+                self.ce_cap
+            )));
+        }
+        if self.opts.mim_rows == MimRows::All {
+            return Err(ModelError::Input(
+                "device labels need a head on masked rows (MimRows::Masked)".into(),
+            ));
+        }
+        self.ce_rows.write(ctx, &(0..m).collect::<Vec<u32>>());
+        self.set_counted(ctx, m);
+        Ok(())
+    }
+
     /// Tell the loss how many examples this batch has (0: no loss).
     fn set_counted(&self, ctx: &GpuContext, m: u32) {
         self.counted.set(m);

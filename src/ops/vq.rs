@@ -243,3 +243,31 @@ pub fn ema_update_with(
         grid_for(codes as u64, 64),
     )?])
 }
+
+/// `out (R) u32 = src[positions[r]]` for u32 data (tokens): no float reinterpretation on the way.
+pub fn gather_u32(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    src: &GpuSlice,
+    positions: &GpuSlice,
+    rows: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "vq::gather_u32";
+    need(K, "out", out, rows as u64)?;
+    need(K, "positions", positions, rows as u64)?;
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    let p = VqParams {
+        rows,
+        ..Default::default()
+    };
+    let u = GpuSlice::uniform(ctx, "VqParams", &p);
+    Ok(vec![launch(
+        ctx,
+        "vq",
+        "gather_u32",
+        &[out, out, out, out, out, out, out, src, &u, out, positions],
+        grid_for(rows as u64, 256),
+    )?])
+}

@@ -113,3 +113,22 @@ fn ema_update_with_dead_code_restart() {
     }
     assert_eq!(wec[0], 0.02, "a dead code restarts with count 2·threshold");
 }
+
+#[test]
+fn gather_u32_tiny_odd_large() {
+    for (n, rows, seed) in [
+        (1usize, 1usize, 1u64),
+        (1031, 517, 2),
+        (70_000, 65_536 * 256 + 3, 3),
+    ] {
+        let mut rng = Rng::new(seed);
+        let src: Vec<u32> = (0..n).map(|_| rng.below(8192)).collect();
+        let pos: Vec<u32> = (0..rows).map(|_| rng.below(n as u32)).collect();
+        let out = GpuSlice::new(ctx(), "out", rows as u64);
+        out.write(ctx(), &vec![u32::MAX; rows]);
+        run(vq::gather_u32(ctx(), &out, &up_u32(&src), &up_u32(&pos), rows as u32).unwrap());
+        let mut want = vec![0u32; rows];
+        cpu::vq::gather_u32(&mut want, &src, &pos, rows);
+        assert_eq!(ctx().read_u32(&out).unwrap(), want);
+    }
+}

@@ -1,0 +1,299 @@
+//! BEiT masked image modeling: the frozen tokenizer turns each augmented view into visual tokens on the GPU, the
+//! ViT sees the same view with blockwise-masked patches and learns to predict the tokens of the masked ones.
+//! AdamW (β 0.9 / 0.999, weight decay 0.05 on matrices only), warm-up + cosine, global-norm clip 3.0, drop path.
+
+use std::path::PathBuf;
+
+use super::checkpoint::save_run;
+use super::schedule::warmup_cosine;
+use crate::data::augment::Augment;
+use crate::data::dataset::Dataset;
+use crate::data::masking::{random_mask, BlockMasking};
+use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
+use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
+use crate::ops::adamw::{adamw_step, AdamWPlan, AdamWStep};
+use crate::ops::{reduce, vq};
+use crate::rng::Rng;
+use crate::tokenizer::{Tokenizer, TokenizerGraph};
+
+/// Masking of the pretraining views.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Masking {
+    Blockwise(BlockMasking),
+    /// Uniform random masking of this many patches (the paper's ablation).
+    Random(u32),
+}
+
+#[derive(Clone, Debug)]
+pub struct PretrainOptions {
+    pub steps: u32,
+    pub batch: u32,
+    pub lr: f32,
+    pub min_lr: f32,
+    pub warmup: u32,
+    pub weight_decay: f32,
+    pub clip: f32,
+    pub seed: u64,
+    pub masking: Masking,
+    pub augment: Augment,
+    /// Save every this many steps (0: only at the end).
+    pub checkpoint_every: u32,
+    pub out: Option<PathBuf>,
+}
+
+/// One step's numbers, as they come back from the GPU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepMetrics {
+    pub step: u32,
+    pub loss: f32,
+    pub accuracy: f32,
+    pub grad_norm: f32,
+    pub lr: f32,
+    pub masked: u32,
+}
+
+struct Batch {
+    pixels: Vec<f32>,
+    mask: Vec<u8>,
+    positions: Vec<u32>,
+}
+
+fn make_batch(data: &Dataset, opts: &PretrainOptions, n: u32, cap: u32, rng: &mut Rng) -> Batch {
+    let mut pixels = Vec::new();
+    let mut mask = Vec::with_capacity((opts.batch * n) as usize);
+    for _ in 0..opts.batch {
+        let i = ((rng.uniform() * data.len() as f64) as usize).min(data.len() - 1);
+        opts.augment.apply(&data.images[i], rng, &mut pixels);
+        mask.extend(match opts.masking {
+            Masking::Blockwise(g) => g.generate(rng),
+            Masking::Random(k) => random_mask(n, k, rng),
+        });
+    }
+    let mut positions: Vec<u32> = (0..mask.len() as u32)
+        .filter(|&i| mask[i as usize] != 0)
+        .collect();
+    positions.resize(cap as usize, 0);
+    Batch {
+        pixels,
+        mask,
+        positions,
+    }
+}
+
+/// In-flight metrics: (stats ticket, grad ticket, step, masked count, lr).
+type Pending = Vec<(ReadbackTicket, ReadbackTicket, u32, u32, f32)>;
+
+/// Report every step whose two readbacks have arrived; the first non-finite value is returned as a failure.
+fn drain(
+    ctx: &GpuContext,
+    ring: &mut ReadbackRing,
+    pending: &mut Pending,
+    report: &mut impl FnMut(StepMetrics),
+) -> Option<String> {
+    let done = ring.collect(ctx);
+    let value = |t: ReadbackTicket| {
+        done.iter()
+            .find(|(x, _)| *x == t)
+            .map(|(_, b)| bytemuck::pod_collect_to_vec::<u8, f32>(b))
+    };
+    let mut failure = None;
+    pending.retain(|&(ts, tg, step, masked, lr)| match (value(ts), value(tg)) {
+        (Some(s), Some(g)) => {
+            let mm = masked.max(1) as f32;
+            let met = StepMetrics {
+                step,
+                loss: s[0] / mm,
+                accuracy: s[1] / mm,
+                grad_norm: g[0].sqrt(),
+                lr,
+                masked,
+            };
+            if !met.loss.is_finite() || !met.grad_norm.is_finite() {
+                failure.get_or_insert(format!(
+                    "the loss or gradient became {} / {} at step {step}",
+                    met.loss, met.grad_norm
+                ));
+            }
+            report(met);
+            false
+        }
+        _ => true,
+    });
+    failure
+}
+
+/// Pretrain `model` on `data` with `tokenizer`'s tokens as targets. `report` receives metrics as they arrive.
+pub fn pretrain(
+    ctx: &GpuContext,
+    model: &BeitModel,
+    tokenizer: &Tokenizer,
+    data: &Dataset,
+    opts: &PretrainOptions,
+    mut report: impl FnMut(StepMetrics),
+) -> Result<(), ModelError> {
+    let cfg = &model.cfg;
+    let tc = &tokenizer.cfg;
+    if (tc.image_size, tc.patch_size, tc.num_channels)
+        != (cfg.image_size, cfg.patch_size, cfg.num_channels)
+    {
+        return Err(ModelError::Config(format!(
+            "the tokenizer works on {}-pixel images in {}-pixel patches with {} channels but the model on {} / {} / {}",
+            tc.image_size, tc.patch_size, tc.num_channels, cfg.image_size, cfg.patch_size, cfg.num_channels
+        )));
+    }
+    if tc.codebook_size > cfg.vocab_size {
+        return Err(ModelError::Config(format!(
+            "the tokenizer has {} codes but the model's vocabulary is {}",
+            tc.codebook_size, cfg.vocab_size
+        )));
+    }
+    if data.is_empty() {
+        return Err(ModelError::Input("the training set is empty".into()));
+    }
+    let n = cfg.patches();
+    let per_image_cap = match opts.masking {
+        Masking::Blockwise(g) => g.num_masking_patches,
+        Masking::Random(k) => k,
+    };
+    let cap = opts.batch * per_image_cap.max(1);
+    let graph = BeitGraph::new(
+        ctx,
+        cfg,
+        &model.table,
+        &model.params,
+        GraphOptions {
+            batch: opts.batch,
+            mim_rows: MimRows::Masked(cap),
+            drop_path_seed: Some(opts.seed),
+            label_smoothing: 0.0,
+        },
+    )?;
+    let tg = TokenizerGraph::new(ctx, tokenizer, opts.batch)?;
+    let positions = GpuSlice::new(ctx, "masked positions", cap as u64);
+    let groups = model
+        .table
+        .optimizer_groups(opts.weight_decay, 1.0, cfg.num_hidden_layers);
+    let plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
+    let (m, v) = (
+        FlatBuffer::new(ctx, "adam m", model.table.layout.clone()),
+        FlatBuffer::new(ctx, "adam v", model.table.layout.clone()),
+    );
+    let sumsq = GpuSlice::new(ctx, "grad sumsq", 1);
+    // The whole step, built once: tokens -> labels -> forward -> backward -> clip + AdamW.
+    let mut work = tg.encode.clone();
+    work.extend(vq::gather_u32(
+        ctx,
+        &graph.labels,
+        &tg.tokens,
+        &positions,
+        cap,
+    )?);
+    work.extend(graph.forward.iter().cloned());
+    work.extend(graph.backward.iter().cloned());
+    work.extend(reduce::sum_squares(
+        ctx,
+        &sumsq,
+        0,
+        &graph.grads.whole,
+        graph.grads.layout.total as u32,
+    )?);
+    work.extend(adamw_step(
+        ctx,
+        &model.params.whole,
+        &m.whole,
+        &v.whole,
+        &graph.grads.whole,
+        &sumsq,
+        &plan,
+    )?);
+
+    let mut rng = Rng::new(opts.seed);
+    let mut ring = ReadbackRing::new(ctx, 8, 8);
+    let mut pending: Pending = Vec::new();
+    let mut next = make_batch(data, opts, n, cap, &mut rng);
+    let mut last: Option<wgpu::SubmissionIndex> = None;
+    for step in 1..=opts.steps {
+        let batch = std::mem::replace(
+            &mut next,
+            Batch {
+                pixels: Vec::new(),
+                mask: Vec::new(),
+                positions: Vec::new(),
+            },
+        );
+        let masked = batch.mask.iter().filter(|&&x| x != 0).count() as u32;
+        tg.pixels.write(ctx, &batch.pixels);
+        graph.write_batch(ctx, &batch.pixels, Some(&batch.mask), None)?;
+        graph.use_device_labels(ctx, masked)?;
+        positions.write(ctx, &batch.positions);
+        graph.set_drop_path_seed(
+            ctx,
+            opts.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.min_lr);
+        plan.set_step(
+            ctx,
+            &AdamWStep {
+                lr,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                step,
+                max_grad_norm: Some(opts.clip),
+            },
+        );
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("pretrain step"),
+            });
+        Dispatch::record_all(&mut enc, "pretrain step", &work);
+        let ts = ring.record(&mut enc, &graph.stats);
+        let tg_ = ring.record(&mut enc, &sumsq);
+        if let (Some(a), Some(b)) = (ts, tg_) {
+            pending.push((a, b, step, masked, lr));
+        }
+        let idx = ctx.queue.submit([enc.finish()]);
+        ring.after_submit();
+        if step < opts.steps {
+            next = make_batch(data, opts, n, cap, &mut rng);
+        }
+        if let Some(prev) = last.replace(idx) {
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(prev),
+                    timeout: None,
+                })
+                .map_err(|e| ModelError::Gpu(crate::gpu::GpuError::Device(e.to_string())))?;
+        }
+        let failure = drain(ctx, &mut ring, &mut pending, &mut report);
+        ctx.take_error()?;
+        if let Some(f) = failure {
+            return Err(ModelError::Input(format!(
+                "{f}; training stopped, the last checkpoint is kept"
+            )));
+        }
+        if let Some(out) = &opts.out {
+            if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < opts.steps {
+                // Only a checkpoint whose every step came back finite replaces the previous one.
+                ctx.wait()?;
+                if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
+                    return Err(ModelError::Input(format!(
+                        "{f}; training stopped, the last checkpoint is kept"
+                    )));
+                }
+                save_run(ctx, out, model, &m, &v, step)?;
+            }
+        }
+    }
+    ctx.wait()?;
+    if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
+        return Err(ModelError::Input(format!(
+            "{f}; training stopped, the last checkpoint is kept"
+        )));
+    }
+    if let Some(out) = &opts.out {
+        save_run(ctx, out, model, &m, &v, opts.steps)?;
+    }
+    Ok(())
+}
