@@ -78,7 +78,8 @@ pub enum Command {
         output: PathBuf,
     },
     /// BEiT masked image modeling on a dataset, with a trained tokenizer's tokens as targets (a tokenizer is
-    /// trained first into OUT/tokenizer when none is given). Writes OUT as a HuggingFace folder + training state.
+    /// trained first into OUT/tokenizer when none is given). Writes OUT/checkpoint (a HuggingFace folder plus
+    /// training_state.safetensors, replaced whole at each save) and OUT/metrics.jsonl.
     Pretrain {
         #[arg(long, default_value = "builtin")]
         data: String,
@@ -106,6 +107,48 @@ pub enum Command {
         json: bool,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Fine-tune for classification from a pretrained run or model folder (--init), or from scratch; reports
+    /// validation top-1 accuracy. Writes OUT/checkpoint and OUT/metrics.jsonl.
+    Finetune {
+        /// A pretraining run folder (its checkpoint/) or a model folder.
+        #[arg(long, conflicts_with = "scratch")]
+        init: Option<PathBuf>,
+        /// Start from a fresh initialisation of --preset instead.
+        #[arg(long)]
+        scratch: bool,
+        #[arg(long, default_value = "micro")]
+        preset: String,
+        #[arg(long, default_value = "builtin")]
+        data: String,
+        #[arg(long, default_value_t = 500)]
+        steps: u32,
+        #[arg(long, default_value_t = 32)]
+        batch: u32,
+        #[arg(long, default_value_t = 2e-3)]
+        lr: f32,
+        #[arg(long, default_value_t = 0.65)]
+        layer_decay: f32,
+        #[arg(long, default_value_t = 0.1)]
+        label_smoothing: f32,
+        #[arg(long, default_value_t = 0.1)]
+        drop_path: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Top-1 accuracy and confusion matrix of a classification model folder on labelled data.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        /// `builtin` (the built-in validation split), an image folder, or IDX files.
+        #[arg(long, default_value = "builtin")]
+        data: String,
+        #[arg(long)]
+        json: bool,
     },
     /// The visual tokenizer: train it on a dataset, or encode a dataset to tokens.
     Tokenizer {
@@ -194,6 +237,36 @@ pub fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Info => info(),
         Command::Tokenizer { what } => tokenizer(what),
+        Command::Finetune {
+            init,
+            scratch,
+            preset,
+            data,
+            steps,
+            batch,
+            lr,
+            layer_decay,
+            label_smoothing,
+            drop_path,
+            seed,
+            json,
+            out,
+        } => finetune(
+            init,
+            scratch,
+            &preset,
+            &data,
+            steps,
+            batch,
+            lr,
+            layer_decay,
+            label_smoothing,
+            drop_path,
+            seed,
+            json,
+            &out,
+        ),
+        Command::Eval { model, data, json } => eval(&model, &data, json),
         Command::Pretrain {
             data,
             preset,
@@ -628,7 +701,7 @@ fn pretrain(
         masking,
         augment: Augment::beit(cfg.image_size, cfg.num_channels),
         checkpoint_every,
-        out: Some(out.to_path_buf()),
+        out: Some(out.join("checkpoint")),
     };
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let log_path = out.join("metrics.jsonl");
@@ -666,7 +739,174 @@ fn pretrain(
     })
     .map_err(|e| e.to_string())?;
     if let Some(m) = last_line {
-        println!("pretrained {steps} steps in {:.0} s: final loss {:.4}, MIM accuracy {:.1}%; saved {} (metrics in {})", t0.elapsed().as_secs_f64(), m.loss, 100.0 * m.accuracy, out.display(), log_path.display());
+        println!("pretrained {steps} steps in {:.0} s: final loss {:.4}, MIM accuracy {:.1}%; saved {} (metrics in {})", t0.elapsed().as_secs_f64(), m.loss, 100.0 * m.accuracy, out.join("checkpoint").display(), log_path.display());
+    }
+    Ok(())
+}
+
+/// A model folder: the folder itself, or the `checkpoint/` of a run folder.
+fn model_folder(dir: &std::path::Path) -> PathBuf {
+    let ck = dir.join("checkpoint");
+    if ck.join("config.json").exists() {
+        ck
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finetune(
+    init: Option<PathBuf>,
+    scratch: bool,
+    preset: &str,
+    data: &str,
+    steps: u32,
+    batch: u32,
+    lr: f32,
+    layer_decay: f32,
+    label_smoothing: f32,
+    drop_path: f64,
+    seed: u64,
+    json: bool,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    use crate::data::augment::Augment;
+    use crate::model::{BeitConfig, BeitModel};
+    use crate::train::finetune::{
+        classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
+    };
+    use std::io::Write;
+    let base_cfg = match &init {
+        Some(dir) => {
+            crate::model::checkpoint::read_folder(&model_folder(dir))
+                .map_err(|e| e.to_string())?
+                .config
+        }
+        None if scratch => BeitConfig::preset(preset).map_err(|e| e.to_string())?,
+        None => return Err("give --init DIR (a pretrained run or model) or --scratch".into()),
+    };
+    let (train_set, val_set) = train_val(data, base_cfg.num_channels)?;
+    let names = if train_set.class_names.is_empty() {
+        return Err(format!("{} has no labels", train_set.source));
+    } else {
+        train_set.class_names.clone()
+    };
+    let cfg = classification_config(&base_cfg, &names, drop_path);
+    let ctx = device(&model_requirements(&cfg, batch))?;
+    let model = match &init {
+        Some(dir) => {
+            let pre = BeitModel::load(&ctx, &model_folder(dir), None).map_err(|e| e.to_string())?;
+            from_pretrained(&ctx, &pre, &cfg, seed).map_err(|e| e.to_string())?
+        }
+        None => BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?,
+    };
+    let mut augment = Augment::beit(cfg.image_size, cfg.num_channels);
+    augment.scale = (0.35, 1.0);
+    let opts = FinetuneOptions {
+        steps,
+        batch,
+        lr,
+        warmup: (steps / 10).max(1),
+        weight_decay: 0.05,
+        layer_decay,
+        label_smoothing,
+        clip: None,
+        seed,
+        augment,
+        out: Some(out.join("checkpoint")),
+    };
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let log_path = out.join("metrics.jsonl");
+    let mut log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    println!(
+        "fine-tuning {} ({} parameters) on {} images of {} classes, on {}",
+        init.as_ref()
+            .map_or("from scratch".to_string(), |d| format!(
+                "from {}",
+                d.display()
+            )),
+        model.table.trainable_count(),
+        train_set.len(),
+        names.len(),
+        ctx.describe()
+    );
+    let t0 = std::time::Instant::now();
+    let every = (steps / 20).max(1);
+    finetune(&ctx, &model, &train_set, &opts, |m| {
+        let ips = (m.step * batch) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        let line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "images_per_s": ips});
+        let _ = writeln!(log, "{line}");
+        if m.step % every == 0 || m.step == steps {
+            if json {
+                println!("{line}");
+            } else {
+                let eta = (steps - m.step) as f64 * batch as f64 / ips.max(1e-9);
+                println!("finetune step {:>6}/{steps}  loss {:.4}  train accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let (top1, _) = evaluate(&ctx, &model, &val_set, batch).map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"top1": top1, "images": val_set.len(), "data": val_set.source})
+        );
+    }
+    println!(
+        "fine-tuned {steps} steps in {:.0} s; top-1 accuracy on {} ({} images): {:.2}%; saved {}",
+        t0.elapsed().as_secs_f64(),
+        val_set.source,
+        val_set.len(),
+        100.0 * top1,
+        out.join("checkpoint").display()
+    );
+    Ok(())
+}
+
+fn eval(model_dir: &std::path::Path, data: &str, json: bool) -> Result<(), String> {
+    use crate::model::BeitModel;
+    let folder = model_folder(model_dir);
+    let ck = crate::model::checkpoint::read_folder(&folder).map_err(|e| e.to_string())?;
+    let spec = if data == "builtin" {
+        "builtin:val"
+    } else {
+        data
+    };
+    let ds = crate::data::dataset::Dataset::open(spec, ck.config.num_channels)
+        .map_err(|e| e.to_string())?;
+    if let Some(s) = ds.skipped_summary() {
+        eprintln!("{}: {s}", ds.source);
+    }
+    let ctx = device(&model_requirements(&ck.config, 64))?;
+    let model = BeitModel::load(&ctx, &folder, None).map_err(|e| e.to_string())?;
+    let (top1, confusion) =
+        crate::train::finetune::evaluate(&ctx, &model, &ds, 64).map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"top1": top1, "images": ds.len(), "data": ds.source, "confusion": confusion})
+        );
+    } else {
+        println!(
+            "top-1 accuracy on {} ({} images): {:.2}%",
+            ds.source,
+            ds.len(),
+            100.0 * top1
+        );
+        println!("confusion matrix (rows: true class, columns: predicted):");
+        for (i, row) in confusion.iter().enumerate() {
+            let name = ds
+                .class_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| i.to_string());
+            println!(
+                "{name:>12} {}",
+                row.iter().map(|v| format!("{v:>5}")).collect::<String>()
+            );
+        }
     }
     Ok(())
 }

@@ -2,5 +2,7 @@
 //! loss, accuracy and gradient norm come back through the readback ring a step or two late.
 
 pub mod checkpoint;
+pub mod finetune;
+pub mod metrics;
 pub mod pretrain;
 pub mod schedule;

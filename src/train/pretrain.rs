@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 
 use super::checkpoint::save_run;
+use super::metrics::{drain, Pending, StepMetrics};
 use super::schedule::warmup_cosine;
 use crate::data::augment::Augment;
 use crate::data::dataset::Dataset;
 use crate::data::masking::{random_mask, BlockMasking};
-use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
+use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice, ReadbackRing};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
 use crate::ops::adamw::{adamw_step, AdamWPlan, AdamWStep};
 use crate::ops::{reduce, vq};
@@ -41,17 +42,6 @@ pub struct PretrainOptions {
     pub out: Option<PathBuf>,
 }
 
-/// One step's numbers, as they come back from the GPU.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepMetrics {
-    pub step: u32,
-    pub loss: f32,
-    pub accuracy: f32,
-    pub grad_norm: f32,
-    pub lr: f32,
-    pub masked: u32,
-}
-
 struct Batch {
     pixels: Vec<f32>,
     mask: Vec<u8>,
@@ -78,48 +68,6 @@ fn make_batch(data: &Dataset, opts: &PretrainOptions, n: u32, cap: u32, rng: &mu
         mask,
         positions,
     }
-}
-
-/// In-flight metrics: (stats ticket, grad ticket, step, masked count, lr).
-type Pending = Vec<(ReadbackTicket, ReadbackTicket, u32, u32, f32)>;
-
-/// Report every step whose two readbacks have arrived; the first non-finite value is returned as a failure.
-fn drain(
-    ctx: &GpuContext,
-    ring: &mut ReadbackRing,
-    pending: &mut Pending,
-    report: &mut impl FnMut(StepMetrics),
-) -> Option<String> {
-    let done = ring.collect(ctx);
-    let value = |t: ReadbackTicket| {
-        done.iter()
-            .find(|(x, _)| *x == t)
-            .map(|(_, b)| bytemuck::pod_collect_to_vec::<u8, f32>(b))
-    };
-    let mut failure = None;
-    pending.retain(|&(ts, tg, step, masked, lr)| match (value(ts), value(tg)) {
-        (Some(s), Some(g)) => {
-            let mm = masked.max(1) as f32;
-            let met = StepMetrics {
-                step,
-                loss: s[0] / mm,
-                accuracy: s[1] / mm,
-                grad_norm: g[0].sqrt(),
-                lr,
-                masked,
-            };
-            if !met.loss.is_finite() || !met.grad_norm.is_finite() {
-                failure.get_or_insert(format!(
-                    "the loss or gradient became {} / {} at step {step}",
-                    met.loss, met.grad_norm
-                ));
-            }
-            report(met);
-            false
-        }
-        _ => true,
-    });
-    failure
 }
 
 /// Pretrain `model` on `data` with `tokenizer`'s tokens as targets. `report` receives metrics as they arrive.

@@ -1,0 +1,307 @@
+//! Fine-tuning BEiT for classification (and evaluating it): the pretrained backbone with its shared relative
+//! position bias copied into every layer (as the official code does), a mean-pooling head, AdamW with layer-wise
+//! lr decay, label smoothing, drop path, warm-up + cosine. Evaluation: top-1 accuracy and a confusion matrix.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::checkpoint::save_run;
+use super::metrics::{drain, Pending, StepMetrics};
+use super::schedule::warmup_cosine;
+use crate::data::augment::Augment;
+use crate::data::dataset::Dataset;
+use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice, ReadbackRing};
+use crate::model::checkpoint::BeitModel;
+use crate::model::params::ParamTable;
+use crate::model::{Architecture, BeitConfig, BeitGraph, GraphOptions, MimRows, ModelError};
+use crate::ops::adamw::{adamw_step, AdamWPlan, AdamWStep};
+use crate::ops::reduce;
+use crate::rng::Rng;
+
+/// The classification config made from a (pretraining) config: mean pooling, one relative position table per
+/// layer, no mask token, `classes` labels.
+pub fn classification_config(
+    from: &BeitConfig,
+    class_names: &[String],
+    drop_path_rate: f64,
+) -> BeitConfig {
+    let mut cfg = from.clone();
+    cfg.set_architecture(Architecture::ImageClassification);
+    cfg.use_mean_pooling = true;
+    cfg.use_mask_token = false;
+    cfg.use_relative_position_bias =
+        from.use_relative_position_bias || from.use_shared_relative_position_bias;
+    cfg.use_shared_relative_position_bias = false;
+    cfg.drop_path_rate = drop_path_rate;
+    cfg.num_labels = Some(class_names.len() as u32);
+    cfg.id2label = class_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i.to_string(), n.clone()))
+        .collect();
+    cfg.label2id = class_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), i as u32))
+        .collect();
+    cfg
+}
+
+/// A classification model initialised from a pretrained one: every backbone tensor copied, the shared
+/// relative position table copied into each layer's, head freshly initialised from `seed`.
+pub fn from_pretrained(
+    ctx: &GpuContext,
+    pre: &BeitModel,
+    cfg: &BeitConfig,
+    seed: u64,
+) -> Result<BeitModel, ModelError> {
+    let table = ParamTable::new(cfg, ctx.storage_alignment());
+    let mut flat = table.init_values(seed);
+    let pre_flat = ctx.read_f32(&pre.params.whole)?;
+    let pre_tensor = |name: &str| {
+        pre.table
+            .layout
+            .find(name)
+            .map(|e| &pre_flat[e.offset as usize..(e.offset + e.len) as usize])
+    };
+    let shared = pre_tensor("beit.encoder.relative_position_bias.relative_position_bias_table");
+    let mut copied = 0;
+    for e in &table.layout.entries {
+        let src = match pre_tensor(&e.name) {
+            Some(s) => Some(s),
+            None if e.name.ends_with(
+                "attention.attention.relative_position_bias.relative_position_bias_table",
+            ) =>
+            {
+                shared
+            }
+            None => None,
+        };
+        if let Some(s) = src {
+            if s.len() as u64 == e.len {
+                flat[e.offset as usize..(e.offset + e.len) as usize].copy_from_slice(s);
+                copied += 1;
+            }
+        }
+    }
+    if copied == 0 {
+        return Err(ModelError::Checkpoint(
+            "no tensor of the pretrained model fits the classification model".into(),
+        ));
+    }
+    let params = FlatBuffer::new(ctx, "parameters", table.layout.clone());
+    params.whole.write(ctx, &flat);
+    Ok(BeitModel {
+        cfg: cfg.clone(),
+        table,
+        params,
+        file_names: BTreeMap::new(),
+    })
+}
+
+#[derive(Clone, Debug)]
+pub struct FinetuneOptions {
+    pub steps: u32,
+    pub batch: u32,
+    pub lr: f32,
+    pub warmup: u32,
+    pub weight_decay: f32,
+    pub layer_decay: f32,
+    pub label_smoothing: f32,
+    pub clip: Option<f32>,
+    pub seed: u64,
+    pub augment: Augment,
+    pub out: Option<PathBuf>,
+}
+
+/// Fine-tune `model` (a classification model) on labelled `data`.
+pub fn finetune(
+    ctx: &GpuContext,
+    model: &BeitModel,
+    data: &Dataset,
+    opts: &FinetuneOptions,
+    mut report: impl FnMut(StepMetrics),
+) -> Result<(), ModelError> {
+    let labels = data.labels.as_ref().ok_or_else(|| {
+        ModelError::Input(format!(
+            "{} has no labels; fine-tuning needs one folder per class",
+            data.source
+        ))
+    })?;
+    if data.is_empty() {
+        return Err(ModelError::Input("the training set is empty".into()));
+    }
+    let cfg = &model.cfg;
+    let graph = BeitGraph::new(
+        ctx,
+        cfg,
+        &model.table,
+        &model.params,
+        GraphOptions {
+            batch: opts.batch,
+            mim_rows: MimRows::All,
+            drop_path_seed: Some(opts.seed),
+            label_smoothing: opts.label_smoothing,
+        },
+    )?;
+    let groups =
+        model
+            .table
+            .optimizer_groups(opts.weight_decay, opts.layer_decay, cfg.num_hidden_layers);
+    let plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
+    let (m, v) = (
+        FlatBuffer::new(ctx, "adam m", model.table.layout.clone()),
+        FlatBuffer::new(ctx, "adam v", model.table.layout.clone()),
+    );
+    let sumsq = GpuSlice::new(ctx, "grad sumsq", 1);
+    let mut work = graph.forward.clone();
+    work.extend(graph.backward.iter().cloned());
+    work.extend(reduce::sum_squares(
+        ctx,
+        &sumsq,
+        0,
+        &graph.grads.whole,
+        graph.grads.layout.total as u32,
+    )?);
+    work.extend(adamw_step(
+        ctx,
+        &model.params.whole,
+        &m.whole,
+        &v.whole,
+        &graph.grads.whole,
+        &sumsq,
+        &plan,
+    )?);
+    let mut rng = Rng::new(opts.seed);
+    let make = |rng: &mut Rng| {
+        let mut px = Vec::new();
+        let mut lab = Vec::with_capacity(opts.batch as usize);
+        for _ in 0..opts.batch {
+            let i = ((rng.uniform() * data.len() as f64) as usize).min(data.len() - 1);
+            opts.augment.apply(&data.images[i], rng, &mut px);
+            lab.push(labels[i]);
+        }
+        (px, lab)
+    };
+    let mut ring = ReadbackRing::new(ctx, 8, 8);
+    let mut pending: Pending = Vec::new();
+    let mut next = make(&mut rng);
+    let mut last: Option<wgpu::SubmissionIndex> = None;
+    for step in 1..=opts.steps {
+        let (px, lab) = std::mem::take(&mut next);
+        graph.write_batch(ctx, &px, None, Some(&lab))?;
+        graph.set_drop_path_seed(
+            ctx,
+            opts.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.lr * 0.01);
+        plan.set_step(
+            ctx,
+            &AdamWStep {
+                lr,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                step,
+                max_grad_norm: opts.clip,
+            },
+        );
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("finetune step"),
+            });
+        Dispatch::record_all(&mut enc, "finetune step", &work);
+        if let (Some(a), Some(b)) = (
+            ring.record(&mut enc, &graph.stats),
+            ring.record(&mut enc, &sumsq),
+        ) {
+            pending.push((a, b, step, opts.batch, lr));
+        }
+        let idx = ctx.queue.submit([enc.finish()]);
+        ring.after_submit();
+        if step < opts.steps {
+            next = make(&mut rng);
+        }
+        if let Some(prev) = last.replace(idx) {
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(prev),
+                    timeout: None,
+                })
+                .map_err(|e| ModelError::Gpu(crate::gpu::GpuError::Device(e.to_string())))?;
+        }
+        if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
+            return Err(ModelError::Input(format!(
+                "{f}; training stopped, the last checkpoint is kept"
+            )));
+        }
+        ctx.take_error()?;
+    }
+    ctx.wait()?;
+    if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
+        return Err(ModelError::Input(format!(
+            "{f}; training stopped, the last checkpoint is kept"
+        )));
+    }
+    if let Some(out) = &opts.out {
+        save_run(ctx, out, model, &m, &v, opts.steps)?;
+    }
+    Ok(())
+}
+
+/// Top-1 accuracy and the confusion matrix (rows: true class, columns: predicted) of a classification model.
+pub fn evaluate(
+    ctx: &GpuContext,
+    model: &BeitModel,
+    data: &Dataset,
+    batch: u32,
+) -> Result<(f64, Vec<Vec<u32>>), ModelError> {
+    let labels = data.labels.as_ref().ok_or_else(|| {
+        ModelError::Input(format!("{} has no labels to evaluate against", data.source))
+    })?;
+    let cfg = &model.cfg;
+    if cfg.architecture() != Architecture::ImageClassification {
+        return Err(ModelError::Config(
+            "evaluation needs a classification model (fine-tune first)".into(),
+        ));
+    }
+    let classes = cfg.labels() as usize;
+    let graph = BeitGraph::new(
+        ctx,
+        cfg,
+        &model.table,
+        &model.params,
+        GraphOptions {
+            batch,
+            mim_rows: MimRows::All,
+            drop_path_seed: None,
+            label_smoothing: 0.0,
+        },
+    )?;
+    let aug = Augment::beit(cfg.image_size, cfg.num_channels);
+    let per = (cfg.num_channels * cfg.image_size * cfg.image_size) as usize;
+    let mut confusion = vec![vec![0u32; classes]; classes];
+    let mut correct = 0usize;
+    for start in (0..data.len()).step_by(batch as usize) {
+        let end = (start + batch as usize).min(data.len());
+        let mut px = Vec::with_capacity(batch as usize * per);
+        for img in &data.images[start..end] {
+            aug.eval(img, &mut px);
+        }
+        px.resize(batch as usize * per, 0.0);
+        graph.write_batch(ctx, &px, None, None)?;
+        Dispatch::submit(ctx, "evaluate", &graph.forward)?;
+        let logits = ctx.read_f32(&graph.logits)?;
+        for (k, i) in (start..end).enumerate() {
+            let row = &logits[k * classes..(k + 1) * classes];
+            let pred = (0..classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+            let truth = labels[i] as usize;
+            if truth < classes {
+                confusion[truth][pred] += 1;
+                correct += (truth == pred) as usize;
+            }
+        }
+    }
+    Ok((correct as f64 / data.len().max(1) as f64, confusion))
+}
