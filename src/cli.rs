@@ -133,6 +133,12 @@ pub enum Command {
         label_smoothing: f32,
         #[arg(long, default_value_t = 0.1)]
         drop_path: f64,
+        /// Smallest crop scale of the random resized crop.
+        #[arg(long, default_value_t = 0.35)]
+        min_crop: f64,
+        /// No horizontal flips (for digits and text).
+        #[arg(long)]
+        no_flip: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long)]
@@ -248,6 +254,8 @@ pub fn run(cli: Cli) -> i32 {
             layer_decay,
             label_smoothing,
             drop_path,
+            min_crop,
+            no_flip,
             seed,
             json,
             out,
@@ -262,6 +270,7 @@ pub fn run(cli: Cli) -> i32 {
             layer_decay,
             label_smoothing,
             drop_path,
+            (min_crop, !no_flip),
             seed,
             json,
             &out,
@@ -766,6 +775,7 @@ fn finetune(
     layer_decay: f32,
     label_smoothing: f32,
     drop_path: f64,
+    (min_crop, flip): (f64, bool),
     seed: u64,
     json: bool,
     out: &std::path::Path,
@@ -801,7 +811,8 @@ fn finetune(
         None => BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?,
     };
     let mut augment = Augment::beit(cfg.image_size, cfg.num_channels);
-    augment.scale = (0.35, 1.0);
+    augment.scale = (min_crop, 1.0);
+    augment.flip = flip;
     let opts = FinetuneOptions {
         steps,
         batch,

@@ -1,0 +1,176 @@
+//! Training loops on the micro preset: pretraining lowers the MIM loss, a NaN stops training with the previous
+//! checkpoint intact, an interrupted save leaves the previous checkpoint loadable, fine-tuning lowers the loss,
+//! and evaluation counts every image.
+
+#[allow(dead_code)]
+#[path = "kernels/common.rs"]
+mod common;
+
+use beitlab::data::augment::Augment;
+use beitlab::data::dataset::{Dataset, Split};
+use beitlab::data::masking::BlockMasking;
+use beitlab::model::{BeitConfig, BeitModel};
+use beitlab::tokenizer::train::{train as train_tokenizer, TrainOptions};
+use beitlab::tokenizer::{Tokenizer, TokenizerConfig};
+use beitlab::train::finetune::{
+    classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
+};
+use beitlab::train::pretrain::{pretrain, Masking, PretrainOptions};
+use common::ctx;
+
+fn data(n: usize) -> Dataset {
+    let mut d = Dataset::builtin(Split::Val, 1).unwrap();
+    d.images.truncate(n);
+    d.labels.as_mut().unwrap().truncate(n);
+    d
+}
+
+fn micro_tokenizer(d: &Dataset) -> Tokenizer {
+    let mut cfg = TokenizerConfig::preset("micro").unwrap();
+    cfg.codebook_size = 64;
+    cfg.hidden_size = 32;
+    let tk = Tokenizer::new_random(ctx(), &cfg, 1).unwrap();
+    let opts = TrainOptions {
+        steps: 20,
+        batch: 16,
+        lr: 3e-3,
+        seed: 1,
+        crop_scale: (0.5, 1.0),
+        flip: true,
+    };
+    train_tokenizer(ctx(), &tk, d, &opts, |_| {}).unwrap();
+    tk
+}
+
+fn pretrain_opts(steps: u32, lr: f32, out: Option<std::path::PathBuf>) -> PretrainOptions {
+    PretrainOptions {
+        steps,
+        batch: 8,
+        lr,
+        min_lr: lr * 0.1,
+        warmup: 2,
+        weight_decay: 0.05,
+        clip: 3.0,
+        seed: 3,
+        masking: Masking::Blockwise(BlockMasking::scaled(4)),
+        augment: Augment::beit(28, 1),
+        checkpoint_every: 0,
+        out,
+    }
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("beitlab-train-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&p).ok();
+    p
+}
+
+#[test]
+fn pretraining_lowers_the_loss_and_nan_keeps_the_last_checkpoint() {
+    let d = data(64);
+    let tk = micro_tokenizer(&d);
+    let mut cfg = BeitConfig::preset("micro").unwrap();
+    cfg.vocab_size = 64;
+    let model = BeitModel::new_random(ctx(), &cfg, 2).unwrap();
+    let dir = tmp("pretrain").join("checkpoint");
+    let mut losses = Vec::new();
+    pretrain(
+        ctx(),
+        &model,
+        &tk,
+        &d,
+        &pretrain_opts(40, 3e-3, Some(dir.clone())),
+        |m| {
+            assert!(
+                m.masked > 0 && m.masked <= 8 * 6,
+                "masked count {}",
+                m.masked
+            );
+            losses.push(m.loss)
+        },
+    )
+    .unwrap();
+    assert_eq!(losses.len(), 40);
+    let first = losses[..5].iter().sum::<f32>() / 5.0;
+    let last = losses[35..].iter().sum::<f32>() / 5.0;
+    assert!(last < first - 0.2, "MIM loss {first} -> {last}");
+    let saved = BeitModel::load(ctx(), &dir, None).unwrap();
+    assert_eq!(saved.flat(ctx()).unwrap(), model.flat(ctx()).unwrap());
+    assert!(dir.join("training_state.safetensors").exists());
+
+    // A diverging run stops with a clear message and leaves the previous checkpoint as it was.
+    let before = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let err = pretrain(
+        ctx(),
+        &model,
+        &tk,
+        &d,
+        &pretrain_opts(6, 1e30, Some(dir.clone())),
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("became") && err.contains("the last checkpoint is kept"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        before
+    );
+    BeitModel::load(ctx(), &dir, None).unwrap();
+
+    // A save interrupted half-way (a stale temporary folder) leaves the checkpoint loadable, and the next
+    // save cleans it up.
+    let stale = dir.with_file_name(".checkpoint.saving");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("model.safetensors"), b"half a file").unwrap();
+    BeitModel::load(ctx(), &dir, None).unwrap();
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+}
+
+#[test]
+fn fine_tuning_lowers_the_loss_and_evaluation_counts_every_image() {
+    let d = data(128);
+    let pre_cfg = BeitConfig::preset("micro").unwrap();
+    let pre = BeitModel::new_random(ctx(), &pre_cfg, 4).unwrap();
+    let cfg = classification_config(&pre_cfg, &d.class_names, 0.1);
+    let model = from_pretrained(ctx(), &pre, &cfg, 5).unwrap();
+    // The shared table went into every layer.
+    let flat = model.flat(ctx()).unwrap();
+    let t0 = model.table.layout.find("beit.encoder.layer.0.attention.attention.relative_position_bias.relative_position_bias_table").unwrap();
+    assert!(
+        t0.len > 0
+            && flat[t0.offset as usize..(t0.offset + t0.len) as usize]
+                .iter()
+                .all(|&v| v == 0.0)
+    );
+    let opts = FinetuneOptions {
+        steps: 40,
+        batch: 16,
+        lr: 3e-3,
+        warmup: 4,
+        weight_decay: 0.05,
+        layer_decay: 0.65,
+        label_smoothing: 0.1,
+        clip: None,
+        seed: 6,
+        augment: Augment::beit(28, 1),
+        out: None,
+    };
+    let mut losses = Vec::new();
+    finetune(ctx(), &model, &d, &opts, |m| losses.push(m.loss)).unwrap();
+    let first = losses[..5].iter().sum::<f32>() / 5.0;
+    let last = losses[35..].iter().sum::<f32>() / 5.0;
+    assert!(last < first, "classification loss {first} -> {last}");
+    let (top1, confusion) = evaluate(ctx(), &model, &d, 32).unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<u32>() as usize, d.len());
+    assert!((0.0..=1.0).contains(&top1));
+    // Unlabelled data is refused clearly.
+    let mut unlabelled = d.clone();
+    unlabelled.labels = None;
+    let e = finetune(ctx(), &model, &unlabelled, &opts, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has no labels"), "{e}");
+}
