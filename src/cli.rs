@@ -105,8 +105,13 @@ pub enum Command {
         /// One JSON object per logged step on stdout.
         #[arg(long)]
         json: bool,
+        /// Continue the run saved in DIR (its checkpoint/, tokenizer/ and data position) up to --steps;
+        /// the result equals the uninterrupted run's.
         #[arg(long)]
-        out: PathBuf,
+        resume: Option<PathBuf>,
+        /// Run folder (defaults to the --resume folder).
+        #[arg(long, required_unless_present = "resume")]
+        out: Option<PathBuf>,
     },
     /// Fine-tune for classification from a pretrained run or model folder (--init), or from scratch; reports
     /// validation top-1 accuracy. Writes OUT/checkpoint and OUT/metrics.jsonl.
@@ -287,20 +292,25 @@ pub fn run(cli: Cli) -> i32 {
             masking,
             checkpoint_every,
             json,
+            resume,
             out,
-        } => pretrain(
-            &data,
-            &preset,
-            tokenizer,
-            steps,
-            batch,
-            lr,
-            seed,
-            &masking,
-            checkpoint_every,
-            json,
-            &out,
-        ),
+        } => match out.or_else(|| resume.clone()) {
+            Some(out) => pretrain(
+                &data,
+                &preset,
+                tokenizer,
+                steps,
+                batch,
+                lr,
+                seed,
+                &masking,
+                checkpoint_every,
+                json,
+                resume.is_some(),
+                &out,
+            ),
+            None => Err("give --out DIR or --resume DIR".into()),
+        },
         Command::Masks {
             grid,
             num_masking_patches,
@@ -649,6 +659,7 @@ fn pretrain(
     masking: &str,
     checkpoint_every: u32,
     json: bool,
+    resume: bool,
     out: &std::path::Path,
 ) -> Result<(), String> {
     use crate::data::augment::Augment;
@@ -662,6 +673,7 @@ fn pretrain(
     let ctx = device(&model_requirements(&cfg, batch))?;
     let tok_dir = match tokenizer_dir {
         Some(d) => d,
+        None if resume => out.join("tokenizer"),
         None => {
             let d = out.join("tokenizer");
             println!(
@@ -686,7 +698,12 @@ fn pretrain(
     let tk = Tokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?;
     let mut cfg = cfg;
     cfg.vocab_size = tk.cfg.codebook_size;
-    let model = BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?;
+    let model = if resume {
+        BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?
+    } else {
+        BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?
+    };
+    let cfg = model.cfg.clone();
     let grid = cfg.grid();
     let block = BlockMasking::scaled(grid);
     let masking = match masking {
@@ -711,11 +728,18 @@ fn pretrain(
         augment: Augment::beit(cfg.image_size, cfg.num_channels),
         checkpoint_every,
         out: Some(out.join("checkpoint")),
+        resume: resume.then(|| out.join("checkpoint")),
+        stop_after: None,
     };
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let log_path = out.join("metrics.jsonl");
-    let mut log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resume)
+        .write(true)
+        .truncate(!resume)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
     println!(
         "pretraining {preset} ({} parameters) on {} images from {}, {} masking, on {}",
         model.table.trainable_count(),

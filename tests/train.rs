@@ -56,6 +56,8 @@ fn pretrain_opts(steps: u32, lr: f32, out: Option<std::path::PathBuf>) -> Pretra
         augment: Augment::beit(28, 1),
         checkpoint_every: 0,
         out,
+        resume: None,
+        stop_after: None,
     }
 }
 
@@ -173,4 +175,38 @@ fn fine_tuning_lowers_the_loss_and_evaluation_counts_every_image() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("has no labels"), "{e}");
+}
+
+#[test]
+fn resuming_a_run_equals_the_uninterrupted_run() {
+    let d = data(64);
+    let tk = micro_tokenizer(&d);
+    let mut cfg = BeitConfig::preset("micro").unwrap();
+    cfg.vocab_size = 64;
+    cfg.drop_path_rate = 0.2;
+    // Uninterrupted: 8 steps.
+    let a = BeitModel::new_random(ctx(), &cfg, 7).unwrap();
+    pretrain(ctx(), &a, &tk, &d, &pretrain_opts(8, 2e-3, None), |_| {}).unwrap();
+    // Interrupted after 4 steps (checkpoint), then resumed from the folder by a new process's worth of state.
+    let dir = tmp("resume").join("checkpoint");
+    let b = BeitModel::new_random(ctx(), &cfg, 7).unwrap();
+    let first = PretrainOptions {
+        stop_after: Some(4),
+        ..pretrain_opts(8, 2e-3, Some(dir.clone()))
+    };
+    pretrain(ctx(), &b, &tk, &d, &first, |_| {}).unwrap();
+    let resumed = BeitModel::load(ctx(), &dir, None).unwrap();
+    let mut steps = Vec::new();
+    let second = PretrainOptions {
+        resume: Some(dir.clone()),
+        ..pretrain_opts(8, 2e-3, Some(dir.clone()))
+    };
+    pretrain(ctx(), &resumed, &tk, &d, &second, |m| steps.push(m.step)).unwrap();
+    assert_eq!(steps, vec![5, 6, 7, 8]);
+    assert_eq!(
+        resumed.flat(ctx()).unwrap(),
+        a.flat(ctx()).unwrap(),
+        "resumed weights equal the uninterrupted run's"
+    );
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }

@@ -18,6 +18,7 @@ pub fn save_run(
     m: &FlatBuffer,
     v: &FlatBuffer,
     step: u32,
+    rng_state: u64,
 ) -> Result<(), ModelError> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("run");
     let tmp = dir.with_file_name(format!(".{name}.saving"));
@@ -42,6 +43,11 @@ pub fn save_run(
         "step".to_string(),
         HostTensor::i64(vec![1], vec![step as i64]),
     );
+    // The data order's position: the generator state that draws the next step's batch.
+    st.insert(
+        "rng_state".to_string(),
+        HostTensor::i64(vec![1], vec![rng_state as i64]),
+    );
     tensorfile::write(&tmp.join("training_state.safetensors"), &st)?;
     std::fs::remove_dir_all(&old).ok();
     if dir.exists() {
@@ -50,4 +56,42 @@ pub fn save_run(
     std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
     std::fs::remove_dir_all(&old).ok();
     Ok(())
+}
+
+/// What a run needs to continue exactly where it stopped.
+pub struct TrainState {
+    pub step: u32,
+    pub rng_state: u64,
+    pub adam_m: Vec<f32>,
+    pub adam_v: Vec<f32>,
+}
+
+/// Read `dir/training_state.safetensors`; the moments must match a parameter buffer of `total` values.
+pub fn read_state(dir: &Path, total: u64) -> Result<TrainState, ModelError> {
+    let path = dir.join("training_state.safetensors");
+    let t = tensorfile::read(&path)?;
+    let bad = |m: String| ModelError::Checkpoint(format!("{}: {m}", path.display()));
+    let get = |k: &str| {
+        t.get(k)
+            .ok_or_else(|| bad(format!("tensor {k} is missing")))
+    };
+    let scalar = |k: &str| -> Result<i64, ModelError> {
+        get(k)?
+            .to_i64()
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| bad(format!("{k} must be one integer")))
+    };
+    let (adam_m, adam_v) = (get("adam_m")?.to_f32(), get("adam_v")?.to_f32());
+    if adam_m.len() as u64 != total || adam_v.len() as u64 != total {
+        return Err(bad(format!(
+            "the AdamW moments hold {} values but the model has {total}",
+            adam_m.len()
+        )));
+    }
+    Ok(TrainState {
+        step: scalar("step")? as u32,
+        rng_state: scalar("rng_state")? as u64,
+        adam_m,
+        adam_v,
+    })
 }

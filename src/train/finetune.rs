@@ -245,7 +245,7 @@ pub fn finetune(
         )));
     }
     if let Some(out) = &opts.out {
-        save_run(ctx, out, model, &m, &v, opts.steps)?;
+        save_run(ctx, out, model, &m, &v, opts.steps, rng.state())?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::checkpoint::save_run;
+use super::checkpoint::{read_state, save_run};
 use super::metrics::{drain, Pending, StepMetrics};
 use super::schedule::warmup_cosine;
 use crate::data::augment::Augment;
@@ -40,6 +40,10 @@ pub struct PretrainOptions {
     /// Save every this many steps (0: only at the end).
     pub checkpoint_every: u32,
     pub out: Option<PathBuf>,
+    /// Continue a saved run (its step, data position and AdamW moments) up to `steps`.
+    pub resume: Option<PathBuf>,
+    /// Stop (with a checkpoint) after this step, as an interrupted run would.
+    pub stop_after: Option<u32>,
 }
 
 struct Batch {
@@ -155,12 +159,23 @@ pub fn pretrain(
         &plan,
     )?);
 
-    let mut rng = Rng::new(opts.seed);
+    let (first_step, mut rng) = match &opts.resume {
+        Some(dir) => {
+            let st = read_state(dir, model.table.layout.total)?;
+            m.whole.write(ctx, &st.adam_m);
+            v.whole.write(ctx, &st.adam_v);
+            (st.step + 1, Rng::new(st.rng_state))
+        }
+        None => (1, Rng::new(opts.seed)),
+    };
+    let last_step = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
     let mut ring = ReadbackRing::new(ctx, 8, 8);
     let mut pending: Pending = Vec::new();
+    // `rng_next` is the generator state that draws the batch in `next`: what a checkpoint must remember.
+    let mut rng_next = rng.state();
     let mut next = make_batch(data, opts, n, cap, &mut rng);
     let mut last: Option<wgpu::SubmissionIndex> = None;
-    for step in 1..=opts.steps {
+    for step in first_step..=last_step {
         let batch = std::mem::replace(
             &mut next,
             Batch {
@@ -203,7 +218,8 @@ pub fn pretrain(
         }
         let idx = ctx.queue.submit([enc.finish()]);
         ring.after_submit();
-        if step < opts.steps {
+        rng_next = rng.state();
+        if step < last_step {
             next = make_batch(data, opts, n, cap, &mut rng);
         }
         if let Some(prev) = last.replace(idx) {
@@ -222,7 +238,7 @@ pub fn pretrain(
             )));
         }
         if let Some(out) = &opts.out {
-            if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < opts.steps {
+            if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < last_step {
                 // Only a checkpoint whose every step came back finite replaces the previous one.
                 ctx.wait()?;
                 if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
@@ -230,7 +246,7 @@ pub fn pretrain(
                         "{f}; training stopped, the last checkpoint is kept"
                     )));
                 }
-                save_run(ctx, out, model, &m, &v, step)?;
+                save_run(ctx, out, model, &m, &v, step, rng_next)?;
             }
         }
     }
@@ -241,7 +257,7 @@ pub fn pretrain(
         )));
     }
     if let Some(out) = &opts.out {
-        save_run(ctx, out, model, &m, &v, opts.steps)?;
+        save_run(ctx, out, model, &m, &v, last_step, rng_next)?;
     }
     Ok(())
 }
