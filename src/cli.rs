@@ -295,20 +295,38 @@ pub fn run(cli: Cli) -> i32 {
             resume,
             out,
         } => match out.or_else(|| resume.clone()) {
-            Some(out) => pretrain(
-                &data,
-                &preset,
-                tokenizer,
-                steps,
-                batch,
-                lr,
-                seed,
-                &masking,
-                checkpoint_every,
-                json,
-                resume.is_some(),
-                &out,
-            ),
+            Some(out) => {
+                // A resumed run takes its settings from the run folder (only --steps may change).
+                let run = RunSettings {
+                    data,
+                    preset,
+                    batch,
+                    lr,
+                    seed,
+                    masking,
+                };
+                match if resume.is_some() {
+                    RunSettings::read(&out)
+                } else {
+                    Ok(run)
+                } {
+                    Ok(run) => pretrain(
+                        &run.data,
+                        &run.preset,
+                        tokenizer,
+                        steps,
+                        run.batch,
+                        run.lr,
+                        run.seed,
+                        &run.masking,
+                        checkpoint_every,
+                        json,
+                        resume.is_some(),
+                        &out,
+                    ),
+                    Err(e) => Err(e),
+                }
+            }
             None => Err("give --out DIR or --resume DIR".into()),
         },
         Command::Masks {
@@ -696,6 +714,15 @@ fn pretrain(
         }
     };
     let tk = Tokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?;
+    // The run folder keeps its own copy of the tokenizer, so --resume needs nothing else.
+    let own = out.join("tokenizer");
+    if tok_dir != own {
+        std::fs::create_dir_all(&own).map_err(|e| format!("{}: {e}", own.display()))?;
+        for f in ["tokenizer_config.json", "tokenizer.safetensors"] {
+            std::fs::copy(tok_dir.join(f), own.join(f))
+                .map_err(|e| format!("{}: {e}", own.join(f).display()))?;
+        }
+    }
     let mut cfg = cfg;
     cfg.vocab_size = tk.cfg.codebook_size;
     let model = if resume {
@@ -732,6 +759,20 @@ fn pretrain(
         stop_after: None,
     };
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    RunSettings {
+        data: data.to_string(),
+        preset: preset.to_string(),
+        batch,
+        lr,
+        seed,
+        masking: if matches!(masking, Masking::Random(_)) {
+            "random"
+        } else {
+            "blockwise"
+        }
+        .to_string(),
+    }
+    .write(out)?;
     let log_path = out.join("metrics.jsonl");
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -775,6 +816,31 @@ fn pretrain(
         println!("pretrained {steps} steps in {:.0} s: final loss {:.4}, MIM accuracy {:.1}%; saved {} (metrics in {})", t0.elapsed().as_secs_f64(), m.loss, 100.0 * m.accuracy, out.join("checkpoint").display(), log_path.display());
     }
     Ok(())
+}
+
+/// The settings of a pretraining run, kept in its folder (`run.json`) so `--resume` continues it unchanged.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunSettings {
+    data: String,
+    preset: String,
+    batch: u32,
+    lr: f32,
+    seed: u64,
+    masking: String,
+}
+
+impl RunSettings {
+    fn read(dir: &std::path::Path) -> Result<Self, String> {
+        let p = dir.join("run.json");
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("{}: {e} (is this a pretraining run folder?)", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+    }
+    fn write(&self, dir: &std::path::Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        crate::tensorfile::write_atomic(&dir.join("run.json"), text.as_bytes())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A model folder: the folder itself, or the `checkpoint/` of a run folder.
