@@ -597,3 +597,140 @@ pub fn format_table(rows: &[BenchRow], peak_tflops: Option<f64>) -> String {
     }
     s
 }
+
+/// One `bench train` result.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainBench {
+    pub preset: String,
+    pub image_size: u32,
+    pub patch_size: u32,
+    pub batch: u32,
+    pub steps: u32,
+    pub images_per_s: f64,
+    pub step_ms_median: f64,
+    pub gpu_buffer_mib: f64,
+    pub gflop_per_step: f64,
+    pub achieved_gflops: f64,
+    pub adapter: String,
+}
+
+/// Forward FLOPs of one image through BEiT with `masked` patches in the MIM head (matrix products only).
+pub fn forward_flops(cfg: &crate::model::BeitConfig, masked: f64) -> f64 {
+    let (n, t, c, i) = (
+        cfg.patches() as f64,
+        cfg.tokens() as f64,
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+    );
+    let embed = 2.0 * n * cfg.patch_dim() as f64 * c;
+    let layer = 2.0 * t * c * 3.0 * c + 4.0 * t * t * c + 2.0 * t * c * c + 4.0 * t * c * i;
+    embed + cfg.num_hidden_layers as f64 * layer + 2.0 * masked * c * cfg.vocab_size as f64
+}
+
+/// Time full MIM pretraining steps (forward, masked cross-entropy, backward, clip, AdamW) on random data;
+/// each step submitted and waited for alone, median over `steps` after two warm-up steps.
+pub fn bench_train(
+    ctx: &GpuContext,
+    cfg: &crate::model::BeitConfig,
+    preset: &str,
+    batch: u32,
+    steps: u32,
+) -> Result<TrainBench, crate::model::ModelError> {
+    use crate::data::masking::BlockMasking;
+    use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows};
+    let before = crate::gpu::allocated_bytes();
+    let model = BeitModel::new_random(ctx, cfg, 0)?;
+    let gen = BlockMasking::scaled(cfg.grid());
+    let cap = batch * gen.num_masking_patches;
+    let graph = BeitGraph::new(
+        ctx,
+        cfg,
+        &model.table,
+        &model.params,
+        GraphOptions {
+            batch,
+            mim_rows: MimRows::Masked(cap),
+            drop_path_seed: Some(1),
+            label_smoothing: 0.0,
+        },
+    )?;
+    let groups = model
+        .table
+        .optimizer_groups(0.05, 1.0, cfg.num_hidden_layers);
+    let plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
+    let (m, v) = (
+        crate::gpu::FlatBuffer::new(ctx, "m", model.table.layout.clone()),
+        crate::gpu::FlatBuffer::new(ctx, "v", model.table.layout.clone()),
+    );
+    let sumsq = GpuSlice::new(ctx, "sumsq", 1);
+    let mut work = graph.forward.clone();
+    work.extend(graph.backward.iter().cloned());
+    work.extend(reduce::sum_squares(
+        ctx,
+        &sumsq,
+        0,
+        &graph.grads.whole,
+        graph.grads.layout.total as u32,
+    )?);
+    work.extend(adamw::adamw_step(
+        ctx,
+        &model.params.whole,
+        &m.whole,
+        &v.whole,
+        &graph.grads.whole,
+        &sumsq,
+        &plan,
+    )?);
+    let held = crate::gpu::allocated_bytes() - before;
+    let mut rng = crate::rng::Rng::new(5);
+    let per = (cfg.num_channels * cfg.image_size * cfg.image_size) as usize;
+    let pixels: Vec<f32> = (0..batch as usize * per)
+        .map(|_| rng.range(-1.0, 1.0) as f32)
+        .collect();
+    let mut times = Vec::new();
+    let mut masked_total = 0u64;
+    for step in 1..=steps + 2 {
+        let mask: Vec<u8> = (0..batch).flat_map(|_| gen.generate(&mut rng)).collect();
+        let mcount = mask.iter().filter(|&&x| x != 0).count();
+        let labels: Vec<u32> = (0..mcount)
+            .map(|_| (rng.uniform() * cfg.vocab_size as f64) as u32 % cfg.vocab_size)
+            .collect();
+        graph.write_batch(ctx, &pixels, Some(&mask), Some(&labels))?;
+        plan.set_step(
+            ctx,
+            &AdamWStep {
+                lr: 1e-4,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                step,
+                max_grad_norm: Some(3.0),
+            },
+        );
+        ctx.wait()?;
+        let t0 = Instant::now();
+        Dispatch::submit(ctx, "bench train", &work)?;
+        ctx.wait()?;
+        if step > 2 {
+            times.push(t0.elapsed().as_secs_f64());
+            masked_total += mcount as u64;
+        }
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let median = times[times.len() / 2];
+    let masked_per_image = masked_total as f64 / (steps as f64 * batch as f64);
+    let gflop = 3.0 * forward_flops(cfg, masked_per_image) * batch as f64 / 1e9;
+    Ok(TrainBench {
+        preset: preset.to_string(),
+        image_size: cfg.image_size,
+        patch_size: cfg.patch_size,
+        batch,
+        steps,
+        images_per_s: batch as f64 / median,
+        step_ms_median: median * 1e3,
+        gpu_buffer_mib: held as f64 / (1 << 20) as f64,
+        gflop_per_step: gflop,
+        achieved_gflops: gflop / median,
+        adapter: ctx.adapter_info.name.clone(),
+    })
+}

@@ -216,6 +216,22 @@ pub enum TokenizerCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Time full MIM pretraining steps: images/s (median), step time, GPU memory in beitlab's buffers,
+    /// achieved FLOP/s. Compare with PyTorch's table (tiny32 b128, tiny224 b64, base224 b64).
+    Train {
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[arg(long)]
+        image_size: Option<u32>,
+        #[arg(long)]
+        patch_size: Option<u32>,
+        #[arg(long, default_value_t = 8)]
+        batch: u32,
+        #[arg(long, default_value_t = 5)]
+        steps: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Time every kernel at BEiT-sized shapes: us per call, GFLOP/s or GB/s, us per dispatch in a chain.
     Kernels {
         /// Which preset's dims to use.
@@ -362,6 +378,17 @@ pub fn run(cli: Cli) -> i32 {
             seed,
             out,
         } => init(preset.as_deref(), config.as_deref(), seed, &out),
+        Command::Bench {
+            what:
+                BenchCommand::Train {
+                    preset,
+                    image_size,
+                    patch_size,
+                    batch,
+                    steps,
+                    json,
+                },
+        } => bench_train(&preset, image_size, patch_size, batch, steps, json),
         Command::Bench {
             what:
                 BenchCommand::Kernels {
@@ -1008,6 +1035,36 @@ fn eval(model_dir: &std::path::Path, data: &str, json: bool) -> Result<(), Strin
                 row.iter().map(|v| format!("{v:>5}")).collect::<String>()
             );
         }
+    }
+    Ok(())
+}
+
+fn bench_train(
+    preset: &str,
+    image_size: Option<u32>,
+    patch_size: Option<u32>,
+    batch: u32,
+    steps: u32,
+    json: bool,
+) -> Result<(), String> {
+    let mut cfg = crate::model::BeitConfig::preset(preset).map_err(|e| e.to_string())?;
+    if let Some(s) = image_size {
+        cfg.image_size = s;
+    }
+    if let Some(p) = patch_size {
+        cfg.patch_size = p;
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    let ctx = device(&model_requirements(&cfg, batch))?;
+    let r = bench::bench_train(&ctx, &cfg, preset, batch.max(1), steps.max(1))
+        .map_err(|e| e.to_string())?;
+    if json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "{preset} {}px patch {} batch {}: {:.1} images/s, step {:.1} ms (median of {}), {:.1} MiB in beitlab's buffers, {:.2} GFLOP per step, {:.1} GFLOP/s achieved, on {}",
+            r.image_size, r.patch_size, r.batch, r.images_per_s, r.step_ms_median, r.steps, r.gpu_buffer_mib, r.gflop_per_step, r.achieved_gflops, ctx.describe()
+        );
     }
     Ok(())
 }

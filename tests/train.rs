@@ -210,3 +210,18 @@ fn resuming_a_run_equals_the_uninterrupted_run() {
     );
     std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }
+
+#[test]
+fn bench_train_reports_its_numbers() {
+    let cfg = BeitConfig::preset("micro").unwrap();
+    let r = beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1).unwrap();
+    assert!(r.images_per_s > 0.0 && r.step_ms_median > 0.0);
+    assert!(r.gpu_buffer_mib > 0.0 && r.gflop_per_step > 0.0);
+    // Forward FLOPs of the tiny preset per image, by hand: 12 layers of (qkv, scores + context, projection, MLP)
+    // plus patch embedding and a 26-token MIM head.
+    let tiny = BeitConfig::preset("tiny").unwrap();
+    let (t, c, i) = (65.0, 192.0, 768.0);
+    let layer = 2.0 * t * c * 3.0 * c + 4.0 * t * t * c + 2.0 * t * c * c + 4.0 * t * c * i;
+    let want = 2.0 * 64.0 * 48.0 * c + 12.0 * layer + 2.0 * 26.0 * c * 8192.0;
+    assert!((beitlab::bench::forward_flops(&tiny, 26.0) - want).abs() < 1.0);
+}

@@ -7,6 +7,17 @@ use wgpu::util::DeviceExt;
 use super::context::GpuContext;
 use super::error::GpuError;
 
+static ALLOCATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of GPU buffers created through [`GpuSlice`] so far (a running total; for benchmarks' memory reports).
+pub fn allocated_bytes() -> u64 {
+    ALLOCATED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count(bytes: u64) {
+    ALLOCATED.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Usage of every storage buffer beitlab creates: bindable, and copyable both ways (readback, uploads).
 pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
@@ -25,6 +36,7 @@ pub struct GpuSlice {
 impl GpuSlice {
     /// A whole buffer of `len` elements, left uninitialised (zeroed by wgpu).
     pub fn new(ctx: &GpuContext, label: &str, len: u64) -> Self {
+        count(len.max(1) * 4);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (len.max(1)) * 4,
@@ -53,6 +65,7 @@ impl GpuSlice {
         } else {
             bytes
         };
+        count(contents.len() as u64);
         let buffer = ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -69,6 +82,7 @@ impl GpuSlice {
 
     /// A uniform buffer holding one `#[repr(C)]` parameter struct.
     pub fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> Self {
+        count(std::mem::size_of::<T>() as u64);
         let buffer = ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {

@@ -8,7 +8,7 @@ mod pipelines;
 mod readback;
 pub mod shaders;
 
-pub use buffers::{FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
+pub use buffers::{allocated_bytes, FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::list_adapters;
 pub use context::{ErrorPolicy, GpuContext, Requirements, ADAPTER_ENV};
