@@ -161,6 +161,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The paper's claim in miniature on the built-in data: tokenizer -> pretrain -> fine-tune, against the same
+    /// fine-tuning from scratch; both evaluated on the official Fashion-MNIST test split when installed
+    /// (apt-get install dataset-fashion-mnist), on the validation split otherwise. Writes OUT/results.md.
+    Experiment {
+        /// Only `pretrain-vs-scratch` exists.
+        which: String,
+        #[arg(long, default_value = "micro")]
+        preset: String,
+        #[arg(long, default_value_t = 1000)]
+        pretrain_steps: u32,
+        #[arg(long, default_value_t = 600)]
+        finetune_steps: u32,
+        #[arg(long, default_value_t = 32)]
+        batch: u32,
+        /// blockwise (BEiT) or random masking (the paper's ablation).
+        #[arg(long, default_value = "blockwise")]
+        masking: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The visual tokenizer: train it on a dataset, or encode a dataset to tokens.
     Tokenizer {
         #[command(subcommand)]
@@ -294,6 +316,25 @@ pub fn run(cli: Cli) -> i32 {
             (min_crop, !no_flip),
             seed,
             json,
+            &out,
+        ),
+        Command::Experiment {
+            which,
+            preset,
+            pretrain_steps,
+            finetune_steps,
+            batch,
+            masking,
+            seed,
+            out,
+        } => experiment(
+            &which,
+            &preset,
+            pretrain_steps,
+            finetune_steps,
+            batch,
+            &masking,
+            seed,
             &out,
         ),
         Command::Eval { model, data, json } => eval(&model, &data, json),
@@ -1066,6 +1107,134 @@ fn bench_train(
             r.image_size, r.patch_size, r.batch, r.images_per_s, r.step_ms_median, r.steps, r.gpu_buffer_mib, r.gflop_per_step, r.achieved_gflops, ctx.describe()
         );
     }
+    Ok(())
+}
+
+/// The evaluation set of the experiment: the official test split when installed, the validation split otherwise.
+fn experiment_eval_set(channels: u32) -> Result<crate::data::dataset::Dataset, String> {
+    let sys = std::path::Path::new("/usr/share/datasets/fashion-mnist");
+    if sys.is_dir() {
+        if let Ok(mut d) = crate::data::dataset::Dataset::folder(sys, channels, true) {
+            d.class_names = crate::data::dataset::FASHION_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            d.source = format!("the official Fashion-MNIST test split ({})", sys.display());
+            return Ok(d);
+        }
+    }
+    let mut d = crate::data::dataset::Dataset::builtin(crate::data::dataset::Split::Val, channels)
+        .map_err(|e| e.to_string())?;
+    d.source = "the built-in validation split (the official test split is not installed)".into();
+    Ok(d)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn experiment(
+    which: &str,
+    preset: &str,
+    pretrain_steps: u32,
+    finetune_steps: u32,
+    batch: u32,
+    masking: &str,
+    seed: u64,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    use crate::data::augment::Augment;
+    use crate::model::BeitModel;
+    use crate::train::finetune::{
+        classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
+    };
+    if which != "pretrain-vs-scratch" {
+        return Err(format!(
+            "unknown experiment \"{which}\"; the one there is: pretrain-vs-scratch"
+        ));
+    }
+    let t0 = std::time::Instant::now();
+    let pre_dir = out.join("pretrain");
+    pretrain(
+        "builtin",
+        preset,
+        None,
+        pretrain_steps,
+        batch,
+        1.5e-3,
+        seed,
+        masking,
+        0,
+        false,
+        false,
+        &pre_dir,
+    )?;
+    let pre_secs = t0.elapsed().as_secs_f64();
+    let ck = crate::model::checkpoint::read_folder(&pre_dir.join("checkpoint"))
+        .map_err(|e| e.to_string())?;
+    let (train_set, _) = train_val("builtin", ck.config.num_channels)?;
+    let eval_set = experiment_eval_set(ck.config.num_channels)?;
+    let cfg = classification_config(&ck.config, &train_set.class_names, 0.1);
+    let ctx = device(&model_requirements(&cfg, batch))?;
+    let pre =
+        BeitModel::load(&ctx, &pre_dir.join("checkpoint"), None).map_err(|e| e.to_string())?;
+    let mut augment = Augment::beit(cfg.image_size, cfg.num_channels);
+    augment.scale = (0.8, 1.0);
+    let opts = |dir: &str| FinetuneOptions {
+        steps: finetune_steps,
+        batch,
+        lr: 3e-3,
+        warmup: (finetune_steps / 10).max(1),
+        weight_decay: 0.05,
+        layer_decay: 0.65,
+        label_smoothing: 0.1,
+        clip: None,
+        seed,
+        augment: augment.clone(),
+        out: Some(out.join(dir).join("checkpoint")),
+    };
+    let mut rows = Vec::new();
+    for (name, model) in [
+        (
+            "BEiT pretrained",
+            from_pretrained(&ctx, &pre, &cfg, seed).map_err(|e| e.to_string())?,
+        ),
+        (
+            "from scratch",
+            BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?,
+        ),
+    ] {
+        let dir = if name == "from scratch" {
+            "scratch"
+        } else {
+            "finetune"
+        };
+        let t = std::time::Instant::now();
+        let mut last = None;
+        finetune(&ctx, &model, &train_set, &opts(dir), |m| last = Some(m))
+            .map_err(|e| e.to_string())?;
+        let (top1, _) = evaluate(&ctx, &model, &eval_set, 64).map_err(|e| e.to_string())?;
+        println!(
+            "{name}: fine-tuned {finetune_steps} steps in {:.0} s, top-1 {:.2}% on {}",
+            t.elapsed().as_secs_f64(),
+            100.0 * top1,
+            eval_set.source
+        );
+        rows.push((name, top1, last.map_or(f32::NAN, |m| m.loss)));
+    }
+    let mut md = format!(
+        "# BEiT pretraining vs training from scratch ({preset} preset, built-in Fashion-MNIST subset)\n\n\
+         Pretraining: {pretrain_steps} steps of {batch} images, {masking} masking ({pre_secs:.0} s with the tokenizer). \
+         Fine-tuning: {finetune_steps} steps of {batch} images for both rows. Evaluated on {} ({} images). Adapter: {}.\n\n\
+         | model | top-1 | final training loss |\n|---|---|---|\n",
+        eval_set.source,
+        eval_set.len(),
+        ctx.describe()
+    );
+    for (name, top1, loss) in &rows {
+        md.push_str(&format!("| {name} | {:.2}% | {loss:.4} |\n", 100.0 * top1));
+    }
+    md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --preset {preset} --pretrain-steps {pretrain_steps} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --seed {seed} --out {}`\n", t0.elapsed().as_secs_f64(), out.display()));
+    crate::tensorfile::write_atomic(&out.join("results.md"), md.as_bytes())
+        .map_err(|e| e.to_string())?;
+    println!("\n{md}");
     Ok(())
 }
 
