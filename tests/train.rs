@@ -225,3 +225,34 @@ fn bench_train_reports_its_numbers() {
     let want = 2.0 * 64.0 * 48.0 * c + 12.0 * layer + 2.0 * 26.0 * c * 8192.0;
     assert!((beitlab::bench::forward_flops(&tiny, 26.0) - want).abs() < 1.0);
 }
+
+#[test]
+fn linear_probe_features_and_head() {
+    use beitlab::train::linprobe::{extract_features, train_linear};
+    // The head learns linearly separable data.
+    let mut rng = beitlab::rng::Rng::new(1);
+    let (n, dim) = (600usize, 5usize);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let c = (i % 3) as u32;
+        for d in 0..dim {
+            x.push(rng.normal() as f32 * 0.3 + if d == c as usize { 3.0 } else { 0.0 } + 10.0);
+        }
+        y.push(c);
+    }
+    let head = train_linear(&x, &y, 3, 20, 1e-2, 2);
+    assert!(head.accuracy(&x, &y) > 0.98);
+    // Features: one pooled vector of C values per image, the same whatever the batch size.
+    let d = data(10);
+    let cfg = BeitConfig::preset("micro").unwrap();
+    let model = BeitModel::new_random(ctx(), &cfg, 3).unwrap();
+    let a = extract_features(ctx(), &model, &d, 2, 4).unwrap();
+    let b = extract_features(ctx(), &model, &d, 2, 10).unwrap();
+    assert_eq!(a.len(), 10 * cfg.hidden_size as usize);
+    assert_eq!(a, b);
+    assert!(extract_features(ctx(), &model, &d, 3, 4)
+        .unwrap_err()
+        .to_string()
+        .contains("does not exist"));
+}

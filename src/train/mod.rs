@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod finetune;
+pub mod linprobe;
 pub mod metrics;
 pub mod pretrain;
 pub mod schedule;
