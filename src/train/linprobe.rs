@@ -73,12 +73,14 @@ pub struct LinearHead {
 impl LinearHead {
     fn logits(&self, x: &[f32], out: &mut [f32]) {
         let dim = self.mean.len();
-        for k in 0..self.classes {
-            let mut s = self.bias[k];
-            for d in 0..dim {
-                s += self.weight[k * dim + d] * (x[d] - self.mean[d]) / self.std[d];
-            }
-            out[k] = s;
+        for (k, o) in out.iter_mut().enumerate().take(self.classes) {
+            let w = &self.weight[k * dim..(k + 1) * dim];
+            *o = self.bias[k]
+                + w.iter()
+                    .zip(x)
+                    .zip(self.mean.iter().zip(&self.std))
+                    .map(|((w, x), (m, s))| w * (x - m) / s)
+                    .sum::<f32>();
         }
     }
 
