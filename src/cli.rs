@@ -90,6 +90,9 @@ pub enum Command {
         tokenizer: Option<PathBuf>,
         #[arg(long, default_value_t = 500)]
         steps: u32,
+        /// Train for this many passes over the training set instead of --steps.
+        #[arg(long)]
+        epochs: Option<f64>,
         #[arg(long, default_value_t = 32)]
         batch: u32,
         #[arg(long, default_value_t = 1.5e-3)]
@@ -128,6 +131,9 @@ pub enum Command {
         data: String,
         #[arg(long, default_value_t = 500)]
         steps: u32,
+        /// Train for this many passes over the training set instead of --steps.
+        #[arg(long)]
+        epochs: Option<f64>,
         #[arg(long, default_value_t = 32)]
         batch: u32,
         #[arg(long, default_value_t = 2e-3)]
@@ -312,6 +318,7 @@ pub fn run(cli: Cli) -> i32 {
             preset,
             data,
             steps,
+            epochs,
             batch,
             lr,
             layer_decay,
@@ -336,6 +343,7 @@ pub fn run(cli: Cli) -> i32 {
             (min_crop, !no_flip),
             seed,
             json,
+            epochs,
             &out,
         ),
         Command::Experiment {
@@ -372,6 +380,7 @@ pub fn run(cli: Cli) -> i32 {
             preset,
             tokenizer,
             steps,
+            epochs,
             batch,
             lr,
             seed,
@@ -408,6 +417,7 @@ pub fn run(cli: Cli) -> i32 {
                         checkpoint_every,
                         json,
                         resume.is_some(),
+                        epochs,
                         &out,
                     ),
                     Err(e) => Err(e),
@@ -775,6 +785,7 @@ fn pretrain(
     checkpoint_every: u32,
     json: bool,
     resume: bool,
+    epochs: Option<f64>,
     out: &std::path::Path,
 ) -> Result<(), String> {
     use crate::data::augment::Augment;
@@ -785,6 +796,7 @@ fn pretrain(
     use std::io::Write;
     let cfg = BeitConfig::preset(preset).map_err(|e| e.to_string())?;
     let (train_set, _) = train_val(data, cfg.num_channels)?;
+    let steps = epochs.map_or(steps, |e| steps_for_epochs(e, train_set.len(), batch));
     let ctx = device(&model_requirements(&cfg, batch))?;
     let tok_dir = match tokenizer_dir {
         Some(d) => d,
@@ -940,6 +952,13 @@ impl RunSettings {
     }
 }
 
+/// Steps for `epochs` passes over `images` in batches of `batch` (at least one).
+fn steps_for_epochs(epochs: f64, images: usize, batch: u32) -> u32 {
+    ((epochs * images as f64) / batch.max(1) as f64)
+        .ceil()
+        .max(1.0) as u32
+}
+
 /// A model folder: the folder itself, or the `checkpoint/` of a run folder.
 fn model_folder(dir: &std::path::Path) -> PathBuf {
     let ck = dir.join("checkpoint");
@@ -965,6 +984,7 @@ fn finetune(
     (min_crop, flip): (f64, bool),
     seed: u64,
     json: bool,
+    epochs: Option<f64>,
     out: &std::path::Path,
 ) -> Result<(), String> {
     use crate::data::augment::Augment;
@@ -983,6 +1003,7 @@ fn finetune(
         None => return Err("give --init DIR (a pretrained run or model) or --scratch".into()),
     };
     let (train_set, val_set) = train_val(data, base_cfg.num_channels)?;
+    let steps = epochs.map_or(steps, |e| steps_for_epochs(e, train_set.len(), batch));
     let names = if train_set.class_names.is_empty() {
         return Err(format!("{} has no labels", train_set.source));
     } else {
@@ -1193,6 +1214,7 @@ fn experiment(
         0,
         false,
         false,
+        None,
         &pre_dir,
     )?;
     let pre_secs = t0.elapsed().as_secs_f64();

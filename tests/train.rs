@@ -256,3 +256,45 @@ fn linear_probe_features_and_head() {
         .to_string()
         .contains("does not exist"));
 }
+
+#[test]
+fn an_image_folder_with_broken_files_trains_and_reports_them() {
+    let dir = tmp("brokenfolder");
+    for (class, shade) in [("dark", 40u8), ("light", 200u8)] {
+        let c = dir.join(class);
+        std::fs::create_dir_all(&c).unwrap();
+        for i in 0..6u8 {
+            let img = image::GrayImage::from_fn(28, 28, |x, y| {
+                image::Luma([shade.wrapping_add(((x + y) as u8) ^ i)])
+            });
+            img.save(c.join(format!("{i}.png"))).unwrap();
+        }
+        std::fs::write(c.join("broken.png"), b"\x89PNG but not really").unwrap();
+        std::fs::write(c.join("empty.jpg"), b"").unwrap();
+    }
+    let ds = Dataset::folder(&dir, 1, false).unwrap();
+    assert_eq!((ds.len(), ds.skipped.len()), (12, 4));
+    assert!(ds
+        .skipped_summary()
+        .unwrap()
+        .contains("skipped 4 unreadable files"));
+    let tk = micro_tokenizer(&ds);
+    let mut cfg = BeitConfig::preset("micro").unwrap();
+    cfg.vocab_size = 64;
+    let model = BeitModel::new_random(ctx(), &cfg, 9).unwrap();
+    let mut steps = 0;
+    pretrain(
+        ctx(),
+        &model,
+        &tk,
+        &ds,
+        &pretrain_opts(4, 1e-3, None),
+        |m| {
+            assert!(m.loss.is_finite());
+            steps += 1
+        },
+    )
+    .unwrap();
+    assert_eq!(steps, 4);
+    std::fs::remove_dir_all(dir).ok();
+}
