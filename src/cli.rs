@@ -13,6 +13,7 @@ use crate::gpu::{self, ADAPTER_ENV};
     version,
     about = "BEiT (BERT pre-training of image Transformers) on the GPU through WebGPU"
 )]
+#[command(args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -704,7 +705,7 @@ fn tokenizer(what: TokenizerCommand) -> Result<(), String> {
                     let el = t0.elapsed().as_secs_f64();
                     let ips = (r.step * batch) as f64 / el;
                     let eta = (steps - r.step) as f64 * batch as f64 / ips.max(1e-9);
-                    println!("step {:>6}/{steps}  reconstruction {:.5}  commitment {:.5}  {:.0} img/s  ETA {:.0} s", r.step, r.reconstruction, r.commitment, ips, eta);
+                    println!("tokenizer {} {:>6}/{steps}  reconstruction {:.5}  commitment {:.5}  {:.0} img/s  ETA {:.0} s", bar(r.step, steps), r.step, r.reconstruction, r.commitment, ips, eta);
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -915,7 +916,7 @@ fn pretrain(
                 println!("{line}");
             } else {
                 let eta = (steps - m.step) as f64 * batch as f64 / ips.max(1e-9);
-                println!("pretrain step {:>6}/{steps}  loss {:.4}  MIM accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
+                println!("pretrain {} {:>6}/{steps}  loss {:.4}  MIM accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", bar(m.step, steps), m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
             }
         }
         last_line = Some(m);
@@ -949,6 +950,132 @@ impl RunSettings {
         let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         crate::tensorfile::write_atomic(&dir.join("run.json"), text.as_bytes())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// A 20-character progress bar.
+fn bar(done: u32, total: u32) -> String {
+    let filled = ((done as f64 / total.max(1) as f64) * 20.0).round() as usize;
+    format!(
+        "[{}{}]",
+        "#".repeat(filled.min(20)),
+        ".".repeat(20 - filled.min(20))
+    )
+}
+
+/// Expand `--config FILE` (a JSON object of option names to values, e.g. {"batch": 64, "lr": 0.001, "no_flip": true})
+/// into command-line options placed before the ones typed, so typed options win.
+pub fn expand_config(args: Vec<String>) -> Result<Vec<String>, String> {
+    let Some(pos) = args
+        .iter()
+        .position(|a| a == "--config" || a.starts_with("--config="))
+    else {
+        return Ok(args);
+    };
+    let (path, skip) = match args[pos].strip_prefix("--config=") {
+        Some(p) => (p.to_string(), 1),
+        None => (
+            args.get(pos + 1).cloned().ok_or("--config needs a file")?,
+            2,
+        ),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| format!("{path}: not a JSON object of options ({e})"))?;
+    let mut from_file = Vec::new();
+    for (k, v) in obj {
+        let flag = format!("--{}", k.replace('_', "-"));
+        match v {
+            serde_json::Value::Bool(true) => from_file.push(flag),
+            serde_json::Value::Bool(false) | serde_json::Value::Null => {}
+            serde_json::Value::String(s) => from_file.extend([flag, s]),
+            serde_json::Value::Number(n) => from_file.extend([flag, n.to_string()]),
+            other => {
+                return Err(format!(
+                    "{path}: option {k} has an unsupported value {other}"
+                ))
+            }
+        }
+    }
+    // The file's options go before every typed option (right after the subcommands), so typed ones win.
+    let rest: Vec<String> = args[..pos]
+        .iter()
+        .chain(&args[pos + skip..])
+        .cloned()
+        .collect();
+    let first_option = rest
+        .iter()
+        .skip(1)
+        .position(|a| a.starts_with('-'))
+        .map_or(rest.len(), |i| i + 1);
+    let mut out: Vec<String> = rest[..first_option].to_vec();
+    out.extend(from_file);
+    out.extend(rest[first_option..].iter().cloned());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_options_come_before_typed_ones() {
+        let path = std::env::temp_dir().join(format!("beitlab-config-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"batch": 50, "lr": 0.004, "no_flip": true, "json": false}"#,
+        )
+        .unwrap();
+        let args: Vec<String> = [
+            "beitlab",
+            "finetune",
+            "--scratch",
+            "--batch",
+            "25",
+            "--config",
+            path.to_str().unwrap(),
+            "--out",
+            "x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = expand_config(args).unwrap();
+        assert_eq!(
+            out,
+            [
+                "beitlab",
+                "finetune",
+                "--batch",
+                "50",
+                "--lr",
+                "0.004",
+                "--no-flip",
+                "--scratch",
+                "--batch",
+                "25",
+                "--out",
+                "x"
+            ]
+        );
+        let cli = Cli::try_parse_from(&out).unwrap();
+        match cli.command {
+            Command::Finetune {
+                batch, lr, no_flip, ..
+            } => assert_eq!((batch, lr, no_flip), (25, 0.004, true)),
+            _ => panic!("wrong command"),
+        }
+        std::fs::write(&path, "[1, 2]").unwrap();
+        let bad = vec![
+            "beitlab".to_string(),
+            "finetune".into(),
+            "--config".into(),
+            path.to_str().unwrap().into(),
+        ];
+        assert!(expand_config(bad)
+            .unwrap_err()
+            .contains("not a JSON object"));
+        std::fs::remove_file(path).ok();
     }
 }
 
@@ -1061,7 +1188,7 @@ fn finetune(
                 println!("{line}");
             } else {
                 let eta = (steps - m.step) as f64 * batch as f64 / ips.max(1e-9);
-                println!("finetune step {:>6}/{steps}  loss {:.4}  train accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
+                println!("finetune {} {:>6}/{steps}  loss {:.4}  train accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", bar(m.step, steps), m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
             }
         }
     })

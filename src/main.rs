@@ -3,7 +3,14 @@
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
     use clap::Parser;
-    let cli = beitlab::cli::Cli::parse();
+    let args = match beitlab::cli::expand_config(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cli = beitlab::cli::Cli::parse_from(args);
     std::process::exit(beitlab::cli::run(cli));
 }
 
