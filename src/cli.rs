@@ -1014,71 +1014,6 @@ pub fn expand_config(args: Vec<String>) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_file_options_come_before_typed_ones() {
-        let path = std::env::temp_dir().join(format!("beitlab-config-{}.json", std::process::id()));
-        std::fs::write(
-            &path,
-            r#"{"batch": 50, "lr": 0.004, "no_flip": true, "json": false}"#,
-        )
-        .unwrap();
-        let args: Vec<String> = [
-            "beitlab",
-            "finetune",
-            "--scratch",
-            "--batch",
-            "25",
-            "--config",
-            path.to_str().unwrap(),
-            "--out",
-            "x",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let out = expand_config(args).unwrap();
-        assert_eq!(
-            out,
-            [
-                "beitlab",
-                "finetune",
-                "--batch",
-                "50",
-                "--lr",
-                "0.004",
-                "--no-flip",
-                "--scratch",
-                "--batch",
-                "25",
-                "--out",
-                "x"
-            ]
-        );
-        let cli = Cli::try_parse_from(&out).unwrap();
-        match cli.command {
-            Command::Finetune {
-                batch, lr, no_flip, ..
-            } => assert_eq!((batch, lr, no_flip), (25, 0.004, true)),
-            _ => panic!("wrong command"),
-        }
-        std::fs::write(&path, "[1, 2]").unwrap();
-        let bad = vec![
-            "beitlab".to_string(),
-            "finetune".into(),
-            "--config".into(),
-            path.to_str().unwrap().into(),
-        ];
-        assert!(expand_config(bad)
-            .unwrap_err()
-            .contains("not a JSON object"));
-        std::fs::remove_file(path).ok();
-    }
-}
-
 /// Steps for `epochs` passes over `images` in batches of `batch` (at least one).
 fn steps_for_epochs(epochs: f64, images: usize, batch: u32) -> u32 {
     ((epochs * images as f64) / batch.max(1) as f64)
@@ -1544,4 +1479,69 @@ fn bench_kernels(opts: &BenchOptions, json: bool) -> Result<(), String> {
         print!("{}", bench::format_table(&rows, opts.peak_tflops));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_options_come_before_typed_ones() {
+        let path = std::env::temp_dir().join(format!("beitlab-config-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"batch": 50, "lr": 0.004, "no_flip": true, "json": false}"#,
+        )
+        .unwrap();
+        let args: Vec<String> = [
+            "beitlab",
+            "finetune",
+            "--scratch",
+            "--batch",
+            "25",
+            "--config",
+            path.to_str().unwrap(),
+            "--out",
+            "x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = expand_config(args).unwrap();
+        assert_eq!(
+            out,
+            [
+                "beitlab",
+                "finetune",
+                "--batch",
+                "50",
+                "--lr",
+                "0.004",
+                "--no-flip",
+                "--scratch",
+                "--batch",
+                "25",
+                "--out",
+                "x"
+            ]
+        );
+        let cli = Cli::try_parse_from(&out).unwrap();
+        match cli.command {
+            Command::Finetune {
+                batch, lr, no_flip, ..
+            } => assert_eq!((batch, lr, no_flip), (25, 0.004, true)),
+            _ => panic!("wrong command"),
+        }
+        std::fs::write(&path, "[1, 2]").unwrap();
+        let bad = vec![
+            "beitlab".to_string(),
+            "finetune".into(),
+            "--config".into(),
+            path.to_str().unwrap().into(),
+        ];
+        assert!(expand_config(bad)
+            .unwrap_err()
+            .contains("not a JSON object"));
+        std::fs::remove_file(path).ok();
+    }
 }
