@@ -6,16 +6,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::checkpoint::save_run;
-use super::metrics::{drain, Pending, StepMetrics};
+use super::metrics::StepMetrics;
+use super::runner::StepRunner;
 use super::schedule::warmup_cosine;
 use crate::data::augment::Augment;
 use crate::data::dataset::Dataset;
-use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice, ReadbackRing};
+use crate::gpu::{Dispatch, FlatBuffer, GpuContext};
 use crate::model::checkpoint::BeitModel;
 use crate::model::params::ParamTable;
 use crate::model::{Architecture, BeitConfig, BeitGraph, GraphOptions, MimRows, ModelError};
-use crate::ops::adamw::{adamw_step, AdamWPlan, AdamWStep};
-use crate::ops::reduce;
 use crate::rng::Rng;
 
 /// The classification config made from a (pretraining) config: mean pooling, one relative position table per
@@ -148,30 +147,7 @@ pub fn finetune(
         model
             .table
             .optimizer_groups(opts.weight_decay, opts.layer_decay, cfg.num_hidden_layers);
-    let plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
-    let (m, v) = (
-        FlatBuffer::new(ctx, "adam m", model.table.layout.clone()),
-        FlatBuffer::new(ctx, "adam v", model.table.layout.clone()),
-    );
-    let sumsq = GpuSlice::new(ctx, "grad sumsq", 1);
-    let mut work = graph.forward.clone();
-    work.extend(graph.backward.iter().cloned());
-    work.extend(reduce::sum_squares(
-        ctx,
-        &sumsq,
-        0,
-        &graph.grads.whole,
-        graph.grads.layout.total as u32,
-    )?);
-    work.extend(adamw_step(
-        ctx,
-        &model.params.whole,
-        &m.whole,
-        &v.whole,
-        &graph.grads.whole,
-        &sumsq,
-        &plan,
-    )?);
+    let mut runner = StepRunner::new(ctx, model, &graph, Vec::new(), &groups, "finetune step")?;
     let mut rng = Rng::new(opts.seed);
     let make = |rng: &mut Rng| {
         let mut px = Vec::new();
@@ -183,10 +159,7 @@ pub fn finetune(
         }
         (px, lab)
     };
-    let mut ring = ReadbackRing::new(ctx, 8, 8);
-    let mut pending: Pending = Vec::new();
     let mut next = make(&mut rng);
-    let mut last: Option<wgpu::SubmissionIndex> = None;
     for step in 1..=opts.steps {
         let (px, lab) = std::mem::take(&mut next);
         graph.write_batch(ctx, &px, None, Some(&lab))?;
@@ -195,57 +168,23 @@ pub fn finetune(
             opts.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.lr * 0.01);
-        plan.set_step(
-            ctx,
-            &AdamWStep {
-                lr,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                step,
-                max_grad_norm: opts.clip,
-            },
-        );
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("finetune step"),
-            });
-        Dispatch::record_all(&mut enc, "finetune step", &work);
-        if let (Some(a), Some(b)) = (
-            ring.record(&mut enc, &graph.stats),
-            ring.record(&mut enc, &sumsq),
-        ) {
-            pending.push((a, b, step, opts.batch, lr));
-        }
-        let idx = ctx.queue.submit([enc.finish()]);
-        ring.after_submit();
+        runner.submit(step, lr, opts.clip, opts.batch);
         if step < opts.steps {
             next = make(&mut rng);
         }
-        if let Some(prev) = last.replace(idx) {
-            ctx.device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(prev),
-                    timeout: None,
-                })
-                .map_err(|e| ModelError::Gpu(crate::gpu::GpuError::Device(e.to_string())))?;
-        }
-        if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
-            return Err(ModelError::Input(format!(
-                "{f}; training stopped, the last checkpoint is kept"
-            )));
-        }
-        ctx.take_error()?;
+        runner.settle(&mut report)?;
     }
-    ctx.wait()?;
-    if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
-        return Err(ModelError::Input(format!(
-            "{f}; training stopped, the last checkpoint is kept"
-        )));
-    }
+    runner.sync(&mut report)?;
     if let Some(out) = &opts.out {
-        save_run(ctx, out, model, &m, &v, opts.steps, rng.state())?;
+        save_run(
+            ctx,
+            out,
+            model,
+            &runner.m,
+            &runner.v,
+            opts.steps,
+            rng.state(),
+        )?;
     }
     Ok(())
 }

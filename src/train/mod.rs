@@ -6,4 +6,5 @@ pub mod finetune;
 pub mod linprobe;
 pub mod metrics;
 pub mod pretrain;
+pub mod runner;
 pub mod schedule;

@@ -5,15 +5,15 @@
 use std::path::PathBuf;
 
 use super::checkpoint::{read_state, save_run};
-use super::metrics::{drain, Pending, StepMetrics};
+use super::metrics::StepMetrics;
+use super::runner::StepRunner;
 use super::schedule::warmup_cosine;
 use crate::data::augment::Augment;
 use crate::data::dataset::Dataset;
 use crate::data::masking::{random_mask, BlockMasking};
-use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice, ReadbackRing};
+use crate::gpu::{GpuContext, GpuSlice};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
-use crate::ops::adamw::{adamw_step, AdamWPlan, AdamWStep};
-use crate::ops::{reduce, vq};
+use crate::ops::vq;
 use crate::rng::Rng;
 use crate::tokenizer::{Tokenizer, TokenizerGraph};
 
@@ -125,56 +125,28 @@ pub fn pretrain(
     let groups = model
         .table
         .optimizer_groups(opts.weight_decay, 1.0, cfg.num_hidden_layers);
-    let plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
-    let (m, v) = (
-        FlatBuffer::new(ctx, "adam m", model.table.layout.clone()),
-        FlatBuffer::new(ctx, "adam v", model.table.layout.clone()),
-    );
-    let sumsq = GpuSlice::new(ctx, "grad sumsq", 1);
     // The whole step, built once: tokens -> labels -> forward -> backward -> clip + AdamW.
-    let mut work = tg.encode.clone();
-    work.extend(vq::gather_u32(
+    let mut before = tg.encode.clone();
+    before.extend(vq::gather_u32(
         ctx,
         &graph.labels,
         &tg.tokens,
         &positions,
         cap,
     )?);
-    work.extend(graph.forward.iter().cloned());
-    work.extend(graph.backward.iter().cloned());
-    work.extend(reduce::sum_squares(
-        ctx,
-        &sumsq,
-        0,
-        &graph.grads.whole,
-        graph.grads.layout.total as u32,
-    )?);
-    work.extend(adamw_step(
-        ctx,
-        &model.params.whole,
-        &m.whole,
-        &v.whole,
-        &graph.grads.whole,
-        &sumsq,
-        &plan,
-    )?);
-
+    let mut runner = StepRunner::new(ctx, model, &graph, before, &groups, "pretrain step")?;
     let (first_step, mut rng) = match &opts.resume {
         Some(dir) => {
             let st = read_state(dir, model.table.layout.total)?;
-            m.whole.write(ctx, &st.adam_m);
-            v.whole.write(ctx, &st.adam_v);
+            runner.restore(&st);
             (st.step + 1, Rng::new(st.rng_state))
         }
         None => (1, Rng::new(opts.seed)),
     };
     let last_step = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
-    let mut ring = ReadbackRing::new(ctx, 8, 8);
-    let mut pending: Pending = Vec::new();
     // `rng_next` is the generator state that draws the batch in `next`: what a checkpoint must remember.
     let mut rng_next = rng.state();
     let mut next = make_batch(data, opts, n, cap, &mut rng);
-    let mut last: Option<wgpu::SubmissionIndex> = None;
     for step in first_step..=last_step {
         let batch = std::mem::replace(
             &mut next,
@@ -194,70 +166,24 @@ pub fn pretrain(
             opts.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.min_lr);
-        plan.set_step(
-            ctx,
-            &AdamWStep {
-                lr,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                step,
-                max_grad_norm: Some(opts.clip),
-            },
-        );
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("pretrain step"),
-            });
-        Dispatch::record_all(&mut enc, "pretrain step", &work);
-        let ts = ring.record(&mut enc, &graph.stats);
-        let tg_ = ring.record(&mut enc, &sumsq);
-        if let (Some(a), Some(b)) = (ts, tg_) {
-            pending.push((a, b, step, masked, lr));
-        }
-        let idx = ctx.queue.submit([enc.finish()]);
-        ring.after_submit();
+        runner.submit(step, lr, Some(opts.clip), masked);
+        // The next batch is prepared while the GPU runs this step.
         rng_next = rng.state();
         if step < last_step {
             next = make_batch(data, opts, n, cap, &mut rng);
         }
-        if let Some(prev) = last.replace(idx) {
-            ctx.device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(prev),
-                    timeout: None,
-                })
-                .map_err(|e| ModelError::Gpu(crate::gpu::GpuError::Device(e.to_string())))?;
-        }
-        let failure = drain(ctx, &mut ring, &mut pending, &mut report);
-        ctx.take_error()?;
-        if let Some(f) = failure {
-            return Err(ModelError::Input(format!(
-                "{f}; training stopped, the last checkpoint is kept"
-            )));
-        }
+        runner.settle(&mut report)?;
         if let Some(out) = &opts.out {
             if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < last_step {
                 // Only a checkpoint whose every step came back finite replaces the previous one.
-                ctx.wait()?;
-                if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
-                    return Err(ModelError::Input(format!(
-                        "{f}; training stopped, the last checkpoint is kept"
-                    )));
-                }
-                save_run(ctx, out, model, &m, &v, step, rng_next)?;
+                runner.sync(&mut report)?;
+                save_run(ctx, out, model, &runner.m, &runner.v, step, rng_next)?;
             }
         }
     }
-    ctx.wait()?;
-    if let Some(f) = drain(ctx, &mut ring, &mut pending, &mut report) {
-        return Err(ModelError::Input(format!(
-            "{f}; training stopped, the last checkpoint is kept"
-        )));
-    }
+    runner.sync(&mut report)?;
     if let Some(out) = &opts.out {
-        save_run(ctx, out, model, &m, &v, last_step, rng_next)?;
+        save_run(ctx, out, model, &runner.m, &runner.v, last_step, rng_next)?;
     }
     Ok(())
 }
