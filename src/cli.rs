@@ -922,6 +922,8 @@ fn pretrain(
         last_line = Some(m);
     })
     .map_err(|e| e.to_string())?;
+    let plot = crate::train::plot::plot_run(out, "pretraining")?;
+    println!("curves: {}", plot.display());
     if let Some(m) = last_line {
         println!("pretrained {steps} steps in {:.0} s: final loss {:.4}, MIM accuracy {:.1}%; saved {} (metrics in {})", t0.elapsed().as_secs_f64(), m.loss, 100.0 * m.accuracy, out.join("checkpoint").display(), log_path.display());
     }
@@ -1135,6 +1137,8 @@ fn finetune(
             serde_json::json!({"top1": top1, "images": val_set.len(), "data": val_set.source})
         );
     }
+    let plot = crate::train::plot::plot_run(out, "fine-tuning")?;
+    println!("curves: {}", plot.display());
     println!(
         "fine-tuned {steps} steps in {:.0} s; top-1 accuracy on {} ({} images): {:.2}%; saved {}",
         t0.elapsed().as_secs_f64(),
@@ -1304,6 +1308,7 @@ fn experiment(
         out: Some(out.join(dir).join("checkpoint")),
     };
     let mut rows = Vec::new();
+    let mut curves: Vec<(&str, Vec<(f64, f64, f64)>)> = Vec::new();
     for (name, model) in [
         (
             "BEiT pretrained",
@@ -1321,8 +1326,13 @@ fn experiment(
         };
         let t = std::time::Instant::now();
         let mut last = None;
-        finetune(&ctx, &model, &train_set, &opts(dir), |m| last = Some(m))
-            .map_err(|e| e.to_string())?;
+        let mut curve = Vec::new();
+        finetune(&ctx, &model, &train_set, &opts(dir), |m| {
+            curve.push((m.step as f64, m.loss as f64, m.accuracy as f64));
+            last = Some(m)
+        })
+        .map_err(|e| e.to_string())?;
+        curves.push((name, curve));
         let (top1, _) = evaluate(&ctx, &model, &eval_set, 64).map_err(|e| e.to_string())?;
         println!(
             "{name}: fine-tuned {finetune_steps} steps in {:.0} s, top-1 {:.2}% on {}",
@@ -1345,6 +1355,28 @@ fn experiment(
         md.push_str(&format!("| {name} | {:.2}% | {loss:.4} |\n", 100.0 * top1));
     }
     md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --preset {preset} --pretrain-steps {pretrain_steps} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --seed {seed} --out {}`\n", t0.elapsed().as_secs_f64(), out.display()));
+    {
+        use crate::train::plot::{smooth, write_png};
+        let colors = [[30, 90, 200], [200, 80, 30]];
+        let series = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<crate::train::plot::Series<'_>> {
+            curves
+                .iter()
+                .zip(colors)
+                .map(|((name, c), color)| {
+                    let pts: Vec<(f64, f64)> = c.iter().map(|p| (p.0, pick(p))).collect();
+                    (*name, smooth(&pts, (pts.len() / 50).max(1)), color)
+                })
+                .collect()
+        };
+        write_png(
+            &out.join("results.png"),
+            &[
+                ("fine-tuning loss", series(|p| p.1)),
+                ("fine-tuning train accuracy", series(|p| p.2)),
+            ],
+        )?;
+    }
+    md.push_str("\n![fine-tuning curves](results.png)\n");
     crate::tensorfile::write_atomic(&out.join("results.md"), md.as_bytes())
         .map_err(|e| e.to_string())?;
     println!("\n{md}");

@@ -298,3 +298,27 @@ fn an_image_folder_with_broken_files_trains_and_reports_them() {
     assert_eq!(steps, 4);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn curves_are_written_as_a_png() {
+    use beitlab::train::plot::{smooth, write_png};
+    let path = std::env::temp_dir().join(format!("beitlab-plot-{}.png", std::process::id()));
+    let pts: Vec<(f64, f64)> = (1..=100).map(|s| (s as f64, 1.0 / s as f64)).collect();
+    assert_eq!(smooth(&pts, 1), pts);
+    assert!((smooth(&[(1.0, 1.0), (2.0, 3.0)], 2)[1].1 - 2.0).abs() < 1e-12);
+    write_png(
+        &path,
+        &[
+            ("loss", vec![("run", pts.clone(), [200, 0, 0])]),
+            ("empty", vec![]),
+        ],
+    )
+    .unwrap();
+    let img = image::open(&path).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (900, 520));
+    assert!(
+        img.pixels().any(|p| p.0 == [200, 0, 0]),
+        "the curve is drawn"
+    );
+    std::fs::remove_file(path).ok();
+}

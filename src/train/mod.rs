@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod finetune;
 pub mod linprobe;
 pub mod metrics;
+pub mod plot;
 pub mod pretrain;
 pub mod runner;
 pub mod schedule;
