@@ -1308,7 +1308,9 @@ fn experiment(
         out: Some(out.join(dir).join("checkpoint")),
     };
     let mut rows = Vec::new();
-    let mut curves: Vec<(&str, Vec<(f64, f64, f64)>)> = Vec::new();
+    // (model, [(step, loss, accuracy)])
+    type Curve<'a> = (&'a str, Vec<(f64, f64, f64)>);
+    let mut curves: Vec<Curve> = Vec::new();
     for (name, model) in [
         (
             "BEiT pretrained",
