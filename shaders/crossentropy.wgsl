@@ -104,3 +104,33 @@ fn ce_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     }
     out[idx] = (exp(logits[idx] - saved_lse[i]) - q) * p.scale;
 }
+
+// Pixel regression (the paper's ablation of visual tokens): loss[i] = Σ_j (pred[i, j] − target[i, j])² for the
+// first m rows (m from the params), and dpred[i, j] = 2·scale·(pred − target) (scale = 1 / (m·V) for a mean).
+// Shapes: pred (R, V) in `logits`, target (M_cap, V), loss (M_cap); rows past m are left untouched.
+@group(0) @binding(8) var<storage, read> goal: array<f32>;     // the regression target (R, V)
+
+@compute @workgroup_size(64)
+fn mse_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * nwg.x) * 64u + li;
+    if (i >= p.m) {
+        return;
+    }
+    var s = 0.0;
+    for (var j = 0u; j < p.vocab; j++) {
+        let d = logits[i * p.vocab + j] - goal[i * p.vocab + j];
+        s += d * d;
+    }
+    out[i] = s;
+}
+
+@compute @workgroup_size(256)
+fn mse_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let e = (wg.x + wg.y * nwg.x) * 256u + li;
+    if (e >= p.m * p.vocab) {
+        return;
+    }
+    out[e] = 2.0 * p.scale * (logits[e] - goal[e]);
+}

@@ -103,6 +103,9 @@ pub enum Command {
         /// blockwise (BEiT) or random (the paper's ablation).
         #[arg(long, default_value = "blockwise")]
         masking: String,
+        /// What the MIM head learns: visual tokens (BEiT) or the normalised pixels of masked patches (the paper's ablation).
+        #[arg(long, default_value = "tokens")]
+        target: String,
         /// Save a checkpoint every this many steps (0: at the end only).
         #[arg(long, default_value_t = 0)]
         checkpoint_every: u32,
@@ -205,6 +208,9 @@ pub enum Command {
         /// blockwise (BEiT) or random masking (the paper's ablation).
         #[arg(long, default_value = "blockwise")]
         masking: String,
+        /// What the MIM head learns: visual tokens (BEiT) or the normalised pixels of masked patches (the paper's ablation).
+        #[arg(long, default_value = "tokens")]
+        target: String,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long)]
@@ -354,6 +360,7 @@ pub fn run(cli: Cli) -> i32 {
             finetune_steps,
             batch,
             masking,
+            target,
             seed,
             out,
         } => experiment(
@@ -362,7 +369,7 @@ pub fn run(cli: Cli) -> i32 {
             pretrain_steps,
             finetune_steps,
             batch,
-            &masking,
+            (masking.as_str(), target.as_str()),
             seed,
             &out,
         ),
@@ -386,6 +393,7 @@ pub fn run(cli: Cli) -> i32 {
             lr,
             seed,
             masking,
+            target,
             checkpoint_every,
             json,
             resume,
@@ -400,6 +408,7 @@ pub fn run(cli: Cli) -> i32 {
                     lr,
                     seed,
                     masking,
+                    target,
                 };
                 match if resume.is_some() {
                     RunSettings::read(&out)
@@ -415,6 +424,7 @@ pub fn run(cli: Cli) -> i32 {
                         run.lr,
                         run.seed,
                         &run.masking,
+                        &run.target,
                         checkpoint_every,
                         json,
                         resume.is_some(),
@@ -783,6 +793,7 @@ fn pretrain(
     lr: f32,
     seed: u64,
     masking: &str,
+    target: &str,
     checkpoint_every: u32,
     json: bool,
     resume: bool,
@@ -799,7 +810,13 @@ fn pretrain(
     let (train_set, _) = train_val(data, cfg.num_channels)?;
     let steps = epochs.map_or(steps, |e| steps_for_epochs(e, train_set.len(), batch));
     let ctx = device(&model_requirements(&cfg, batch))?;
+    let pixels = match target {
+        "tokens" => false,
+        "pixels" => true,
+        other => return Err(format!("unknown target \"{other}\"; use tokens or pixels")),
+    };
     let tok_dir = match tokenizer_dir {
+        _ if pixels => PathBuf::new(),
         Some(d) => d,
         None if resume => out.join("tokenizer"),
         None => {
@@ -823,10 +840,14 @@ fn pretrain(
             d
         }
     };
-    let tk = Tokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?;
+    let tk = if pixels {
+        None
+    } else {
+        Some(Tokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?)
+    };
     // The run folder keeps its own copy of the tokenizer, so --resume needs nothing else.
     let own = out.join("tokenizer");
-    if tok_dir != own {
+    if !pixels && tok_dir != own {
         std::fs::create_dir_all(&own).map_err(|e| format!("{}: {e}", own.display()))?;
         for f in ["tokenizer_config.json", "tokenizer.safetensors"] {
             std::fs::copy(tok_dir.join(f), own.join(f))
@@ -834,7 +855,10 @@ fn pretrain(
         }
     }
     let mut cfg = cfg;
-    cfg.vocab_size = tk.cfg.codebook_size;
+    match &tk {
+        Some(tk) => cfg.vocab_size = tk.cfg.codebook_size,
+        None => cfg.mim_target = Some("pixels".into()),
+    }
     let model = if resume {
         BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?
     } else {
@@ -881,6 +905,7 @@ fn pretrain(
             "blockwise"
         }
         .to_string(),
+        target: target.to_string(),
     }
     .write(out)?;
     let log_path = out.join("metrics.jsonl");
@@ -906,7 +931,7 @@ fn pretrain(
     let t0 = std::time::Instant::now();
     let every = (steps / 20).max(1);
     let mut last_line = None;
-    pretrain(&ctx, &model, &tk, &train_set, &opts, |m| {
+    pretrain(&ctx, &model, tk.as_ref(), &train_set, &opts, |m| {
         let el = t0.elapsed().as_secs_f64();
         let ips = (m.step * batch) as f64 / el.max(1e-9);
         let line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "masked": m.masked, "images_per_s": ips});
@@ -939,6 +964,12 @@ struct RunSettings {
     lr: f32,
     seed: u64,
     masking: String,
+    #[serde(default = "tokens_target")]
+    target: String,
+}
+
+fn tokens_target() -> String {
+    "tokens".into()
 }
 
 impl RunSettings {
@@ -1252,7 +1283,7 @@ fn experiment(
     pretrain_steps: u32,
     finetune_steps: u32,
     batch: u32,
-    masking: &str,
+    (masking, target): (&str, &str),
     seed: u64,
     out: &std::path::Path,
 ) -> Result<(), String> {
@@ -1277,6 +1308,7 @@ fn experiment(
         1.5e-3,
         seed,
         masking,
+        target,
         0,
         false,
         false,
@@ -1346,7 +1378,7 @@ fn experiment(
     }
     let mut md = format!(
         "# BEiT pretraining vs training from scratch ({preset} preset, built-in Fashion-MNIST subset)\n\n\
-         Pretraining: {pretrain_steps} steps of {batch} images, {masking} masking ({pre_secs:.0} s with the tokenizer). \
+         Pretraining: {pretrain_steps} steps of {batch} images, {masking} masking, {target} as the target ({pre_secs:.0} s with the tokenizer). \
          Fine-tuning: {finetune_steps} steps of {batch} images for both rows. Evaluated on {} ({} images). Adapter: {}.\n\n\
          | model | top-1 | final training loss |\n|---|---|---|\n",
         eval_set.source,
@@ -1356,7 +1388,7 @@ fn experiment(
     for (name, top1, loss) in &rows {
         md.push_str(&format!("| {name} | {:.2}% | {loss:.4} |\n", 100.0 * top1));
     }
-    md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --preset {preset} --pretrain-steps {pretrain_steps} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --seed {seed} --out {}`\n", t0.elapsed().as_secs_f64(), out.display()));
+    md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --preset {preset} --pretrain-steps {pretrain_steps} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --target {target} --seed {seed} --out {}`\n", t0.elapsed().as_secs_f64(), out.display()));
     {
         use crate::train::plot::{smooth, write_png};
         let colors = [[30, 90, 200], [200, 80, 30]];

@@ -399,3 +399,18 @@ fn l2norm_backward_matches_fd() {
         dot(&yy, &wy)
     });
 }
+
+#[test]
+fn mse_backward_matches_fd() {
+    let (m, w) = (3, 4);
+    let mut r = Rng(14);
+    let (pred, target) = (r.vec(m * w), r.vec(m * w));
+    let scale = 1.0 / (m * w) as f32;
+    let mut d = vec![0.0; m * w];
+    cpu::crossentropy::mse_backward(&mut d, &pred, &target, m, w, scale);
+    fd("mse dpred", &pred, &d, |p| {
+        let mut l = vec![0.0; m];
+        cpu::crossentropy::mse_forward(&mut l, p, &target, m, w);
+        l.iter().sum::<f64>() * scale as f64
+    });
+}

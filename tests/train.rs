@@ -79,7 +79,7 @@ fn pretraining_lowers_the_loss_and_nan_keeps_the_last_checkpoint() {
     pretrain(
         ctx(),
         &model,
-        &tk,
+        Some(&tk),
         &d,
         &pretrain_opts(40, 3e-3, Some(dir.clone())),
         |m| {
@@ -105,7 +105,7 @@ fn pretraining_lowers_the_loss_and_nan_keeps_the_last_checkpoint() {
     let err = pretrain(
         ctx(),
         &model,
-        &tk,
+        Some(&tk),
         &d,
         &pretrain_opts(6, 1e30, Some(dir.clone())),
         |_| {},
@@ -186,7 +186,15 @@ fn resuming_a_run_equals_the_uninterrupted_run() {
     cfg.drop_path_rate = 0.2;
     // Uninterrupted: 8 steps.
     let a = BeitModel::new_random(ctx(), &cfg, 7).unwrap();
-    pretrain(ctx(), &a, &tk, &d, &pretrain_opts(8, 2e-3, None), |_| {}).unwrap();
+    pretrain(
+        ctx(),
+        &a,
+        Some(&tk),
+        &d,
+        &pretrain_opts(8, 2e-3, None),
+        |_| {},
+    )
+    .unwrap();
     // Interrupted after 4 steps (checkpoint), then resumed from the folder by a new process's worth of state.
     let dir = tmp("resume").join("checkpoint");
     let b = BeitModel::new_random(ctx(), &cfg, 7).unwrap();
@@ -194,14 +202,17 @@ fn resuming_a_run_equals_the_uninterrupted_run() {
         stop_after: Some(4),
         ..pretrain_opts(8, 2e-3, Some(dir.clone()))
     };
-    pretrain(ctx(), &b, &tk, &d, &first, |_| {}).unwrap();
+    pretrain(ctx(), &b, Some(&tk), &d, &first, |_| {}).unwrap();
     let resumed = BeitModel::load(ctx(), &dir, None).unwrap();
     let mut steps = Vec::new();
     let second = PretrainOptions {
         resume: Some(dir.clone()),
         ..pretrain_opts(8, 2e-3, Some(dir.clone()))
     };
-    pretrain(ctx(), &resumed, &tk, &d, &second, |m| steps.push(m.step)).unwrap();
+    pretrain(ctx(), &resumed, Some(&tk), &d, &second, |m| {
+        steps.push(m.step)
+    })
+    .unwrap();
     assert_eq!(steps, vec![5, 6, 7, 8]);
     assert_eq!(
         resumed.flat(ctx()).unwrap(),
@@ -286,7 +297,7 @@ fn an_image_folder_with_broken_files_trains_and_reports_them() {
     pretrain(
         ctx(),
         &model,
-        &tk,
+        Some(&tk),
         &ds,
         &pretrain_opts(4, 1e-3, None),
         |m| {
@@ -321,4 +332,51 @@ fn curves_are_written_as_a_png() {
         "the curve is drawn"
     );
     std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn pixel_regression_pretraining_lowers_its_loss_and_fine_tunes() {
+    // The paper's ablation: the MIM head regresses the normalised pixels of masked patches; no tokenizer.
+    let d = data(64);
+    let mut cfg = BeitConfig::preset("micro").unwrap();
+    cfg.mim_target = Some("pixels".into());
+    let model = BeitModel::new_random(ctx(), &cfg, 2).unwrap();
+    assert!(
+        model.table.layout.find("pixel_head.weight").is_some()
+            && model.table.layout.find("lm_head.weight").is_none()
+    );
+    let mut losses = Vec::new();
+    pretrain(
+        ctx(),
+        &model,
+        None,
+        &d,
+        &pretrain_opts(30, 3e-3, None),
+        |m| losses.push(m.loss),
+    )
+    .unwrap();
+    let first = losses[..5].iter().sum::<f32>() / 5.0;
+    let last = losses[25..].iter().sum::<f32>() / 5.0;
+    assert!(
+        first < 4.0 && last < 0.9 * first,
+        "pixel MSE per value {first} -> {last}"
+    );
+    let cls = classification_config(&cfg, &d.class_names, 0.0);
+    assert!(cls.mim_target.is_none());
+    let ft = from_pretrained(ctx(), &model, &cls, 1).unwrap();
+    assert!(ft.table.layout.find("pixel_head.weight").is_none());
+    // Tokens as the target without a tokenizer is refused.
+    let tok_cfg = BeitConfig::preset("micro").unwrap();
+    let tok_model = BeitModel::new_random(ctx(), &tok_cfg, 2).unwrap();
+    let e = pretrain(
+        ctx(),
+        &tok_model,
+        None,
+        &d,
+        &pretrain_opts(1, 1e-3, None),
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("needs a tokenizer"), "{e}");
 }

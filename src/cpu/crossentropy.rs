@@ -69,3 +69,29 @@ pub fn ce_backward<T: Real>(
         }
     }
 }
+
+/// `loss[i] = Σ_j (pred − target)²` for i < m.
+pub fn mse_forward<T: Real>(loss: &mut [T], pred: &[T], target: &[T], m: usize, width: usize) {
+    for i in 0..m {
+        let mut s = T::zero();
+        for j in 0..width {
+            let d = pred[i * width + j] - target[i * width + j];
+            s += d * d;
+        }
+        loss[i] = s;
+    }
+}
+
+/// `dpred = 2·scale·(pred − target)` for the first m rows.
+pub fn mse_backward<T: Real>(
+    dpred: &mut [T],
+    pred: &[T],
+    target: &[T],
+    m: usize,
+    width: usize,
+    scale: f32,
+) {
+    for e in 0..m * width {
+        dpred[e] = T::of(2.0 * scale as f64) * (pred[e] - target[e]);
+    }
+}

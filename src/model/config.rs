@@ -115,6 +115,10 @@ pub struct BeitConfig {
     pub id2label: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub label2id: BTreeMap<String, u32>,
+    /// beitlab's own field (not transformers'): what the MIM head predicts, "tokens" (BEiT) or "pixels" (the
+    /// normalised pixels of each masked patch, the paper's ablation). Omitted from config.json for tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mim_target: Option<String>,
 }
 
 impl BeitConfig {
@@ -177,6 +181,13 @@ impl BeitConfig {
                 self.drop_path_rate
             ));
         }
+        if let Some(t) = &self.mim_target {
+            if t != "tokens" && t != "pixels" {
+                return bad(format!(
+                    "mim_target \"{t}\" is not supported; use \"tokens\" or \"pixels\""
+                ));
+            }
+        }
         if self.architecture() == Architecture::MaskedImageModeling && self.vocab_size == 0 {
             return bad("vocab_size must be positive for masked image modeling".into());
         }
@@ -184,6 +195,11 @@ impl BeitConfig {
             return bad("num_labels must be positive for image classification".into());
         }
         Ok(())
+    }
+
+    /// The MIM head regresses pixels instead of predicting visual tokens.
+    pub fn predicts_pixels(&self) -> bool {
+        self.mim_target.as_deref() == Some("pixels")
     }
 
     /// From `architectures` when present (the first BEiT head named there), else masked image modeling.
@@ -281,6 +297,7 @@ impl BeitConfig {
             num_labels: None,
             id2label: BTreeMap::new(),
             label2id: BTreeMap::new(),
+            mim_target: None,
         };
         match name {
             "base" => Ok(base),

@@ -98,6 +98,8 @@ pub struct BeitGraph {
     smoothing: f32,
     counted: std::cell::Cell<u32>,
     drop_uniforms: Vec<(GpuSlice, DropPathParams)>,
+    /// Patch rows the pixel-regression loss targets (masked patches, then padding), written per batch.
+    pixel_target_rows: Option<GpuSlice>,
     /// The token rows the MIM head reads (every patch, or the masked ones written with each batch).
     head_rows: Option<GpuSlice>,
 }
@@ -159,6 +161,8 @@ impl BeitGraph {
         let grads = FlatBuffer::new(ctx, "gradients", table.layout.clone());
         let gr = Named { buf: &grads };
         let arch = cfg.architecture();
+        let pixels_head = arch == Architecture::MaskedImageModeling && cfg.predicts_pixels();
+        let mim_head = super::params::mim_head(cfg).0;
 
         // Inputs.
         let ps = PatchShape {
@@ -177,7 +181,12 @@ impl BeitGraph {
                     MimRows::All => b * n,
                     MimRows::Masked(cap) => cap,
                 };
-                (rows, rows, cfg.vocab_size)
+                if cfg.predicts_pixels() && opts.mim_rows == MimRows::All {
+                    return Err(ModelError::Input(
+                        "a pixel-regression head runs on masked rows only (MimRows::Masked)".into(),
+                    ));
+                }
+                (rows, rows, super::params::mim_head(cfg).1 as u32)
             }
             Architecture::ImageClassification => (b, b, cfg.labels()),
         };
@@ -578,8 +587,8 @@ impl BeitGraph {
                     ctx,
                     &logits,
                     &head_in,
-                    &p.t("lm_head.weight")?,
-                    Some(&p.t("lm_head.bias")?),
+                    &p.t(&format!("{}.weight", mim_head))?,
+                    Some(&p.t(&format!("{}.bias", mim_head))?),
                     logit_rows,
                     head_width,
                     c,
@@ -647,7 +656,34 @@ impl BeitGraph {
         };
         let ce_fwd_params = GpuSlice::uniform(ctx, "CrossEntropyParams", &ce_params(0, 1.0));
         let ce_bwd_params = GpuSlice::uniform(ctx, "CrossEntropyParams", &ce_params(0, 0.0));
-        if ce_count > 0 {
+        // Pixel regression: the target rows are the masked patches' normalised pixels (`target_rows` per batch).
+        let pixel_target = if pixels_head {
+            let rows = buf(ctx, "pixel target rows", ce_count as u64);
+            let target = buf(ctx, "pixel targets", ce_count as u64 * head_width as u64);
+            fwd.extend(tokens::gather_rows(
+                ctx,
+                &target,
+                &patches_buf,
+                &rows,
+                ce_count,
+                head_width,
+                false,
+            )?);
+            fwd.extend(crossentropy::mse_forward_with(
+                ctx,
+                &loss_rows,
+                Some(&stats),
+                &logits,
+                &target,
+                &ce_fwd_params,
+                ce_count,
+                head_width,
+            )?);
+            Some((rows, target))
+        } else {
+            None
+        };
+        if ce_count > 0 && !pixels_head {
             let out = CrossEntropyOut {
                 loss: &loss_rows,
                 correct: &correct,
@@ -684,18 +720,29 @@ impl BeitGraph {
                 logit_rows * head_width,
                 0.0,
             )?);
-            bwd.extend(crossentropy::ce_backward_with(
-                ctx,
-                &dlogits,
-                &logits,
-                logit_rows,
-                &lse,
-                &ce_rows,
-                &labels,
-                &ce_bwd_params,
-                ce_count,
-                head_width,
-            )?);
+            match &pixel_target {
+                Some((_, target)) => bwd.extend(crossentropy::mse_backward_with(
+                    ctx,
+                    &dlogits,
+                    &logits,
+                    target,
+                    &ce_bwd_params,
+                    ce_count,
+                    head_width,
+                )?),
+                None => bwd.extend(crossentropy::ce_backward_with(
+                    ctx,
+                    &dlogits,
+                    &logits,
+                    logit_rows,
+                    &lse,
+                    &ce_rows,
+                    &labels,
+                    &ce_bwd_params,
+                    ce_count,
+                    head_width,
+                )?),
+            }
             let dhead_in = buf(ctx, "d head input", logit_rows as u64 * c as u64);
             let dseq = buf(ctx, "d sequence output", btc);
             match &head {
@@ -703,11 +750,11 @@ impl BeitGraph {
                     bwd.extend(matmul::linear_backward(
                         ctx,
                         Some(&dhead_in),
-                        &gr.t("lm_head.weight")?,
-                        Some(&gr.t("lm_head.bias")?),
+                        &gr.t(&format!("{}.weight", mim_head))?,
+                        Some(&gr.t(&format!("{}.bias", mim_head))?),
                         &dlogits,
                         &head_in,
-                        &p.t("lm_head.weight")?,
+                        &p.t(&format!("{}.weight", mim_head))?,
                         logit_rows,
                         head_width,
                         c,
@@ -1070,6 +1117,7 @@ impl BeitGraph {
             smoothing,
             counted: std::cell::Cell::new(0),
             drop_uniforms: drop_uniforms.into_inner(),
+            pixel_target_rows: pixel_target.map(|(rows, _)| rows),
         };
         Ok(graph)
     }
@@ -1094,8 +1142,17 @@ impl BeitGraph {
 
     /// (mean loss, top-1 accuracy) from the raw `stats` buffer (sums over the counted examples).
     pub fn metrics(&self, raw_stats: &[f32]) -> (f32, f32) {
+        // Pixel regression: mean squared error per value (no accuracy).
+        let per = if self.pixel_target_rows.is_some() {
+            self.cfg.patch_dim() as f32
+        } else {
+            1.0
+        };
         let m = self.counted.get().max(1) as f32;
-        (raw_stats[0] / m, raw_stats[1] / m)
+        (
+            raw_stats[0] / (m * per),
+            if per > 1.0 { 0.0 } else { raw_stats[1] / m },
+        )
     }
 
     /// Write a batch: pixels (B·Cin·H·W), mask (B·N, 1 = masked) and labels (MIM: one per masked patch in
@@ -1178,6 +1235,13 @@ impl BeitGraph {
                         .collect();
                     self.mim_head_rows()?.write(ctx, &head_rows);
                 }
+                if let Some(rows) = &self.pixel_target_rows {
+                    // The loss counts every masked patch; no labels needed.
+                    let mut r = masked.clone();
+                    r.resize(self.ce_cap as usize, 0);
+                    rows.write(ctx, &r);
+                    counted = masked.len() as u32;
+                }
                 self.set_counted(ctx, counted);
             }
             Architecture::ImageClassification => {
@@ -1226,7 +1290,7 @@ impl BeitGraph {
     fn set_counted(&self, ctx: &GpuContext, m: u32) {
         self.counted.set(m);
         let vocab = match self.cfg.architecture() {
-            Architecture::MaskedImageModeling => self.cfg.vocab_size,
+            Architecture::MaskedImageModeling => super::params::mim_head(&self.cfg).1 as u32,
             Architecture::ImageClassification => self.cfg.labels(),
         };
         let fwd = CrossEntropyParams {
@@ -1235,8 +1299,14 @@ impl BeitGraph {
             smoothing: self.smoothing,
             scale: 1.0,
         };
+        // A mean over examples (cross-entropy), or over every regressed value (pixels).
+        let per = if self.pixel_target_rows.is_some() {
+            vocab
+        } else {
+            1
+        };
         let bwd = CrossEntropyParams {
-            scale: 1.0 / m.max(1) as f32,
+            scale: 1.0 / (m.max(1) * per) as f32,
             ..fwd
         };
         ctx.queue

@@ -51,6 +51,15 @@ pub struct ParamTable {
     pub layout: FlatLayout,
 }
 
+/// Name and output width of the MIM head: `lm_head` over the vocabulary, or `pixel_head` over a patch's values.
+pub fn mim_head(cfg: &BeitConfig) -> (&'static str, usize) {
+    if cfg.predicts_pixels() {
+        ("pixel_head", cfg.patch_dim() as usize)
+    } else {
+        ("lm_head", cfg.vocab_size as usize)
+    }
+}
+
 /// Prefix of block i.
 pub fn block(i: u32) -> String {
     format!("beit.encoder.layer.{i}.")
@@ -275,16 +284,11 @@ impl ParamTable {
             Architecture::MaskedImageModeling => {
                 add("layernorm.weight".into(), vec![c], Init::Ones, l + 1, false);
                 add("layernorm.bias".into(), vec![c], Init::Zeros, l + 1, false);
+                let (head, width) = mim_head(cfg);
+                add(format!("{head}.weight"), vec![width, c], tn, l + 1, false);
                 add(
-                    "lm_head.weight".into(),
-                    vec![cfg.vocab_size as usize, c],
-                    tn,
-                    l + 1,
-                    false,
-                );
-                add(
-                    "lm_head.bias".into(),
-                    vec![cfg.vocab_size as usize],
+                    format!("{head}.bias"),
+                    vec![width],
                     Init::Zeros,
                     l + 1,
                     false,

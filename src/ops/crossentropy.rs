@@ -201,3 +201,63 @@ pub fn ce_backward_with(
         grid_for(m_cap as u64 * vocab as u64, 256),
     )?])
 }
+
+/// Pixel-regression loss per row for the first `m` rows (m and scale read from `params`, a per-step uniform):
+/// `loss[i] = Σ_j (pred − target)²`; `stats[0]` (when given) = Σ over rows (rows past m are zeroed first).
+/// Shapes: pred, target (m_cap, P), loss (m_cap).
+#[allow(clippy::too_many_arguments)]
+pub fn mse_forward_with(
+    ctx: &GpuContext,
+    loss: &GpuSlice,
+    stats: Option<&GpuSlice>,
+    pred: &GpuSlice,
+    target: &GpuSlice,
+    params: &GpuSlice,
+    m_cap: u32,
+    width: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "crossentropy::mse_forward";
+    need(K, "pred", pred, m_cap as u64 * width as u64)?;
+    need(K, "target", target, m_cap as u64 * width as u64)?;
+    need(K, "loss", loss, m_cap as u64)?;
+    if m_cap == 0 {
+        return Ok(Vec::new());
+    }
+    let mut d = super::elementwise::fill(ctx, loss, m_cap, 0.0)?;
+    d.push(launch(
+        ctx,
+        "crossentropy",
+        "mse_forward",
+        &[loss, loss, loss, pred, pred, pred, params, pred, target],
+        grid_for(m_cap as u64, 64),
+    )?);
+    if let Some(stats) = stats {
+        need(K, "stats", stats, 2)?;
+        d.extend(reduce::sum(ctx, stats, 0, loss, m_cap, 1.0, false, false)?);
+    }
+    Ok(d)
+}
+
+/// `dpred = 2·scale·(pred − target)` for the first m rows (scale from `params`); other rows untouched.
+pub fn mse_backward_with(
+    ctx: &GpuContext,
+    dpred: &GpuSlice,
+    pred: &GpuSlice,
+    target: &GpuSlice,
+    params: &GpuSlice,
+    m_cap: u32,
+    width: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "crossentropy::mse_backward";
+    need(K, "dpred", dpred, m_cap as u64 * width as u64)?;
+    if m_cap == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![launch(
+        ctx,
+        "crossentropy",
+        "mse_backward",
+        &[dpred, dpred, dpred, pred, pred, pred, params, pred, target],
+        grid_for(m_cap as u64 * width as u64, 256),
+    )?])
+}

@@ -28,6 +28,7 @@ pub fn classification_config(
     cfg.set_architecture(Architecture::ImageClassification);
     cfg.use_mean_pooling = true;
     cfg.use_mask_token = false;
+    cfg.mim_target = None;
     cfg.use_relative_position_bias =
         from.use_relative_position_bias || from.use_shared_relative_position_bias;
     cfg.use_shared_relative_position_bias = false;

@@ -23,6 +23,7 @@ pub fn drain(
     ring: &mut ReadbackRing,
     pending: &mut Pending,
     report: &mut impl FnMut(StepMetrics),
+    values_per_example: f32,
 ) -> Option<String> {
     let done = ring.collect(ctx);
     let value = |t: ReadbackTicket| {
@@ -36,7 +37,7 @@ pub fn drain(
             let mm = masked.max(1) as f32;
             let met = StepMetrics {
                 step,
-                loss: s[0] / mm,
+                loss: s[0] / (mm * values_per_example),
                 accuracy: s[1] / mm,
                 grad_norm: g[0].sqrt(),
                 lr,

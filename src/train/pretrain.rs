@@ -78,26 +78,36 @@ fn make_batch(data: &Dataset, opts: &PretrainOptions, n: u32, cap: u32, rng: &mu
 pub fn pretrain(
     ctx: &GpuContext,
     model: &BeitModel,
-    tokenizer: &Tokenizer,
+    tokenizer: Option<&Tokenizer>,
     data: &Dataset,
     opts: &PretrainOptions,
     mut report: impl FnMut(StepMetrics),
 ) -> Result<(), ModelError> {
     let cfg = &model.cfg;
-    let tc = &tokenizer.cfg;
-    if (tc.image_size, tc.patch_size, tc.num_channels)
-        != (cfg.image_size, cfg.patch_size, cfg.num_channels)
-    {
-        return Err(ModelError::Config(format!(
+    let tokenizer = match (tokenizer, cfg.predicts_pixels()) {
+        (_, true) => None,
+        (Some(t), false) => Some(t),
+        (None, false) => {
+            return Err(ModelError::Input(
+                "pretraining on visual tokens needs a tokenizer".into(),
+            ))
+        }
+    };
+    if let Some(tc) = tokenizer.map(|t| &t.cfg) {
+        if (tc.image_size, tc.patch_size, tc.num_channels)
+            != (cfg.image_size, cfg.patch_size, cfg.num_channels)
+        {
+            return Err(ModelError::Config(format!(
             "the tokenizer works on {}-pixel images in {}-pixel patches with {} channels but the model on {} / {} / {}",
             tc.image_size, tc.patch_size, tc.num_channels, cfg.image_size, cfg.patch_size, cfg.num_channels
         )));
-    }
-    if tc.codebook_size > cfg.vocab_size {
-        return Err(ModelError::Config(format!(
-            "the tokenizer has {} codes but the model's vocabulary is {}",
-            tc.codebook_size, cfg.vocab_size
-        )));
+        }
+        if tc.codebook_size > cfg.vocab_size {
+            return Err(ModelError::Config(format!(
+                "the tokenizer has {} codes but the model's vocabulary is {}",
+                tc.codebook_size, cfg.vocab_size
+            )));
+        }
     }
     if data.is_empty() {
         return Err(ModelError::Input("the training set is empty".into()));
@@ -120,20 +130,26 @@ pub fn pretrain(
             label_smoothing: 0.0,
         },
     )?;
-    let tg = TokenizerGraph::new(ctx, tokenizer, opts.batch)?;
+    let tg = tokenizer
+        .map(|t| TokenizerGraph::new(ctx, t, opts.batch))
+        .transpose()?;
     let positions = GpuSlice::new(ctx, "masked positions", cap as u64);
     let groups = model
         .table
         .optimizer_groups(opts.weight_decay, 1.0, cfg.num_hidden_layers);
-    // The whole step, built once: tokens -> labels -> forward -> backward -> clip + AdamW.
-    let mut before = tg.encode.clone();
-    before.extend(vq::gather_u32(
-        ctx,
-        &graph.labels,
-        &tg.tokens,
-        &positions,
-        cap,
-    )?);
+    // The whole step, built once: tokens -> labels -> forward -> backward -> clip + AdamW (pixel targets
+    // need no tokenizer: the graph gathers them from the patches).
+    let mut before = Vec::new();
+    if let Some(tg) = &tg {
+        before.extend(tg.encode.iter().cloned());
+        before.extend(vq::gather_u32(
+            ctx,
+            &graph.labels,
+            &tg.tokens,
+            &positions,
+            cap,
+        )?);
+    }
     let mut runner = StepRunner::new(ctx, model, &graph, before, &groups, "pretrain step")?;
     let (first_step, mut rng) = match &opts.resume {
         Some(dir) => {
@@ -157,9 +173,11 @@ pub fn pretrain(
             },
         );
         let masked = batch.mask.iter().filter(|&&x| x != 0).count() as u32;
-        tg.pixels.write(ctx, &batch.pixels);
         graph.write_batch(ctx, &batch.pixels, Some(&batch.mask), None)?;
-        graph.use_device_labels(ctx, masked)?;
+        if let Some(tg) = &tg {
+            tg.pixels.write(ctx, &batch.pixels);
+            graph.use_device_labels(ctx, masked)?;
+        }
         positions.write(ctx, &batch.positions);
         graph.set_drop_path_seed(
             ctx,

@@ -23,6 +23,8 @@ pub struct StepRunner<'a> {
     last: Option<wgpu::SubmissionIndex>,
     prev: Option<wgpu::SubmissionIndex>,
     label: &'static str,
+    /// The loss is a sum per example over this many values (pixel regression: a patch), reported as a mean.
+    values_per_example: f32,
 }
 
 impl<'a> StepRunner<'a> {
@@ -74,6 +76,13 @@ impl<'a> StepRunner<'a> {
             pending: Vec::new(),
             last: None,
             prev: None,
+            values_per_example: if model.cfg.predicts_pixels()
+                && model.cfg.architecture() == crate::model::Architecture::MaskedImageModeling
+            {
+                model.cfg.patch_dim() as f32
+            } else {
+                1.0
+            },
             label,
         })
     }
@@ -136,7 +145,13 @@ impl<'a> StepRunner<'a> {
     }
 
     fn collect(&mut self, report: &mut impl FnMut(StepMetrics)) -> Result<(), ModelError> {
-        let failure = drain(self.ctx, &mut self.ring, &mut self.pending, report);
+        let failure = drain(
+            self.ctx,
+            &mut self.ring,
+            &mut self.pending,
+            report,
+            self.values_per_example,
+        );
         self.ctx.take_error()?;
         match failure {
             Some(f) => Err(ModelError::Input(format!(

@@ -125,3 +125,63 @@ fn crossentropy_argmax_ties_take_lowest_index() {
     .unwrap());
     assert_eq!(read(&correct), vec![1.0]);
 }
+
+#[test]
+fn mse_rows_with_a_per_step_count() {
+    use beitlab::ops::crossentropy::{mse_backward_with, mse_forward_with, CrossEntropyParams};
+    for (cap, m, width, seed) in [
+        (1u32, 1u32, 1u32, 1u64),
+        (37, 23, 49, 2),
+        (70_001, 70_000, 3, 3),
+    ] {
+        let mut rng = Rng::new(seed);
+        let (pred, target) = (
+            rng.vec((cap * width) as usize, 1.0),
+            rng.vec((cap * width) as usize, 1.0),
+        );
+        let scale = 1.0 / (m * width) as f32;
+        let params = beitlab::gpu::GpuSlice::uniform(
+            ctx(),
+            "p",
+            &CrossEntropyParams {
+                m,
+                vocab: width,
+                smoothing: 0.0,
+                scale,
+            },
+        );
+        let (loss, stats) = (poisoned(cap as usize), poisoned(2));
+        let (pg, tg) = (up(&pred), up(&target));
+        run(mse_forward_with(ctx(), &loss, Some(&stats), &pg, &tg, &params, cap, width).unwrap());
+        let mut wl = vec![0.0; cap as usize];
+        cpu::crossentropy::mse_forward(
+            &mut wl,
+            &f64s(&pred),
+            &f64s(&target),
+            m as usize,
+            width as usize,
+        );
+        assert_close("mse loss", &read(&loss), &wl, 1e-5, 1e-5);
+        let total: f64 = wl.iter().sum();
+        assert_close(
+            "mse sum",
+            &read(&stats)[..1],
+            &[total],
+            1e-6 * (cap as f64).sqrt() + 1e-5,
+            1e-5,
+        );
+        let d0 = rng.vec((cap * width) as usize, 1.0);
+        let dp = with(&d0);
+        run(mse_backward_with(ctx(), &dp, &pg, &tg, &params, cap, width).unwrap());
+        let mut wd = f64s(&d0);
+        cpu::crossentropy::mse_backward(
+            &mut wd,
+            &f64s(&pred),
+            &f64s(&target),
+            m as usize,
+            width as usize,
+            scale,
+        );
+        assert_close("mse dpred", &read(&dp), &wd, 1e-7, 1e-6);
+    }
+}
