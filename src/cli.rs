@@ -140,7 +140,7 @@ pub enum Command {
         epochs: Option<f64>,
         #[arg(long, default_value_t = 32)]
         batch: u32,
-        #[arg(long, default_value_t = 2e-3)]
+        #[arg(long, default_value_t = 3e-3)]
         lr: f32,
         #[arg(long, default_value_t = 0.65)]
         layer_decay: f32,
@@ -149,7 +149,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0.1)]
         drop_path: f64,
         /// Smallest crop scale of the random resized crop.
-        #[arg(long, default_value_t = 0.35)]
+        #[arg(long, default_value_t = 0.8)]
         min_crop: f64,
         /// No horizontal flips (for digits and text).
         #[arg(long)]
