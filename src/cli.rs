@@ -1378,7 +1378,7 @@ fn experiment(
     }
     let mut md = format!(
         "# BEiT pretraining vs training from scratch ({preset} preset, built-in Fashion-MNIST subset)\n\n\
-         Pretraining: {pretrain_steps} steps of {batch} images, {masking} masking, {target} as the target ({pre_secs:.0} s with the tokenizer). \
+         Pretraining: {pretrain_steps} steps of {batch} images, {masking} masking, {target} as the target ({pre_secs:.0} s, tokenizer training included when there is one). \
          Fine-tuning: {finetune_steps} steps of {batch} images for both rows. Evaluated on {} ({} images). Adapter: {}.\n\n\
          | model | top-1 | final training loss |\n|---|---|---|\n",
         eval_set.source,
