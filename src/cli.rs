@@ -124,7 +124,7 @@ pub enum Command {
     /// validation top-1 accuracy. Writes OUT/checkpoint and OUT/metrics.jsonl.
     Finetune {
         /// A pretraining run folder (its checkpoint/) or a model folder.
-        #[arg(long, conflicts_with = "scratch")]
+        #[arg(long, conflicts_with_all = ["scratch", "resume"])]
         init: Option<PathBuf>,
         /// Start from a fresh initialisation of --preset instead.
         #[arg(long)]
@@ -158,8 +158,15 @@ pub enum Command {
         seed: u64,
         #[arg(long)]
         json: bool,
+        /// Save a checkpoint every this many steps (0: at the end only).
+        #[arg(long, default_value_t = 0)]
+        checkpoint_every: u32,
+        /// Continue the fine-tuning run saved in DIR (settings from its finetune.json) up to --steps.
         #[arg(long)]
-        out: PathBuf,
+        resume: Option<PathBuf>,
+        /// Run folder (defaults to the --resume folder).
+        #[arg(long, required_unless_present = "resume")]
+        out: Option<PathBuf>,
     },
     /// Linear probe: the encoder frozen, a softmax-regression head on the average-pooled patch tokens of one block
     /// (BEiT-base's best is block 9 of 12); reports validation top-1.
@@ -335,24 +342,33 @@ pub fn run(cli: Cli) -> i32 {
             no_flip,
             seed,
             json,
+            checkpoint_every,
+            resume,
             out,
-        } => finetune(
-            init,
-            scratch,
-            &preset,
-            &data,
-            steps,
-            batch,
-            lr,
-            layer_decay,
-            label_smoothing,
-            drop_path,
-            (min_crop, !no_flip),
-            seed,
-            json,
-            epochs,
-            &out,
-        ),
+        } => {
+            let typed = FinetuneSettings {
+                init,
+                scratch,
+                preset,
+                data,
+                batch,
+                lr,
+                layer_decay,
+                label_smoothing,
+                drop_path,
+                min_crop,
+                flip: !no_flip,
+                seed,
+            };
+            match (out.or_else(|| resume.clone()), &resume) {
+                (Some(out), Some(_)) => FinetuneSettings::read(&out)
+                    .and_then(|s| finetune(&s, steps, epochs, json, checkpoint_every, true, &out)),
+                (Some(out), None) => {
+                    finetune(&typed, steps, epochs, json, checkpoint_every, false, &out)
+                }
+                (None, _) => Err("give --out DIR or --resume DIR".into()),
+            }
+        }
         Command::Experiment {
             which,
             preset,
@@ -1064,24 +1080,56 @@ fn model_folder(dir: &std::path::Path) -> PathBuf {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finetune(
+/// The settings of a fine-tuning run, kept in its folder (`finetune.json`) so `--resume` continues it unchanged.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct FinetuneSettings {
     init: Option<PathBuf>,
     scratch: bool,
-    preset: &str,
-    data: &str,
-    steps: u32,
+    preset: String,
+    data: String,
     batch: u32,
     lr: f32,
     layer_decay: f32,
     label_smoothing: f32,
     drop_path: f64,
-    (min_crop, flip): (f64, bool),
+    min_crop: f64,
+    flip: bool,
     seed: u64,
-    json: bool,
+}
+
+impl FinetuneSettings {
+    fn read(dir: &std::path::Path) -> Result<Self, String> {
+        let p = dir.join("finetune.json");
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("{}: {e} (is this a fine-tuning run folder?)", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+    }
+}
+
+fn finetune(
+    settings: &FinetuneSettings,
+    steps: u32,
     epochs: Option<f64>,
+    json: bool,
+    checkpoint_every: u32,
+    resume: bool,
     out: &std::path::Path,
 ) -> Result<(), String> {
+    let FinetuneSettings {
+        init,
+        scratch,
+        preset,
+        data,
+        batch,
+        lr,
+        layer_decay,
+        label_smoothing,
+        drop_path,
+        min_crop,
+        flip,
+        seed,
+    } = settings.clone();
+    let (preset, data) = (preset.as_str(), data.as_str());
     use crate::data::augment::Augment;
     use crate::model::{BeitConfig, BeitModel};
     use crate::train::finetune::{
@@ -1107,6 +1155,9 @@ fn finetune(
     let cfg = classification_config(&base_cfg, &names, drop_path);
     let ctx = device(&model_requirements(&cfg, batch))?;
     let model = match &init {
+        _ if resume => {
+            BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?
+        }
         Some(dir) => {
             let pre = BeitModel::load(&ctx, &model_folder(dir), None).map_err(|e| e.to_string())?;
             from_pretrained(&ctx, &pre, &cfg, seed).map_err(|e| e.to_string())?
@@ -1128,11 +1179,22 @@ fn finetune(
         seed,
         augment,
         out: Some(out.join("checkpoint")),
+        checkpoint_every,
+        resume: resume.then(|| out.join("checkpoint")),
+        stop_after: None,
     };
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let text = serde_json::to_string_pretty(settings).map_err(|e| e.to_string())?;
+    crate::tensorfile::write_atomic(&out.join("finetune.json"), text.as_bytes())
+        .map_err(|e| e.to_string())?;
     let log_path = out.join("metrics.jsonl");
-    let mut log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resume)
+        .write(true)
+        .truncate(!resume)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
     println!(
         "fine-tuning {} ({} parameters) on {} images of {} classes, on {}",
         init.as_ref()
@@ -1338,6 +1400,9 @@ fn experiment(
         seed,
         augment: augment.clone(),
         out: Some(out.join(dir).join("checkpoint")),
+        checkpoint_every: 0,
+        resume: None,
+        stop_after: None,
     };
     let mut rows = Vec::new();
     // (model, [(step, loss, accuracy)])

@@ -159,6 +159,9 @@ fn fine_tuning_lowers_the_loss_and_evaluation_counts_every_image() {
         seed: 6,
         augment: Augment::beit(28, 1),
         out: None,
+        checkpoint_every: 0,
+        resume: None,
+        stop_after: None,
     };
     let mut losses = Vec::new();
     finetune(ctx(), &model, &d, &opts, |m| losses.push(m.loss)).unwrap();
@@ -379,4 +382,58 @@ fn pixel_regression_pretraining_lowers_its_loss_and_fine_tunes() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("needs a tokenizer"), "{e}");
+}
+
+#[test]
+fn resuming_fine_tuning_equals_the_uninterrupted_run() {
+    let d = data(64);
+    let pre_cfg = BeitConfig::preset("micro").unwrap();
+    let cfg = classification_config(&pre_cfg, &d.class_names, 0.2);
+    let opts = |out: Option<std::path::PathBuf>| FinetuneOptions {
+        steps: 6,
+        batch: 8,
+        lr: 3e-3,
+        warmup: 2,
+        weight_decay: 0.05,
+        layer_decay: 0.65,
+        label_smoothing: 0.1,
+        clip: Some(1.0),
+        seed: 4,
+        augment: Augment::beit(28, 1),
+        out,
+        checkpoint_every: 0,
+        resume: None,
+        stop_after: None,
+    };
+    let a = BeitModel::new_random(ctx(), &cfg, 1).unwrap();
+    finetune(ctx(), &a, &d, &opts(None), |_| {}).unwrap();
+    let dir = tmp("ftresume").join("checkpoint");
+    let b = BeitModel::new_random(ctx(), &cfg, 1).unwrap();
+    finetune(
+        ctx(),
+        &b,
+        &d,
+        &FinetuneOptions {
+            stop_after: Some(3),
+            ..opts(Some(dir.clone()))
+        },
+        |_| {},
+    )
+    .unwrap();
+    let resumed = BeitModel::load(ctx(), &dir, None).unwrap();
+    let mut steps = Vec::new();
+    finetune(
+        ctx(),
+        &resumed,
+        &d,
+        &FinetuneOptions {
+            resume: Some(dir.clone()),
+            ..opts(Some(dir.clone()))
+        },
+        |m| steps.push(m.step),
+    )
+    .unwrap();
+    assert_eq!(steps, vec![4, 5, 6]);
+    assert_eq!(resumed.flat(ctx()).unwrap(), a.flat(ctx()).unwrap());
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::checkpoint::save_run;
+use super::checkpoint::{read_state, save_run};
 use super::metrics::StepMetrics;
 use super::runner::StepRunner;
 use super::schedule::warmup_cosine;
@@ -112,6 +112,12 @@ pub struct FinetuneOptions {
     pub seed: u64,
     pub augment: Augment,
     pub out: Option<PathBuf>,
+    /// Save every this many steps (0: only at the end).
+    pub checkpoint_every: u32,
+    /// Continue a saved run (its step, data position and AdamW moments) up to `steps`.
+    pub resume: Option<PathBuf>,
+    /// Stop (with a checkpoint) after this step, as an interrupted run would.
+    pub stop_after: Option<u32>,
 }
 
 /// Fine-tune `model` (a classification model) on labelled `data`.
@@ -149,7 +155,15 @@ pub fn finetune(
             .table
             .optimizer_groups(opts.weight_decay, opts.layer_decay, cfg.num_hidden_layers);
     let mut runner = StepRunner::new(ctx, model, &graph, Vec::new(), &groups, "finetune step")?;
-    let mut rng = Rng::new(opts.seed);
+    let (first_step, mut rng) = match &opts.resume {
+        Some(dir) => {
+            let st = read_state(dir, model.table.layout.total)?;
+            runner.restore(&st);
+            (st.step + 1, Rng::new(st.rng_state))
+        }
+        None => (1, Rng::new(opts.seed)),
+    };
+    let last_step = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
     let make = |rng: &mut Rng| {
         let mut px = Vec::new();
         let mut lab = Vec::with_capacity(opts.batch as usize);
@@ -160,8 +174,10 @@ pub fn finetune(
         }
         (px, lab)
     };
+    // `rng_next` draws the batch in `next`: the data position a checkpoint must remember.
+    let mut rng_next = rng.state();
     let mut next = make(&mut rng);
-    for step in 1..=opts.steps {
+    for step in first_step..=last_step {
         let (px, lab) = std::mem::take(&mut next);
         graph.write_batch(ctx, &px, None, Some(&lab))?;
         graph.set_drop_path_seed(
@@ -170,22 +186,21 @@ pub fn finetune(
         );
         let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.lr * 0.01);
         runner.submit(step, lr, opts.clip, opts.batch);
-        if step < opts.steps {
+        rng_next = rng.state();
+        if step < last_step {
             next = make(&mut rng);
         }
         runner.settle(&mut report)?;
+        if let Some(out) = &opts.out {
+            if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < last_step {
+                runner.sync(&mut report)?;
+                save_run(ctx, out, model, &runner.m, &runner.v, step, rng_next)?;
+            }
+        }
     }
     runner.sync(&mut report)?;
     if let Some(out) = &opts.out {
-        save_run(
-            ctx,
-            out,
-            model,
-            &runner.m,
-            &runner.v,
-            opts.steps,
-            rng.state(),
-        )?;
+        save_run(ctx, out, model, &runner.m, &runner.v, last_step, rng_next)?;
     }
     Ok(())
 }
