@@ -544,7 +544,9 @@ fn device(req: &gpu::Requirements) -> Result<gpu::GpuContext, String> {
 
 /// What a model of `cfg` needs from the adapter at `batch`: its largest buffer must fit one binding.
 fn model_requirements(cfg: &crate::model::BeitConfig, batch: u32) -> gpu::Requirements {
-    gpu::Requirements::kernels().with_buffer_bytes(cfg.largest_buffer_bytes(batch))
+    // Training runs the MIM head on masked patches only (at most the masking budget per image).
+    let rows = crate::data::masking::BlockMasking::scaled(cfg.grid()).num_masking_patches;
+    gpu::Requirements::kernels().with_buffer_bytes(cfg.largest_buffer_bytes(batch, rows))
 }
 
 fn forward(
@@ -557,7 +559,8 @@ fn forward(
     let batch = crate::model::io_forward::read_inputs(input)
         .map_err(|e| e.to_string())?
         .shape[0] as u32;
-    let ctx = device(&model_requirements(&ck.config, batch))?;
+    let need = ck.config.largest_buffer_bytes(batch, ck.config.patches());
+    let ctx = device(&gpu::Requirements::kernels().with_buffer_bytes(need))?;
     let loss = crate::model::io_forward::forward_files(&ctx, model, input, output, grads)
         .map_err(|e| e.to_string())?;
     match loss {

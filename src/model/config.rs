@@ -254,11 +254,15 @@ impl BeitConfig {
 
     /// Bytes of the largest single buffer a batch of `batch` needs (parameters, attention maps, MLP activations,
     /// logits), which must fit one storage binding of the adapter.
-    pub fn largest_buffer_bytes(&self, batch: u32) -> u64 {
+    /// `head_rows_per_image`: patches the MIM head runs on (every patch for `forward`, the masking budget when
+    /// training on masked rows only).
+    pub fn largest_buffer_bytes(&self, batch: u32, head_rows_per_image: u32) -> u64 {
         let (b, t, c) = (batch as u64, self.tokens() as u64, self.hidden_size as u64);
         let params = super::params::ParamTable::new(self, 4).layout.total;
         let head = match self.architecture() {
-            Architecture::MaskedImageModeling => b * self.patches() as u64 * self.vocab_size as u64,
+            Architecture::MaskedImageModeling => {
+                b * head_rows_per_image as u64 * super::params::mim_head(self).1 as u64
+            }
             Architecture::ImageClassification => b * self.labels() as u64,
         };
         let candidates = [
