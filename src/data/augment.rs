@@ -76,6 +76,18 @@ impl Augment {
         );
     }
 
+    /// Evaluation views of `images` as one batch of `batch` images (C, S, S) each, zero-padded past the last image
+    /// (the final batch of a dataset is usually short).
+    pub fn eval_batch(&self, images: &[Image], batch: usize) -> Vec<f32> {
+        let per = self.mean.len() * (self.size * self.size) as usize;
+        let mut px = Vec::with_capacity(batch * per);
+        for img in images {
+            self.eval(img, &mut px);
+        }
+        px.resize(batch * per, 0.0);
+        px
+    }
+
     /// The evaluation view: shorter side resized to `size`, centre crop, no randomness.
     pub fn eval(&self, img: &Image, out: &mut Vec<f32>) {
         let s = img.width.min(img.height) as f64;

@@ -241,11 +241,7 @@ fn run_dataset(
     let (mut se, mut count) = (0.0f64, 0u64);
     for start in (0..data.len()).step_by(batch as usize) {
         let end = (start + batch as usize).min(data.len());
-        let mut px = Vec::with_capacity(batch as usize * per_image);
-        for img in &data.images[start..end] {
-            aug.eval(img, &mut px);
-        }
-        px.resize(batch as usize * per_image, 0.0);
+        let px = aug.eval_batch(&data.images[start..end], batch as usize);
         graph.pixels.write(ctx, &px);
         let mut work = graph.encode.clone();
         if decode {

@@ -235,16 +235,11 @@ pub fn evaluate(
         },
     )?;
     let aug = Augment::beit(cfg.image_size, cfg.num_channels);
-    let per = (cfg.num_channels * cfg.image_size * cfg.image_size) as usize;
     let mut confusion = vec![vec![0u32; classes]; classes];
     let mut correct = 0usize;
     for start in (0..data.len()).step_by(batch as usize) {
         let end = (start + batch as usize).min(data.len());
-        let mut px = Vec::with_capacity(batch as usize * per);
-        for img in &data.images[start..end] {
-            aug.eval(img, &mut px);
-        }
-        px.resize(batch as usize * per, 0.0);
+        let px = aug.eval_batch(&data.images[start..end], batch as usize);
         graph.write_batch(ctx, &px, None, None)?;
         Dispatch::submit(ctx, "evaluate", &graph.forward)?;
         let logits = ctx.read_f32(&graph.logits)?;

@@ -36,17 +36,12 @@ pub fn extract_features(
         },
     )?;
     let aug = Augment::beit(cfg.image_size, cfg.num_channels);
-    let per = (cfg.num_channels * cfg.image_size * cfg.image_size) as usize;
     let (t, c) = (cfg.tokens() as usize, cfg.hidden_size as usize);
     // Only the blocks up to `layer` are needed, but the whole forward is cheap next to the readback.
     let mut out = Vec::with_capacity(data.len() * c);
     for start in (0..data.len()).step_by(batch as usize) {
         let end = (start + batch as usize).min(data.len());
-        let mut px = Vec::with_capacity(batch as usize * per);
-        for img in &data.images[start..end] {
-            aug.eval(img, &mut px);
-        }
-        px.resize(batch as usize * per, 0.0);
+        let px = aug.eval_batch(&data.images[start..end], batch as usize);
         graph.write_batch(ctx, &px, None, None)?;
         Dispatch::submit(ctx, "linear probe features", &graph.forward)?;
         let h = ctx.read_f32(&graph.hidden[layer as usize])?;
