@@ -15,12 +15,34 @@ use crate::gpu::{self, ADAPTER_ENV};
 )]
 #[command(args_override_self = true)]
 pub struct Cli {
+    /// What to do; without one, the app opens.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Open the app: train BEiT on the built-in data (or your images) and watch it learn, live.
+    App {
+        /// Preset to open with (micro or tiny; default: micro on a CPU adapter, tiny on a GPU).
+        #[arg(long)]
+        preset: Option<String>,
+        /// Images per training step (default: 32 for micro, 64 for tiny).
+        #[arg(long)]
+        batch: Option<u32>,
+        /// Start training (tokenizer, pretraining, fine-tuning) as soon as the window opens.
+        #[arg(long)]
+        start: bool,
+        /// Close the window after this many seconds (for scripted runs).
+        #[arg(long)]
+        quit_after: Option<f64>,
+        /// When the window closes, write frame times and progress to this JSON file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Open on this view (e.g. "attention", "curves").
+        #[arg(long)]
+        view: Option<String>,
+    },
     /// Print every GPU adapter: name, backend, device type, limits and features (set BEITLAB_ADAPTER to pick one).
     Info,
     /// Run a model folder (config.json + model.safetensors) on inputs and write logits, loss, hidden states,
@@ -323,7 +345,29 @@ pub enum PresetChoice {
 
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    let result = match cli.command {
+    let result = match cli.command.unwrap_or(Command::App {
+        preset: None,
+        batch: None,
+        start: false,
+        quit_after: None,
+        report: None,
+        view: None,
+    }) {
+        Command::App {
+            preset,
+            batch,
+            start,
+            quit_after,
+            report,
+            view,
+        } => crate::app::window::run(crate::app::window::WindowOptions {
+            preset,
+            batch,
+            start,
+            quit_after,
+            report,
+            view,
+        }),
         Command::Info => info(),
         Command::Tokenizer { what } => tokenizer(what),
         Command::Finetune {
@@ -1661,9 +1705,9 @@ mod tests {
         );
         let cli = Cli::try_parse_from(&out).unwrap();
         match cli.command {
-            Command::Finetune {
+            Some(Command::Finetune {
                 batch, lr, no_flip, ..
-            } => assert_eq!((batch, lr, no_flip), (25, 0.004, true)),
+            }) => assert_eq!((batch, lr, no_flip), (25, 0.004, true)),
             _ => panic!("wrong command"),
         }
         std::fs::write(&path, "[1, 2]").unwrap();

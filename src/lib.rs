@@ -11,6 +11,8 @@
 //!   `H` attention heads, `D = C / H` head size, `V` vocabulary (codebook) size, `L` layers;
 //! - `M, N, K` in matrix products: `Y (M, N) = X (M, K) · Wᵀ` with `W (N, K)` as in PyTorch `nn.Linear`.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod app;
 pub mod cpu;
 pub mod data;
 pub mod gpu;
@@ -19,7 +21,6 @@ pub mod ops;
 pub mod rng;
 pub mod tensorfile;
 pub mod tokenizer;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -113,7 +113,11 @@ fn every_shader_file_is_registered() {
         })
         .collect();
     on_disk.sort();
-    let mut registered: Vec<String> = SHADERS.iter().map(|(n, _)| n.to_string()).collect();
+    let mut registered: Vec<String> = SHADERS
+        .iter()
+        .chain(beitlab::gpu::shaders::RENDER_SHADERS)
+        .map(|(n, _)| n.to_string())
+        .collect();
     registered.sort();
     assert_eq!(on_disk, registered);
 }

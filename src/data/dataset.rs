@@ -115,6 +115,36 @@ fn to_channels(width: u32, height: u32, from: u32, px: &[u8], to: u32) -> Image 
 }
 
 impl Dataset {
+    /// Split off every 10th image (with its label) as a validation set; a set too small to split is used for
+    /// both.
+    pub fn split_validation(self) -> (Dataset, Dataset) {
+        let mut train = Dataset {
+            labels: self.labels.as_ref().map(|_| Vec::new()),
+            class_names: self.class_names.clone(),
+            source: self.source.clone(),
+            skipped: self.skipped,
+            ..Default::default()
+        };
+        let mut val = Dataset {
+            labels: self.labels.as_ref().map(|_| Vec::new()),
+            class_names: self.class_names,
+            source: format!("{} (every 10th image)", self.source),
+            ..Default::default()
+        };
+        for (i, img) in self.images.into_iter().enumerate() {
+            let to = if i % 10 == 9 { &mut val } else { &mut train };
+            if let (Some(all), Some(l)) = (&self.labels, to.labels.as_mut()) {
+                l.push(all[i]);
+            }
+            to.images.push(img);
+        }
+        if val.is_empty() {
+            val.images = train.images.clone();
+            val.labels = train.labels.clone();
+        }
+        (train, val)
+    }
+
     pub fn len(&self) -> usize {
         self.images.len()
     }

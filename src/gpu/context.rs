@@ -47,6 +47,12 @@ impl Requirements {
         }
     }
 
+    /// What to tell the user when a limit is missing.
+    pub fn with_hint(mut self, hint: &str) -> Self {
+        self.hint = hint.to_string();
+        self
+    }
+
     /// Raise the buffer limits so that one buffer (and one binding) of `bytes` fits.
     pub fn with_buffer_bytes(mut self, bytes: u64) -> Self {
         self.max_buffer_size = self.max_buffer_size.max(bytes);

@@ -22,6 +22,9 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("vq", include_str!("../../shaders/vq.wgsl")),
 ];
 
+/// (name, source) of the render shaders the app draws with (not compute kernels).
+pub const RENDER_SHADERS: &[(&str, &str)] = &[("paint", include_str!("../../shaders/paint.wgsl"))];
+
 /// The source of a shader by name.
 pub fn source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)

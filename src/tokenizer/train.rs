@@ -44,16 +44,30 @@ pub struct StepReport {
 }
 
 fn augment_for(cfg: &TokenizerConfig, opts: &TrainOptions) -> Augment {
+    augmentation(cfg, opts.crop_scale, opts.flip)
+}
+
+/// The tokenizer's training views: random resized crops of `crop_scale`, optional flips, its normalisation.
+pub fn augmentation(cfg: &TokenizerConfig, crop_scale: (f64, f64), flip: bool) -> Augment {
     let mut a = Augment::beit(cfg.image_size, cfg.num_channels);
-    a.scale = opts.crop_scale;
-    a.flip = opts.flip;
+    a.scale = crop_scale;
+    a.flip = flip;
     a.mean = vec![cfg.mean; cfg.num_channels as usize];
     a.std = vec![cfg.std; cfg.num_channels as usize];
     a
 }
 
+/// AdamW groups of the tokenizer: weight decay 1e-4 on matrices only, no lr multipliers.
+pub fn optimizer_groups(layout: &crate::gpu::FlatLayout) -> Vec<(f32, f32)> {
+    layout
+        .entries
+        .iter()
+        .map(|e| (1.0, if e.shape.len() >= 2 { 1e-4 } else { 0.0 }))
+        .collect()
+}
+
 /// A batch of augmented views of random images.
-fn make_batch(data: &Dataset, aug: &Augment, batch: u32, rng: &mut Rng) -> Vec<f32> {
+pub fn make_batch(data: &Dataset, aug: &Augment, batch: u32, rng: &mut Rng) -> Vec<f32> {
     let mut out = Vec::new();
     for _ in 0..batch {
         let i = (rng.uniform() * data.len() as f64) as usize;
@@ -76,11 +90,7 @@ pub fn train(
     }
     let graph = TokenizerGraph::new(ctx, tk, opts.batch)?;
     let layout = tk.params.layout.clone();
-    let groups: Vec<(f32, f32)> = layout
-        .entries
-        .iter()
-        .map(|e| (1.0, if e.shape.len() >= 2 { 1e-4 } else { 0.0 }))
-        .collect();
+    let groups = optimizer_groups(&layout);
     let plan = AdamWPlan::new(ctx, &layout, &groups)?;
     let (m, v) = (
         FlatBuffer::new(ctx, "tokenizer adam m", layout.clone()),

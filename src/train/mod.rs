@@ -1,11 +1,16 @@
 //! Training loops. Each step is one submit (data is prepared on the CPU while the GPU runs the previous step);
 //! loss, accuracy and gradient norm come back through the readback ring a step or two late.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod finetune;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod linprobe;
 pub mod metrics;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
 pub mod runner;
 pub mod schedule;

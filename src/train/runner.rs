@@ -1,16 +1,21 @@
 //! The optimizer side of every training loop: AdamW plan and moments, the global-norm clip, the step's dispatch
 //! list (built once), one submit per step, at most two steps in flight, and metrics collected from the readback
-//! ring a step or two late (a non-finite loss or gradient becomes an error).
+//! ring a step or two late (a non-finite loss or gradient becomes an error). The command line waits for the step
+//! before the latest (`settle`); the app never waits: it asks `in_flight` and collects with `poll`.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+#[cfg(not(target_arch = "wasm32"))]
 use super::checkpoint::TrainState;
 use super::metrics::{drain, Pending, StepMetrics};
-use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuError, GpuSlice, ReadbackRing};
+use crate::gpu::{Dispatch, FlatBuffer, FlatLayout, GpuContext, GpuSlice, ReadbackRing};
 use crate::model::{BeitGraph, BeitModel, ModelError};
 use crate::ops::adamw::{adamw_step, AdamWPlan, AdamWStep};
 use crate::ops::reduce;
 
-pub struct StepRunner<'a> {
-    ctx: &'a GpuContext,
+pub struct StepRunner {
+    ctx: GpuContext,
     pub m: FlatBuffer,
     pub v: FlatBuffer,
     plan: AdamWPlan,
@@ -23,80 +28,118 @@ pub struct StepRunner<'a> {
     last: Option<wgpu::SubmissionIndex>,
     prev: Option<wgpu::SubmissionIndex>,
     label: &'static str,
+    /// Steps submitted, and steps the GPU has finished (set from the queue's completion callback).
+    submitted: u32,
+    finished: Arc<AtomicU32>,
     /// The loss is a sum per example over this many values (pixel regression: a patch), reported as a mean.
     values_per_example: f32,
 }
 
-impl<'a> StepRunner<'a> {
+impl StepRunner {
     /// `before` runs first in each step (e.g. the tokenizer producing the MIM labels); then the graph's forward
     /// and backward, the gradient's sum of squares and AdamW with `groups` (lr multiplier, weight decay).
     pub fn new(
-        ctx: &'a GpuContext,
+        ctx: &GpuContext,
         model: &BeitModel,
         graph: &BeitGraph,
         before: Vec<Dispatch>,
         groups: &[(f32, f32)],
         label: &'static str,
     ) -> Result<Self, ModelError> {
-        let layout = model.table.layout.clone();
+        let mut work = before;
+        work.extend(graph.forward.iter().cloned());
+        work.extend(graph.backward.iter().cloned());
+        let values_per_example = if model.cfg.predicts_pixels()
+            && model.cfg.architecture() == crate::model::Architecture::MaskedImageModeling
+        {
+            model.cfg.patch_dim() as f32
+        } else {
+            1.0
+        };
+        Self::from_parts(
+            ctx,
+            &model.params,
+            &graph.grads,
+            &graph.stats,
+            work,
+            groups,
+            label,
+            values_per_example,
+        )
+    }
+
+    /// Any trainable network: `work` computes `grads` of `params` and writes (Σ loss, Σ second metric) into
+    /// `stats`; the runner adds the gradient's sum of squares and AdamW with `groups` (one per tensor).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        ctx: &GpuContext,
+        params: &FlatBuffer,
+        grads: &FlatBuffer,
+        stats: &GpuSlice,
+        mut work: Vec<Dispatch>,
+        groups: &[(f32, f32)],
+        label: &'static str,
+        values_per_example: f32,
+    ) -> Result<Self, ModelError> {
+        let layout: FlatLayout = params.layout.clone();
         let plan = AdamWPlan::new(ctx, &layout, groups)?;
         let (m, v) = (
             FlatBuffer::new(ctx, "adam m", layout.clone()),
             FlatBuffer::new(ctx, "adam v", layout),
         );
         let sumsq = GpuSlice::new(ctx, "grad sumsq", 1);
-        let mut work = before;
-        work.extend(graph.forward.iter().cloned());
-        work.extend(graph.backward.iter().cloned());
         work.extend(reduce::sum_squares(
             ctx,
             &sumsq,
             0,
-            &graph.grads.whole,
-            graph.grads.layout.total as u32,
+            &grads.whole,
+            grads.layout.total as u32,
         )?);
         work.extend(adamw_step(
             ctx,
-            &model.params.whole,
+            &params.whole,
             &m.whole,
             &v.whole,
-            &graph.grads.whole,
+            &grads.whole,
             &sumsq,
             &plan,
         )?);
         Ok(Self {
-            ctx,
+            ctx: ctx.clone(),
             m,
             v,
             plan,
             sumsq,
-            stats: graph.stats.clone(),
+            stats: stats.clone(),
             work,
             ring: ReadbackRing::new(ctx, 8, 8),
             pending: Vec::new(),
             last: None,
             prev: None,
-            values_per_example: if model.cfg.predicts_pixels()
-                && model.cfg.architecture() == crate::model::Architecture::MaskedImageModeling
-            {
-                model.cfg.patch_dim() as f32
-            } else {
-                1.0
-            },
+            values_per_example,
             label,
+            submitted: 0,
+            finished: Arc::new(AtomicU32::new(0)),
         })
     }
 
+    /// Steps submitted that the GPU has not finished yet.
+    pub fn in_flight(&self) -> u32 {
+        self.submitted
+            .saturating_sub(self.finished.load(Ordering::Acquire))
+    }
+
     /// Continue from saved AdamW moments.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn restore(&self, st: &TrainState) {
-        self.m.whole.write(self.ctx, &st.adam_m);
-        self.v.whole.write(self.ctx, &st.adam_v);
+        self.m.whole.write(&self.ctx, &st.adam_m);
+        self.v.whole.write(&self.ctx, &st.adam_v);
     }
 
     /// Submit one step (inputs already written) counting `counted` examples in its loss.
     pub fn submit(&mut self, step: u32, lr: f32, clip: Option<f32>, counted: u32) {
         self.plan.set_step(
-            self.ctx,
+            &self.ctx,
             &AdamWStep {
                 lr,
                 beta1: 0.9,
@@ -120,11 +163,22 @@ impl<'a> StepRunner<'a> {
             self.pending.push((a, b, step, counted, lr));
         }
         let idx = self.ctx.queue.submit([enc.finish()]);
+        self.submitted += 1;
+        let finished = self.finished.clone();
+        self.ctx.queue.on_submitted_work_done(move || {
+            finished.fetch_add(1, Ordering::AcqRel);
+        });
         self.ring.after_submit();
         self.prev = self.last.replace(idx);
     }
 
+    /// Report whatever metrics have come back, without waiting (the app's per-frame call).
+    pub fn poll(&mut self, report: &mut impl FnMut(StepMetrics)) -> Result<(), ModelError> {
+        self.collect(report)
+    }
+
     /// Wait for the step before the latest (so at most two are in flight) and report what has come back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn settle(&mut self, report: &mut impl FnMut(StepMetrics)) -> Result<(), ModelError> {
         if let Some(prev) = self.prev.take() {
             self.ctx
@@ -133,12 +187,13 @@ impl<'a> StepRunner<'a> {
                     submission_index: Some(prev),
                     timeout: None,
                 })
-                .map_err(|e| ModelError::Gpu(GpuError::Device(e.to_string())))?;
+                .map_err(|e| ModelError::Gpu(crate::gpu::GpuError::Device(e.to_string())))?;
         }
         self.collect(report)
     }
 
     /// Wait for everything submitted and report it (before a checkpoint, at the end).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn sync(&mut self, report: &mut impl FnMut(StepMetrics)) -> Result<(), ModelError> {
         self.ctx.wait()?;
         self.collect(report)
@@ -146,7 +201,7 @@ impl<'a> StepRunner<'a> {
 
     fn collect(&mut self, report: &mut impl FnMut(StepMetrics)) -> Result<(), ModelError> {
         let failure = drain(
-            self.ctx,
+            &self.ctx,
             &mut self.ring,
             &mut self.pending,
             report,

@@ -1,0 +1,353 @@
+//! The egui app: train BEiT and watch it learn. A session (data, networks, the running phase) is stepped a
+//! frame's budget at a time on eframe's own wgpu device; an inspector computes what the views show from the live
+//! weights; each view is a small module with a one-line explanation for a learner.
+//!
+//! `BeitApp::frame` is the whole per-frame work (used by eframe and by the headless UI tests).
+
+pub mod curves;
+pub mod gpu_paint;
+pub mod inspect;
+pub mod phases;
+pub mod picture;
+pub mod session;
+pub mod settings;
+pub mod textures;
+pub mod time;
+mod views;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod window;
+
+use inspect::Inspector;
+use session::Session;
+use settings::Settings;
+use time::{Duration, Instant};
+
+use crate::data::dataset::{Dataset, Split};
+use crate::gpu::GpuContext;
+use crate::rng::Rng;
+
+/// The views, in tab order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Mim,
+    Tokens,
+    Codebook,
+    Attention,
+    Paint,
+    Curves,
+    Status,
+    Files,
+}
+
+impl View {
+    pub const ALL: [View; 8] = [
+        Self::Mim,
+        Self::Tokens,
+        Self::Codebook,
+        Self::Attention,
+        Self::Paint,
+        Self::Curves,
+        Self::Status,
+        Self::Files,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Mim => "Masked image modeling",
+            Self::Tokens => "Visual tokens",
+            Self::Codebook => "Codebook",
+            Self::Attention => "Attention",
+            Self::Paint => "Paint a mask",
+            Self::Curves => "Curves",
+            Self::Status => "Status",
+            Self::Files => "Data & checkpoints",
+        }
+    }
+}
+
+/// Frame times over the last second or so.
+#[derive(Default, Debug, Clone)]
+pub struct FrameStats {
+    last: Option<Instant>,
+    /// Recent frame intervals in milliseconds.
+    pub recent: std::collections::VecDeque<f64>,
+    /// Every interval while training ran (for the app's report).
+    pub training: Vec<f64>,
+}
+
+impl FrameStats {
+    fn mark(&mut self, training: bool) {
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            let ms = now.duration_since(last).as_secs_f64() * 1e3;
+            self.recent.push_back(ms);
+            if self.recent.len() > 120 {
+                self.recent.pop_front();
+            }
+            if training {
+                self.training.push(ms);
+            }
+        }
+        self.last = Some(now);
+    }
+
+    /// (mean, largest) of the recent frame intervals, in milliseconds.
+    pub fn summary(&self) -> Option<(f64, f64)> {
+        if self.recent.is_empty() {
+            return None;
+        }
+        let mean = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
+        Some((mean, self.recent.iter().copied().fold(0.0, f64::max)))
+    }
+}
+
+/// What the views remember between frames.
+#[derive(Debug, Clone)]
+pub struct ViewState {
+    /// Sample shown by the single-image views.
+    pub sample: usize,
+    pub layer: usize,
+    /// `None`: mean over heads.
+    pub head: Option<usize>,
+    /// Query token of the attention map: 0 = CLS, 1 + i = patch i.
+    pub query: usize,
+    /// Screen rectangle of the last big image drawn (attention and paint views), for tests and hit-testing.
+    pub image_rect: Option<egui::Rect>,
+    /// Text fields of the data and checkpoint view.
+    pub data_path: String,
+    pub checkpoint_path: String,
+    /// Folder browser: the folder listed, when open.
+    pub browsing: Option<std::path::PathBuf>,
+    pub browse_target: BrowseTarget,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrowseTarget {
+    Data,
+    Checkpoint,
+}
+
+pub struct BeitApp {
+    pub session: Option<Session>,
+    pub inspector: Inspector,
+    pub view: View,
+    pub views: ViewState,
+    pub frames: FrameStats,
+    pub textures: textures::Textures,
+    /// A message that is not an error (e.g. "saved to ...").
+    pub notice: Option<String>,
+    /// Why there is no session (no adapter, adapter too small), shown instead of the views.
+    pub fatal: Option<String>,
+    /// Heat maps are painted on the GPU when the app runs on eframe's wgpu renderer.
+    pub gpu_paint: bool,
+    /// Training's share of each frame.
+    pub budget: Duration,
+    rng: Rng,
+    /// A dataset loading on a worker thread: (source, receiver).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub loading: Option<(
+        String,
+        std::sync::mpsc::Receiver<Result<Dataset, crate::data::dataset::DataError>>,
+    )>,
+}
+
+impl BeitApp {
+    /// The app on `ctx` with the built-in data and the settings suited to the adapter.
+    pub fn new(ctx: GpuContext, gpu_paint: bool) -> Self {
+        let cpu = ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
+        Self::with_settings(ctx, Settings::for_adapter(cpu), gpu_paint)
+    }
+
+    pub fn with_settings(ctx: GpuContext, settings: Settings, gpu_paint: bool) -> Self {
+        let cpu = ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
+        let channels = session::mim_config(&settings.preset).map_or(1, |c| c.num_channels);
+        let data = Dataset::builtin(Split::Train, channels)
+            .and_then(|t| Ok((t, Dataset::builtin(Split::Val, channels)?)));
+        let made = data
+            .map_err(|e| e.to_string())
+            .and_then(|(t, v)| Session::new(ctx, settings, "builtin".into(), t, v));
+        let (session, fatal) = match made {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut app = Self::assemble(session, fatal, cpu, gpu_paint);
+        app.reshuffle();
+        app
+    }
+
+    /// An app without a session (the window shows why).
+    pub fn empty() -> Self {
+        Self::assemble(None, None, true, false)
+    }
+
+    fn assemble(
+        session: Option<Session>,
+        fatal: Option<String>,
+        cpu: bool,
+        gpu_paint: bool,
+    ) -> Self {
+        Self {
+            session,
+            inspector: Inspector::new(Duration::from_millis(if cpu { 1500 } else { 400 })),
+            view: View::Mim,
+            views: ViewState {
+                sample: 0,
+                layer: 0,
+                head: None,
+                query: 0,
+                image_rect: None,
+                data_path: String::new(),
+                checkpoint_path: "beitlab-checkpoint".into(),
+                browsing: None,
+                browse_target: BrowseTarget::Data,
+            },
+            frames: FrameStats::default(),
+            textures: textures::Textures::default(),
+            notice: None,
+            fatal,
+            gpu_paint,
+            budget: Duration::from_millis(if cpu { 12 } else { 8 }),
+            rng: Rng::new(7),
+            #[cfg(not(target_arch = "wasm32"))]
+            loading: None,
+        }
+    }
+
+    /// New sample images and masks for the views.
+    pub fn reshuffle(&mut self) {
+        let Some(s) = &self.session else {
+            return;
+        };
+        let grid = s.mim.cfg.grid();
+        let settings = s.settings.clone();
+        self.inspector
+            .reshuffle(&s.mim, &s.val, &mut self.rng, &mut |rng| {
+                phases::make_mask(grid, &settings, rng)
+            });
+        self.views.sample = self.views.sample.min(inspect::SAMPLES - 1);
+    }
+
+    /// Everything but drawing: train for this frame's budget, refresh the inspector, take dropped files.
+    pub fn tick(&mut self, ctx: &egui::Context) {
+        let training = self.session.as_ref().is_some_and(|s| s.running);
+        self.frames.mark(training);
+        self.take_dropped(ctx);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.poll_loading();
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        s.tick(self.budget);
+        // Samples follow the model's image size and channels (a loaded checkpoint may change them).
+        if self.inspector.samples.first().is_some_and(|x| {
+            x.pixels.len()
+                != (s.mim.cfg.num_channels * s.mim.cfg.image_size * s.mim.cfg.image_size) as usize
+                || x.mask.len() != s.mim.cfg.patches() as usize
+        }) {
+            self.reshuffle();
+        }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        self.inspector.want_atlas = matches!(self.view, View::Codebook | View::Tokens);
+        if let Err(e) = self.inspector.tick(
+            &s.ctx,
+            &s.tokenizer,
+            &s.mim,
+            (s.tokenizer_version, s.mim_version),
+            &s.val,
+        ) {
+            s.error = Some(format!("the views could not be computed: {e}"));
+        }
+        let busy = s.running || s.active.is_some() || self.inspector.dirty;
+        #[cfg(not(target_arch = "wasm32"))]
+        let busy = busy || self.loading.is_some();
+        if busy {
+            ctx.request_repaint();
+        } else {
+            // Readbacks of the inspector may still be on their way.
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// One whole frame inside `ui` (eframe's root or a test harness).
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.tick(&ctx);
+        views::show(self, ui);
+    }
+
+    fn take_dropped(&mut self, ctx: &egui::Context) {
+        let dropped = ctx.input(|i| i.raw.dropped_files.clone());
+        for f in dropped {
+            let path = f.path().to_path_buf();
+            if path.is_dir() {
+                self.open_data(path.display().to_string());
+                continue;
+            }
+            let channels = self.session.as_ref().map_or(1, |s| s.mim.cfg.num_channels);
+            let decoded = f
+                .bytes()
+                .and_then(|b| crate::data::dataset::decode_bytes(&b, channels));
+            let name = path.display().to_string();
+            match (decoded, self.session.as_ref()) {
+                (Ok(img), Some(s)) => {
+                    self.inspector.replace_image(&s.mim, self.views.sample, img);
+                    self.notice = Some(format!("{name} is now sample {}", self.views.sample + 1));
+                    if !matches!(self.view, View::Attention | View::Tokens | View::Mim) {
+                        self.view = View::Paint;
+                    }
+                }
+                (Err(e), Some(_)) => {
+                    if let Some(s) = self.session.as_mut() {
+                        s.error = Some(format!("{name} could not be read as an image: {e}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Start loading a folder of images (one sub-folder per class for fine-tuning) as the dataset.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_data(&mut self, path: String) {
+        let channels = self.session.as_ref().map_or(1, |s| s.mim.cfg.num_channels);
+        self.loading = Some((
+            path.clone(),
+            crate::data::dataset::load_in_background(path, channels),
+        ));
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn poll_loading(&mut self) {
+        let Some((source, rx)) = &self.loading else {
+            return;
+        };
+        let result = match rx.try_recv() {
+            Ok(r) => r,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(
+                crate::data::dataset::DataError::Invalid("the loader stopped unexpectedly".into()),
+            ),
+        };
+        let source = source.clone();
+        self.loading = None;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(all) => {
+                let skipped = all.skipped_summary();
+                let (train, val) = all.split_validation();
+                let n = train.len() + val.len();
+                s.set_data(source.clone(), train, val);
+                self.notice = Some(format!(
+                    "opened {n} images from {source}{}",
+                    skipped.map(|x| format!("; {x}")).unwrap_or_default()
+                ));
+                self.reshuffle();
+            }
+            Err(e) => s.error = Some(e.to_string()),
+        }
+    }
+}

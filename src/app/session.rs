@@ -1,0 +1,598 @@
+//! A training session in the app: the data, the three networks (tokenizer, BEiT for masked image modeling, the
+//! fine-tuned classifier), the phase that is running, and the curves. `tick` is called once per frame and never
+//! waits on the GPU: it collects what came back, then submits steps until the frame's time budget is spent or
+//! enough steps are in flight.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use super::curves::{Curves, Panel};
+use super::phases::{FinetunePhase, PhaseEvent, PhaseKind, PretrainPhase, TokenizerPhase};
+use super::settings::Settings;
+use super::time::{Duration, Instant};
+use crate::data::dataset::Dataset;
+use crate::gpu::{GpuContext, Requirements};
+use crate::model::{BeitConfig, BeitModel, ModelError};
+use crate::rng::Rng;
+use crate::tokenizer::{Tokenizer, TokenizerConfig};
+use crate::train::finetune::{classification_config, from_pretrained};
+
+/// Codes of the visual tokenizer the app trains.
+pub const CODEBOOK_SIZE: u32 = 512;
+
+/// The phase running now.
+pub enum Active {
+    Tokenizer(Box<TokenizerPhase>),
+    Pretrain(Box<PretrainPhase>),
+    Finetune(Box<FinetunePhase>),
+}
+
+impl Active {
+    pub fn kind(&self) -> PhaseKind {
+        match self {
+            Self::Tokenizer(_) => PhaseKind::Tokenizer,
+            Self::Pretrain(_) => PhaseKind::Pretrain,
+            Self::Finetune(_) => PhaseKind::Finetune,
+        }
+    }
+
+    pub fn core(&self) -> &super::phases::PhaseCore {
+        match self {
+            Self::Tokenizer(p) => &p.core,
+            Self::Pretrain(p) => &p.core,
+            Self::Finetune(p) => &p.core,
+        }
+    }
+}
+
+/// Throughput over the last few seconds of reported steps.
+#[derive(Default)]
+struct Speed {
+    marks: VecDeque<(Instant, u32)>,
+}
+
+impl Speed {
+    fn mark(&mut self, images: u32) {
+        let now = Instant::now();
+        self.marks.push_back((now, images));
+        while self.marks.len() > 2 && now.duration_since(self.marks[0].0) > Duration::from_secs(3) {
+            self.marks.pop_front();
+        }
+    }
+
+    fn images_per_second(&self) -> Option<f64> {
+        let (first, last) = (self.marks.front()?, self.marks.back()?);
+        let dt = last.0.duration_since(first.0).as_secs_f64();
+        let images: u32 = self.marks.iter().skip(1).map(|m| m.1).sum();
+        (dt > 0.05).then(|| images as f64 / dt)
+    }
+}
+
+pub struct Session {
+    pub ctx: GpuContext,
+    pub settings: Settings,
+    /// Where the data came from ("builtin" or a folder), to reload it with another channel count.
+    pub data_source: String,
+    pub train: Dataset,
+    pub val: Dataset,
+    pub tokenizer: Tokenizer,
+    pub mim: BeitModel,
+    /// The latest fine-tuned classifier.
+    pub finetuned: Option<BeitModel>,
+    pub active: Option<Active>,
+    /// Phases that follow the active one.
+    pub plan: VecDeque<PhaseKind>,
+    pub running: bool,
+    single_step: bool,
+    pub curves: Curves,
+    /// The last error, shown in the app until dismissed; training state is kept.
+    pub error: Option<String>,
+    /// Steps done in each phase (for display), and which phases have finished since the last reset.
+    pub done: [u32; 3],
+    pub finished: [bool; 3],
+    /// Bumped whenever the tokenizer's or the BEiT model's weights change.
+    pub tokenizer_version: u64,
+    pub mim_version: u64,
+    /// Most training steps in flight: 2 on a GPU, 1 on a CPU adapter (so drawing is never stuck behind two).
+    pub max_in_flight: u32,
+    rng: Rng,
+    speed: Speed,
+    /// Fine-tune from scratch after the pretrained fine-tune (the comparison), and: the next fine-tune is it.
+    scratch_next: bool,
+    scratch_pending: bool,
+}
+
+/// The adapter limits a preset and batch need, checked against what the device was created with.
+pub fn check_limits(ctx: &GpuContext, cfg: &BeitConfig, batch: u32) -> Result<(), String> {
+    let req = Requirements::kernels()
+        .with_buffer_bytes(cfg.largest_buffer_bytes(batch, cfg.patches()))
+        .with_hint("choose the micro preset or a smaller batch");
+    req.limits_for(&ctx.adapter_info.name, &ctx.limits)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The BEiT config of a preset whose vocabulary is the tokenizer's codebook.
+pub fn mim_config(preset: &str) -> Result<BeitConfig, ModelError> {
+    let mut cfg = BeitConfig::preset(preset)?;
+    cfg.vocab_size = CODEBOOK_SIZE;
+    Ok(cfg)
+}
+
+impl Session {
+    /// A session on `train` / `val` with fresh networks for `settings.preset`.
+    pub fn new(
+        ctx: GpuContext,
+        settings: Settings,
+        data_source: String,
+        train: Dataset,
+        val: Dataset,
+    ) -> Result<Self, String> {
+        let cfg = mim_config(&settings.preset).map_err(|e| e.to_string())?;
+        check_limits(&ctx, &cfg, settings.batch)?;
+        let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
+        let tokenizer =
+            Tokenizer::new_random(&ctx, &tk_cfg, settings.seed).map_err(|e| e.to_string())?;
+        let mim = BeitModel::new_random(&ctx, &cfg, settings.seed).map_err(|e| e.to_string())?;
+        let cpu = ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
+        Ok(Self {
+            rng: Rng::new(settings.seed),
+            ctx,
+            settings,
+            data_source,
+            train,
+            val,
+            tokenizer,
+            mim,
+            finetuned: None,
+            active: None,
+            plan: VecDeque::new(),
+            running: false,
+            single_step: false,
+            curves: Curves::default(),
+            error: None,
+            done: [0; 3],
+            finished: [false; 3],
+            tokenizer_version: 0,
+            mim_version: 0,
+            max_in_flight: if cpu { 1 } else { 2 },
+            speed: Speed::default(),
+            scratch_next: false,
+            scratch_pending: false,
+        })
+    }
+
+    /// Fresh networks for the current settings (a new preset takes effect here); curves are kept.
+    pub fn reset(&mut self) -> Result<(), String> {
+        let cfg = mim_config(&self.settings.preset).map_err(|e| e.to_string())?;
+        check_limits(&self.ctx, &cfg, self.settings.batch)?;
+        if cfg.num_channels != self.mim.cfg.num_channels {
+            self.reload_data(cfg.num_channels)?;
+        }
+        let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
+        self.tokenizer = Tokenizer::new_random(&self.ctx, &tk_cfg, self.settings.seed)
+            .map_err(|e| e.to_string())?;
+        self.mim = BeitModel::new_random(&self.ctx, &cfg, self.settings.seed)
+            .map_err(|e| e.to_string())?;
+        self.finetuned = None;
+        self.active = None;
+        self.plan.clear();
+        self.running = false;
+        self.done = [0; 3];
+        self.finished = [false; 3];
+        self.tokenizer_version += 1;
+        self.mim_version += 1;
+        self.curves = Curves::default();
+        Ok(())
+    }
+
+    fn reload_data(&mut self, channels: u32) -> Result<(), String> {
+        let all = if self.data_source == "builtin" {
+            let t = Dataset::builtin(crate::data::dataset::Split::Train, channels);
+            let v = Dataset::builtin(crate::data::dataset::Split::Val, channels);
+            (t.map_err(|e| e.to_string())?, v.map_err(|e| e.to_string())?)
+        } else {
+            Dataset::open(&self.data_source, channels)
+                .map_err(|e| e.to_string())?
+                .split_validation()
+        };
+        (self.train, self.val) = all;
+        Ok(())
+    }
+
+    /// Use a new dataset (already split); the networks are kept.
+    pub fn set_data(&mut self, source: String, train: Dataset, val: Dataset) {
+        self.stop();
+        self.data_source = source;
+        self.train = train;
+        self.val = val;
+    }
+
+    /// The whole pipeline from fresh networks (or continue it when paused).
+    pub fn start(&mut self) {
+        if self.active.is_some() {
+            self.running = true;
+            return;
+        }
+        if self.finished.iter().any(|&f| f) || self.done.iter().any(|&d| d > 0) {
+            if let Err(e) = self.reset() {
+                self.error = Some(e);
+                return;
+            }
+        }
+        self.plan = PhaseKind::ALL.into_iter().collect();
+        self.scratch_next = self.settings.compare_scratch;
+        self.begin_next();
+    }
+
+    /// Run one phase alone, continuing from the current weights.
+    pub fn run_phase(&mut self, kind: PhaseKind) {
+        self.active = None;
+        self.plan = [kind].into_iter().collect();
+        self.scratch_next = kind == PhaseKind::Finetune && self.settings.compare_scratch;
+        self.begin_next();
+    }
+
+    pub fn pause(&mut self) {
+        self.running = false;
+    }
+
+    /// Run exactly one more step of the active phase (starting the pipeline if nothing is active).
+    pub fn step_once(&mut self) {
+        if self.active.is_none() {
+            self.start();
+            self.running = false;
+        }
+        self.single_step = true;
+    }
+
+    /// Stop and drop the active phase (its weights stay as they are).
+    pub fn stop(&mut self) {
+        self.active = None;
+        self.plan.clear();
+        self.running = false;
+    }
+
+    fn begin_next(&mut self) {
+        let Some(kind) = self.plan.pop_front() else {
+            self.running = false;
+            return;
+        };
+        match self.build_phase(kind) {
+            Ok(p) => {
+                self.active = Some(p);
+                self.running = true;
+            }
+            Err(e) => {
+                self.error = Some(format!("the {} phase could not start: {e}", kind.name()));
+                self.active = None;
+                self.running = false;
+            }
+        }
+    }
+
+    fn build_phase(&mut self, kind: PhaseKind) -> Result<Active, String> {
+        let s = &self.settings;
+        let (batch, steps, seed) = (s.batch, s.steps_of(kind), s.seed);
+        let ctx = &self.ctx;
+        let e = |e: ModelError| e.to_string();
+        self.done[kind.index()] = 0;
+        Ok(match kind {
+            PhaseKind::Tokenizer => {
+                self.curves.clear_prefix("tokenizer");
+                Active::Tokenizer(Box::new(
+                    TokenizerPhase::new(ctx, &self.tokenizer, batch, steps).map_err(e)?,
+                ))
+            }
+            PhaseKind::Pretrain => {
+                self.curves.clear_prefix("pretrain");
+                Active::Pretrain(Box::new(
+                    PretrainPhase::new(ctx, &self.mim, &self.tokenizer, batch, steps, seed)
+                        .map_err(e)?,
+                ))
+            }
+            PhaseKind::Finetune => {
+                let names = self.train.class_names.clone();
+                if self.train.labels.is_none() || names.is_empty() {
+                    return Err(format!(
+                        "{} has no labels; fine-tuning needs one sub-folder per class",
+                        self.train.source
+                    ));
+                }
+                let cfg = classification_config(&self.mim.cfg, &names, 0.1);
+                let scratch = std::mem::take(&mut self.scratch_pending);
+                let (model, name) = if scratch {
+                    (
+                        BeitModel::new_random(ctx, &cfg, seed).map_err(e)?,
+                        "scratch",
+                    )
+                } else {
+                    (
+                        from_pretrained(ctx, &self.mim, &cfg, seed).map_err(e)?,
+                        "pretrained",
+                    )
+                };
+                self.curves.clear_prefix(&format!("fine-tune ({name})"));
+                Active::Finetune(Box::new(
+                    FinetunePhase::new(ctx, model, name, &self.val, batch, steps, seed)
+                        .map_err(e)?,
+                ))
+            }
+        })
+    }
+
+    /// One frame's work: collect results, then submit steps for at most `budget`.
+    pub fn tick(&mut self, budget: Duration) {
+        let t0 = Instant::now();
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let mut events = Vec::new();
+        let polled = match active {
+            Active::Tokenizer(p) => p.poll(&self.ctx, &mut events),
+            Active::Pretrain(p) => p.poll(&self.ctx, &mut events),
+            Active::Finetune(p) => p.poll(&self.ctx, &mut events),
+        };
+        let kind = active.kind();
+        let images = active.core().images_per_step();
+        self.record(kind, &events, images);
+        if let Err(msg) = polled {
+            self.error = Some(format!("{} phase: {msg}", kind.name()));
+            self.running = false;
+            self.single_step = false;
+            self.bump(kind);
+            return;
+        }
+        let want = self.running || self.single_step;
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let submitted = (|| -> Result<(), ModelError> {
+            if let Active::Finetune(p) = active {
+                p.submit_validation(&self.ctx)?;
+            }
+            while want
+                && active.core().submitted < active.core().total
+                && active.core().in_flight() < self.max_in_flight
+            {
+                match active {
+                    Active::Tokenizer(p) => {
+                        p.submit(&self.ctx, &self.train, &mut self.rng, &self.settings)
+                    }
+                    Active::Pretrain(p) => {
+                        p.submit(&self.ctx, &self.train, &mut self.rng, &self.settings)?
+                    }
+                    Active::Finetune(p) => {
+                        p.submit(&self.ctx, &self.train, &mut self.rng, &self.settings)?
+                    }
+                }
+                if self.single_step {
+                    self.single_step = false;
+                    break;
+                }
+                if t0.elapsed() >= budget {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = submitted.and(self.ctx.take_error().map_err(ModelError::Gpu)) {
+            self.error = Some(format!("{} phase: {e}", kind.name()));
+            self.running = false;
+            return;
+        }
+        let finished = match active {
+            Active::Finetune(p) => p.core.finished() && !p.validation_pending(),
+            other => other.core().finished(),
+        };
+        if finished {
+            self.finish_active();
+        }
+    }
+
+    fn bump(&mut self, kind: PhaseKind) {
+        match kind {
+            PhaseKind::Tokenizer => self.tokenizer_version += 1,
+            PhaseKind::Pretrain => self.mim_version += 1,
+            PhaseKind::Finetune => {}
+        }
+    }
+
+    fn record(&mut self, kind: PhaseKind, events: &[PhaseEvent], images: u32) {
+        let ft_name = match &self.active {
+            Some(Active::Finetune(p)) => p.name,
+            _ => "",
+        };
+        for ev in events {
+            match *ev {
+                PhaseEvent::Step(m) => {
+                    self.done[kind.index()] = self.done[kind.index()].max(m.step);
+                    self.speed.mark(images);
+                    let x = m.step as f64;
+                    let c = &mut self.curves;
+                    match kind {
+                        PhaseKind::Tokenizer => {
+                            c.push(
+                                Panel::Loss,
+                                "tokenizer reconstruction (MSE)",
+                                x,
+                                m.loss as f64,
+                            );
+                            c.push(Panel::Loss, "tokenizer commitment", x, m.accuracy as f64);
+                            c.push(Panel::LearningRate, "tokenizer", x, m.lr as f64);
+                            c.push(Panel::GradNorm, "tokenizer", x, m.grad_norm as f64);
+                        }
+                        PhaseKind::Pretrain => {
+                            c.push(Panel::Loss, "pretrain MIM loss", x, m.loss as f64);
+                            c.push(
+                                Panel::Accuracy,
+                                "pretrain MIM accuracy",
+                                x,
+                                m.accuracy as f64,
+                            );
+                            c.push(Panel::LearningRate, "pretrain", x, m.lr as f64);
+                            c.push(Panel::GradNorm, "pretrain", x, m.grad_norm as f64);
+                        }
+                        PhaseKind::Finetune => {
+                            let n = format!("fine-tune ({ft_name})");
+                            c.push(Panel::Loss, &format!("{n} loss"), x, m.loss as f64);
+                            c.push(Panel::Accuracy, &format!("{n} train"), x, m.accuracy as f64);
+                            c.push(Panel::LearningRate, &n, x, m.lr as f64);
+                            c.push(Panel::GradNorm, &n, x, m.grad_norm as f64);
+                        }
+                    }
+                    if let Some(ips) = self.speed.images_per_second() {
+                        self.curves.push(Panel::Throughput, kind.name(), x, ips);
+                    }
+                }
+                PhaseEvent::Validation { step, accuracy } => {
+                    let n = format!("fine-tune ({ft_name}) validation");
+                    self.curves
+                        .push(Panel::Accuracy, &n, step as f64, accuracy as f64);
+                }
+            }
+        }
+        if events.iter().any(|e| matches!(e, PhaseEvent::Step(_))) {
+            self.bump(kind);
+        }
+    }
+
+    fn finish_active(&mut self) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        let kind = active.kind();
+        self.finished[kind.index()] = true;
+        if let Active::Finetune(p) = active {
+            let scratch_follows = p.name == "pretrained" && self.scratch_next;
+            // The pretrained model's classifier is the one kept; a scratch run is only for comparison.
+            if p.name == "pretrained" {
+                self.finetuned = Some(p.model);
+            }
+            if scratch_follows {
+                self.scratch_pending = true;
+                self.plan.push_front(PhaseKind::Finetune);
+            }
+        }
+        if self.plan.is_empty() {
+            self.running = false;
+        } else if self.running {
+            self.begin_next();
+        }
+    }
+
+    /// Images per second over the last few seconds.
+    pub fn images_per_second(&self) -> Option<f64> {
+        self.speed.images_per_second()
+    }
+
+    /// (step reported, total) of the active phase.
+    pub fn progress(&self) -> Option<(PhaseKind, u32, u32)> {
+        let a = self.active.as_ref()?;
+        Some((a.kind(), a.core().reported, a.core().total))
+    }
+
+    /// Seconds left in the active phase at the current speed.
+    pub fn eta_seconds(&self) -> Option<f64> {
+        let a = self.active.as_ref()?;
+        let ips = self.images_per_second()?;
+        let left = a.core().total.saturating_sub(a.core().reported) as f64;
+        Some(left * a.core().images_per_step() as f64 / ips.max(1e-9))
+    }
+
+    /// Save the three networks as folders under `dir`: `tokenizer/`, `pretrained/` (HF BeitForMaskedImageModeling)
+    /// and `finetuned/` (HF BeitForImageClassification) when one exists.
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        let e = |e: ModelError| e.to_string();
+        self.tokenizer
+            .save(&self.ctx, &dir.join("tokenizer"))
+            .map_err(e)?;
+        self.mim
+            .save(&self.ctx, &dir.join("pretrained"))
+            .map_err(e)?;
+        if let Some(m) = &self.finetuned {
+            m.save(&self.ctx, &dir.join("finetuned")).map_err(e)?;
+        }
+        Ok(())
+    }
+
+    /// Load what `dir` holds: a tokenizer folder, a BEiT folder (masked image modeling or classification), or
+    /// a folder with such folders inside (`tokenizer/`, `pretrained/` or `checkpoint/`, `finetuned/`). Nothing is
+    /// replaced unless everything found loads and fits together.
+    pub fn load(&mut self, dir: &Path) -> Result<String, String> {
+        let e = |e: ModelError| e.to_string();
+        let has = |d: &Path, f: &str| d.join(f).is_file();
+        let tk_dir = [dir.to_path_buf(), dir.join("tokenizer")]
+            .into_iter()
+            .find(|d| has(d, "tokenizer_config.json"));
+        let beit_dirs: Vec<_> = [
+            dir,
+            &dir.join("pretrained"),
+            &dir.join("checkpoint"),
+            &dir.join("finetuned"),
+        ]
+        .into_iter()
+        .filter(|d| has(d, "config.json"))
+        .map(Path::to_path_buf)
+        .collect();
+        if tk_dir.is_none() && beit_dirs.is_empty() {
+            return Err(format!(
+                "{} holds no tokenizer (tokenizer_config.json) or BEiT folder (config.json)",
+                dir.display()
+            ));
+        }
+        let tokenizer = match &tk_dir {
+            Some(d) => Some(Tokenizer::load(&self.ctx, d).map_err(e)?),
+            None => None,
+        };
+        let (mut mim, mut cls) = (None, None);
+        for d in &beit_dirs {
+            let m = BeitModel::load(&self.ctx, d, None).map_err(e)?;
+            match m.cfg.architecture() {
+                crate::model::Architecture::MaskedImageModeling => mim = Some(m),
+                crate::model::Architecture::ImageClassification => cls = Some(m),
+            }
+        }
+        let tk_cfg = tokenizer.as_ref().map_or(&self.tokenizer.cfg, |t| &t.cfg);
+        if let Some(m) = &mim {
+            if m.cfg.predicts_pixels() {
+                return Err(
+                    "this app trains on visual tokens; the checkpoint regresses pixels".into(),
+                );
+            }
+            if m.cfg.vocab_size < tk_cfg.codebook_size
+                || (m.cfg.image_size, m.cfg.patch_size, m.cfg.num_channels)
+                    != (tk_cfg.image_size, tk_cfg.patch_size, tk_cfg.num_channels)
+            {
+                return Err(format!(
+                    "the BEiT model ({} px, patch {}, {} channels, {} tokens) does not fit the tokenizer ({} px, patch {}, {} channels, {} codes); load both from one folder",
+                    m.cfg.image_size, m.cfg.patch_size, m.cfg.num_channels, m.cfg.vocab_size,
+                    tk_cfg.image_size, tk_cfg.patch_size, tk_cfg.num_channels, tk_cfg.codebook_size
+                ));
+            }
+        }
+        self.stop();
+        let mut what = Vec::new();
+        let channels = mim
+            .as_ref()
+            .map_or(self.mim.cfg.num_channels, |m| m.cfg.num_channels);
+        if channels != self.mim.cfg.num_channels {
+            self.reload_data(channels)?;
+        }
+        if let Some(t) = tokenizer {
+            self.tokenizer = t;
+            self.tokenizer_version += 1;
+            what.push("tokenizer");
+        }
+        if let Some(m) = mim {
+            self.mim = m;
+            self.mim_version += 1;
+            what.push("pretrained BEiT");
+        }
+        if let Some(m) = cls {
+            self.finetuned = Some(m);
+            what.push("fine-tuned classifier");
+        }
+        Ok(format!("loaded {} from {}", what.join(", "), dir.display()))
+    }
+}

@@ -1,0 +1,82 @@
+//! What the person sets in the app: the preset and batch (fixed once a phase starts), steps and learning rate
+//! per phase, and the mask ratio and masking mode (these two and the learning rates take effect at the next step).
+
+use super::phases::PhaseKind;
+
+/// Blockwise masking (BEiT's) or uniform random masking (the paper's ablation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskMode {
+    Blockwise,
+    Random,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `micro` (28 px grey, 4 x 4 patches) or `tiny` (32 px, 8 x 8 patches, 12 layers).
+    pub preset: String,
+    pub batch: u32,
+    /// Steps of each phase, indexed by [`PhaseKind::index`].
+    pub steps: [u32; 3],
+    /// Peak learning rate of each phase (warm-up over a tenth, then cosine to 1%).
+    pub lr: [f32; 3],
+    /// Fraction of the patches masked in each pretraining image (BEiT: 0.4).
+    pub mask_ratio: f32,
+    pub masking: MaskMode,
+    /// After fine-tuning the pretrained model, fine-tune a randomly initialised one the same way.
+    pub compare_scratch: bool,
+    pub seed: u64,
+}
+
+impl Settings {
+    /// The settings the app opens with: the built-in data's main job, shortened to watch it in about a minute
+    /// on a CPU adapter (`micro`) and at full length on a GPU (`tiny`).
+    pub fn for_adapter(cpu: bool) -> Self {
+        if cpu {
+            Self {
+                preset: "micro".into(),
+                batch: 32,
+                steps: [200, 300, 300],
+                lr: [2e-3, 1.5e-3, 3e-3],
+                mask_ratio: 0.4,
+                masking: MaskMode::Blockwise,
+                compare_scratch: false,
+                seed: 0,
+            }
+        } else {
+            Self {
+                preset: "tiny".into(),
+                batch: 64,
+                steps: [1000, 2000, 1000],
+                lr: [2e-3, 1.5e-3, 3e-3],
+                mask_ratio: 0.4,
+                masking: MaskMode::Blockwise,
+                compare_scratch: false,
+                seed: 0,
+            }
+        }
+    }
+
+    /// Patches masked per image out of `n`: the ratio rounded, at least one, at most all but one.
+    pub fn masked_patches(&self, n: u32) -> u32 {
+        ((self.mask_ratio as f64 * n as f64).round() as u32).clamp(1, n.saturating_sub(1).max(1))
+    }
+
+    pub fn steps_of(&self, phase: PhaseKind) -> u32 {
+        self.steps[phase.index()].max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_patches_round_and_clamp() {
+        let mut s = Settings::for_adapter(true);
+        assert_eq!(s.masked_patches(16), 6);
+        s.mask_ratio = 0.0;
+        assert_eq!(s.masked_patches(16), 1);
+        s.mask_ratio = 1.0;
+        assert_eq!(s.masked_patches(16), 15);
+    }
+}

@@ -1,0 +1,146 @@
+//! Data and checkpoints: open a folder of images as the dataset (typed, browsed or dropped on the window), save
+//! the three networks as HuggingFace-style folders, and load such folders back.
+
+use super::explain;
+use crate::app::{BeitApp, BrowseTarget};
+
+pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
+    explain(
+        ui,
+        "Train on your own images: a folder of images, or one sub-folder per class for fine-tuning. Checkpoints \
+         are HuggingFace folders (config.json + model.safetensors) that transformers can load.",
+    );
+    let Some(s) = app.session.as_ref() else {
+        return;
+    };
+    ui.label(format!(
+        "dataset: {} ({} + {} images)",
+        s.train.source,
+        s.train.len(),
+        s.val.len()
+    ));
+    #[cfg(not(target_arch = "wasm32"))]
+    native(app, ui);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn native(app: &mut BeitApp, ui: &mut egui::Ui) {
+    use std::path::PathBuf;
+    ui.horizontal(|ui| {
+        ui.label("image folder");
+        ui.text_edit_singleline(&mut app.views.data_path);
+        if ui.button("Browse...").clicked() {
+            app.views.browse_target = BrowseTarget::Data;
+            app.views.browsing = Some(start_dir(&app.views.data_path));
+        }
+        if ui.button("Open").clicked() {
+            let p = app.views.data_path.trim().to_string();
+            app.open_data(p);
+        }
+        if ui.button("Built-in data").clicked() {
+            app.open_data("builtin".into());
+        }
+    });
+    if let Some((src, _)) = &app.loading {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("reading {src}..."));
+        });
+    }
+    ui.separator();
+    ui.horizontal(|ui| {
+        ui.label("checkpoint folder");
+        ui.text_edit_singleline(&mut app.views.checkpoint_path);
+        if ui.button("Browse...").clicked() {
+            app.views.browse_target = BrowseTarget::Checkpoint;
+            app.views.browsing = Some(start_dir(&app.views.checkpoint_path));
+        }
+    });
+    ui.horizontal(|ui| {
+        let dir = PathBuf::from(app.views.checkpoint_path.trim());
+        if ui.button("Save checkpoint").clicked() {
+            if let Some(s) = app.session.as_mut() {
+                match s.save(&dir) {
+                    Ok(()) => {
+                        app.notice = Some(format!(
+                            "saved tokenizer/, pretrained/ and finetuned/ under {}",
+                            dir.display()
+                        ))
+                    }
+                    Err(e) => s.error = Some(e),
+                }
+            }
+        }
+        if ui.button("Load checkpoint").clicked() {
+            if let Some(s) = app.session.as_mut() {
+                match s.load(&dir) {
+                    Ok(msg) => app.notice = Some(msg),
+                    Err(e) => s.error = Some(e),
+                }
+            }
+        }
+    });
+    browser(app, ui);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn start_dir(typed: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(typed.trim());
+    if p.is_dir() {
+        return p;
+    }
+    std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"))
+}
+
+/// A small folder browser: sub-folders of the current one; "Use this folder" fills the chosen field.
+#[cfg(not(target_arch = "wasm32"))]
+fn browser(app: &mut BeitApp, ui: &mut egui::Ui) {
+    let Some(dir) = app.views.browsing.clone() else {
+        return;
+    };
+    ui.separator();
+    ui.label(format!("choose a folder: {}", dir.display()));
+    let mut next = None;
+    ui.horizontal(|ui| {
+        if ui.button("Use this folder").clicked() {
+            let text = dir.display().to_string();
+            match app.views.browse_target {
+                BrowseTarget::Data => app.views.data_path = text,
+                BrowseTarget::Checkpoint => app.views.checkpoint_path = text,
+            }
+            app.views.browsing = None;
+        }
+        if let Some(parent) = dir.parent() {
+            if ui.button("Up").clicked() {
+                next = Some(parent.to_path_buf());
+            }
+        }
+        if ui.button("Cancel").clicked() {
+            app.views.browsing = None;
+        }
+    });
+    let mut subdirs: Vec<_> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    subdirs.sort();
+    egui::ScrollArea::vertical()
+        .max_height(220.0)
+        .show(ui, |ui| {
+            for d in subdirs {
+                let name = d
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                if ui.selectable_label(false, format!("{name}/")).clicked() {
+                    next = Some(d);
+                }
+            }
+        });
+    if let Some(n) = next {
+        app.views.browsing = Some(n);
+    }
+}

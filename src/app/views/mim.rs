@@ -1,0 +1,90 @@
+//! The masked image modeling view: for each sample, the image, the masked input, the tokenizer's reconstruction
+//! from the true tokens, the reconstruction with the predicted tokens at the masked patches, and which
+//! predictions are right.
+
+use egui::{Color32, Sense};
+
+use super::{explain, grey_masked, patch_rect, picture, recon_texture, sample_texture, waiting};
+use crate::app::BeitApp;
+
+pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
+    explain(
+        ui,
+        "BEiT hides blocks of patches (grey) and must guess each hidden patch's visual token, a code the tokenizer \
+         learned. Decoding the guessed tokens shows what the model believes is under the mask; green patches are \
+         guessed right, red wrong.",
+    );
+    let Some(cfg) = app.session.as_ref().map(|s| s.mim.cfg.clone()) else {
+        return;
+    };
+    if ui.button("Reshuffle samples").clicked() {
+        app.reshuffle();
+    }
+    let ctx = ui.ctx().clone();
+    let grid = cfg.grid() as usize;
+    let n = cfg.patches() as usize;
+    let size = 84.0;
+    egui::Grid::new("mim grid")
+        .spacing([8.0, 6.0])
+        .show(ui, |ui| {
+            for h in [
+                "original",
+                "masked input",
+                "tokenizer (true tokens)",
+                "BEiT's prediction",
+                "right / wrong",
+                "",
+            ] {
+                ui.label(h);
+            }
+            ui.end_row();
+            for k in 0..app.inspector.samples.len() {
+                let tex = sample_texture(app, &ctx, &cfg, k);
+                picture(ui, tex, size, Sense::hover());
+                let r = picture(ui, tex, size, Sense::hover());
+                let mask = app.inspector.samples[k].mask.clone();
+                grey_masked(ui, r.rect, grid, &mask);
+                match (
+                    recon_texture(app, &ctx, &cfg, k, false),
+                    recon_texture(app, &ctx, &cfg, k, true),
+                ) {
+                    (Some(t), Some(p)) => {
+                        picture(ui, t, size, Sense::hover());
+                        picture(ui, p, size, Sense::hover());
+                        let r = picture(ui, p, size, Sense::hover());
+                        let res = app.inspector.results.as_ref();
+                        let mut caption = String::new();
+                        if let Some(res) = res {
+                            for i in 0..n {
+                                if res
+                                    .masks
+                                    .get(k)
+                                    .and_then(|m| m.get(i))
+                                    .copied()
+                                    .unwrap_or(0)
+                                    != 0
+                                {
+                                    let ok = res.predicted[k * n + i] == res.tokens[k * n + i];
+                                    let c = if ok {
+                                        Color32::from_rgba_unmultiplied(40, 200, 60, 120)
+                                    } else {
+                                        Color32::from_rgba_unmultiplied(220, 40, 40, 120)
+                                    };
+                                    ui.painter()
+                                        .rect_filled(patch_rect(r.rect, grid, i), 0.0, c);
+                                }
+                            }
+                            let (right, masked) = res.correct(k, n);
+                            caption = format!("{right} / {masked} masked patches right");
+                        }
+                        let label = app.inspector.samples[k].label.clone().unwrap_or_default();
+                        ui.label(format!("{label}\n{caption}"));
+                    }
+                    _ => {
+                        waiting(ui);
+                    }
+                }
+                ui.end_row();
+            }
+        });
+}

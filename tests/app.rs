@@ -1,0 +1,467 @@
+//! The app's UI logic, headless (egui_kittest, no window), on a micro model and the software GPU: the whole
+//! pipeline from one click on Start, every view driven through its widgets, and the errors the app must show
+//! without losing the training state (non-finite loss, unreadable folder or image, adapter too small).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use beitlab::app::phases::PhaseKind;
+use beitlab::app::settings::{MaskMode, Settings};
+use beitlab::app::{BeitApp, View};
+use beitlab::gpu::{ErrorPolicy, GpuContext, Requirements};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+
+fn gpu() -> GpuContext {
+    GpuContext::new_headless_blocking(
+        &Requirements::kernels().with_buffer_bytes(64 << 20),
+        ErrorPolicy::Panic,
+    )
+    .expect("a Vulkan adapter (install mesa-vulkan-drivers)")
+}
+
+fn small_settings() -> Settings {
+    Settings {
+        preset: "micro".into(),
+        batch: 4,
+        steps: [30, 30, 10],
+        lr: [2e-3, 1.5e-3, 3e-3],
+        mask_ratio: 0.4,
+        masking: MaskMode::Blockwise,
+        compare_scratch: false,
+        seed: 3,
+    }
+}
+
+fn harness(settings: Settings) -> Harness<'static, BeitApp> {
+    let app = BeitApp::with_settings(gpu(), settings, false);
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_ui_state(|ui, app: &mut BeitApp| app.frame(ui), app)
+}
+
+/// Run frames until `done` holds (the GPU works between frames; nothing in a frame waits for it).
+fn run_until(h: &mut Harness<'static, BeitApp>, what: &str, done: impl Fn(&BeitApp) -> bool) {
+    let t0 = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "timed out waiting for {what}"
+        );
+        if let Some(e) = h.state().session.as_ref().and_then(|s| s.error.clone()) {
+            panic!("the app reported an error while waiting for {what}: {e}");
+        }
+        h.step();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    h.step();
+}
+
+fn open(h: &mut Harness<'static, BeitApp>, view: View) {
+    h.get_by_label(view.title()).click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().view, view);
+}
+
+fn results_ready(app: &BeitApp) -> bool {
+    app.inspector.results.as_ref().is_some_and(|r| {
+        r.masks
+            .iter()
+            .zip(&app.inspector.samples)
+            .all(|(m, s)| *m == s.mask)
+    })
+}
+
+#[test]
+fn start_runs_tokenizer_pretraining_and_finetuning_with_curves() {
+    let mut h = harness(small_settings());
+    h.get_by_label("Start").click();
+    run_until(&mut h, "all three phases", |a| {
+        a.session.as_ref().is_some_and(|s| s.finished == [true; 3])
+    });
+    let s = h.state().session.as_ref().expect("session");
+    assert_eq!(s.done, [30, 30, 10]);
+    assert!(s.finetuned.is_some(), "the fine-tuned classifier is kept");
+    assert!(!s.running && s.active.is_none());
+    let panels: Vec<String> = s.curves.series.keys().map(|(_, n)| n.clone()).collect();
+    for want in [
+        "tokenizer reconstruction (MSE)",
+        "pretrain MIM loss",
+        "pretrain MIM accuracy",
+        "fine-tune (pretrained) train",
+        "fine-tune (pretrained) validation",
+    ] {
+        assert!(
+            panels.iter().any(|n| n == want),
+            "no curve {want}: {panels:?}"
+        );
+    }
+    // The tokenizer learned something: reconstruction error fell.
+    let rec = &s.curves.series[&(
+        beitlab::app::curves::Panel::Loss,
+        "tokenizer reconstruction (MSE)".to_string(),
+    )];
+    assert!(
+        rec.last().unwrap()[1] < rec[0][1],
+        "reconstruction did not improve: {rec:?}"
+    );
+    open(&mut h, View::Curves);
+    assert!(has(&h, "MIM loss falls"));
+    assert!(
+        h.query_by_label("(nothing yet)").is_none(),
+        "every curve panel has data"
+    );
+}
+
+#[test]
+fn pause_step_and_settings_between_steps() {
+    let mut h = harness(small_settings());
+    h.get_by_label("Pretrain").click();
+    run_until(&mut h, "a few pretraining steps", |a| {
+        a.session
+            .as_ref()
+            .is_some_and(|s| s.done[PhaseKind::Pretrain.index()] >= 3)
+    });
+    h.get_by_label("Pause").click();
+    run_until(&mut h, "the steps in flight", |a| {
+        let s = a.session.as_ref().unwrap();
+        s.active
+            .as_ref()
+            .is_some_and(|p| p.core().in_flight() == 0 && p.core().reported == p.core().submitted)
+    });
+    let before = h.state().session.as_ref().unwrap().done[1];
+    for _ in 0..20 {
+        h.step();
+    }
+    assert_eq!(
+        h.state().session.as_ref().unwrap().done[1],
+        before,
+        "paused training moved"
+    );
+    // Change the mask ratio, masking mode and learning rate, then single-step.
+    {
+        let s = h.state_mut().session.as_mut().unwrap();
+        s.settings.mask_ratio = 0.75;
+        s.settings.masking = MaskMode::Random;
+        s.settings.lr[1] = 1e-4;
+    }
+    h.get_by_label("Step").click();
+    run_until(&mut h, "one step", |a| {
+        a.session.as_ref().unwrap().done[1] == before + 1
+    });
+    let s = h.state().session.as_ref().unwrap();
+    let lr = s
+        .curves
+        .last(beitlab::app::curves::Panel::LearningRate, "pretrain")
+        .unwrap();
+    assert!(lr <= 1e-4 + 1e-9, "the new peak lr was not used: {lr}");
+    assert!(h.query_by_label("Resume").is_some());
+    h.get_by_label("Resume").click();
+    run_until(&mut h, "the rest of the phase", |a| {
+        a.session.as_ref().unwrap().finished[1]
+    });
+}
+
+#[test]
+fn every_view_shows_the_live_model() {
+    let mut settings = small_settings();
+    settings.steps = [20, 10, 4];
+    let mut h = harness(settings);
+    h.get_by_label("Start").click();
+    run_until(&mut h, "training", |a| {
+        a.session.as_ref().is_some_and(|s| s.finished == [true; 3])
+    });
+    run_until(&mut h, "inspector results", results_ready);
+
+    open(&mut h, View::Mim);
+    assert!(has(&h, "masked patches right"));
+    h.get_by_label("Reshuffle samples").click();
+    run_until(&mut h, "results for new samples", results_ready);
+
+    open(&mut h, View::Tokens);
+    assert!(h.query_by_label("true tokens").is_some());
+    let atlas_ready = |a: &BeitApp| a.inspector.atlas.is_some();
+    run_until(&mut h, "the atlas", atlas_ready);
+    let image = h.get_by_label("image").rect();
+    // Hover the image's second patch row, first column (just below the label, inside the picture).
+    let pos = egui::pos2(image.min.x + 10.0, image.max.y + 4.0 + 220.0 * 0.3);
+    h.hover_at(pos);
+    h.step();
+    h.step();
+    assert!(has(&h, "true token"), "hovering a patch shows its token");
+
+    open(&mut h, View::Codebook);
+    assert!(has(&h, "codes used by"));
+    let atlas = h.state().inspector.atlas.as_ref().unwrap();
+    assert_eq!(atlas.patches.len(), 512);
+    assert_eq!(
+        atlas.usage.iter().sum::<u32>(),
+        64 * 16,
+        "every validation patch has a code"
+    );
+
+    open(&mut h, View::Attention);
+    let rect = h.state().views.image_rect.expect("attention image drawn");
+    let cell = rect.width() / 4.0;
+    click_at(&mut h, rect.min + egui::vec2(2.5 * cell, 1.5 * cell));
+    assert_eq!(
+        h.state().views.query,
+        1 + 4 + 2,
+        "clicking patch (1, 2) makes it the query"
+    );
+    assert!(h.query_by_label("attention of patch 6").is_some());
+    h.get_by_label("CLS").click();
+    h.step();
+    assert_eq!(h.state().views.query, 0);
+
+    open(&mut h, View::Paint);
+    h.get_by_label("Clear mask").click();
+    h.step();
+    let rect = h.state().views.image_rect.expect("paint image drawn");
+    let cell = rect.width() / 4.0;
+    let path: Vec<egui::Pos2> = (0..8)
+        .map(|i| rect.min + egui::vec2((0.5 + 3.0 * i as f32 / 7.0) * cell, 0.5 * cell))
+        .collect();
+    h.hover_at(path[0]);
+    h.step();
+    h.drag_at(path[0]);
+    h.step();
+    for p in &path[1..] {
+        h.hover_at(*p);
+        h.step();
+    }
+    h.drop_at(path[7]);
+    h.step();
+    let k = h.state().views.sample;
+    assert_eq!(
+        &h.state().inspector.samples[k].mask[..4],
+        &[1, 1, 1, 1],
+        "dragging masked the top row"
+    );
+    assert_eq!(
+        h.state().inspector.samples[k].mask[4..].iter().sum::<u8>(),
+        0
+    );
+    run_until(&mut h, "predictions for the painted mask", results_ready);
+    assert!(has(&h, "/ 4 masked patches predicted right"));
+
+    open(&mut h, View::Status);
+    assert!(h.query_by_label("GPU buffer memory held").is_some());
+    assert!(has(&h, "llvmpipe") || has(&h, "(Vulkan"));
+
+    open(&mut h, View::Files);
+    let dir = tempdir("app-checkpoint");
+    h.state_mut().views.checkpoint_path = dir.display().to_string();
+    h.step();
+    h.get_by_label("Save checkpoint").click();
+    h.step();
+    h.step();
+    for f in [
+        "tokenizer/tokenizer_config.json",
+        "pretrained/config.json",
+        "finetuned/model.safetensors",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} was not saved");
+    }
+    let before = h
+        .state()
+        .session
+        .as_ref()
+        .unwrap()
+        .mim
+        .flat(&h.state().session.as_ref().unwrap().ctx)
+        .unwrap();
+    h.state_mut().session.as_mut().unwrap().reset().unwrap();
+    h.step();
+    h.get_by_label("Load checkpoint").click();
+    h.step();
+    h.step();
+    let notice = h.state().notice.clone().unwrap_or_default();
+    let error = h.state().session.as_ref().unwrap().error.clone();
+    assert!(
+        notice.starts_with("loaded tokenizer, pretrained BEiT, fine-tuned classifier"),
+        "{notice} / {error:?}"
+    );
+    let s = h.state().session.as_ref().unwrap();
+    assert_eq!(
+        s.mim.flat(&s.ctx).unwrap(),
+        before,
+        "the loaded weights are the saved ones"
+    );
+}
+
+#[test]
+fn a_dropped_image_becomes_a_sample() {
+    let mut h = harness(small_settings());
+    let dir = tempdir("dropped");
+    let path = dir.join("square.png");
+    let mut img = image::GrayImage::new(40, 40);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        p.0 = [if (10..30).contains(&x) && (10..30).contains(&y) {
+            255
+        } else {
+            0
+        }];
+    }
+    img.save(&path).unwrap();
+    std::fs::write(dir.join("broken.png"), b"not a png").unwrap();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(File(path.clone())));
+    h.step();
+    let s = &h.state().inspector.samples[0];
+    assert_eq!((s.image.width, s.image.height), (40, 40));
+    assert!(h
+        .state()
+        .notice
+        .as_deref()
+        .unwrap_or("")
+        .contains("square.png"));
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(File(dir.join("broken.png"))));
+    h.step();
+    h.step();
+    let err = h
+        .state()
+        .session
+        .as_ref()
+        .unwrap()
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        err.contains("broken.png could not be read as an image"),
+        "{err}"
+    );
+    assert!(has(&h, "Error: "), "the error is shown");
+    h.get_by_label("Dismiss").click();
+    h.step();
+    assert!(h.state().session.as_ref().unwrap().error.is_none());
+    // An unreadable folder: an error in the app, the built-in data kept.
+    h.state_mut()
+        .open_data("/nonexistent/beitlab-folder".into());
+    let t0 = Instant::now();
+    while h.state().session.as_ref().unwrap().error.is_none()
+        && t0.elapsed() < Duration::from_secs(30)
+    {
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = h.state().session.as_ref().unwrap();
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("/nonexistent/beitlab-folder"),
+        "{:?}",
+        s.error
+    );
+    assert_eq!(s.data_source, "builtin");
+    assert!(s.train.len() > 100);
+}
+
+#[test]
+fn a_non_finite_loss_returns_to_the_last_good_state() {
+    let mut settings = small_settings();
+    settings.steps = [10, 60, 4];
+    let mut h = harness(settings);
+    h.get_by_label("Pretrain").click();
+    run_until(&mut h, "the first snapshot", |a| {
+        a.session.as_ref().unwrap().done[1] >= 30
+    });
+    // Poison the weights, as a divergence would.
+    {
+        let s = h.state().session.as_ref().unwrap();
+        let n = s.mim.params.whole.len as usize;
+        s.mim.params.whole.write(&s.ctx, &vec![f32::NAN; n]);
+    }
+    let t0 = Instant::now();
+    while h.state().session.as_ref().unwrap().error.is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no error after NaN weights"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let s = h.state().session.as_ref().unwrap();
+    let err = s.error.clone().unwrap();
+    assert!(
+        err.contains("The weights are back at step 25")
+            || err.contains("The weights are back at step 50"),
+        "{err}"
+    );
+    assert!(!s.running);
+    let w = s.mim.flat(&s.ctx).unwrap();
+    assert!(
+        w.iter().all(|x| x.is_finite()),
+        "the restored weights are finite"
+    );
+    // The person lowers the learning rate and continues: the phase completes.
+    h.get_by_label("Dismiss").click();
+    h.state_mut().session.as_mut().unwrap().settings.lr[1] = 5e-4;
+    h.step();
+    h.get_by_label("Resume").click();
+    run_until(&mut h, "the phase to finish", |a| {
+        a.session.as_ref().unwrap().finished[1]
+    });
+}
+
+#[test]
+fn an_adapter_too_small_for_the_preset_is_explained() {
+    let mut settings = small_settings();
+    settings.preset = "base".into();
+    settings.batch = 256;
+    let mut h = harness(settings);
+    h.step();
+    let fatal = h
+        .state()
+        .fatal
+        .clone()
+        .expect("an explanation instead of a session");
+    assert!(
+        fatal.contains("max_storage_buffer_binding_size") || fatal.contains("max_buffer_size"),
+        "{fatal}"
+    );
+    assert!(
+        fatal.contains("choose the micro preset or a smaller batch"),
+        "{fatal}"
+    );
+    assert!(has(&h, "max_"), "shown in the window");
+}
+
+/// Some widget's label contains `text`.
+fn has(h: &Harness<'static, BeitApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+fn click_at(h: &mut Harness<'static, BeitApp>, pos: egui::Pos2) {
+    h.hover_at(pos);
+    h.step();
+    h.drag_at(pos);
+    h.step();
+    h.drop_at(pos);
+    h.step();
+    h.step();
+}
+
+#[derive(Debug)]
+struct File(PathBuf);
+
+impl egui::DroppedFile for File {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("beitlab-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
