@@ -300,6 +300,19 @@ pub enum TokenizerCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The app's per-frame work without a window: pretraining in the app loop paced at a display's refresh;
+    /// prints work per frame (training submits, inspector, UI build and tessellation) and images/s.
+    App {
+        /// micro or tiny (default: micro on a CPU adapter, tiny on a GPU).
+        #[arg(long)]
+        preset: Option<String>,
+        #[arg(long)]
+        batch: Option<u32>,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 60.0)]
+        fps: f64,
+    },
     /// Time full MIM pretraining steps: images/s (median), step time, GPU memory in beitlab's buffers,
     /// achieved FLOP/s. Compare with PyTorch's table (tiny32 b128, tiny224 b64, base224 b64).
     Train {
@@ -529,6 +542,21 @@ pub fn run(cli: Cli) -> i32 {
             seed,
             out,
         } => init(preset.as_deref(), config.as_deref(), seed, &out),
+        Command::Bench {
+            what:
+                BenchCommand::App {
+                    preset,
+                    batch,
+                    seconds,
+                    fps,
+                },
+        } => crate::app::bench::bench_app(&crate::app::bench::AppBenchOptions {
+            preset,
+            batch,
+            seconds,
+            fps,
+            view: crate::app::View::Mim,
+        }),
         Command::Bench {
             what:
                 BenchCommand::Train {

@@ -4,6 +4,8 @@
 //!
 //! `BeitApp::frame` is the whole per-frame work (used by eframe and by the headless UI tests).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod curves;
 pub mod gpu_paint;
 pub mod inspect;

@@ -95,6 +95,10 @@ pub struct Session {
     pub mim_version: u64,
     /// Most training steps in flight: 2 on a GPU, 1 on a CPU adapter (so drawing is never stuck behind two).
     pub max_in_flight: u32,
+    /// Frames per training submit: 1 on a GPU; 2 on a CPU adapter, where a step takes longer than a frame, so
+    /// every other frame draws without waiting behind a step.
+    pub frames_per_submit: u32,
+    frames_since_submit: u32,
     rng: Rng,
     speed: Speed,
     /// Fine-tune from scratch after the pretrained fine-tune (the comparison), and: the next fine-tune is it.
@@ -156,6 +160,8 @@ impl Session {
             tokenizer_version: 0,
             mim_version: 0,
             max_in_flight: if cpu { 1 } else { 2 },
+            frames_per_submit: if cpu { 2 } else { 1 },
+            frames_since_submit: 0,
             speed: Speed::default(),
             scratch_next: false,
             scratch_pending: false,
@@ -343,7 +349,9 @@ impl Session {
             self.bump(kind);
             return;
         }
-        let want = self.running || self.single_step;
+        self.frames_since_submit = self.frames_since_submit.saturating_add(1);
+        let paced = self.frames_since_submit >= self.frames_per_submit || self.single_step;
+        let want = (self.running && paced) || self.single_step;
         let Some(active) = self.active.as_mut() else {
             return;
         };
@@ -366,6 +374,7 @@ impl Session {
                         p.submit(&self.ctx, &self.train, &mut self.rng, &self.settings)?
                     }
                 }
+                self.frames_since_submit = 0;
                 if self.single_step {
                     self.single_step = false;
                     break;

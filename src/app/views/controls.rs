@@ -134,6 +134,8 @@ pub fn settings(app: &mut BeitApp, ui: &mut egui::Ui) {
     ui.separator();
     ui.checkbox(&mut st.compare_scratch, "also fine-tune from scratch")
         .on_hover_text("After the pretrained model, fine-tune a randomly initialised one the same way: the Curves view compares them");
+    ui.add(egui::Slider::new(&mut s.frames_per_submit, 1..=4).text("frames per training step"))
+        .on_hover_text("2 or more keeps the window responsive when a step takes longer than a frame (a CPU adapter)");
     let mut ms = app.budget.as_secs_f64() * 1e3;
     if ui
         .add(egui::Slider::new(&mut ms, 1.0..=40.0).text("ms of training per frame"))
