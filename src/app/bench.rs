@@ -39,7 +39,8 @@ pub fn bench_app(opts: &AppBenchOptions) -> Result<(), String> {
     let cfg = super::session::mim_config(&settings.preset).map_err(|e| e.to_string())?;
     let req = Requirements::kernels()
         .with_buffer_bytes(cfg.largest_buffer_bytes(settings.batch, cfg.patches()));
-    let ctx = GpuContext::new_headless_blocking(&req, ErrorPolicy::Record).map_err(|e| e.to_string())?;
+    let ctx =
+        GpuContext::new_headless_blocking(&req, ErrorPolicy::Record).map_err(|e| e.to_string())?;
     let adapter = ctx.describe();
     let mut app = BeitApp::with_settings(ctx, settings.clone(), false);
     if let Some(f) = &app.fatal {
@@ -49,7 +50,10 @@ pub fn bench_app(opts: &AppBenchOptions) -> Result<(), String> {
     let egui_ctx = egui::Context::default();
     let frame = |app: &mut BeitApp| {
         let input = egui::RawInput {
-            screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1280.0, 800.0))),
+            screen_rect: Some(egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(1280.0, 800.0),
+            )),
             ..Default::default()
         };
         let out = egui_ctx.run_ui(input, |ui| app.frame(ui));

@@ -352,6 +352,14 @@ impl Session {
         self.frames_since_submit = self.frames_since_submit.saturating_add(1);
         let paced = self.frames_since_submit >= self.frames_per_submit || self.single_step;
         let want = (self.running && paced) || self.single_step;
+        // A step that takes longer than a frame must not have another queued behind it: each frame's drawing
+        // waits for what is ahead of it on the GPU's queue.
+        let step_ms = self.step_milliseconds().unwrap_or(0.0);
+        let in_flight_cap = if step_ms > 16.0 {
+            1
+        } else {
+            self.max_in_flight
+        };
         let Some(active) = self.active.as_mut() else {
             return;
         };
@@ -361,7 +369,7 @@ impl Session {
             }
             while want
                 && active.core().submitted < active.core().total
-                && active.core().in_flight() < self.max_in_flight
+                && active.core().in_flight() < in_flight_cap
             {
                 match active {
                     Active::Tokenizer(p) => {
@@ -493,6 +501,12 @@ impl Session {
     /// Images per second over the last few seconds.
     pub fn images_per_second(&self) -> Option<f64> {
         self.speed.images_per_second()
+    }
+
+    /// Wall time per training step at the current speed, in milliseconds.
+    pub fn step_milliseconds(&self) -> Option<f64> {
+        let per = self.active.as_ref()?.core().images_per_step() as f64;
+        Some(1e3 * per / self.images_per_second()?.max(1e-9))
     }
 
     /// (step reported, total) of the active phase.

@@ -80,7 +80,11 @@ fn case(rows: usize, cols: usize, seed: u64) {
         cols,
         true,
     );
-    let dx_tol: Vec<f64> = row_tol.iter().map(|t| 4.0 * t).collect();
+    // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) and x̂ itself carries rstd·ε·|x| of rounding, so dx's error grows
+    // with rstd²: rows of nearly equal values (rstd ~ 100) differ by ~1e-3 between GPUs' f32 orders of summation.
+    let dx_tol: Vec<f64> = (0..rows * cols)
+        .map(|i| 4.0 * row_tol[i] + 3e-7 * wr[i / cols] * wr[i / cols])
+        .collect();
     assert_close_each("layernorm dx", &read(&dx), &wdx, &dx_tol, 1e-5);
     let sum_tol = 1e-6 * (rows as f64).sqrt() * 4.0;
     assert_close("layernorm dgamma", &read(&dg), &wdg, 1e-5 + sum_tol, 1e-5);
