@@ -49,23 +49,27 @@ pub struct Results {
 }
 
 impl Results {
+    /// Whether patch `i` of sample `k` was masked in these results.
+    pub fn is_masked(&self, k: usize, i: usize) -> bool {
+        self.masks
+            .get(k)
+            .and_then(|m| m.get(i))
+            .copied()
+            .unwrap_or(0)
+            != 0
+    }
+
+    /// For a masked patch, whether BEiT predicted its true token; `None` for a visible patch.
+    pub fn prediction_right(&self, k: usize, i: usize, n: usize) -> Option<bool> {
+        self.is_masked(k, i)
+            .then(|| self.predicted.get(k * n + i) == self.tokens.get(k * n + i))
+    }
+
     /// Masked patches whose predicted token is the true one, and masked patches, of sample `k`.
     pub fn correct(&self, k: usize, n: usize) -> (usize, usize) {
-        let mut c = (0, 0);
-        for i in 0..n {
-            if self
-                .masks
-                .get(k)
-                .and_then(|m| m.get(i))
-                .copied()
-                .unwrap_or(0)
-                != 0
-            {
-                c.1 += 1;
-                c.0 += (self.predicted[k * n + i] == self.tokens[k * n + i]) as usize;
-            }
-        }
-        c
+        (0..n)
+            .filter_map(|i| self.prediction_right(k, i, n))
+            .fold((0, 0), |(r, m), ok| (r + ok as usize, m + 1))
     }
 }
 

@@ -56,15 +56,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                         let mut caption = String::new();
                         if let Some(res) = res {
                             for i in 0..n {
-                                if res
-                                    .masks
-                                    .get(k)
-                                    .and_then(|m| m.get(i))
-                                    .copied()
-                                    .unwrap_or(0)
-                                    != 0
-                                {
-                                    let ok = res.predicted[k * n + i] == res.tokens[k * n + i];
+                                if let Some(ok) = res.prediction_right(k, i, n) {
                                     let c = if ok {
                                         Color32::from_rgba_unmultiplied(40, 200, 60, 120)
                                     } else {

@@ -56,14 +56,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                             Color32::BLACK,
                         );
                     }
-                    if res
-                        .masks
-                        .get(k)
-                        .and_then(|m| m.get(i))
-                        .copied()
-                        .unwrap_or(0)
-                        != 0
-                    {
+                    if res.is_masked(k, i) {
                         ui.painter().rect_stroke(
                             cell.shrink(1.0),
                             0.0,
@@ -82,13 +75,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
         return;
     };
     let at = k * n + i;
-    let masked = res
-        .masks
-        .get(k)
-        .and_then(|m| m.get(i))
-        .copied()
-        .unwrap_or(0)
-        != 0;
+    let masked = res.is_masked(k, i);
     ui.separator();
     ui.label(format!(
         "patch {i} (row {}, column {}){}: true token {}",
