@@ -1,6 +1,7 @@
-// Heat maps drawn by the app straight from storage buffers (no trip through the CPU): a grid of values read with
-// strides from any f32 buffer, optionally averaged over heads, normalised in the shader and coloured.
-// Used for attention rows (B, H, T, T) and relative position bias tables (num_relative_distance, H).
+// Pictures drawn by the app straight from storage buffers (no trip through the CPU): a grid of values read with
+// strides from any f32 buffer. Heat maps (values averaged over heads, normalised in the shader and coloured) for
+// attention rows (B, H, T, T) and relative position bias tables (num_relative_distance, H); images for the
+// tokenizer's reconstructions (B, C, S, S), normalised with mean 0.5 and std 0.5.
 
 struct PaintParams {
     // Element index of the value at grid cell (0, 0) of the first head.
@@ -9,11 +10,12 @@ struct PaintParams {
     rows: u32,
     col_stride: u32,
     row_stride: u32,
-    // Values averaged per cell: `heads` of them, `head_stride` apart.
+    // Values per cell, `head_stride` apart: heads averaged (modes 0, 1) or colour channels (mode 2, 1 or 3).
     heads: u32,
     head_stride: u32,
-    // 0: sequential scale from the smallest to the largest value; 1: diverging scale around 0 (blue < 0 < red).
-    diverging: u32,
+    // 0: sequential scale from the smallest to the largest value; 1: diverging scale around 0 (blue < 0 < red);
+    // 2: an image, each value v shown as the intensity 0.5 v + 0.5.
+    mode: u32,
     // Opacity of the map over what is below it.
     alpha: f32,
     _pad0: u32,
@@ -65,10 +67,22 @@ fn diverging(t: f32) -> vec3<f32> {
     return mix(vec3<f32>(0.97, 0.97, 0.97), vec3<f32>(0.1, 0.25, 0.75), -x);
 }
 
+fn image_pixel(c: u32, r: u32) -> vec3<f32> {
+    let at = p.base + r * p.row_stride + c * p.col_stride;
+    let last = max(p.heads, 1u) - 1u;
+    let red = values[at];
+    let green = values[at + min(1u, last) * p.head_stride];
+    let blue = values[at + min(2u, last) * p.head_stride];
+    return clamp(vec3<f32>(red, green, blue) * 0.5 + 0.5, vec3<f32>(0.0), vec3<f32>(1.0));
+}
+
 @fragment
 fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
     let c = min(u32(in.uv.x * f32(p.cols)), p.cols - 1u);
     let r = min(u32(in.uv.y * f32(p.rows)), p.rows - 1u);
+    if p.mode == 2u {
+        return vec4<f32>(image_pixel(c, r) * p.alpha, p.alpha);
+    }
     // The scale: smallest and largest value over the grid.
     var lo = 3.0e38;
     var hi = -3.0e38;
@@ -82,6 +96,6 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
     let v = cell_value(c, r);
     let top = max(max(abs(lo), abs(hi)), 1e-12);
     let t = (v - lo) / max(hi - lo, 1e-12);
-    let rgb = select(sequential(t), diverging(v / top), p.diverging == 1u);
+    let rgb = select(sequential(t), diverging(v / top), p.mode == 1u);
     return vec4<f32>(rgb * p.alpha, p.alpha);
 }

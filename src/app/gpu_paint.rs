@@ -1,6 +1,7 @@
-//! Heat maps painted by egui-wgpu callbacks straight from the GPU buffers the network wrote (attention
-//! probabilities, relative position bias tables): `shaders/paint.wgsl` reads the values with strides, normalises
-//! and colours them in the fragment shader. Nothing is copied to the CPU.
+//! Pictures painted by egui-wgpu callbacks straight from the GPU buffers the networks wrote: heat maps of attention
+//! probabilities and relative position bias tables, and the tokenizer's reconstructions as images.
+//! `shaders/paint.wgsl` reads the values with strides, normalises and colours them in the fragment shader; nothing
+//! is copied to the CPU.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,8 @@ pub struct PaintParams {
     pub row_stride: u32,
     pub heads: u32,
     pub head_stride: u32,
-    pub diverging: u32,
+    /// 0: sequential heat map, 1: diverging heat map, 2: image (`heads` = channels).
+    pub mode: u32,
     pub alpha: f32,
     pub _pad0: u32,
     pub _pad1: u32,

@@ -7,7 +7,7 @@
 use super::time::{Duration, Instant};
 use crate::data::augment::Augment;
 use crate::data::dataset::{Dataset, Image};
-use crate::gpu::{Dispatch, GpuContext, ReadbackRing, ReadbackTicket};
+use crate::gpu::{Dispatch, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
 use crate::rng::Rng;
 use crate::tokenizer::{Tokenizer, TokenizerGraph};
@@ -94,6 +94,22 @@ struct Graphs {
     usage_pixels: Vec<f32>,
     /// Codes in the codebook (the atlas decodes ceil(V / N) images of N codes).
     atlas_codes: u32,
+    /// Reconstructions (K, C, S, S) from the true tokens and with the predicted ones, kept on the GPU for drawing;
+    /// both change in the same submit (the true one waits in `recon_next` until the predicted one is decoded).
+    recon_true: GpuSlice,
+    recon_pred: GpuSlice,
+    recon_next: GpuSlice,
+}
+
+/// Copy a whole slice into another of the same length.
+fn copy(enc: &mut wgpu::CommandEncoder, from: &GpuSlice, to: &GpuSlice) {
+    enc.copy_buffer_to_buffer(
+        &from.buffer,
+        from.offset,
+        &to.buffer,
+        to.offset,
+        from.size_bytes(),
+    );
 }
 
 enum Stage {
@@ -192,6 +208,12 @@ impl Inspector {
         }
     }
 
+    /// The reconstructions (K, C, S, S) from the true tokens and with the predicted ones, on the GPU.
+    pub fn reconstructions(&self) -> Option<(&GpuSlice, &GpuSlice)> {
+        let g = self.graphs.as_ref()?;
+        Some((&g.recon_true, &g.recon_pred))
+    }
+
     /// The attention probabilities of block `layer` for the samples, (K, H, T, T), on the GPU.
     pub fn attention(&self, layer: usize) -> Option<&crate::gpu::GpuSlice> {
         self.graphs.as_ref()?.beit.attentions.get(layer)
@@ -283,7 +305,17 @@ impl Inspector {
         .into_iter()
         .max()
         .unwrap_or(4);
+        let recon = |label: &str| {
+            GpuSlice::new(
+                ctx,
+                label,
+                k as u64 * cfg.image_size as u64 * cfg.image_size as u64 * cfg.num_channels as u64,
+            )
+        };
         Ok(Graphs {
+            recon_true: recon("reconstruction from true tokens"),
+            recon_pred: recon("reconstruction with predicted tokens"),
+            recon_next: recon("next reconstruction from true tokens"),
             tk: TokenizerGraph::new(ctx, tk, k)?,
             atlas_tk: TokenizerGraph::new(ctx, tk, atlas_images)?,
             usage_tk: TokenizerGraph::new(ctx, tk, usage_images as u32)?,
@@ -316,6 +348,7 @@ impl Inspector {
         Dispatch::record_all(&mut enc, "inspect tokenizer", &g.tk.encode);
         Dispatch::record_all(&mut enc, "inspect decode", &g.tk.decode);
         Dispatch::record_all(&mut enc, "inspect beit", &g.beit.forward);
+        copy(&mut enc, &g.tk.recon_pixels, &g.recon_next);
         let tickets = (
             g.ring.record(&mut enc, &g.tk.tokens),
             g.ring.record(&mut enc, &g.tk.recon_pixels),
@@ -419,6 +452,8 @@ impl Inspector {
                                 label: Some("inspect predicted decode"),
                             });
                     Dispatch::record_all(&mut enc, "inspect predicted decode", &g.tk.decode);
+                    copy(&mut enc, &g.tk.recon_pixels, &g.recon_pred);
+                    copy(&mut enc, &g.recon_next, &g.recon_true);
                     let t = g.ring.record(&mut enc, &g.tk.recon_pixels);
                     ctx.queue.submit([enc.finish()]);
                     g.ring.after_submit();

@@ -80,7 +80,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                                 row_stride: grid as u32,
                                 heads: if app.views.head.is_some() { 1 } else { heads as u32 },
                                 head_stride: (t * t) as u32,
-                                diverging: 0,
+                                mode: 0,
                                 alpha: 0.6,
                                 ..Default::default()
                             },
@@ -128,7 +128,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                                 row_stride: (side * heads) as u32,
                                 heads: if app.views.head.is_some() { 1 } else { heads as u32 },
                                 head_stride: 1,
-                                diverging: 1,
+                                mode: 1,
                                 alpha: 1.0,
                                 ..Default::default()
                             },

@@ -4,7 +4,7 @@
 
 use egui::{Color32, Sense};
 
-use super::{explain, grey_masked, patch_rect, picture, recon_texture, sample_texture, waiting};
+use super::{explain, grey_masked, patch_rect, picture, reconstruction, sample_texture, waiting};
 use crate::app::BeitApp;
 
 pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
@@ -44,17 +44,12 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                 let r = picture(ui, tex, size, Sense::hover());
                 let mask = app.inspector.samples[k].mask.clone();
                 grey_masked(ui, r.rect, grid, &mask);
-                match (
-                    recon_texture(app, &ctx, &cfg, k, false),
-                    recon_texture(app, &ctx, &cfg, k, true),
-                ) {
-                    (Some(t), Some(p)) => {
-                        picture(ui, t, size, Sense::hover());
-                        picture(ui, p, size, Sense::hover());
-                        let r = picture(ui, p, size, Sense::hover());
-                        let res = app.inspector.results.as_ref();
+                match reconstruction(app, ui, &cfg, k, false, size) {
+                    Some(_) => {
+                        reconstruction(app, ui, &cfg, k, true, size);
+                        let r = reconstruction(app, ui, &cfg, k, true, size);
                         let mut caption = String::new();
-                        if let Some(res) = res {
+                        if let (Some(res), Some(r)) = (app.inspector.results.as_ref(), r) {
                             for i in 0..n {
                                 if let Some(ok) = res.prediction_right(k, i, n) {
                                     let c = if ok {

@@ -128,6 +128,49 @@ fn recon_texture(
     )
 }
 
+/// Draw sample `k`'s reconstruction (from the true tokens, or with the predicted tokens under the mask) at `size`:
+/// painted by the GPU from the inspector's buffers on eframe's renderer, from the read-back copy otherwise.
+/// `None` until the first refresh has landed.
+fn reconstruction(
+    app: &mut BeitApp,
+    ui: &mut egui::Ui,
+    cfg: &BeitConfig,
+    k: usize,
+    pred: bool,
+    size: f32,
+) -> Option<egui::Response> {
+    app.inspector.results.as_ref()?;
+    if let (true, Some((t, p))) = (app.gpu_paint, app.inspector.reconstructions()) {
+        let src = if pred { p } else { t };
+        let (c, s) = (cfg.num_channels, cfg.image_size);
+        let (rect, response) = ui.allocate_exact_size(Vec2::splat(size), Sense::hover());
+        super::gpu_paint::paint(
+            ui,
+            rect,
+            super::gpu_paint::HeatMap {
+                id: 100 + 2 * k as u64 + pred as u64,
+                buffer: src.buffer.clone(),
+                params: super::gpu_paint::PaintParams {
+                    base: (src.offset / 4) as u32 + k as u32 * c * s * s,
+                    cols: s,
+                    rows: s,
+                    col_stride: 1,
+                    row_stride: s,
+                    heads: c,
+                    head_stride: s * s,
+                    mode: 2,
+                    alpha: 1.0,
+                    ..Default::default()
+                },
+            },
+        );
+        return Some(response);
+    }
+    let ctx = ui.ctx().clone();
+    let tex = recon_texture(app, &ctx, cfg, k, pred)?;
+    Some(picture(ui, tex, size, Sense::hover()))
+}
+
 /// Code `c` of the atlas as a texture.
 fn code_texture(
     app: &mut BeitApp,

@@ -4,7 +4,7 @@
 use egui::{Color32, Sense, Stroke};
 
 use super::{
-    explain, grey_masked, patch_at, patch_rect, picture, recon_texture, sample_picker,
+    explain, grey_masked, patch_at, patch_rect, picture, reconstruction, sample_picker,
     sample_texture, waiting,
 };
 use crate::app::BeitApp;
@@ -89,9 +89,8 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                 .results
                 .as_ref()
                 .is_some_and(|r| r.masks.get(k) == Some(&app.inspector.samples[k].mask));
-            match recon_texture(app, &ctx, &cfg, k, true) {
-                Some(t) => {
-                    picture(ui, t, 256.0, Sense::hover());
+            match reconstruction(app, ui, &cfg, k, true, 256.0) {
+                Some(_) => {
                     if let Some(res) = &app.inspector.results {
                         let (right, masked) = res.correct(k, grid * grid);
                         ui.label(format!(
