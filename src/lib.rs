@@ -11,7 +11,6 @@
 //!   `H` attention heads, `D = C / H` head size, `V` vocabulary (codebook) size, `L` layers;
 //! - `M, N, K` in matrix products: `Y (M, N) = X (M, K) · Wᵀ` with `W (N, K)` as in PyTorch `nn.Linear`.
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod app;
 pub mod cpu;
 pub mod data;

@@ -279,6 +279,11 @@ impl BeitApp {
         views::show(self, ui);
     }
 
+    /// Images dropped on the window replace the selected sample; a dropped folder becomes the dataset.
+    #[cfg(target_arch = "wasm32")]
+    fn take_dropped(&mut self, _ctx: &egui::Context) {}
+
+    #[cfg(not(target_arch = "wasm32"))]
     fn take_dropped(&mut self, ctx: &egui::Context) {
         let dropped = ctx.input(|i| i.raw.dropped_files.clone());
         for f in dropped {

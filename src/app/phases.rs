@@ -11,7 +11,7 @@ use crate::gpu::{Dispatch, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
 use crate::ops::vq;
 use crate::rng::Rng;
-use crate::tokenizer::train as tktrain;
+use crate::tokenizer::batches as tktrain;
 use crate::tokenizer::{Tokenizer, TokenizerGraph};
 use crate::train::metrics::StepMetrics;
 use crate::train::runner::StepRunner;

@@ -4,7 +4,6 @@
 //! enough steps are in flight.
 
 use std::collections::VecDeque;
-use std::path::Path;
 
 use super::curves::{Curves, Panel};
 use super::phases::{FinetunePhase, PhaseEvent, PhaseKind, PretrainPhase, TokenizerPhase};
@@ -523,9 +522,10 @@ impl Session {
         Some(left * a.core().images_per_step() as f64 / ips.max(1e-9))
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Save the three networks as folders under `dir`: `tokenizer/`, `pretrained/` (HF BeitForMaskedImageModeling)
     /// and `finetuned/` (HF BeitForImageClassification) when one exists.
-    pub fn save(&self, dir: &Path) -> Result<(), String> {
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), String> {
         let e = |e: ModelError| e.to_string();
         self.tokenizer
             .save(&self.ctx, &dir.join("tokenizer"))
@@ -539,11 +539,13 @@ impl Session {
         Ok(())
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Load what `dir` holds: a tokenizer folder, a BEiT folder (masked image modeling or classification), or
     /// a folder with such folders inside (`tokenizer/`, `pretrained/` or `checkpoint/`, `finetuned/`). Nothing is
     /// replaced unless everything found loads and fits together.
-    pub fn load(&mut self, dir: &Path) -> Result<String, String> {
+    pub fn load(&mut self, dir: &std::path::Path) -> Result<String, String> {
         let e = |e: ModelError| e.to_string();
+        use std::path::Path;
         let has = |d: &Path, f: &str| d.join(f).is_file();
         let tk_dir = [dir.to_path_buf(), dir.join("tokenizer")]
             .into_iter()

@@ -1,3 +1,4 @@
-//! Clock types for the app's frame budget and throughput (the standard library's on native targets).
+//! Clock types for the app's frame budget and throughput: the standard library's natively, the browser's
+//! `performance.now()` on the web (where `std::time::Instant` does not exist).
 
-pub use std::time::{Duration, Instant};
+pub use web_time::{Duration, Instant};

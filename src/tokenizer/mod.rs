@@ -3,6 +3,7 @@
 //! restart, straight-through gradients, and an MLP decoder back to the patch's pixels. Loss = reconstruction MSE
 //! + commitment. Its token grid equals the ViT's patch grid; the decoder turns any token grid back into pixels.
 
+pub mod batches;
 pub mod config;
 pub mod graph;
 #[cfg(not(target_arch = "wasm32"))]

@@ -2,6 +2,7 @@
 //! (one submit per step, losses read back a step or more later through the readback ring); validation reports
 //! PSNR (in [0, 1] pixel units), codebook usage and perplexity.
 
+use super::batches::{augmentation, make_batch, optimizer_groups};
 use super::config::TokenizerConfig;
 use super::graph::{Tokenizer, TokenizerGraph};
 use crate::data::augment::Augment;
@@ -45,35 +46,6 @@ pub struct StepReport {
 
 fn augment_for(cfg: &TokenizerConfig, opts: &TrainOptions) -> Augment {
     augmentation(cfg, opts.crop_scale, opts.flip)
-}
-
-/// The tokenizer's training views: random resized crops of `crop_scale`, optional flips, its normalisation.
-pub fn augmentation(cfg: &TokenizerConfig, crop_scale: (f64, f64), flip: bool) -> Augment {
-    let mut a = Augment::beit(cfg.image_size, cfg.num_channels);
-    a.scale = crop_scale;
-    a.flip = flip;
-    a.mean = vec![cfg.mean; cfg.num_channels as usize];
-    a.std = vec![cfg.std; cfg.num_channels as usize];
-    a
-}
-
-/// AdamW groups of the tokenizer: weight decay 1e-4 on matrices only, no lr multipliers.
-pub fn optimizer_groups(layout: &crate::gpu::FlatLayout) -> Vec<(f32, f32)> {
-    layout
-        .entries
-        .iter()
-        .map(|e| (1.0, if e.shape.len() >= 2 { 1e-4 } else { 0.0 }))
-        .collect()
-}
-
-/// A batch of augmented views of random images.
-pub fn make_batch(data: &Dataset, aug: &Augment, batch: u32, rng: &mut Rng) -> Vec<f32> {
-    let mut out = Vec::new();
-    for _ in 0..batch {
-        let i = (rng.uniform() * data.len() as f64) as usize;
-        aug.apply(&data.images[i.min(data.len() - 1)], rng, &mut out);
-    }
-    out
 }
 
 /// Train `tk` on `data`; `report` is called with losses as they come back (a step or two late).

@@ -5,16 +5,26 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::checkpoint::{read_state, save_run};
+#[cfg(not(target_arch = "wasm32"))]
 use super::metrics::StepMetrics;
+#[cfg(not(target_arch = "wasm32"))]
 use super::runner::StepRunner;
+#[cfg(not(target_arch = "wasm32"))]
 use super::schedule::warmup_cosine;
 use crate::data::augment::Augment;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::data::dataset::Dataset;
-use crate::gpu::{Dispatch, FlatBuffer, GpuContext};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::Dispatch;
+use crate::gpu::{FlatBuffer, GpuContext};
 use crate::model::checkpoint::BeitModel;
 use crate::model::params::ParamTable;
-use crate::model::{Architecture, BeitConfig, BeitGraph, GraphOptions, MimRows, ModelError};
+use crate::model::{Architecture, BeitConfig, ModelError};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::model::{BeitGraph, GraphOptions, MimRows};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::rng::Rng;
 
 /// The classification config made from a (pretraining) config: mean pooling, one relative position table per
@@ -48,7 +58,8 @@ pub fn classification_config(
 }
 
 /// A classification model initialised from a pretrained one: every backbone tensor copied, the shared
-/// relative position table copied into each layer's, head freshly initialised from `seed`.
+/// relative position table copied into each layer's, head freshly initialised from `seed`. The copies are
+/// recorded on the GPU (nothing is read back, so this also works where the CPU cannot wait for the GPU).
 pub fn from_pretrained(
     ctx: &GpuContext,
     pre: &BeitModel,
@@ -56,18 +67,20 @@ pub fn from_pretrained(
     seed: u64,
 ) -> Result<BeitModel, ModelError> {
     let table = ParamTable::new(cfg, ctx.storage_alignment());
-    let mut flat = table.init_values(seed);
-    let pre_flat = ctx.read_f32(&pre.params.whole)?;
-    let pre_tensor = |name: &str| {
-        pre.table
-            .layout
-            .find(name)
-            .map(|e| &pre_flat[e.offset as usize..(e.offset + e.len) as usize])
-    };
-    let shared = pre_tensor("beit.encoder.relative_position_bias.relative_position_bias_table");
+    let params = FlatBuffer::new(ctx, "parameters", table.layout.clone());
+    params.whole.write(ctx, &table.init_values(seed));
+    let shared = pre
+        .table
+        .layout
+        .find("beit.encoder.relative_position_bias.relative_position_bias_table");
+    let mut enc = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("from pretrained"),
+        });
     let mut copied = 0;
     for e in &table.layout.entries {
-        let src = match pre_tensor(&e.name) {
+        let src = match pre.table.layout.find(&e.name) {
             Some(s) => Some(s),
             None if e.name.ends_with(
                 "attention.attention.relative_position_bias.relative_position_bias_table",
@@ -77,11 +90,15 @@ pub fn from_pretrained(
             }
             None => None,
         };
-        if let Some(s) = src {
-            if s.len() as u64 == e.len {
-                flat[e.offset as usize..(e.offset + e.len) as usize].copy_from_slice(s);
-                copied += 1;
-            }
+        if let Some(s) = src.filter(|s| s.len == e.len) {
+            enc.copy_buffer_to_buffer(
+                &pre.params.whole.buffer,
+                pre.params.whole.offset + 4 * s.offset,
+                &params.whole.buffer,
+                params.whole.offset + 4 * e.offset,
+                4 * e.len,
+            );
+            copied += 1;
         }
     }
     if copied == 0 {
@@ -89,8 +106,7 @@ pub fn from_pretrained(
             "no tensor of the pretrained model fits the classification model".into(),
         ));
     }
-    let params = FlatBuffer::new(ctx, "parameters", table.layout.clone());
-    params.whole.write(ctx, &flat);
+    ctx.queue.submit([enc.finish()]);
     Ok(BeitModel {
         cfg: cfg.clone(),
         table,
@@ -121,6 +137,7 @@ pub struct FinetuneOptions {
 }
 
 /// Fine-tune `model` (a classification model) on labelled `data`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn finetune(
     ctx: &GpuContext,
     model: &BeitModel,
@@ -206,6 +223,7 @@ pub fn finetune(
 }
 
 /// Top-1 accuracy and the confusion matrix (rows: true class, columns: predicted) of a classification model.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn evaluate(
     ctx: &GpuContext,
     model: &BeitModel,

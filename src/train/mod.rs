@@ -3,7 +3,6 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod finetune;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod linprobe;

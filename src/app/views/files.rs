@@ -2,7 +2,9 @@
 //! the three networks as HuggingFace-style folders, and load such folders back.
 
 use super::explain;
-use crate::app::{BeitApp, BrowseTarget};
+use crate::app::BeitApp;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::app::BrowseTarget;
 
 pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     explain(
