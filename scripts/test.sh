@@ -23,7 +23,9 @@ fi
 # Mesa's software driver complains about this harmlessly when it is unset.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo test --release --locked "$@"
-# The real app in a virtual display: it must train, stay alive and draw (not with a test filter).
+# The real app in a virtual display, then the browser build in headless Chromium: each must train, stay alive
+# and draw (skipped when a test filter is given).
 if [ "$#" -eq 0 ]; then
     scripts/app_screenshot.sh target/app-screenshot.png 60
+    web/test.sh target/browser-screenshot.png
 fi

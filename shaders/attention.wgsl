@@ -67,7 +67,7 @@ fn softmax_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     }
     let base = row * p.cols;
     let brow = (row % max(p.bias_rows, 1u)) * p.cols;
-    var m = -3.4028235e38;
+    var m = bitcast<f32>(0xff7fffffu); // -FLT_MAX (a decimal literal rounds past it in some compilers)
     for (var c = li; c < p.cols; c += WG) {
         m = max(m, score(base, brow, c));
     }

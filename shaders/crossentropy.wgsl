@@ -35,7 +35,7 @@ fn ce_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         return;
     }
     let base = rows[i] * p.vocab;
-    var best = -3.4028235e38;
+    var best = bitcast<f32>(0xff7fffffu); // -FLT_MAX (a decimal literal rounds past it in some compilers)
     var best_i = 0xffffffffu;
     for (var v = li; v < p.vocab; v += WG) {
         let z = logits[base + v];

@@ -373,7 +373,7 @@ pub fn run(cli: Cli) -> i32 {
             quit_after,
             report,
             view,
-        } => crate::app::window::run(crate::app::window::WindowOptions {
+        } => crate::app::window::run(crate::app::shell::WindowOptions {
             preset,
             batch,
             start,

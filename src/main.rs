@@ -14,5 +14,8 @@ fn main() {
     std::process::exit(beitlab::cli::run(cli));
 }
 
+/// In the browser: start the app on the page's canvas (see `web/index.html`).
 #[cfg(target_arch = "wasm32")]
-fn main() {}
+fn main() {
+    beitlab::app::web::start();
+}

@@ -13,9 +13,12 @@ pub mod phases;
 pub mod picture;
 pub mod session;
 pub mod settings;
+pub mod shell;
 pub mod textures;
 pub mod time;
 mod views;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod window;
 

@@ -1,0 +1,251 @@
+//! The eframe side shared by the native window and the web page: the device the app asks eframe for, and the
+//! `eframe::App` that wraps [`BeitApp`] on eframe's wgpu render state (start at once, open on a view, quit after a
+//! while with a report). In the browser, progress lines go to the console, where tests read them.
+
+use super::settings::Settings;
+use super::time::Instant;
+use super::{BeitApp, View};
+use crate::gpu::{ErrorPolicy, GpuContext};
+
+/// How the app is opened.
+#[derive(Clone, Debug, Default)]
+pub struct WindowOptions {
+    /// Preset to open with (default: micro on a CPU adapter and in the browser, tiny on a native GPU).
+    pub preset: Option<String>,
+    /// Images per training step.
+    pub batch: Option<u32>,
+    /// Press Start as soon as the app is up.
+    pub start: bool,
+    /// Close the window after this many seconds (native).
+    pub quit_after: Option<f64>,
+    /// Write frame times and progress as JSON here when the window closes (native).
+    pub report: Option<std::path::PathBuf>,
+    /// Open on this view (its title, case-insensitive prefix).
+    pub view: Option<String>,
+}
+
+/// Largest single buffer any preset of the app needs at its default batch.
+fn needed_buffer_bytes() -> u64 {
+    [("micro", 32), ("tiny", 64)]
+        .into_iter()
+        .filter_map(|(p, b)| {
+            super::session::mim_config(p)
+                .ok()
+                .map(|c| c.largest_buffer_bytes(b, c.patches()))
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The device eframe creates for the app: WebGPU's defaults, raised towards what the presets need but never past
+/// what the adapter offers (the session then says which preset fits).
+pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'static> {
+    let offered = adapter.limits();
+    let need = needed_buffer_bytes();
+    let mut limits = wgpu::Limits::default().using_resolution(offered.clone());
+    limits.max_storage_buffer_binding_size = need
+        .max(limits.max_storage_buffer_binding_size)
+        .min(offered.max_storage_buffer_binding_size);
+    limits.max_buffer_size = need
+        .max(limits.max_buffer_size)
+        .min(offered.max_buffer_size);
+    limits.max_texture_dimension_2d = 8192.min(offered.max_texture_dimension_2d);
+    limits.min_storage_buffer_offset_alignment = offered.min_storage_buffer_offset_alignment;
+    limits.min_uniform_buffer_offset_alignment = offered.min_uniform_buffer_offset_alignment;
+    wgpu::DeviceDescriptor {
+        label: Some("beitlab app device"),
+        required_limits: limits,
+        ..Default::default()
+    }
+}
+
+/// Whether an adapter computes on the CPU (a software driver), where the app opens small and paces training.
+fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    let name = info.name.to_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu
+        || name.contains("swiftshader")
+        || name.contains("llvmpipe")
+}
+
+pub struct Shell {
+    pub app: BeitApp,
+    opened: Instant,
+    opts: WindowOptions,
+    started: bool,
+    /// Progress last written to the console (web): (phase steps done, seconds since opening).
+    logged: ([u32; 3], f64),
+    logged_query: Option<usize>,
+    logged_error: Option<String>,
+}
+
+impl Shell {
+    pub fn new(cc: &eframe::CreationContext<'_>, opts: WindowOptions) -> Self {
+        let app = match &cc.wgpu_render_state {
+            Some(rs) => {
+                super::gpu_paint::install(rs);
+                let ctx = GpuContext::from_existing(
+                    rs.device.clone(),
+                    rs.queue.clone(),
+                    rs.adapter.get_info(),
+                    ErrorPolicy::Record,
+                );
+                let small = is_software(&ctx.adapter_info) || cfg!(target_arch = "wasm32");
+                let mut settings = Settings::for_adapter(small);
+                if let Some(p) = &opts.preset {
+                    settings = Settings {
+                        preset: p.clone(),
+                        ..Settings::for_adapter(p == "micro")
+                    };
+                }
+                if let Some(b) = opts.batch {
+                    settings.batch = b.max(1);
+                }
+                let mut app = BeitApp::with_settings(ctx, settings, true);
+                if let Some(s) = app.session.as_mut() {
+                    if is_software(&s.ctx.adapter_info) {
+                        s.max_in_flight = 1;
+                        s.frames_per_submit = 2;
+                    }
+                }
+                app
+            }
+            None => {
+                let mut app = BeitApp::empty();
+                app.fatal = Some(
+                    "eframe started without its wgpu renderer; beitlab needs Vulkan, Metal, DX12 or WebGPU"
+                        .into(),
+                );
+                app
+            }
+        };
+        let mut shell = Self {
+            app,
+            opened: Instant::now(),
+            opts,
+            started: false,
+            logged: ([0; 3], 0.0),
+            logged_query: None,
+            logged_error: None,
+        };
+        if let Some(v) = &shell.opts.view {
+            let v = v.to_lowercase();
+            if let Some(found) = View::ALL
+                .into_iter()
+                .find(|x| x.title().to_lowercase().starts_with(&v))
+            {
+                shell.app.view = found;
+            }
+        }
+        shell
+    }
+
+    /// Frame times and progress as JSON.
+    pub fn report(&self) -> serde_json::Value {
+        let mut ms = self.app.frames.training.clone();
+        if ms.is_empty() {
+            ms = self.app.frames.recent.iter().copied().collect();
+        }
+        ms.sort_by(f64::total_cmp);
+        let pct = |q: f64| {
+            ms.get(((ms.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let s = self.app.session.as_ref();
+        serde_json::json!({
+            "adapter": s.map(|s| s.ctx.describe()),
+            "preset": s.map(|s| s.settings.preset.clone()),
+            "seconds": self.opened.elapsed().as_secs_f64(),
+            "training_frames": ms.len(),
+            "frame_ms_mean": if ms.is_empty() { 0.0 } else { ms.iter().sum::<f64>() / ms.len() as f64 },
+            "frame_ms_p50": pct(0.5),
+            "frame_ms_p95": pct(0.95),
+            "frame_ms_max": ms.last().copied().unwrap_or(0.0),
+            "steps_done": s.map(|s| s.done.to_vec()),
+            "images_per_s": s.and_then(|s| s.images_per_second()),
+            "last_pretrain_loss": s.and_then(|s| s.curves.last(super::curves::Panel::Loss, "pretrain MIM loss")),
+            "error": s.and_then(|s| s.error.clone()).or(self.app.fatal.clone()),
+        })
+    }
+
+    /// One line of progress for the console, about once a second while training, and what the views were asked.
+    fn progress_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let t = self.opened.elapsed().as_secs_f64();
+        if let Some(s) = self.app.session.as_ref() {
+            if s.done != self.logged.0 && t - self.logged.1 >= 1.0 {
+                let (phase, name) = match s.progress() {
+                    Some((k, _, _)) => (k, k.name()),
+                    None => (super::phases::PhaseKind::Finetune, "done"),
+                };
+                let loss = match phase {
+                    super::phases::PhaseKind::Tokenizer => {
+                        "tokenizer reconstruction (MSE)".to_string()
+                    }
+                    super::phases::PhaseKind::Pretrain => "pretrain MIM loss".to_string(),
+                    super::phases::PhaseKind::Finetune => "fine-tune (pretrained) loss".to_string(),
+                };
+                let last = s.curves.last(super::curves::Panel::Loss, &loss);
+                lines.push(format!(
+                    "beitlab progress: {name} steps {:?} loss {} images/s {:.1} frame_ms {:.0}",
+                    s.done,
+                    last.map_or("none".to_string(), |l| format!("{l:.5}")),
+                    s.images_per_second().unwrap_or(0.0),
+                    self.app.frames.summary().map_or(0.0, |f| f.0),
+                ));
+                self.logged = (s.done, t);
+            }
+            if s.error.is_some() && s.error != self.logged_error {
+                lines.push(format!(
+                    "beitlab error: {}",
+                    s.error.clone().unwrap_or_default()
+                ));
+            }
+            self.logged_error = s.error.clone();
+        }
+        if self.app.view == View::Attention && self.logged_query != Some(self.app.views.query) {
+            if let Some(r) = self.app.views.image_rect {
+                lines.push(format!(
+                    "beitlab attention: query {} image {} {} {} {}",
+                    self.app.views.query,
+                    r.min.x,
+                    r.min.y,
+                    r.width(),
+                    r.height()
+                ));
+                self.logged_query = Some(self.app.views.query);
+            }
+        }
+        lines
+    }
+}
+
+impl eframe::App for Shell {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        if self.opts.start && !self.started {
+            self.started = true;
+            if let Some(s) = self.app.session.as_mut() {
+                s.start();
+            }
+        }
+        self.app.frame(ui);
+        if cfg!(target_arch = "wasm32") {
+            for line in self.progress_lines() {
+                log::info!("{line}");
+            }
+        }
+        if let Some(q) = self.opts.quit_after {
+            if self.opened.elapsed().as_secs_f64() >= q {
+                #[cfg(not(target_arch = "wasm32"))]
+                if let Some(path) = &self.opts.report {
+                    let text = serde_json::to_string_pretty(&self.report()).unwrap_or_default();
+                    if let Err(e) = std::fs::write(path, text) {
+                        eprintln!("{}: {e}", path.display());
+                    }
+                }
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            ui.ctx().request_repaint();
+        }
+    }
+}

@@ -1,0 +1,90 @@
+// End-to-end test of the browser build in headless Chromium (WebGPU on SwiftShader, the CPU): load the page with
+// training started, wait until the app reports steps with a finite loss, click a patch in the attention view and
+// check that it became the query, take a screenshot. Fails on any console error or uncaught exception.
+//
+//   node web/test/e2e.mjs URL SCREENSHOT.png
+import { chromium } from "playwright-core";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const url = process.argv[2];
+const shot = process.argv[3] ?? "target/browser-screenshot.png";
+const limitMs = Number(process.env.BEITLAB_E2E_SECONDS ?? 300) * 1000;
+
+const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "beitlab-chromium-")), {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1280, height: 800 },
+  args: [
+    "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan",
+    "--use-vulkan=swiftshader", "--use-angle=swiftshader",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-quic",
+  ],
+});
+const page = context.pages()[0] ?? (await context.newPage());
+const failures = [];
+const lines = [];
+const t0 = Date.now();
+page.on("console", (msg) => {
+  const text = msg.text();
+  lines.push({ t: Date.now() - t0, text });
+  if (msg.type() === "error" || text.includes("beitlab error")) failures.push(`console error: ${text}`);
+  if (/beitlab (progress|attention|error)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
+});
+page.on("pageerror", (err) => failures.push(`uncaught exception: ${err.message}`));
+
+function fail(why) {
+  console.error(`FAIL: ${why}`);
+  for (const f of failures) console.error(f);
+  process.exit(1);
+}
+
+// Resolves with the first console line (after `from`) for which `test` returns a truthy value.
+async function waitFor(what, test, from = 0) {
+  for (;;) {
+    if (failures.length) fail(`${what}: ${failures[0]}`);
+    for (let i = from; i < lines.length; i++) {
+      const r = test(lines[i].text);
+      if (r) return { ...lines[i], r, index: i };
+    }
+    if (Date.now() - t0 > limitMs) fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function progress(text) {
+  const m = text.match(/beitlab progress: (\S+) steps \[(\d+), (\d+), (\d+)\] loss (\S+)/);
+  if (!m) return null;
+  return { phase: m[1], steps: Number(m[2]) + Number(m[3]) + Number(m[4]), loss: Number(m[5]) };
+}
+
+await page.goto(url);
+const first = await waitFor("a first training step", (t) => {
+  const p = progress(t);
+  return p && p.steps > 0 && Number.isFinite(p.loss) ? p : null;
+});
+const some = await waitFor("at least 5 steps with a finite loss", (t) => {
+  const p = progress(t);
+  return p && p.steps >= 5 && Number.isFinite(p.loss) ? p : null;
+}, first.index);
+const stepsPerSecond = (some.r.steps - first.r.steps) / Math.max(1e-3, (some.t - first.t) / 1000);
+
+// The attention view: click a patch of the sample image; the app reports the new query token.
+const drawn = await waitFor("the attention image", (t) => t.match(/beitlab attention: query (\d+) image (\S+) (\S+) (\S+) (\S+)/));
+const [x, y, w, h] = drawn.r.slice(2).map(Number);
+await page.mouse.click(x + w * 0.62, y + h * 0.37);
+const clicked = await waitFor("the clicked patch to become the query", (t) => {
+  const m = t.match(/beitlab attention: query (\d+) image/);
+  return m && Number(m[1]) > 0 ? Number(m[1]) : null;
+}, drawn.index + 1);
+await page.waitForTimeout(1500);
+await page.screenshot({ path: shot });
+if (failures.length) fail(failures[0]);
+console.log(
+  `PASS: first training step after ${(first.t / 1000).toFixed(1)} s (page load to the first report), ` +
+    `${some.r.steps} steps with loss ${some.r.loss}, ${stepsPerSecond.toFixed(2)} steps/s, ` +
+    `attention query ${clicked.r} after the click; screenshot ${shot}`,
+);
+await context.close();
