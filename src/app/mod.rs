@@ -19,6 +19,8 @@ pub mod time;
 mod views;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+#[cfg(target_arch = "wasm32")]
+mod web_files;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod window;
 
@@ -154,6 +156,11 @@ pub struct BeitApp {
         String,
         std::sync::mpsc::Receiver<Result<Dataset, crate::data::dataset::DataError>>,
     )>,
+    /// Files dropped on the page, read asynchronously, and a set of them being decoded (browser).
+    #[cfg(target_arch = "wasm32")]
+    dropped: web_files::DropQueue,
+    #[cfg(target_arch = "wasm32")]
+    web_loader: Option<crate::data::dataset::FolderLoader>,
 }
 
 impl BeitApp {
@@ -215,6 +222,10 @@ impl BeitApp {
             rng: Rng::new(7),
             #[cfg(not(target_arch = "wasm32"))]
             loading: None,
+            #[cfg(target_arch = "wasm32")]
+            dropped: web_files::DropQueue::default(),
+            #[cfg(target_arch = "wasm32")]
+            web_loader: None,
         }
     }
 
@@ -284,7 +295,68 @@ impl BeitApp {
 
     /// Images dropped on the window replace the selected sample; a dropped folder becomes the dataset.
     #[cfg(target_arch = "wasm32")]
-    fn take_dropped(&mut self, _ctx: &egui::Context) {}
+    fn take_dropped(&mut self, ctx: &egui::Context) {
+        let files = ctx.input(|i| i.raw.dropped_files.clone());
+        self.dropped.read(files);
+        let channels = self.session.as_ref().map_or(1, |s| s.mim.cfg.num_channels);
+        for drop in self.dropped.complete() {
+            if let [(name, bytes)] = drop.as_slice() {
+                let decoded = bytes
+                    .clone()
+                    .and_then(|b| crate::data::dataset::decode_bytes(&b, channels));
+                match (decoded, self.session.as_mut()) {
+                    (Ok(img), Some(s)) => {
+                        self.inspector.replace_image(&s.mim, self.views.sample, img);
+                        self.notice =
+                            Some(format!("{name} is now sample {}", self.views.sample + 1));
+                    }
+                    (Err(e), Some(s)) => {
+                        s.error = Some(format!("{name} could not be read as an image: {e}"))
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let files = drop
+                .into_iter()
+                .map(|(name, bytes)| crate::data::dataset::PendingFile {
+                    name,
+                    label: None,
+                    bytes: Some(bytes.unwrap_or_default()),
+                })
+                .collect();
+            self.web_loader = Some(crate::data::dataset::FolderLoader::from_files(
+                "images dropped on the page",
+                files,
+                Vec::new(),
+                channels,
+            ));
+        }
+        // A dropped set of images is decoded a few files per frame.
+        if let Some(loader) = self.web_loader.as_mut() {
+            loader.step(16);
+            if loader.is_done() {
+                let result = self.web_loader.take().map(|l| l.finish());
+                if let (Some(result), Some(s)) = (result, self.session.as_mut()) {
+                    match result {
+                        Ok(all) => {
+                            let skipped = all.skipped_summary();
+                            let (train, val) = all.split_validation();
+                            let n = train.len() + val.len();
+                            s.set_data("dropped images".into(), train, val);
+                            self.notice = Some(format!(
+                                "opened {n} dropped images{} (no labels: pretraining only)",
+                                skipped.map(|x| format!("; {x}")).unwrap_or_default()
+                            ));
+                            self.reshuffle();
+                        }
+                        Err(e) => s.error = Some(e.to_string()),
+                    }
+                }
+            }
+            ctx.request_repaint();
+        }
+    }
 
     #[cfg(not(target_arch = "wasm32"))]
     fn take_dropped(&mut self, ctx: &egui::Context) {

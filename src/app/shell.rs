@@ -76,6 +76,7 @@ pub struct Shell {
     logged: ([u32; 3], f64),
     logged_query: Option<usize>,
     logged_error: Option<String>,
+    logged_notice: Option<String>,
 }
 
 impl Shell {
@@ -126,6 +127,7 @@ impl Shell {
             logged: ([0; 3], 0.0),
             logged_query: None,
             logged_error: None,
+            logged_notice: None,
         };
         if let Some(v) = &shell.opts.view {
             let v = v.to_lowercase();
@@ -203,6 +205,13 @@ impl Shell {
             }
             self.logged_error = s.error.clone();
         }
+        if self.app.notice.is_some() && self.app.notice != self.logged_notice {
+            lines.push(format!(
+                "beitlab notice: {}",
+                self.app.notice.clone().unwrap_or_default()
+            ));
+        }
+        self.logged_notice = self.app.notice.clone();
         if self.app.view == View::Attention && self.logged_query != Some(self.app.views.query) {
             if let Some(r) = self.app.views.image_rect {
                 lines.push(format!(

@@ -1,6 +1,7 @@
 // End-to-end test of the browser build in headless Chromium (WebGPU on SwiftShader, the CPU): load the page with
 // training started, wait until the app reports steps with a finite loss, click a patch in the attention view and
-// check that it became the query, take a screenshot. Fails on any console error or uncaught exception.
+// check that it became the query, drop an image file on the page and check that it became a sample, take a
+// screenshot. Fails on any console error or uncaught exception.
 //
 //   node web/test/e2e.mjs URL SCREENSHOT.png
 import { chromium } from "playwright-core";
@@ -31,7 +32,7 @@ page.on("console", (msg) => {
   const text = msg.text();
   lines.push({ t: Date.now() - t0, text });
   if (msg.type() === "error" || text.includes("beitlab error")) failures.push(`console error: ${text}`);
-  if (/beitlab (progress|attention|error)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
+  if (/beitlab (progress|attention|error|notice)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
 });
 page.on("pageerror", (err) => failures.push(`uncaught exception: ${err.message}`));
 
@@ -79,6 +80,18 @@ const clicked = await waitFor("the clicked patch to become the query", (t) => {
   const m = t.match(/beitlab attention: query (\d+) image/);
   return m && Number(m[1]) > 0 ? Number(m[1]) : null;
 }, drawn.index + 1);
+// Drop a 16x16 PNG (a white square on black) on the canvas, as a person dragging a file onto the page would.
+const png = "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAAAAAA6mKC9AAAAE0lEQVR4nGNgoBL4DwUDLUAhAADg/z/BeIP4vQAAAABJRU5ErkJggg==";
+await page.evaluate((b64) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], "square.png", { type: "image/png" }));
+  const canvas = document.getElementById("beitlab");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    canvas.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }
+}, png);
+await waitFor("the dropped image to become a sample", (t) => t.includes("beitlab notice: square.png is now sample"));
 await page.waitForTimeout(1500);
 await page.screenshot({ path: shot });
 if (failures.length) fail(failures[0]);
