@@ -20,7 +20,7 @@ mod views;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 #[cfg(target_arch = "wasm32")]
-mod web_files;
+pub mod web_files;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod window;
 
@@ -123,6 +123,8 @@ pub struct ViewState {
     /// Text fields of the data and checkpoint view.
     pub data_path: String,
     pub checkpoint_path: String,
+    /// Screen rectangle of the browser's "Open images..." button (tests click it).
+    pub picker_rect: Option<egui::Rect>,
     /// Folder browser: the folder listed, when open.
     pub browsing: Option<std::path::PathBuf>,
     pub browse_target: BrowseTarget,
@@ -158,7 +160,7 @@ pub struct BeitApp {
     )>,
     /// Files dropped on the page, read asynchronously, and a set of them being decoded (browser).
     #[cfg(target_arch = "wasm32")]
-    dropped: web_files::DropQueue,
+    pub dropped: web_files::DropQueue,
     #[cfg(target_arch = "wasm32")]
     web_loader: Option<crate::data::dataset::FolderLoader>,
 }
@@ -211,6 +213,7 @@ impl BeitApp {
                 data_path: String::new(),
                 checkpoint_path: "beitlab-checkpoint".into(),
                 browsing: None,
+                picker_rect: None,
                 browse_target: BrowseTarget::Data,
             },
             frames: FrameStats::default(),
@@ -326,7 +329,7 @@ impl BeitApp {
                 })
                 .collect();
             self.web_loader = Some(crate::data::dataset::FolderLoader::from_files(
-                "images dropped on the page",
+                "images from this computer",
                 files,
                 Vec::new(),
                 channels,
@@ -341,11 +344,11 @@ impl BeitApp {
                     match result {
                         Ok(all) => {
                             let skipped = all.skipped_summary();
+                            let n = all.len();
                             let (train, val) = all.split_validation();
-                            let n = train.len() + val.len();
-                            s.set_data("dropped images".into(), train, val);
+                            s.set_data("images from this computer".into(), train, val);
                             self.notice = Some(format!(
-                                "opened {n} dropped images{} (no labels: pretraining only)",
+                                "opened {n} images{} (no labels: pretraining only)",
                                 skipped.map(|x| format!("; {x}")).unwrap_or_default()
                             ));
                             self.reshuffle();
@@ -420,8 +423,8 @@ impl BeitApp {
         match result {
             Ok(all) => {
                 let skipped = all.skipped_summary();
+                let n = all.len();
                 let (train, val) = all.split_validation();
-                let n = train.len() + val.len();
                 s.set_data(source.clone(), train, val);
                 self.notice = Some(format!(
                     "opened {n} images from {source}{}",

@@ -77,6 +77,7 @@ pub struct Shell {
     logged_query: Option<usize>,
     logged_error: Option<String>,
     logged_notice: Option<String>,
+    logged_picker: bool,
 }
 
 impl Shell {
@@ -128,6 +129,7 @@ impl Shell {
             logged_query: None,
             logged_error: None,
             logged_notice: None,
+            logged_picker: false,
         };
         if let Some(v) = &shell.opts.view {
             let v = v.to_lowercase();
@@ -212,6 +214,20 @@ impl Shell {
             ));
         }
         self.logged_notice = self.app.notice.clone();
+        if let (View::Files, Some(r), false) = (
+            self.app.view,
+            self.app.views.picker_rect,
+            self.logged_picker,
+        ) {
+            lines.push(format!(
+                "beitlab files: picker {} {} {} {}",
+                r.min.x,
+                r.min.y,
+                r.width(),
+                r.height()
+            ));
+            self.logged_picker = true;
+        }
         if self.app.view == View::Attention && self.logged_query != Some(self.app.views.query) {
             if let Some(r) = self.app.views.image_rect {
                 lines.push(format!(

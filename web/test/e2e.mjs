@@ -1,7 +1,8 @@
 // End-to-end test of the browser build in headless Chromium (WebGPU on SwiftShader, the CPU): load the page with
 // training started, wait until the app reports steps with a finite loss, click a patch in the attention view and
 // check that it became the query, drop an image file on the page and check that it became a sample, take a
-// screenshot. Fails on any console error or uncaught exception.
+// screenshot, then choose two images with the data view's file picker and check that they became the dataset.
+// Fails on any console error or uncaught exception.
 //
 //   node web/test/e2e.mjs URL SCREENSHOT.png
 import { chromium } from "playwright-core";
@@ -94,10 +95,34 @@ await page.evaluate((b64) => {
 await waitFor("the dropped image to become a sample", (t) => t.includes("beitlab notice: square.png is now sample"));
 await page.waitForTimeout(1500);
 await page.screenshot({ path: shot });
+
+// The file picker of the data view: two images chosen become the dataset.
+const picker = await context.newPage();
+picker.on("console", (msg) => {
+  const text = msg.text();
+  lines.push({ t: Date.now() - t0, text });
+  if (/beitlab (files|notice|error)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
+  if (msg.type() === "error" || text.includes("beitlab error")) failures.push(`console error: ${text}`);
+});
+picker.on("pageerror", (err) => failures.push(`uncaught exception: ${err.message}`));
+const before = lines.length;
+await picker.goto(url.replace(/\?.*$/, "?view=data"));
+const button = await waitFor("the file picker button", (t) => t.match(/beitlab files: picker (\S+) (\S+) (\S+) (\S+)/), before);
+const [bx, by, bw, bh] = button.r.slice(1).map(Number);
+await picker.mouse.click(bx + bw / 2, by + bh / 2);
+await waitFor("the file picker to open", (t) => t.includes("beitlab files: picker opened"), before);
+// Headless Chromium shows no dialog: choose the files on the picker's <input> as the dialog would.
+const pngBytes = Buffer.from(png, "base64");
+await picker.setInputFiles("input[type=file]", [
+  { name: "a.png", mimeType: "image/png", buffer: pngBytes },
+  { name: "b.png", mimeType: "image/png", buffer: pngBytes },
+]);
+await waitFor("the chosen images to become the dataset", (t) => t.includes("beitlab notice: opened 2 images"), before);
 if (failures.length) fail(failures[0]);
 console.log(
   `PASS: first training step after ${(first.t / 1000).toFixed(1)} s (page load to the first report), ` +
     `${some.r.steps} steps with loss ${some.r.loss}, ${stepsPerSecond.toFixed(2)} steps/s, ` +
-    `attention query ${clicked.r} after the click; screenshot ${shot}`,
+    `attention query ${clicked.r} after the click, a dropped image became sample 1, two picked images became the ` +
+    `dataset; screenshot ${shot}`,
 );
 await context.close();

@@ -23,6 +23,18 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     ));
     #[cfg(not(target_arch = "wasm32"))]
     native(app, ui);
+    #[cfg(target_arch = "wasm32")]
+    {
+        let b = ui.button("Open images...").on_hover_text(
+            "One image replaces the selected sample; several become the dataset (or drop them on the page)",
+        );
+        app.views.picker_rect = Some(b.rect);
+        if b.clicked() {
+            if let Err(e) = app.dropped.open_picker() {
+                app.notice = Some(e);
+            }
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
