@@ -13,7 +13,7 @@ rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target
 WB_VERSION=$(awk '$0=="name = \"wasm-bindgen\"" {getline; gsub(/version = |"/, ""); print}' Cargo.lock)
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$WB_VERSION"; then
     echo "installing wasm-bindgen-cli $WB_VERSION (a few minutes, once)"
-    cargo install wasm-bindgen-cli --version "$WB_VERSION"
+    cargo install --force wasm-bindgen-cli --version "$WB_VERSION"
 fi
 
 cargo build --release --locked --target wasm32-unknown-unknown --bin beitlab
