@@ -25,16 +25,7 @@ pub fn bench_app(opts: &AppBenchOptions) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let cpu = probe.adapter_info.device_type == wgpu::DeviceType::Cpu;
     drop(probe);
-    let mut settings = Settings::for_adapter(cpu);
-    if let Some(p) = &opts.preset {
-        settings = Settings {
-            preset: p.clone(),
-            ..Settings::for_adapter(p == "micro")
-        };
-    }
-    if let Some(b) = opts.batch {
-        settings.batch = b.max(1);
-    }
+    let mut settings = Settings::chosen(cpu, opts.preset.as_deref(), opts.batch);
     settings.steps = [1_000_000; 3];
     let cfg = super::session::mim_config(&settings.preset).map_err(|e| e.to_string())?;
     let req = Requirements::kernels()

@@ -58,6 +58,22 @@ impl Settings {
         }
     }
 
+    /// The opening settings with a preset and batch chosen on the command line or in the page's address: a named
+    /// preset takes its own defaults (micro: the CPU ones), then the batch is overridden.
+    pub fn chosen(small_adapter: bool, preset: Option<&str>, batch: Option<u32>) -> Self {
+        let mut s = match preset {
+            Some(p) => Self {
+                preset: p.to_string(),
+                ..Self::for_adapter(p == "micro")
+            },
+            None => Self::for_adapter(small_adapter),
+        };
+        if let Some(b) = batch {
+            s.batch = b.max(1);
+        }
+        s
+    }
+
     /// Patches masked per image out of `n`: the ratio rounded, at least one, at most all but one.
     pub fn masked_patches(&self, n: u32) -> u32 {
         ((self.mask_ratio as f64 * n as f64).round() as u32).clamp(1, n.saturating_sub(1).max(1))
@@ -80,5 +96,16 @@ mod tests {
         assert_eq!(s.masked_patches(16), 1);
         s.mask_ratio = 1.0;
         assert_eq!(s.masked_patches(16), 15);
+    }
+
+    #[test]
+    fn a_named_preset_brings_its_defaults_and_the_batch_wins() {
+        let s = Settings::chosen(false, Some("micro"), Some(8));
+        assert_eq!(
+            (s.preset.as_str(), s.batch, s.steps),
+            ("micro", 8, [200, 300, 300])
+        );
+        let g = Settings::chosen(false, None, None);
+        assert_eq!((g.preset.as_str(), g.batch), ("tiny", 16));
     }
 }

@@ -92,16 +92,7 @@ impl Shell {
                     ErrorPolicy::Record,
                 );
                 let small = is_software(&ctx.adapter_info) || cfg!(target_arch = "wasm32");
-                let mut settings = Settings::for_adapter(small);
-                if let Some(p) = &opts.preset {
-                    settings = Settings {
-                        preset: p.clone(),
-                        ..Settings::for_adapter(p == "micro")
-                    };
-                }
-                if let Some(b) = opts.batch {
-                    settings.batch = b.max(1);
-                }
+                let settings = Settings::chosen(small, opts.preset.as_deref(), opts.batch);
                 let mut app = BeitApp::with_settings(ctx, settings, true);
                 if let Some(s) = app.session.as_mut() {
                     if is_software(&s.ctx.adapter_info) {
