@@ -447,6 +447,34 @@ fn click_at(h: &mut Harness<'static, BeitApp>, pos: egui::Pos2) {
     h.step();
 }
 
+#[test]
+fn an_unknown_preset_and_a_folder_without_checkpoints_are_explained() {
+    let mut settings = small_settings();
+    settings.preset = "huge".into();
+    let app = BeitApp::with_settings(gpu(), settings, false);
+    let fatal = app
+        .fatal
+        .clone()
+        .expect("an explanation instead of a session");
+    assert!(fatal.contains("unknown preset \"huge\""), "{fatal}");
+
+    let mut h = harness(small_settings());
+    let empty = tempdir("no-checkpoint");
+    open(&mut h, View::Files);
+    h.state_mut().views.checkpoint_path = empty.display().to_string();
+    h.step();
+    h.get_by_label("Load checkpoint").click();
+    h.step();
+    h.step();
+    let s = h.state().session.as_ref().unwrap();
+    let err = s.error.clone().unwrap_or_default();
+    assert!(
+        err.contains("holds no tokenizer (tokenizer_config.json) or BEiT folder (config.json)"),
+        "{err}"
+    );
+    assert_eq!(s.tokenizer_version, 0, "nothing was replaced");
+}
+
 #[derive(Debug)]
 struct File(PathBuf);
 

@@ -66,28 +66,24 @@ impl Snapshots {
         }
     }
 
-    fn copy_all(ctx: &GpuContext, from: &[GpuSlice], to: &[GpuSlice]) {
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("snapshot"),
-            });
+    fn copy_all(enc: &mut wgpu::CommandEncoder, from: &[GpuSlice], to: &[GpuSlice]) {
         for (f, t) in from.iter().zip(to) {
             enc.copy_buffer_to_buffer(&f.buffer, f.offset, &t.buffer, t.offset, f.size_bytes());
         }
-        ctx.queue.submit([enc.finish()]);
     }
 
-    /// Take a candidate after `step` (the step's submit is already queued, so the copy sees its result).
-    fn take(&mut self, ctx: &GpuContext, step: u32) {
-        if self.candidate.is_some() {
-            return;
-        }
+    /// Whether a candidate may be taken (the last one has been confirmed or there is none).
+    fn wants(&self) -> bool {
+        self.candidate.is_none()
+    }
+
+    /// Record a candidate of the state after `step` into that step's encoder, after its work.
+    fn take(&mut self, enc: &mut wgpu::CommandEncoder, step: u32) {
         let slot = match self.good {
             Some((g, _)) => 1 - g,
             None => 0,
         };
-        Self::copy_all(ctx, &self.sources, &self.slots[slot]);
+        Self::copy_all(enc, &self.sources, &self.slots[slot]);
         self.candidate = Some((slot, step));
     }
 
@@ -105,7 +101,13 @@ impl Snapshots {
     fn restore(&mut self, ctx: &GpuContext) -> Option<u32> {
         self.candidate = None;
         let (slot, step) = self.good?;
-        Self::copy_all(ctx, &self.slots[slot], &self.sources);
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("restore snapshot"),
+            });
+        Self::copy_all(&mut enc, &self.slots[slot], &self.sources);
+        ctx.queue.submit([enc.finish()]);
         Some(step)
     }
 }
@@ -168,12 +170,17 @@ impl PhaseCore {
         self.reported >= self.total && self.in_flight() == 0
     }
 
-    fn submit(&mut self, ctx: &GpuContext, lr: f32, clip: Option<f32>, counted: u32) {
+    fn submit(&mut self, lr: f32, clip: Option<f32>, counted: u32) {
         self.submitted += 1;
-        self.runner.submit(self.submitted, lr, clip, counted);
-        if self.submitted.is_multiple_of(25) || self.submitted == self.total {
-            self.snapshots.take(ctx, self.submitted);
-        }
+        let step = self.submitted;
+        let snapshot = (step.is_multiple_of(25) || step == self.total) && self.snapshots.wants();
+        let snapshots = &mut self.snapshots;
+        // The snapshot's copies ride in the step's own submit, after its AdamW update.
+        self.runner.submit_with(step, lr, clip, counted, |enc| {
+            if snapshot {
+                snapshots.take(enc, step);
+            }
+        });
     }
 
     /// Collect metrics; on a non-finite value, return to the last good state and say so.
@@ -253,7 +260,7 @@ impl TokenizerPhase {
         let step = self.core.submitted + 1;
         self.graph.set_step(ctx, step);
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Tokenizer.index()]);
-        self.core.submit(ctx, lr, Some(1.0), 1);
+        self.core.submit(lr, Some(1.0), 1);
     }
 
     pub fn poll(&mut self, ctx: &GpuContext, events: &mut Vec<PhaseEvent>) -> Result<(), String> {
@@ -370,7 +377,7 @@ impl PretrainPhase {
             self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Pretrain.index()]);
-        self.core.submit(ctx, lr, Some(3.0), masked);
+        self.core.submit(lr, Some(3.0), masked);
         Ok(())
     }
 
@@ -491,7 +498,7 @@ impl FinetunePhase {
             self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Finetune.index()]);
-        self.core.submit(ctx, lr, None, self.batch);
+        self.core.submit(lr, None, self.batch);
         let every = (self.core.total / 10).max(1);
         if step.is_multiple_of(every) || step == self.core.total {
             self.eval_queue.push((step, 0));

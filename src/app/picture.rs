@@ -1,5 +1,5 @@
 //! Turning network tensors into pictures for egui: normalised (C, S, S) pixels back to colours, one patch of a
-//! batch, a colour per token id, and the heat-map colour scale.
+//! batch, and a colour per token id (heat maps are coloured on the GPU by `shaders/paint.wgsl`).
 
 use egui::{Color32, ColorImage};
 
@@ -62,15 +62,6 @@ pub fn token_color(id: u32) -> Color32 {
     let hue = (id as f32 * 0.618_034).fract();
     let light = 0.45 + 0.2 * ((id / 7) % 2) as f32;
     egui::ecolor::Hsva::new(hue, 0.75, light + 0.3, 1.0).into()
-}
-
-/// The heat-map colour of a value in [0, 1] (dark blue -> teal -> yellow), the same scale the GPU painter uses.
-pub fn heat_color(t: f32) -> Color32 {
-    let t = t.clamp(0.0, 1.0);
-    let r = (-0.1 + 1.1 * t * t).clamp(0.0, 1.0);
-    let g = (0.05 + 0.9 * t).clamp(0.0, 1.0);
-    let b = (0.35 + 0.6 * (std::f32::consts::PI * t).sin() * (1.0 - t)).clamp(0.0, 1.0);
-    Color32::from_rgb((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8)
 }
 
 #[cfg(test)]

@@ -279,29 +279,38 @@ fn preference(info: &wgpu::AdapterInfo) -> u8 {
     }
 }
 
+/// The adapter beitlab uses among `adapters` (the command line's and the app's window alike): GL is never used,
+/// `BEITLAB_ADAPTER` filters by name when set, and the most capable kind wins.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn choose_adapter(adapters: &[wgpu::Adapter]) -> Result<wgpu::Adapter, GpuError> {
+    let wanted = std::env::var(ADAPTER_ENV).ok().map(|s| s.to_lowercase());
+    let mut usable: Vec<&wgpu::Adapter> = adapters
+        .iter()
+        .filter(|a| a.get_info().backend != wgpu::Backend::Gl)
+        .collect();
+    let names: Vec<String> = usable.iter().map(|a| a.get_info().name).collect();
+    if let Some(w) = &wanted {
+        usable.retain(|a| a.get_info().name.to_lowercase().contains(w.as_str()));
+    }
+    usable.sort_by_key(|a| preference(&a.get_info()));
+    match usable.first() {
+        Some(a) => Ok((*a).clone()),
+        None => Err(GpuError::NoAdapter {
+            detail: match wanted {
+                Some(w) => format!(
+                    " whose name contains \"{w}\" ({ADAPTER_ENV}); adapters present: {names:?}"
+                ),
+                None => String::new(),
+            },
+        }),
+    }
+}
+
 /// All adapters of the instance, filtered by `BEITLAB_ADAPTER` when it is set; the most capable kind wins.
 async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let wanted = std::env::var(ADAPTER_ENV).ok().map(|s| s.to_lowercase());
-        let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-        adapters.retain(|a| a.get_info().backend != wgpu::Backend::Gl);
-        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        if let Some(w) = &wanted {
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(w.as_str()));
-        }
-        adapters.sort_by_key(|a| preference(&a.get_info()));
-        match adapters.into_iter().next() {
-            Some(a) => Ok(a),
-            None => Err(GpuError::NoAdapter {
-                detail: match wanted {
-                    Some(w) => format!(
-                        " whose name contains \"{w}\" ({ADAPTER_ENV}); adapters present: {names:?}"
-                    ),
-                    None => String::new(),
-                },
-            }),
-        }
+        choose_adapter(&instance.enumerate_adapters(wgpu::Backends::all()).await)
     }
     #[cfg(target_arch = "wasm32")]
     {

@@ -10,7 +10,7 @@ pub mod shaders;
 
 pub use buffers::{allocated_bytes, FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
 #[cfg(not(target_arch = "wasm32"))]
-pub use context::list_adapters;
+pub use context::{choose_adapter, list_adapters};
 pub use context::{ErrorPolicy, GpuContext, Requirements, ADAPTER_ENV};
 pub use dispatch::{workgroup_grid, Dispatch, MAX_WORKGROUPS_PER_DIM};
 pub use error::GpuError;

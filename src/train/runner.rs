@@ -138,6 +138,19 @@ impl StepRunner {
 
     /// Submit one step (inputs already written) counting `counted` examples in its loss.
     pub fn submit(&mut self, step: u32, lr: f32, clip: Option<f32>, counted: u32) {
+        self.submit_with(step, lr, clip, counted, |_| {});
+    }
+
+    /// [`StepRunner::submit`], recording `after` into the step's own command encoder once the step's work is
+    /// recorded (e.g. copies of the updated weights), so the step stays one submit.
+    pub fn submit_with(
+        &mut self,
+        step: u32,
+        lr: f32,
+        clip: Option<f32>,
+        counted: u32,
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) {
         self.plan.set_step(
             &self.ctx,
             &AdamWStep {
@@ -156,6 +169,7 @@ impl StepRunner {
                 label: Some(self.label),
             });
         Dispatch::record_all(&mut enc, self.label, &self.work);
+        after(&mut enc);
         if let (Some(a), Some(b)) = (
             self.ring.record(&mut enc, &self.stats),
             self.ring.record(&mut enc, &self.sumsq),

@@ -96,18 +96,18 @@ fn sample_texture(
     cfg: &BeitConfig,
     k: usize,
 ) -> egui::TextureId {
-    let generation = app.inspector.sample_generation;
-    let pixels = app
-        .inspector
-        .samples
-        .get(k)
-        .map(|s| s.pixels.clone())
-        .unwrap_or_default();
+    // The picture is only built when the cached texture is older than the samples.
+    let (inspector, textures) = (&app.inspector, &mut app.textures);
     let (c, s) = (cfg.num_channels as usize, cfg.image_size as usize);
-    app.textures
-        .get(ctx, &format!("sample {k}"), generation, || {
-            picture::chw_image(&pixels, c, s, s)
-        })
+    textures.get(
+        ctx,
+        &format!("sample {k}"),
+        inspector.sample_generation,
+        || {
+            let pixels = inspector.samples.get(k).map_or(&[][..], |x| &x.pixels[..]);
+            picture::chw_image(pixels, c, s, s)
+        },
+    )
 }
 
 /// Sample `k`'s reconstruction from the true tokens (`pred` false) or with the predicted tokens at masked patches.
@@ -118,13 +118,12 @@ fn recon_texture(
     k: usize,
     pred: bool,
 ) -> Option<egui::TextureId> {
-    let r = app.inspector.results.as_ref()?;
-    let generation = r.generation;
+    let (r, textures) = (app.inspector.results.as_ref()?, &mut app.textures);
     let src = if pred { &r.recon_pred } else { &r.recon_true };
-    let img = picture::batch_image(src, cfg, k);
     Some(
-        app.textures
-            .get(ctx, &format!("recon {k} {pred}"), generation, || img),
+        textures.get(ctx, &format!("recon {k} {pred}"), r.generation, || {
+            picture::batch_image(src, cfg, k)
+        }),
     )
 }
 
@@ -178,13 +177,13 @@ fn code_texture(
     cfg: &BeitConfig,
     c: u32,
 ) -> Option<egui::TextureId> {
-    let atlas = app.inspector.atlas.as_ref()?;
+    let (atlas, textures) = (app.inspector.atlas.as_ref()?, &mut app.textures);
     let patch = atlas.patches.get(c as usize)?;
     let p = cfg.patch_size as usize;
-    let img = picture::chw_image(patch, cfg.num_channels as usize, p, p);
     Some(
-        app.textures
-            .get(ctx, &format!("code {c}"), atlas.generation, || img),
+        textures.get(ctx, &format!("code {c}"), atlas.generation, || {
+            picture::chw_image(patch, cfg.num_channels as usize, p, p)
+        }),
     )
 }
 
