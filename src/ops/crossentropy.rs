@@ -49,7 +49,26 @@ pub fn ce_forward(
         scale: 1.0,
     };
     let u = GpuSlice::uniform(ctx, "CrossEntropyParams", &params);
-    let mut d = vec![launch(
+    let mut d = vec![forward_dispatch(ctx, &out, logits, rows, labels, &u, m)?];
+    if let Some(stats) = out.stats {
+        need(K, "stats", stats, 2)?;
+        d.extend(reduce::mean(ctx, stats, 0, out.loss, m)?);
+        d.extend(reduce::mean(ctx, stats, 1, out.correct, m)?);
+    }
+    Ok(d)
+}
+
+/// The `ce_forward` dispatch over `launched` selected rows with the parameter uniform `params` bound.
+fn forward_dispatch(
+    ctx: &GpuContext,
+    out: &CrossEntropyOut<'_>,
+    logits: &GpuSlice,
+    rows: &GpuSlice,
+    labels: &GpuSlice,
+    params: &GpuSlice,
+    launched: u32,
+) -> Result<Dispatch, GpuError> {
+    launch(
         ctx,
         "crossentropy",
         "ce_forward",
@@ -60,17 +79,11 @@ pub fn ce_forward(
             logits,
             rows,
             labels,
-            &u,
+            params,
             logits,
         ],
-        workgroup_grid(m as u64),
-    )?];
-    if let Some(stats) = out.stats {
-        need(K, "stats", stats, 2)?;
-        d.extend(reduce::mean(ctx, stats, 0, out.loss, m)?);
-        d.extend(reduce::mean(ctx, stats, 1, out.correct, m)?);
-    }
-    Ok(d)
+        workgroup_grid(launched as u64),
+    )
 }
 
 /// `dlogits[rows[i]] = (softmax(logits[rows[i]]) − q_i) · scale` (scale = 1 / M for a mean loss).
@@ -138,21 +151,8 @@ pub fn ce_forward_with(
     }
     let mut d = super::elementwise::fill(ctx, out.loss, m_cap, 0.0)?;
     d.extend(super::elementwise::fill(ctx, out.correct, m_cap, 0.0)?);
-    d.push(launch(
-        ctx,
-        "crossentropy",
-        "ce_forward",
-        &[
-            out.loss,
-            out.correct,
-            out.lse,
-            logits,
-            rows,
-            labels,
-            params,
-            logits,
-        ],
-        workgroup_grid(m_cap as u64),
+    d.push(forward_dispatch(
+        ctx, &out, logits, rows, labels, params, m_cap,
     )?);
     if let Some(stats) = out.stats {
         need(K, "stats", stats, 2)?;
