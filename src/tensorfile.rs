@@ -137,6 +137,25 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, 
 
 /// Serialise tensors (f32, i64, u8) to safetensors bytes.
 pub fn serialize(tensors: &BTreeMap<String, HostTensor>) -> Result<Vec<u8>, ModelError> {
+    serialize_with_metadata(tensors, BTreeMap::new())
+}
+
+/// The `__metadata__` strings of safetensors bytes (empty when the file has none).
+pub fn metadata(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, String>, ModelError> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(path, format!("not a valid safetensors file ({e})")))?;
+    Ok(meta
+        .metadata()
+        .clone()
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default())
+}
+
+/// Serialise tensors with `__metadata__` strings (none written when `meta` is empty).
+pub fn serialize_with_metadata(
+    tensors: &BTreeMap<String, HostTensor>,
+    meta: BTreeMap<String, String>,
+) -> Result<Vec<u8>, ModelError> {
     let mut views = Vec::new();
     for (name, t) in tensors {
         let (dtype, bytes): (Dtype, &[u8]) = match &t.data {
@@ -148,7 +167,8 @@ pub fn serialize(tensors: &BTreeMap<String, HostTensor>) -> Result<Vec<u8>, Mode
             .map_err(|e| ModelError::Checkpoint(format!("tensor {name} cannot be written: {e}")))?;
         views.push((name.clone(), view));
     }
-    safetensors::serialize(views, None)
+    let meta = (!meta.is_empty()).then(|| meta.into_iter().collect());
+    safetensors::serialize(views, meta)
         .map_err(|e| ModelError::Checkpoint(format!("safetensors serialisation failed: {e}")))
 }
 

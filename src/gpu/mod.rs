@@ -1,5 +1,6 @@
 //! The GPU runtime: device creation, shader registry and pipeline cache, buffers, dispatch and readback.
 
+mod async_read;
 mod buffers;
 mod context;
 mod dispatch;
@@ -8,6 +9,7 @@ mod pipelines;
 mod readback;
 pub mod shaders;
 
+pub use async_read::AsyncRead;
 pub use buffers::{allocated_bytes, FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::{choose_adapter, list_adapters};

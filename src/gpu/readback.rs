@@ -14,49 +14,18 @@ impl GpuContext {
     /// Copy a slice to the CPU and wait for it (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_bytes(&self, src: &GpuSlice) -> Result<Vec<u8>, GpuError> {
-        let size = src.size_bytes();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback staging"),
-            size: size.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("readback"),
-            });
-        if size > 0 {
-            encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &staging, 0, size);
-        }
-        self.queue.submit([encoder.finish()]);
-        let status = Arc::new(AtomicU8::new(0));
-        let flag = status.clone();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            flag.store(if r.is_ok() { 1 } else { 2 }, Ordering::SeqCst)
-        });
-        self.wait()?;
+        let mut read = super::AsyncRead::start(self, &[src]);
         // Another thread's poll may be running our callback right now: give it a moment to land.
         for _ in 0..1000 {
-            if status.load(Ordering::SeqCst) != 0 {
-                break;
+            self.wait()?;
+            if let Some(parts) = read.poll(self) {
+                return parts.map(|mut p| p.pop().unwrap_or_default());
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
-            self.wait()?;
         }
-        if status.load(Ordering::SeqCst) != 1 {
-            return Err(GpuError::Readback(
-                "the staging buffer could not be mapped".into(),
-            ));
-        }
-        let bytes = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| GpuError::Readback(e.to_string()))?;
-            view[..size as usize].to_vec()
-        };
-        staging.unmap();
-        Ok(bytes)
+        Err(GpuError::Readback(
+            "the staging buffer could not be mapped".into(),
+        ))
     }
 
     /// Copy a slice of f32 to the CPU and wait for it (native only).

@@ -56,25 +56,36 @@ pub struct Checkpoint {
 pub fn read_folder(dir: &Path) -> Result<Checkpoint, ModelError> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-    let mut config: BeitConfig = serde_json::from_str(&text).map_err(|e| {
-        ModelError::Config(format!(
-            "{}: not a valid BeitConfig: {e}",
-            cfg_path.display()
-        ))
-    })?;
-    config
-        .validate()
-        .map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
     let st_path = dir.join("model.safetensors");
     let raw = tensorfile::read(&st_path)?;
+    parse_checkpoint(
+        &text,
+        raw,
+        &cfg_path.display().to_string(),
+        &st_path.display().to_string(),
+    )
+}
+
+/// A checkpoint from the text of its config.json and its tensors (as a file holds them); `cfg_source` and
+/// `tensor_source` name where they came from in messages.
+pub fn parse_checkpoint(
+    config_json: &str,
+    raw: BTreeMap<String, HostTensor>,
+    cfg_source: &str,
+    tensor_source: &str,
+) -> Result<Checkpoint, ModelError> {
+    let mut config: BeitConfig = serde_json::from_str(config_json)
+        .map_err(|e| ModelError::Config(format!("{cfg_source}: not a valid BeitConfig: {e}")))?;
+    config
+        .validate()
+        .map_err(|e| ModelError::Config(format!("{cfg_source}: {e}")))?;
     let mut tensors = BTreeMap::new();
     let mut file_names = BTreeMap::new();
     for (name, t) in raw {
         if let Some(canon) = canonical_name(&name) {
             if !matches!(t.data, tensorfile::TensorData::F32(_)) {
                 return Err(ModelError::Checkpoint(format!(
-                    "{}: tensor {name} is {} but parameters must be floating point",
-                    st_path.display(),
+                    "{tensor_source}: tensor {name} is {} but parameters must be floating point",
                     t.file_dtype
                 )));
             }
@@ -91,7 +102,7 @@ pub fn read_folder(dir: &Path) -> Result<Checkpoint, ModelError> {
         }
         config
             .validate()
-            .map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
+            .map_err(|e| ModelError::Config(format!("{cfg_source}: {e}")))?;
     }
     Ok(Checkpoint {
         config,
@@ -223,7 +234,8 @@ pub fn write_folder(
     tensorfile::write_atomic(&dir.join("config.json"), cfg.to_json().as_bytes())
 }
 
-/// A model's parameters on the GPU with their table and config.
+/// A model's parameters on the GPU with their table and config. A clone shares the buffers.
+#[derive(Clone)]
 pub struct BeitModel {
     pub cfg: BeitConfig,
     pub table: ParamTable,
@@ -266,7 +278,21 @@ impl BeitModel {
 
     /// Load a checkpoint folder, optionally at another image size (position tables interpolated).
     pub fn load(ctx: &GpuContext, dir: &Path, image_size: Option<u32>) -> Result<Self, ModelError> {
-        let ck = read_folder(dir)?;
+        Self::from_checkpoint(
+            ctx,
+            read_folder(dir)?,
+            image_size,
+            &dir.display().to_string(),
+        )
+    }
+
+    /// Put a parsed checkpoint on the GPU, optionally at another image size; `source` names it in messages.
+    pub fn from_checkpoint(
+        ctx: &GpuContext,
+        ck: Checkpoint,
+        image_size: Option<u32>,
+        source: &str,
+    ) -> Result<Self, ModelError> {
         let from = ck.config.image_size;
         let mut cfg = ck.config.clone();
         if let Some(s) = image_size {
@@ -275,7 +301,7 @@ impl BeitModel {
         }
         let table = ParamTable::new(&cfg, ctx.storage_alignment());
         let flat = flat_from_tensors(&cfg, &table, &ck.tensors, from)
-            .map_err(|e| ModelError::Checkpoint(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| ModelError::Checkpoint(format!("{source}: {e}")))?;
         Ok(Self::from_flat(ctx, cfg, table, &flat, ck.file_names))
     }
 

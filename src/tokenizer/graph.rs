@@ -4,6 +4,7 @@
 //! Shapes (R = B·N rows, one per patch): pixels (B, C, S, S); patches (R, P); context (R, 5P); encoder hidden
 //! (R, H); codes z, ẑ, q (R, D); similarities (R, K); tokens (R) u32; reconstruction (R, P); codebook (K, D).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::config::TokenizerConfig;
@@ -14,7 +15,7 @@ use crate::ops::patches::{self, PatchShape};
 use crate::ops::vq::{self, EmaState};
 use crate::ops::{elementwise, gelu, matmul, reduce, tokens};
 use crate::rng::Rng;
-use crate::tensorfile;
+use crate::tensorfile::{self, HostTensor};
 
 /// Names and shapes of the trainable tensors.
 pub fn param_specs(cfg: &TokenizerConfig) -> Vec<(&'static str, Vec<usize>)> {
@@ -35,7 +36,8 @@ pub fn param_specs(cfg: &TokenizerConfig) -> Vec<(&'static str, Vec<usize>)> {
     ]
 }
 
-/// A tokenizer on the GPU: parameters, AdamW moments, codebook and its EMA state.
+/// A tokenizer on the GPU: parameters, AdamW moments, codebook and its EMA state. A clone shares the buffers.
+#[derive(Clone)]
 pub struct Tokenizer {
     pub cfg: TokenizerConfig,
     pub params: FlatBuffer,
@@ -101,13 +103,21 @@ impl Tokenizer {
         }
     }
 
-    /// Save `tokenizer_config.json` + `tokenizer.safetensors` (weights, codebook, EMA state), each atomically.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn save(&self, ctx: &GpuContext, dir: &Path) -> Result<(), ModelError> {
-        use crate::tensorfile::HostTensor;
-        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-        let flat = ctx.read_f32(&self.params.whole)?;
-        let mut t = std::collections::BTreeMap::new();
+    /// The GPU state a checkpoint holds, in the order [`Tokenizer::tensors`] takes it back: parameters,
+    /// codebook, EMA sums, EMA counts.
+    pub fn state_slices(&self) -> [&GpuSlice; 4] {
+        [
+            &self.params.whole,
+            &self.codebook,
+            &self.ema_sum,
+            &self.ema_count,
+        ]
+    }
+
+    /// The checkpoint's tensors from the values of [`Tokenizer::state_slices`] read back.
+    pub fn tensors(&self, values: [&[f32]; 4]) -> BTreeMap<String, HostTensor> {
+        let [flat, codebook, ema_sum, ema_count] = values;
+        let mut t = BTreeMap::new();
         for e in &self.params.layout.entries {
             t.insert(
                 e.name.clone(),
@@ -120,38 +130,67 @@ impl Tokenizer {
         let (k, d) = (self.cfg.codebook_size as usize, self.cfg.code_dim as usize);
         t.insert(
             "codebook".into(),
-            HostTensor::f32(vec![k, d], ctx.read_f32(&self.codebook)?),
+            HostTensor::f32(vec![k, d], codebook.to_vec()),
         );
         t.insert(
             "codebook_ema_sum".into(),
-            HostTensor::f32(vec![k, d], ctx.read_f32(&self.ema_sum)?),
+            HostTensor::f32(vec![k, d], ema_sum.to_vec()),
         );
         t.insert(
             "codebook_ema_count".into(),
-            HostTensor::f32(vec![k], ctx.read_f32(&self.ema_count)?),
+            HostTensor::f32(vec![k], ema_count.to_vec()),
         );
+        t
+    }
+
+    /// The text of `tokenizer_config.json`.
+    pub fn config_json(&self) -> Result<String, ModelError> {
+        serde_json::to_string_pretty(&self.cfg).map_err(|e| ModelError::Config(e.to_string()))
+    }
+
+    /// Save `tokenizer_config.json` + `tokenizer.safetensors` (weights, codebook, EMA state), each atomically.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save(&self, ctx: &GpuContext, dir: &Path) -> Result<(), ModelError> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let values = self
+            .state_slices()
+            .map(|s| ctx.read_f32(s))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let t = self.tensors([&values[0], &values[1], &values[2], &values[3]]);
         tensorfile::write(&dir.join("tokenizer.safetensors"), &t)?;
-        let json = serde_json::to_string_pretty(&self.cfg)
-            .map_err(|e| ModelError::Config(e.to_string()))?;
-        tensorfile::write_atomic(&dir.join("tokenizer_config.json"), json.as_bytes())
+        tensorfile::write_atomic(
+            &dir.join("tokenizer_config.json"),
+            self.config_json()?.as_bytes(),
+        )
     }
 
     /// Load a folder written by [`Tokenizer::save`]; a missing or wrongly shaped tensor is named.
     pub fn load(ctx: &GpuContext, dir: &Path) -> Result<Self, ModelError> {
         let cfg_path = dir.join("tokenizer_config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-        let cfg: TokenizerConfig = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config(format!("{}: {e}", cfg_path.display())))?;
-        cfg.validate()?;
         let t = tensorfile::read(&dir.join("tokenizer.safetensors"))?;
+        Self::from_tensors(ctx, &text, &t, &dir.display().to_string())
+    }
+
+    /// A tokenizer from the text of its config and its tensors; `source` names them in messages.
+    pub fn from_tensors(
+        ctx: &GpuContext,
+        config_json: &str,
+        t: &BTreeMap<String, HostTensor>,
+        source: &str,
+    ) -> Result<Self, ModelError> {
+        let cfg: TokenizerConfig = serde_json::from_str(config_json).map_err(|e| {
+            ModelError::Config(format!("{source}: not a valid tokenizer config: {e}"))
+        })?;
+        cfg.validate()?;
         let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, ModelError> {
             let x = t.get(name).ok_or_else(|| {
-                ModelError::Checkpoint(format!("{}: tensor {name} is missing", dir.display()))
+                ModelError::Checkpoint(format!("{source}: tensor {name} is missing"))
             })?;
             if x.shape != shape {
                 return Err(ModelError::Checkpoint(format!(
-                    "{}: tensor {name} has shape {:?} but the config needs {shape:?}",
-                    dir.display(),
+                    "{source}: tensor {name} has shape {:?} but the config needs {shape:?}",
                     x.shape
                 )));
             }
