@@ -289,6 +289,99 @@ fn every_view_shows_the_live_model() {
         before,
         "the loaded weights are the saved ones"
     );
+
+    // The one-file checkpoint (the browser's format): read back without blocking, written, dropped back on.
+    let codebook = s.ctx.read_f32(&s.tokenizer.codebook).unwrap();
+    let classifier = s.finetuned.as_ref().unwrap().flat(&s.ctx).unwrap();
+    h.get_by_label("Save one file").click();
+    h.step();
+    assert!(h.state().export.is_some(), "the save started");
+    run_until(&mut h, "the one-file checkpoint", |a| a.export.is_none());
+    let file = dir.join("beitlab-checkpoint.safetensors");
+    let notice = h.state().notice.clone().unwrap_or_default();
+    assert!(notice.starts_with("saved ") && file.is_file(), "{notice}");
+    h.state_mut().session.as_mut().unwrap().reset().unwrap();
+    h.step();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(File(file.clone())));
+    h.step();
+    h.step();
+    let notice = h.state().notice.clone().unwrap_or_default();
+    assert!(
+        notice.starts_with("loaded tokenizer, pretrained BEiT, fine-tuned classifier from"),
+        "{notice}"
+    );
+    let s = h.state().session.as_ref().unwrap();
+    assert_eq!(s.mim.flat(&s.ctx).unwrap(), before);
+    assert_eq!(s.ctx.read_f32(&s.tokenizer.codebook).unwrap(), codebook);
+    assert_eq!(
+        s.finetuned.as_ref().unwrap().flat(&s.ctx).unwrap(),
+        classifier
+    );
+}
+
+#[test]
+fn checkpoint_files_chosen_together_load_or_are_explained() {
+    let mut app = BeitApp::with_settings(gpu(), small_settings(), false);
+    let s = app.session.as_mut().unwrap();
+    let dir = tempdir("hf-files");
+    s.save(&dir).unwrap();
+    let read = |p: &str| (p.to_string(), std::fs::read(dir.join(p)).unwrap());
+    let expect_error =
+        |s: &mut beitlab::app::session::Session, files: &[(String, Vec<u8>)], want: &str| {
+            let err = s.load_files(files).unwrap_err();
+            assert!(err.contains(want), "{err}");
+            assert_eq!(
+                (s.tokenizer_version, s.mim_version),
+                (0, 0),
+                "nothing replaced"
+            );
+        };
+    expect_error(
+        s,
+        &[read("pretrained/model.safetensors")],
+        "needs its config.json",
+    );
+    expect_error(
+        s,
+        &[read("tokenizer/tokenizer_config.json")],
+        "needs its tokenizer.safetensors",
+    );
+    expect_error(
+        s,
+        &[("notes.txt".into(), b"hello".to_vec())],
+        "is not part of a checkpoint",
+    );
+    expect_error(
+        s,
+        &[("broken.safetensors".into(), b"not a checkpoint".to_vec())],
+        "not a valid safetensors file",
+    );
+    let mut wrong = read("pretrained/config.json");
+    wrong.1 = String::from_utf8(wrong.1)
+        .unwrap()
+        .replace("\"image_size\": 28", "\"image_size\": 56")
+        .into_bytes();
+    expect_error(
+        s,
+        &[wrong, read("pretrained/model.safetensors")],
+        "has shape",
+    );
+    // A HuggingFace folder's files chosen together, with the tokenizer's.
+    let msg = s
+        .load_files(&[
+            read("pretrained/config.json"),
+            read("pretrained/model.safetensors"),
+            read("tokenizer/tokenizer_config.json"),
+            read("tokenizer/tokenizer.safetensors"),
+        ])
+        .unwrap();
+    assert!(
+        msg.starts_with("loaded tokenizer, pretrained BEiT from"),
+        "{msg}"
+    );
+    assert_eq!((s.tokenizer_version, s.mim_version), (1, 1));
 }
 
 #[test]

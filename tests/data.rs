@@ -271,13 +271,19 @@ fn random_resized_crop_is_seeded_and_in_range() {
     assert_eq!(plain[3], flipped[27 - 3]);
 }
 
+/// The bytes of a 4x4 grey PNG.
+fn grey_png(value: u8) -> Vec<u8> {
+    let mut png = Vec::new();
+    image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([value])))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
 #[test]
 fn folder_loader_decodes_in_bounded_chunks_and_from_bytes() {
     use beitlab::data::dataset::{FolderLoader, PendingFile};
-    let mut png = Vec::new();
-    image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([9])))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    let png = grey_png(9);
     let files: Vec<PendingFile> = (0..10)
         .map(|i| PendingFile {
             name: format!("f{i}.png"),
@@ -302,6 +308,41 @@ fn folder_loader_decodes_in_bounded_chunks_and_from_bytes() {
     assert_eq!((ds.len(), ds.skipped.len()), (9, 1));
     assert_eq!(ds.labels.unwrap().len(), 9);
     assert!(ds.skipped[0].0 == "f3.png");
+}
+
+#[test]
+fn a_folder_chosen_in_a_browser_is_labelled_by_its_sub_folders() {
+    use beitlab::data::dataset::FolderLoader;
+    let png = grey_png(200);
+    let file = |p: &str| (p.to_string(), png.clone());
+    // One sub-folder per class: labelled, classes sorted, hidden files left out.
+    let files = vec![
+        file("shoes/sandal/2.png"),
+        file("shoes/boot/1.png"),
+        file("shoes/sandal/1.png"),
+        file("shoes/boot/.DS_Store"),
+    ];
+    let mut loader = FolderLoader::from_relative_paths("shoes", files, 1);
+    loader.step(100);
+    let ds = loader.finish().unwrap();
+    assert_eq!(ds.class_names, vec!["boot", "sandal"]);
+    assert_eq!(ds.labels, Some(vec![0, 1, 1]));
+    assert!(ds.skipped.is_empty());
+    // Files at mixed depths: no labels.
+    let files = vec![file("shoes/1.png"), file("shoes/boot/1.png")];
+    let mut loader = FolderLoader::from_relative_paths("shoes", files, 1);
+    loader.step(100);
+    let ds = loader.finish().unwrap();
+    assert_eq!((ds.len(), ds.labels.is_none()), (2, true));
+    // A class whose only file is not an image is named.
+    let files = vec![
+        file("shoes/boot/1.png"),
+        ("shoes/sandal/a.txt".to_string(), b"text".to_vec()),
+    ];
+    let mut loader = FolderLoader::from_relative_paths("shoes", files, 1);
+    loader.step(100);
+    let err = loader.finish().unwrap_err().to_string();
+    assert!(err.contains("sandal holds no readable images"), "{err}");
 }
 
 #[test]

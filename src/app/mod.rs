@@ -6,7 +6,10 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+pub mod bundle;
 pub mod curves;
+pub mod export;
+pub mod files;
 pub mod gpu_paint;
 pub mod inspect;
 pub mod phases;
@@ -123,8 +126,8 @@ pub struct ViewState {
     /// Text fields of the data and checkpoint view.
     pub data_path: String,
     pub checkpoint_path: String,
-    /// Screen rectangle of the browser's "Open images..." button (tests click it).
-    pub picker_rect: Option<egui::Rect>,
+    /// Screen rectangles of the data view's buttons by label, for tests that click them.
+    pub button_rects: Vec<(&'static str, egui::Rect)>,
     /// Folder browser: the folder listed, when open.
     pub browsing: Option<std::path::PathBuf>,
     pub browse_target: BrowseTarget,
@@ -161,8 +164,11 @@ pub struct BeitApp {
     /// Files dropped on the page, read asynchronously, and a set of them being decoded (browser).
     #[cfg(target_arch = "wasm32")]
     pub dropped: web_files::DropQueue,
+    /// A set of dropped or picked images being decoded: (source, loader).
     #[cfg(target_arch = "wasm32")]
-    web_loader: Option<crate::data::dataset::FolderLoader>,
+    web_loader: Option<(String, crate::data::dataset::FolderLoader)>,
+    /// A one-file checkpoint being read back, and where it goes.
+    pub export: Option<(export::Export, files::SaveTarget)>,
 }
 
 impl BeitApp {
@@ -213,7 +219,7 @@ impl BeitApp {
                 data_path: String::new(),
                 checkpoint_path: "beitlab-checkpoint".into(),
                 browsing: None,
-                picker_rect: None,
+                button_rects: Vec::new(),
                 browse_target: BrowseTarget::Data,
             },
             frames: FrameStats::default(),
@@ -229,6 +235,7 @@ impl BeitApp {
             dropped: web_files::DropQueue::default(),
             #[cfg(target_arch = "wasm32")]
             web_loader: None,
+            export: None,
         }
     }
 
@@ -251,6 +258,7 @@ impl BeitApp {
         let training = self.session.as_ref().is_some_and(|s| s.running);
         self.frames.mark(training);
         self.take_dropped(ctx);
+        self.poll_export(ctx);
         #[cfg(not(target_arch = "wasm32"))]
         self.poll_loading();
         let Some(s) = self.session.as_mut() else {
@@ -294,145 +302,5 @@ impl BeitApp {
         let ctx = ui.ctx().clone();
         self.tick(&ctx);
         views::show(self, ui);
-    }
-
-    /// Images dropped on the window replace the selected sample; a dropped folder becomes the dataset.
-    #[cfg(target_arch = "wasm32")]
-    fn take_dropped(&mut self, ctx: &egui::Context) {
-        let files = ctx.input(|i| i.raw.dropped_files.clone());
-        self.dropped.read(files);
-        let channels = self.session.as_ref().map_or(1, |s| s.mim.cfg.num_channels);
-        for drop in self.dropped.complete() {
-            if let [(name, bytes)] = drop.as_slice() {
-                let decoded = bytes
-                    .clone()
-                    .and_then(|b| crate::data::dataset::decode_bytes(&b, channels));
-                match (decoded, self.session.as_mut()) {
-                    (Ok(img), Some(s)) => {
-                        self.inspector.replace_image(&s.mim, self.views.sample, img);
-                        self.notice =
-                            Some(format!("{name} is now sample {}", self.views.sample + 1));
-                    }
-                    (Err(e), Some(s)) => {
-                        s.error = Some(format!("{name} could not be read as an image: {e}"))
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            let files = drop
-                .into_iter()
-                .map(|(name, bytes)| crate::data::dataset::PendingFile {
-                    name,
-                    label: None,
-                    bytes: Some(bytes.unwrap_or_default()),
-                })
-                .collect();
-            self.web_loader = Some(crate::data::dataset::FolderLoader::from_files(
-                "images from this computer",
-                files,
-                Vec::new(),
-                channels,
-            ));
-        }
-        // A dropped set of images is decoded a few files per frame.
-        if let Some(loader) = self.web_loader.as_mut() {
-            loader.step(16);
-            if loader.is_done() {
-                let result = self.web_loader.take().map(|l| l.finish());
-                if let (Some(result), Some(s)) = (result, self.session.as_mut()) {
-                    match result {
-                        Ok(all) => {
-                            let skipped = all.skipped_summary();
-                            let n = all.len();
-                            let (train, val) = all.split_validation();
-                            s.set_data("images from this computer".into(), train, val);
-                            self.notice = Some(format!(
-                                "opened {n} images{} (no labels: pretraining only)",
-                                skipped.map(|x| format!("; {x}")).unwrap_or_default()
-                            ));
-                            self.reshuffle();
-                        }
-                        Err(e) => s.error = Some(e.to_string()),
-                    }
-                }
-            }
-            ctx.request_repaint();
-        }
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    fn take_dropped(&mut self, ctx: &egui::Context) {
-        let dropped = ctx.input(|i| i.raw.dropped_files.clone());
-        for f in dropped {
-            let path = f.path().to_path_buf();
-            if path.is_dir() {
-                self.open_data(path.display().to_string());
-                continue;
-            }
-            let channels = self.session.as_ref().map_or(1, |s| s.mim.cfg.num_channels);
-            let decoded = f
-                .bytes()
-                .and_then(|b| crate::data::dataset::decode_bytes(&b, channels));
-            let name = path.display().to_string();
-            match (decoded, self.session.as_ref()) {
-                (Ok(img), Some(s)) => {
-                    self.inspector.replace_image(&s.mim, self.views.sample, img);
-                    self.notice = Some(format!("{name} is now sample {}", self.views.sample + 1));
-                    if !matches!(self.view, View::Attention | View::Tokens | View::Mim) {
-                        self.view = View::Paint;
-                    }
-                }
-                (Err(e), Some(_)) => {
-                    if let Some(s) = self.session.as_mut() {
-                        s.error = Some(format!("{name} could not be read as an image: {e}"));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Start loading a folder of images (one sub-folder per class for fine-tuning) as the dataset.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn open_data(&mut self, path: String) {
-        let channels = self.session.as_ref().map_or(1, |s| s.mim.cfg.num_channels);
-        self.loading = Some((
-            path.clone(),
-            crate::data::dataset::load_in_background(path, channels),
-        ));
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    fn poll_loading(&mut self) {
-        let Some((source, rx)) = &self.loading else {
-            return;
-        };
-        let result = match rx.try_recv() {
-            Ok(r) => r,
-            Err(std::sync::mpsc::TryRecvError::Empty) => return,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(
-                crate::data::dataset::DataError::Invalid("the loader stopped unexpectedly".into()),
-            ),
-        };
-        let source = source.clone();
-        self.loading = None;
-        let Some(s) = self.session.as_mut() else {
-            return;
-        };
-        match result {
-            Ok(all) => {
-                let skipped = all.skipped_summary();
-                let n = all.len();
-                let (train, val) = all.split_validation();
-                s.set_data(source.clone(), train, val);
-                self.notice = Some(format!(
-                    "opened {n} images from {source}{}",
-                    skipped.map(|x| format!("; {x}")).unwrap_or_default()
-                ));
-                self.reshuffle();
-            }
-            Err(e) => s.error = Some(e.to_string()),
-        }
     }
 }

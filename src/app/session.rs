@@ -539,11 +539,48 @@ impl Session {
         Ok(())
     }
 
+    /// Start reading the tokenizer, the pretrained BEiT and the fine-tuned classifier (when one exists) back as
+    /// one file; poll the returned export each frame.
+    pub fn start_export(&self) -> super::export::Export {
+        let mut models = vec![("pretrained", &self.mim)];
+        if let Some(m) = &self.finetuned {
+            models.push(("finetuned", m));
+        }
+        super::export::Export::start(&self.ctx, &self.tokenizer, models)
+    }
+
+    /// Load checkpoint files chosen together (a one-file checkpoint, or the files of HuggingFace-style folders);
+    /// nothing is replaced unless everything loads and fits together.
+    pub fn load_files(&mut self, files: &[(String, Vec<u8>)]) -> Result<String, String> {
+        let e = |e: ModelError| e.to_string();
+        let host = super::bundle::parse_files(files).map_err(e)?;
+        let tokenizer = match &host.tokenizer {
+            Some((cfg, tensors)) => {
+                Some(Tokenizer::from_tensors(&self.ctx, cfg, tensors, "the tokenizer").map_err(e)?)
+            }
+            None => None,
+        };
+        let models = host
+            .models
+            .into_iter()
+            .map(|ck| BeitModel::from_checkpoint(&self.ctx, ck, None, "the checkpoint"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        self.install(tokenizer, models, &names.join(", "))
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
-    /// Load what `dir` holds: a tokenizer folder, a BEiT folder (masked image modeling or classification), or
-    /// a folder with such folders inside (`tokenizer/`, `pretrained/` or `checkpoint/`, `finetuned/`). Nothing is
-    /// replaced unless everything found loads and fits together.
-    pub fn load(&mut self, dir: &std::path::Path) -> Result<String, String> {
+    /// Load what `path` holds: a one-file checkpoint, a tokenizer folder, a BEiT folder (masked image modeling or
+    /// classification), or a folder with such folders inside (`tokenizer/`, `pretrained/` or `checkpoint/`,
+    /// `finetuned/`). Nothing is replaced unless everything found loads and fits together.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<String, String> {
+        if path.is_file() {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("{} could not be read: {e}", path.display()))?;
+            return self.load_files(&[(path.display().to_string(), bytes)]);
+        }
+        let dir = path;
         let e = |e: ModelError| e.to_string();
         use std::path::Path;
         let has = |d: &Path, f: &str| d.join(f).is_file();
@@ -570,9 +607,23 @@ impl Session {
             Some(d) => Some(Tokenizer::load(&self.ctx, d).map_err(e)?),
             None => None,
         };
+        let models = beit_dirs
+            .iter()
+            .map(|d| BeitModel::load(&self.ctx, d, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        self.install(tokenizer, models, &dir.display().to_string())
+    }
+
+    /// Replace the networks by those loaded, if they fit together; `source` names them in the message.
+    fn install(
+        &mut self,
+        tokenizer: Option<Tokenizer>,
+        models: Vec<BeitModel>,
+        source: &str,
+    ) -> Result<String, String> {
         let (mut mim, mut cls) = (None, None);
-        for d in &beit_dirs {
-            let m = BeitModel::load(&self.ctx, d, None).map_err(e)?;
+        for m in models {
             match m.cfg.architecture() {
                 crate::model::Architecture::MaskedImageModeling => mim = Some(m),
                 crate::model::Architecture::ImageClassification => cls = Some(m),
@@ -618,6 +669,6 @@ impl Session {
             self.finetuned = Some(m);
             what.push("fine-tuned classifier");
         }
-        Ok(format!("loaded {} from {}", what.join(", "), dir.display()))
+        Ok(format!("loaded {} from {source}", what.join(", ")))
     }
 }

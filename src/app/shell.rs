@@ -77,7 +77,8 @@ pub struct Shell {
     logged_query: Option<usize>,
     logged_error: Option<String>,
     logged_notice: Option<String>,
-    logged_picker: bool,
+    /// Data view buttons whose position has been printed.
+    logged_buttons: Vec<(&'static str, egui::Rect)>,
 }
 
 impl Shell {
@@ -120,7 +121,7 @@ impl Shell {
             logged_query: None,
             logged_error: None,
             logged_notice: None,
-            logged_picker: false,
+            logged_buttons: Vec::new(),
         };
         if let Some(v) = &shell.opts.view {
             let v = v.to_lowercase();
@@ -205,19 +206,20 @@ impl Shell {
             ));
         }
         self.logged_notice = self.app.notice.clone();
-        if let (View::Files, Some(r), false) = (
-            self.app.view,
-            self.app.views.picker_rect,
-            self.logged_picker,
-        ) {
-            lines.push(format!(
-                "beitlab files: picker {} {} {} {}",
-                r.min.x,
-                r.min.y,
-                r.width(),
-                r.height()
-            ));
-            self.logged_picker = true;
+        if self.app.view == View::Files {
+            for (label, r) in &self.app.views.button_rects {
+                if !self.logged_buttons.contains(&(*label, *r)) {
+                    lines.push(format!(
+                        "beitlab files: button {label} {} {} {} {}",
+                        r.min.x,
+                        r.min.y,
+                        r.width(),
+                        r.height()
+                    ));
+                    self.logged_buttons.retain(|(l, _)| l != label);
+                    self.logged_buttons.push((label, *r));
+                }
+            }
         }
         if self.app.view == View::Attention && self.logged_query != Some(self.app.views.query) {
             if let Some(r) = self.app.views.image_rect {

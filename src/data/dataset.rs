@@ -397,6 +397,42 @@ impl FolderLoader {
         }
     }
 
+    /// Files of a folder chosen in a browser, named by their path relative to the folder's parent
+    /// (`photos/cat/1.png`): when every file sits one sub-folder deep, the sub-folders are the classes (sorted);
+    /// otherwise the set is unlabelled. Hidden files (a name starting with `.`) are left out.
+    pub fn from_relative_paths(source: &str, files: Vec<(String, Vec<u8>)>, channels: u32) -> Self {
+        let parts = |p: &str| -> Vec<String> {
+            p.split(['/', '\\'])
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let files: Vec<(Vec<String>, String, Vec<u8>)> = files
+            .into_iter()
+            .map(|(name, bytes)| (parts(&name), name, bytes))
+            .filter(|(p, _, _)| !p.last().is_some_and(|f| f.starts_with('.')))
+            .collect();
+        let labelled = !files.is_empty() && files.iter().all(|(p, _, _)| p.len() == 3);
+        let mut class_names: Vec<String> = Vec::new();
+        if labelled {
+            class_names = files.iter().map(|(p, _, _)| p[1].clone()).collect();
+            class_names.sort();
+            class_names.dedup();
+        }
+        let mut pending: Vec<PendingFile> = files
+            .into_iter()
+            .map(|(p, name, bytes)| PendingFile {
+                label: labelled
+                    .then(|| class_names.binary_search(&p[1]).ok().map(|i| i as u32))
+                    .flatten(),
+                name,
+                bytes: Some(bytes),
+            })
+            .collect();
+        pending.sort_by(|a, b| (a.label, &a.name).cmp(&(b.label, &b.name)));
+        Self::from_files(source, pending, class_names, channels)
+    }
+
     /// List a folder's files: per-class subfolders (sorted) or the folder's own files.
     fn scan(dir: &Path, channels: u32, entries: Vec<PathBuf>) -> Result<Self, DataError> {
         let visible = |p: &PathBuf| {

@@ -1,5 +1,6 @@
-//! Data and checkpoints: open a folder of images as the dataset (typed, browsed or dropped on the window), save
-//! the three networks as HuggingFace-style folders, and load such folders back.
+//! Data and checkpoints: open images or a folder of images as the dataset (natively typed, browsed or dropped on
+//! the window; in the browser picked or dropped), save the three networks (HuggingFace-style folders natively, one
+//! file in either) and load them back.
 
 use super::explain;
 use crate::app::BeitApp;
@@ -10,7 +11,8 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     explain(
         ui,
         "Train on your own images: a folder of images, or one sub-folder per class for fine-tuning. Checkpoints \
-         are HuggingFace folders (config.json + model.safetensors) that transformers can load.",
+         are HuggingFace folders (config.json + model.safetensors) that transformers can load, or one \
+         .safetensors file holding the tokenizer, the pretrained and the fine-tuned networks.",
     );
     let Some(s) = app.session.as_ref() else {
         return;
@@ -24,15 +26,77 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     #[cfg(not(target_arch = "wasm32"))]
     native(app, ui);
     #[cfg(target_arch = "wasm32")]
-    {
-        let b = ui.button("Open images...").on_hover_text(
+    web(app, ui);
+}
+
+/// A button whose position is remembered under `id` (tests click it).
+fn button(app: &mut BeitApp, ui: &mut egui::Ui, id: &'static str, text: &str, hover: &str) -> bool {
+    let b = ui.button(text).on_hover_text(hover);
+    app.views.button_rects.retain(|(i, _)| *i != id);
+    app.views.button_rects.push((id, b.rect));
+    b.clicked()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn web(app: &mut BeitApp, ui: &mut egui::Ui) {
+    use crate::app::web_files::Purpose;
+    let mut pick = None;
+    ui.horizontal(|ui| {
+        if button(
+            app,
+            ui,
+            "images",
+            "Open images...",
             "One image replaces the selected sample; several become the dataset (or drop them on the page)",
-        );
-        app.views.picker_rect = Some(b.rect);
-        if b.clicked() {
-            if let Err(e) = app.dropped.open_picker() {
-                app.notice = Some(e);
-            }
+        ) {
+            pick = Some(Purpose::Images);
+        }
+        if button(
+            app,
+            ui,
+            "folder",
+            "Open folder...",
+            "A folder of images; with one sub-folder per class, the classes become labels for fine-tuning",
+        ) {
+            pick = Some(Purpose::Folder);
+        }
+    });
+    if let Some((source, loader)) = &app.web_loader {
+        let (done, all) = loader.progress();
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("decoding {source}: {done} / {all} files"));
+        });
+    }
+    ui.separator();
+    ui.horizontal(|ui| {
+        if button(
+            app,
+            ui,
+            "save",
+            "Save checkpoint",
+            "Download the tokenizer, the pretrained BEiT and the fine-tuned classifier as one .safetensors file",
+        ) {
+            app.save_one_file(crate::app::files::SaveTarget::Download);
+        }
+        if button(
+            app,
+            ui,
+            "load",
+            "Load checkpoint...",
+            "A file saved here, or a HuggingFace folder's config.json + model.safetensors chosen together \
+             (or drop them on the page)",
+        ) {
+            pick = Some(Purpose::Checkpoint);
+        }
+        if app.export.is_some() {
+            ui.spinner();
+            ui.label("reading the weights back...");
+        }
+    });
+    if let Some(p) = pick {
+        if let Err(e) = app.dropped.open_picker(p) {
+            app.notice = Some(e);
         }
     }
 }
@@ -85,7 +149,23 @@ fn native(app: &mut BeitApp, ui: &mut egui::Ui) {
                 }
             }
         }
-        if ui.button("Load checkpoint").clicked() {
+        if button(
+            app,
+            ui,
+            "save-file",
+            "Save one file",
+            "Write the three networks into one .safetensors file (the browser's checkpoint format) under the \
+             checkpoint folder",
+        ) {
+            app.save_one_file(crate::app::files::SaveTarget::Path(
+                dir.join(crate::app::bundle::FILE_NAME),
+            ));
+        }
+        if ui
+            .button("Load checkpoint")
+            .on_hover_text("A checkpoint folder, or a one-file checkpoint's path")
+            .clicked()
+        {
             if let Some(s) = app.session.as_mut() {
                 match s.load(&dir) {
                     Ok(msg) => app.notice = Some(msg),
