@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The browser test: build the page (web/build.sh), serve it on 127.0.0.1, and drive it in headless Chromium with
 # WebGPU on SwiftShader (web/test/e2e.mjs): training must report steps with a finite loss, a click in the attention
-# view must select a patch, and no console error or uncaught exception may occur. Installs Chromium and the node
+# view must select a patch, dropped and picked images and a picked class folder must become data, a saved checkpoint
+# must download and load back, and no console error or uncaught exception may occur. Installs Chromium and the node
 # packages when missing.
 #
 #   web/test.sh [SCREENSHOT.png]

@@ -1,12 +1,14 @@
 // End-to-end test of the browser build in headless Chromium (WebGPU on SwiftShader, the CPU): load the page with
 // training started, wait until the app reports steps with a finite loss, click a patch in the attention view and
 // check that it became the query, drop an image file on the page and check that it became a sample, take a
-// screenshot, then choose two images with the data view's file picker and check that they became the dataset.
+// screenshot. Then, in the data view: choose two images with the file picker (they become the dataset), choose a
+// folder with one sub-folder per class (it becomes a labelled dataset), save the checkpoint (a download, checked
+// to be a safetensors file with beitlab's metadata) and load that file back with the checkpoint picker.
 // Fails on any console error or uncaught exception.
 //
 //   node web/test/e2e.mjs URL SCREENSHOT.png
 import { chromium } from "playwright-core";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -107,22 +109,69 @@ picker.on("console", (msg) => {
 picker.on("pageerror", (err) => failures.push(`uncaught exception: ${err.message}`));
 const before = lines.length;
 await picker.goto(url.replace(/\?.*$/, "?view=data"));
-const button = await waitFor("the file picker button", (t) => t.match(/beitlab files: picker (\S+) (\S+) (\S+) (\S+)/), before);
-const [bx, by, bw, bh] = button.r.slice(1).map(Number);
-await picker.mouse.click(bx + bw / 2, by + bh / 2);
-await waitFor("the file picker to open", (t) => t.includes("beitlab files: picker opened"), before);
+await waitFor("the data view's buttons", (t) => t.includes("beitlab files: button load"), before);
+
+// Clicks the data view's button `id` where the app last reported it.
+async function clickButton(id) {
+  const re = new RegExp(`beitlab files: button ${id} (\\S+) (\\S+) (\\S+) (\\S+)`);
+  const line = [...lines].reverse().find((l) => re.test(l.text));
+  if (!line) fail(`no position for the ${id} button`);
+  const [bx, by, bw, bh] = line.text.match(re).slice(1).map(Number);
+  await picker.mouse.click(bx + bw / 2, by + bh / 2);
+}
+
 // Headless Chromium shows no dialog: choose the files on the picker's <input> as the dialog would.
+async function choose(id, purpose, files) {
+  const from = lines.length;
+  await clickButton(id);
+  await waitFor(`the ${purpose} picker to open`, (t) => t.includes(`beitlab files: picker opened for ${purpose}`), from);
+  await picker.setInputFiles("input[type=file]", files);
+}
+
 const pngBytes = Buffer.from(png, "base64");
-await picker.setInputFiles("input[type=file]", [
+let from = lines.length;
+await choose("images", "Images", [
   { name: "a.png", mimeType: "image/png", buffer: pngBytes },
   { name: "b.png", mimeType: "image/png", buffer: pngBytes },
 ]);
-await waitFor("the chosen images to become the dataset", (t) => t.includes("beitlab notice: opened 2 images"), before);
+await waitFor("the chosen images to become the dataset", (t) => t.includes("beitlab notice: opened 2 images from your files (no labels"), from);
+
+// A folder with one sub-folder per class becomes a labelled dataset.
+const shoes = join(mkdtempSync(join(tmpdir(), "beitlab-folder-")), "shoes");
+for (const [cls, n] of [["boot", 3], ["sandal", 2]]) {
+  mkdirSync(join(shoes, cls), { recursive: true });
+  for (let i = 0; i < n; i++) writeFileSync(join(shoes, cls, `${i}.png`), pngBytes);
+}
+from = lines.length;
+await choose("folder", "Folder", shoes);
+await waitFor("the chosen folder to become a labelled dataset", (t) => t.includes("beitlab notice: opened 5 images from folder shoes in 2 classes"), from);
+
+// Save the checkpoint: the browser downloads one safetensors file with the networks' configs in its metadata.
+from = lines.length;
+const downloading = picker.waitForEvent("download");
+await clickButton("save");
+const download = await downloading;
+const saved = join(mkdtempSync(join(tmpdir(), "beitlab-download-")), download.suggestedFilename());
+await download.saveAs(saved);
+const bytes = readFileSync(saved);
+const headerLength = Number(bytes.readBigUInt64LE(0));
+const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8"));
+const meta = header.__metadata__ ?? {};
+if (meta.beitlab_checkpoint !== "1" || !meta.tokenizer_config || !meta.pretrained_config)
+  fail(`the downloaded file has no beitlab checkpoint metadata: ${JSON.stringify(meta).slice(0, 200)}`);
+const tensors = Object.keys(header).filter((k) => k !== "__metadata__");
+await waitFor("the save to be reported", (t) => t.includes("beitlab notice: saved beitlab-checkpoint.safetensors"), from);
+
+// Load it back with the checkpoint picker.
+from = lines.length;
+await choose("load", "Checkpoint", saved);
+await waitFor("the checkpoint to load", (t) => t.includes("beitlab notice: loaded tokenizer, pretrained BEiT from beitlab-checkpoint.safetensors"), from);
 if (failures.length) fail(failures[0]);
 console.log(
   `PASS: first training step after ${(first.t / 1000).toFixed(1)} s (page load to the first report), ` +
     `${some.r.steps} steps with loss ${some.r.loss}, ${stepsPerSecond.toFixed(2)} steps/s, ` +
     `attention query ${clicked.r} after the click, a dropped image became sample 1, two picked images became the ` +
-    `dataset; screenshot ${shot}`,
+    `dataset, a picked folder became 5 images in 2 classes, the checkpoint downloaded (${download.suggestedFilename()}, ` +
+    `${(bytes.length / 1e6).toFixed(2)} MB, ${tensors.length} tensors) and loaded back; screenshot ${shot}`,
 );
 await context.close();
