@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::model::checkpoint::{parse_checkpoint, Checkpoint};
+use crate::model::checkpoint::{parse_checkpoint, parse_config, Checkpoint};
 use crate::model::ModelError;
 use crate::tensorfile::{self, HostTensor};
 
@@ -94,7 +94,7 @@ pub fn parse_files(files: &[(String, Vec<u8>)]) -> Result<HostCheckpoints, Model
     }
     if let Some(p) = pair(config, model_tensors, "model")? {
         out.models.push(parse_checkpoint(
-            &p.config,
+            parse_config(&p.config, p.config_name)?,
             p.tensors,
             p.config_name,
             p.tensor_name,
@@ -183,9 +183,12 @@ fn read_one_file(
                     ));
                 }
             }
-            "pretrained" | "finetuned" => out
-                .models
-                .push(parse_checkpoint(cfg, tensors, &source, &source)?),
+            "pretrained" | "finetuned" => out.models.push(parse_checkpoint(
+                parse_config(cfg, &source)?,
+                tensors,
+                &source,
+                &source,
+            )?),
             other => {
                 return Err(ModelError::Checkpoint(format!(
                     "{name}: unknown network {other}"

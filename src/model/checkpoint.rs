@@ -56,29 +56,31 @@ pub struct Checkpoint {
 pub fn read_folder(dir: &Path) -> Result<Checkpoint, ModelError> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+    let cfg_source = cfg_path.display().to_string();
+    let config = parse_config(&text, &cfg_source)?;
     let st_path = dir.join("model.safetensors");
     let raw = tensorfile::read(&st_path)?;
-    parse_checkpoint(
-        &text,
-        raw,
-        &cfg_path.display().to_string(),
-        &st_path.display().to_string(),
-    )
+    parse_checkpoint(config, raw, &cfg_source, &st_path.display().to_string())
 }
 
-/// A checkpoint from the text of its config.json and its tensors (as a file holds them); `cfg_source` and
-/// `tensor_source` name where they came from in messages.
+/// A validated config from the text of a config.json; `source` names it in messages.
+pub fn parse_config(config_json: &str, source: &str) -> Result<BeitConfig, ModelError> {
+    let config: BeitConfig = serde_json::from_str(config_json)
+        .map_err(|e| ModelError::Config(format!("{source}: not a valid BeitConfig: {e}")))?;
+    config
+        .validate()
+        .map_err(|e| ModelError::Config(format!("{source}: {e}")))?;
+    Ok(config)
+}
+
+/// A checkpoint from its config and its tensors (as a file holds them); `cfg_source` and `tensor_source` name
+/// where they came from in messages.
 pub fn parse_checkpoint(
-    config_json: &str,
+    mut config: BeitConfig,
     raw: BTreeMap<String, HostTensor>,
     cfg_source: &str,
     tensor_source: &str,
 ) -> Result<Checkpoint, ModelError> {
-    let mut config: BeitConfig = serde_json::from_str(config_json)
-        .map_err(|e| ModelError::Config(format!("{cfg_source}: not a valid BeitConfig: {e}")))?;
-    config
-        .validate()
-        .map_err(|e| ModelError::Config(format!("{cfg_source}: {e}")))?;
     let mut tensors = BTreeMap::new();
     let mut file_names = BTreeMap::new();
     for (name, t) in raw {
