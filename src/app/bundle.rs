@@ -198,3 +198,67 @@ fn read_one_file(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer_entry() -> Entry {
+        Entry {
+            role: "tokenizer",
+            config_json: "{}".into(),
+            tensors: BTreeMap::from([(
+                "codebook".to_string(),
+                HostTensor::f32(vec![2], vec![1.0, 2.0]),
+            )]),
+        }
+    }
+
+    #[test]
+    fn a_one_file_checkpoint_splits_into_its_networks() {
+        let bytes = encode(vec![tokenizer_entry()]).unwrap();
+        let read = parse_files(&[("run.safetensors".into(), bytes)]).unwrap();
+        let (cfg, tensors) = read.tokenizer.unwrap();
+        assert_eq!(cfg, "{}");
+        assert_eq!(tensors["codebook"].to_f32(), vec![1.0, 2.0]);
+        assert!(read.models.is_empty());
+    }
+
+    #[test]
+    fn a_newer_format_and_an_unknown_network_are_refused() {
+        let mut t = tokenizer_entry().tensors;
+        let meta = |version: &str, role: &str| {
+            BTreeMap::from([
+                (FORMAT_KEY.to_string(), version.to_string()),
+                (format!("{role}_config"), "{}".to_string()),
+            ])
+        };
+        let bytes = tensorfile::serialize_with_metadata(
+            &BTreeMap::from([(
+                "tokenizer/codebook".to_string(),
+                t.remove("codebook").unwrap(),
+            )]),
+            meta("2", "tokenizer"),
+        )
+        .unwrap();
+        let err = parse_files(&[("new.safetensors".into(), bytes)])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("written by a newer beitlab (checkpoint format 2)"),
+            "{err}"
+        );
+
+        let tensor = HostTensor::f32(vec![1], vec![0.0]);
+        let bytes = tensorfile::serialize_with_metadata(
+            &BTreeMap::from([("decoder/w".to_string(), tensor)]),
+            meta("1", "decoder"),
+        )
+        .unwrap();
+        let err = parse_files(&[("odd.safetensors".into(), bytes)])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("unknown network decoder"), "{err}");
+    }
+}
