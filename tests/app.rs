@@ -22,14 +22,10 @@ fn gpu() -> GpuContext {
 
 fn small_settings() -> Settings {
     Settings {
-        preset: "micro".into(),
         batch: 4,
         steps: [30, 30, 10],
-        lr: [2e-3, 1.5e-3, 3e-3],
-        mask_ratio: 0.4,
-        masking: MaskMode::Blockwise,
-        compare_scratch: false,
         seed: 3,
+        ..Settings::for_adapter(true)
     }
 }
 

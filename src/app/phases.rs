@@ -9,11 +9,11 @@ use crate::data::dataset::Dataset;
 use crate::data::masking::{random_mask, BlockMasking};
 use crate::gpu::{Dispatch, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
-use crate::ops::vq;
 use crate::rng::Rng;
 use crate::tokenizer::batches as tktrain;
 use crate::tokenizer::{Tokenizer, TokenizerGraph};
 use crate::train::metrics::StepMetrics;
+use crate::train::mim_step::MimStep;
 use crate::train::runner::StepRunner;
 use crate::train::schedule::warmup_cosine;
 
@@ -287,14 +287,10 @@ pub fn make_mask(grid: u32, s: &Settings, rng: &mut Rng) -> Vec<u8> {
 /// BEiT masked image modeling: tokenizer tokens as targets, blockwise (or random) masks.
 pub struct PretrainPhase {
     pub core: PhaseCore,
-    graph: BeitGraph,
-    tokenizer: TokenizerGraph,
-    positions: GpuSlice,
+    step: MimStep,
     aug: Augment,
     batch: u32,
     grid: u32,
-    cap: u32,
-    seed: u64,
 }
 
 impl PretrainPhase {
@@ -309,42 +305,13 @@ impl PretrainPhase {
         let cfg = &model.cfg;
         // Room for every patch to be masked, so the mask ratio can change between steps.
         let cap = batch * cfg.patches();
-        let graph = BeitGraph::new(
-            ctx,
-            cfg,
-            &model.table,
-            &model.params,
-            GraphOptions {
-                batch,
-                mim_rows: MimRows::Masked(cap),
-                drop_path_seed: Some(seed),
-                label_smoothing: 0.0,
-            },
-        )?;
-        let tokenizer = TokenizerGraph::new(ctx, tk, batch)?;
-        let positions = GpuSlice::new(ctx, "masked positions", cap as u64);
-        let mut before: Vec<Dispatch> = tokenizer.encode.clone();
-        before.extend(vq::gather_u32(
-            ctx,
-            &graph.labels,
-            &tokenizer.tokens,
-            &positions,
-            cap,
-        )?);
-        let groups = model
-            .table
-            .optimizer_groups(0.05, 1.0, cfg.num_hidden_layers);
-        let runner = StepRunner::new(ctx, model, &graph, before, &groups, "pretrain step")?;
+        let (step, runner) = MimStep::new(ctx, model, Some(tk), batch, cap, seed, 0.05)?;
         Ok(Self {
             core: PhaseCore::new(ctx, runner, Vec::new(), &model.params.whole, total, batch),
-            graph,
-            tokenizer,
-            positions,
+            step,
             aug: Augment::beit(cfg.image_size, cfg.num_channels),
             batch,
             grid: cfg.grid(),
-            cap,
-            seed,
         })
     }
 
@@ -362,20 +329,8 @@ impl PretrainPhase {
             self.aug.apply(&data.images[i], rng, &mut pixels);
             mask.extend(make_mask(self.grid, s, rng));
         }
-        let mut positions: Vec<u32> = (0..mask.len() as u32)
-            .filter(|&i| mask[i as usize] != 0)
-            .collect();
-        let masked = positions.len() as u32;
-        positions.resize(self.cap as usize, 0);
-        self.graph.write_batch(ctx, &pixels, Some(&mask), None)?;
-        self.tokenizer.pixels.write(ctx, &pixels);
-        self.graph.use_device_labels(ctx, masked)?;
-        self.positions.write(ctx, &positions);
         let step = self.core.submitted + 1;
-        self.graph.set_drop_path_seed(
-            ctx,
-            self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        let masked = self.step.write(ctx, &pixels, &mask, step)?;
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Pretrain.index()]);
         self.core.submit(lr, Some(3.0), masked);
         Ok(())
@@ -493,10 +448,7 @@ impl FinetunePhase {
         }
         self.graph.write_batch(ctx, &px, None, Some(&lab))?;
         let step = self.core.submitted + 1;
-        self.graph.set_drop_path_seed(
-            ctx,
-            self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        self.graph.set_drop_path_step(ctx, self.seed, step);
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Finetune.index()]);
         self.core.submit(lr, None, self.batch);
         let every = (self.core.total / 10).max(1);

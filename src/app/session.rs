@@ -425,38 +425,33 @@ impl Session {
                     self.done[kind.index()] = self.done[kind.index()].max(m.step);
                     self.speed.mark(images);
                     let x = m.step as f64;
-                    let c = &mut self.curves;
-                    match kind {
-                        PhaseKind::Tokenizer => {
-                            c.push(
-                                Panel::Loss,
-                                "tokenizer reconstruction (MSE)",
-                                x,
-                                m.loss as f64,
-                            );
-                            c.push(Panel::Loss, "tokenizer commitment", x, m.accuracy as f64);
-                            c.push(Panel::LearningRate, "tokenizer", x, m.lr as f64);
-                            c.push(Panel::GradNorm, "tokenizer", x, m.grad_norm as f64);
-                        }
-                        PhaseKind::Pretrain => {
-                            c.push(Panel::Loss, "pretrain MIM loss", x, m.loss as f64);
-                            c.push(
-                                Panel::Accuracy,
-                                "pretrain MIM accuracy",
-                                x,
-                                m.accuracy as f64,
-                            );
-                            c.push(Panel::LearningRate, "pretrain", x, m.lr as f64);
-                            c.push(Panel::GradNorm, "pretrain", x, m.grad_norm as f64);
-                        }
+                    // Curve names per phase: (loss, where the second metric goes and its name, the phase).
+                    // The tokenizer's second metric is its commitment loss, the others' an accuracy.
+                    let (loss, second, name) = match kind {
+                        PhaseKind::Tokenizer => (
+                            "tokenizer reconstruction (MSE)".to_string(),
+                            (Panel::Loss, "tokenizer commitment".to_string()),
+                            "tokenizer".to_string(),
+                        ),
+                        PhaseKind::Pretrain => (
+                            "pretrain MIM loss".to_string(),
+                            (Panel::Accuracy, "pretrain MIM accuracy".to_string()),
+                            "pretrain".to_string(),
+                        ),
                         PhaseKind::Finetune => {
                             let n = format!("fine-tune ({ft_name})");
-                            c.push(Panel::Loss, &format!("{n} loss"), x, m.loss as f64);
-                            c.push(Panel::Accuracy, &format!("{n} train"), x, m.accuracy as f64);
-                            c.push(Panel::LearningRate, &n, x, m.lr as f64);
-                            c.push(Panel::GradNorm, &n, x, m.grad_norm as f64);
+                            (
+                                format!("{n} loss"),
+                                (Panel::Accuracy, format!("{n} train")),
+                                n,
+                            )
                         }
-                    }
+                    };
+                    let c = &mut self.curves;
+                    c.push(Panel::Loss, &loss, x, m.loss as f64);
+                    c.push(second.0, &second.1, x, m.accuracy as f64);
+                    c.push(Panel::LearningRate, &name, x, m.lr as f64);
+                    c.push(Panel::GradNorm, &name, x, m.grad_norm as f64);
                     if let Some(ips) = self.speed.images_per_second() {
                         self.curves.push(Panel::Throughput, kind.name(), x, ips);
                     }

@@ -1135,6 +1135,14 @@ impl BeitGraph {
         }
     }
 
+    /// The drop-path seed of training step `step` of a run seeded with `seed` (a new pattern every step).
+    pub fn set_drop_path_step(&self, ctx: &GpuContext, seed: u64, step: u32) {
+        self.set_drop_path_seed(
+            ctx,
+            seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+    }
+
     /// Examples the loss counts in the batch last written.
     pub fn counted(&self) -> u32 {
         self.counted.get()

@@ -95,3 +95,21 @@ pub fn read_state(dir: &Path, total: u64) -> Result<TrainState, ModelError> {
         adam_v,
     })
 }
+
+/// Where a run starts: step 1 with a generator seeded by `seed`, or, resuming the run saved in `resume`, the step
+/// after the saved one with its generator and AdamW moments (restored into `runner`).
+pub fn start_or_resume(
+    runner: &mut super::runner::StepRunner,
+    model: &BeitModel,
+    resume: Option<&Path>,
+    seed: u64,
+) -> Result<(u32, crate::rng::Rng), ModelError> {
+    match resume {
+        Some(dir) => {
+            let st = read_state(dir, model.table.layout.total)?;
+            runner.restore(&st);
+            Ok((st.step + 1, crate::rng::Rng::new(st.rng_state)))
+        }
+        None => Ok((1, crate::rng::Rng::new(seed))),
+    }
+}

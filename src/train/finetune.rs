@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[cfg(not(target_arch = "wasm32"))]
-use super::checkpoint::{read_state, save_run};
+use super::checkpoint::{save_run, start_or_resume};
 #[cfg(not(target_arch = "wasm32"))]
 use super::metrics::StepMetrics;
 #[cfg(not(target_arch = "wasm32"))]
@@ -172,14 +172,8 @@ pub fn finetune(
             .table
             .optimizer_groups(opts.weight_decay, opts.layer_decay, cfg.num_hidden_layers);
     let mut runner = StepRunner::new(ctx, model, &graph, Vec::new(), &groups, "finetune step")?;
-    let (first_step, mut rng) = match &opts.resume {
-        Some(dir) => {
-            let st = read_state(dir, model.table.layout.total)?;
-            runner.restore(&st);
-            (st.step + 1, Rng::new(st.rng_state))
-        }
-        None => (1, Rng::new(opts.seed)),
-    };
+    let (first_step, mut rng) =
+        start_or_resume(&mut runner, model, opts.resume.as_deref(), opts.seed)?;
     let last_step = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
     let make = |rng: &mut Rng| {
         let mut px = Vec::new();
@@ -197,10 +191,7 @@ pub fn finetune(
     for step in first_step..=last_step {
         let (px, lab) = std::mem::take(&mut next);
         graph.write_batch(ctx, &px, None, Some(&lab))?;
-        graph.set_drop_path_seed(
-            ctx,
-            opts.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        graph.set_drop_path_step(ctx, opts.seed, step);
         let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.lr * 0.01);
         runner.submit(step, lr, opts.clip, opts.batch);
         rng_next = rng.state();

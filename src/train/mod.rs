@@ -7,6 +7,7 @@ pub mod finetune;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod linprobe;
 pub mod metrics;
+pub mod mim_step;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]

@@ -4,18 +4,17 @@
 
 use std::path::PathBuf;
 
-use super::checkpoint::{read_state, save_run};
+use super::checkpoint::{save_run, start_or_resume};
 use super::metrics::StepMetrics;
-use super::runner::StepRunner;
+use super::mim_step::MimStep;
 use super::schedule::warmup_cosine;
 use crate::data::augment::Augment;
 use crate::data::dataset::Dataset;
 use crate::data::masking::{random_mask, BlockMasking};
-use crate::gpu::{GpuContext, GpuSlice};
-use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
-use crate::ops::vq;
+use crate::gpu::GpuContext;
+use crate::model::{BeitModel, ModelError};
 use crate::rng::Rng;
-use crate::tokenizer::{Tokenizer, TokenizerGraph};
+use crate::tokenizer::Tokenizer;
 
 /// Masking of the pretraining views.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,10 +48,9 @@ pub struct PretrainOptions {
 struct Batch {
     pixels: Vec<f32>,
     mask: Vec<u8>,
-    positions: Vec<u32>,
 }
 
-fn make_batch(data: &Dataset, opts: &PretrainOptions, n: u32, cap: u32, rng: &mut Rng) -> Batch {
+fn make_batch(data: &Dataset, opts: &PretrainOptions, n: u32, rng: &mut Rng) -> Batch {
     let mut pixels = Vec::new();
     let mut mask = Vec::with_capacity((opts.batch * n) as usize);
     for _ in 0..opts.batch {
@@ -63,15 +61,7 @@ fn make_batch(data: &Dataset, opts: &PretrainOptions, n: u32, cap: u32, rng: &mu
             Masking::Random(k) => random_mask(n, k, rng),
         });
     }
-    let mut positions: Vec<u32> = (0..mask.len() as u32)
-        .filter(|&i| mask[i as usize] != 0)
-        .collect();
-    positions.resize(cap as usize, 0);
-    Batch {
-        pixels,
-        mask,
-        positions,
-    }
+    Batch { pixels, mask }
 }
 
 /// Pretrain `model` on `data` with `tokenizer`'s tokens as targets. `report` receives metrics as they arrive.
@@ -118,77 +108,36 @@ pub fn pretrain(
         Masking::Random(k) => k,
     };
     let cap = opts.batch * per_image_cap.max(1);
-    let graph = BeitGraph::new(
+    let (mim_step, mut runner) = MimStep::new(
         ctx,
-        cfg,
-        &model.table,
-        &model.params,
-        GraphOptions {
-            batch: opts.batch,
-            mim_rows: MimRows::Masked(cap),
-            drop_path_seed: Some(opts.seed),
-            label_smoothing: 0.0,
-        },
+        model,
+        tokenizer,
+        opts.batch,
+        cap,
+        opts.seed,
+        opts.weight_decay,
     )?;
-    let tg = tokenizer
-        .map(|t| TokenizerGraph::new(ctx, t, opts.batch))
-        .transpose()?;
-    let positions = GpuSlice::new(ctx, "masked positions", cap as u64);
-    let groups = model
-        .table
-        .optimizer_groups(opts.weight_decay, 1.0, cfg.num_hidden_layers);
-    // The whole step, built once: tokens -> labels -> forward -> backward -> clip + AdamW (pixel targets
-    // need no tokenizer: the graph gathers them from the patches).
-    let mut before = Vec::new();
-    if let Some(tg) = &tg {
-        before.extend(tg.encode.iter().cloned());
-        before.extend(vq::gather_u32(
-            ctx,
-            &graph.labels,
-            &tg.tokens,
-            &positions,
-            cap,
-        )?);
-    }
-    let mut runner = StepRunner::new(ctx, model, &graph, before, &groups, "pretrain step")?;
-    let (first_step, mut rng) = match &opts.resume {
-        Some(dir) => {
-            let st = read_state(dir, model.table.layout.total)?;
-            runner.restore(&st);
-            (st.step + 1, Rng::new(st.rng_state))
-        }
-        None => (1, Rng::new(opts.seed)),
-    };
+    let (first_step, mut rng) =
+        start_or_resume(&mut runner, model, opts.resume.as_deref(), opts.seed)?;
     let last_step = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
     // `rng_next` is the generator state that draws the batch in `next`: what a checkpoint must remember.
     let mut rng_next = rng.state();
-    let mut next = make_batch(data, opts, n, cap, &mut rng);
+    let mut next = make_batch(data, opts, n, &mut rng);
     for step in first_step..=last_step {
         let batch = std::mem::replace(
             &mut next,
             Batch {
                 pixels: Vec::new(),
                 mask: Vec::new(),
-                positions: Vec::new(),
             },
         );
-        let masked = batch.mask.iter().filter(|&&x| x != 0).count() as u32;
-        graph.write_batch(ctx, &batch.pixels, Some(&batch.mask), None)?;
-        if let Some(tg) = &tg {
-            tg.pixels.write(ctx, &batch.pixels);
-            graph.use_device_labels(ctx, masked)?;
-        }
-        positions.write(ctx, &batch.positions);
-        graph.set_drop_path_seed(
-            ctx,
-            opts.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        let masked = mim_step.write(ctx, &batch.pixels, &batch.mask, step)?;
         let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.min_lr);
         runner.submit(step, lr, Some(opts.clip), masked);
         // The next batch is prepared while the GPU runs this step.
         rng_next = rng.state();
         if step < last_step {
-            next = make_batch(data, opts, n, cap, &mut rng);
+            next = make_batch(data, opts, n, &mut rng);
         }
         runner.settle(&mut report)?;
         if let Some(out) = &opts.out {
