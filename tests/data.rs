@@ -351,3 +351,83 @@ fn loading_in_the_background() {
     let ds = rx.recv().unwrap().unwrap();
     assert_eq!(ds.len(), 2000);
 }
+
+/// A labelled set of `per_class` 2 x 2 images for each of `classes` class names, image value = its index.
+fn labelled(classes: &[&str], per_class: usize) -> Dataset {
+    let mut d = Dataset {
+        labels: Some(Vec::new()),
+        class_names: classes.iter().map(|s| s.to_string()).collect(),
+        source: "set".into(),
+        ..Default::default()
+    };
+    for c in 0..classes.len() {
+        for _ in 0..per_class {
+            let v = d.images.len() as u8;
+            d.images.push(Image {
+                width: 2,
+                height: 2,
+                channels: 1,
+                data: vec![v; 4],
+            });
+            d.labels.as_mut().unwrap().push(c as u32);
+        }
+    }
+    d
+}
+
+#[test]
+fn split_holds_out_every_tenth_image_of_each_class_keeping_labels_and_names() {
+    let d = labelled(&["a", "b", "c"], 25);
+    let mut d = d;
+    d.skipped.push(("bad.png".into(), "empty file".into()));
+    let (train, val) = d.split(10);
+    assert_eq!(
+        (train.len(), val.len()),
+        (69, 6),
+        "2 of each 25-image class held out"
+    );
+    for part in [&train, &val] {
+        assert_eq!(part.class_names, ["a", "b", "c"]);
+        assert_eq!(part.labels.as_ref().unwrap().len(), part.len());
+    }
+    assert_eq!(val.labels.as_ref().unwrap(), &[0, 0, 1, 1, 2, 2]);
+    // Each held-out image keeps its own label: image values 9, 19 (class a), 34, 44 (b), 59, 69 (c).
+    let held: Vec<u8> = val.images.iter().map(|i| i.data[0]).collect();
+    assert_eq!(held, [9, 19, 34, 44, 59, 69]);
+    assert!(
+        val.source.contains("every 10th image of each class"),
+        "{}",
+        val.source
+    );
+    assert_eq!(
+        train.skipped.len(),
+        1,
+        "the skipped-file list stays with the training part"
+    );
+
+    // Too small to hold anything out: both parts are the whole set, and the source says so.
+    let (t, v) = labelled(&["a"], 5).split(10);
+    assert_eq!((t.len(), v.len()), (5, 5));
+    assert!(v.source.contains("too few images"), "{}", v.source);
+
+    // Unlabelled: every 10th image.
+    let mut flat = labelled(&["a"], 30);
+    flat.labels = None;
+    flat.class_names.clear();
+    let (t, v) = flat.split(10);
+    assert_eq!((t.len(), v.len(), v.labels.is_none()), (27, 3, true));
+}
+
+#[test]
+fn a_validation_set_is_matched_to_the_training_classes_by_name() {
+    let val = labelled(&["c", "a"], 2);
+    let train_names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let m = val.with_classes_of(&train_names).unwrap();
+    assert_eq!(m.labels.unwrap(), [2, 2, 0, 0], "c -> 2, a -> 0");
+    assert_eq!(m.class_names, train_names);
+    let err = labelled(&["a", "z"], 1)
+        .with_classes_of(&train_names)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"z\"") && err.contains("a, b, c"), "{err}");
+}

@@ -99,7 +99,7 @@ impl BeitApp {
                 } else {
                     " (no labels: pretraining only)".to_string()
                 };
-                let (train, val) = all.split_validation();
+                let (train, val) = all.split(10);
                 s.set_data(source.clone(), train, val);
                 self.notice = Some(format!(
                     "opened {n} images from {source}{classes}{}",

@@ -199,7 +199,7 @@ impl Session {
         } else {
             Dataset::open(&self.data_source, channels)
                 .map_err(|e| e.to_string())?
-                .split_validation()
+                .split(10)
         };
         (self.train, self.val) = all;
         Ok(())

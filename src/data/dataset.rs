@@ -114,33 +114,69 @@ fn to_channels(width: u32, height: u32, from: u32, px: &[u8], to: u32) -> Image 
     }
 }
 
+/// "10th", "2nd", "3rd", "21st".
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 impl Dataset {
-    /// Split off every 10th image (with its label) as a validation set; a set too small to split is used for
-    /// both.
-    pub fn split_validation(self) -> (Dataset, Dataset) {
-        let mut train = Dataset {
+    /// Split off every `every`-th image of each class (every `every`-th image when unlabelled) as a validation
+    /// set, keeping labels, class names and the skipped-file list (on the training part). A set too small to
+    /// hold any image out is used for both, and the validation part's `source` says so.
+    pub fn split(self, every: usize) -> (Dataset, Dataset) {
+        let every = every.max(2);
+        let part = |source: String, skipped| Dataset {
             labels: self.labels.as_ref().map(|_| Vec::new()),
             class_names: self.class_names.clone(),
-            source: self.source.clone(),
-            skipped: self.skipped,
+            source,
+            skipped,
             ..Default::default()
         };
-        let mut val = Dataset {
-            labels: self.labels.as_ref().map(|_| Vec::new()),
-            class_names: self.class_names,
-            source: format!("{} (every 10th image)", self.source),
-            ..Default::default()
+        let mut train = part(self.source.clone(), self.skipped.clone());
+        let per_class = if self.labels.is_some() {
+            " of each class"
+        } else {
+            ""
         };
+        let mut val = part(
+            format!(
+                "{} (every {} image{per_class})",
+                self.source,
+                ordinal(every)
+            ),
+            Vec::new(),
+        );
+        // Images seen so far per class (one counter for an unlabelled set).
+        let mut seen: Vec<usize> = vec![0; self.class_names.len().max(1)];
         for (i, img) in self.images.into_iter().enumerate() {
-            let to = if i % 10 == 9 { &mut val } else { &mut train };
-            if let (Some(all), Some(l)) = (&self.labels, to.labels.as_mut()) {
-                l.push(all[i]);
+            let label = self.labels.as_ref().map(|l| l[i]);
+            let slot = label.map_or(0, |l| l as usize).min(seen.len() - 1);
+            let counter = &mut seen[slot];
+            *counter += 1;
+            let to = if counter.is_multiple_of(every) {
+                &mut val
+            } else {
+                &mut train
+            };
+            if let (Some(l), Some(labels)) = (label, to.labels.as_mut()) {
+                labels.push(l);
             }
             to.images.push(img);
         }
         if val.is_empty() {
             val.images = train.images.clone();
             val.labels = train.labels.clone();
+            val.source = format!(
+                "{} (too few images to hold any out: the training images again)",
+                self.source
+            );
         }
         (train, val)
     }
@@ -299,6 +335,75 @@ impl Dataset {
             first.join("; "),
             if self.skipped.len() > 3 { "; ..." } else { "" }
         ))
+    }
+
+    /// Training and validation sets for a command: the built-in splits for `builtin`; otherwise `spec` with
+    /// every 10th image of each class held out, or all of `spec` for training and `val_spec` for validation
+    /// (its classes matched to the training set's by name). Skipped files are reported by the caller.
+    pub fn open_train_val(
+        spec: &str,
+        val_spec: Option<&str>,
+        channels: u32,
+    ) -> Result<(Dataset, Dataset), DataError> {
+        if spec == "builtin" || spec == "builtin:train" {
+            let val = match val_spec {
+                None => Self::builtin(Split::Val, channels)?,
+                Some(v) => {
+                    Self::open(v, channels)?.with_classes_of(&FASHION_CLASSES.map(String::from))?
+                }
+            };
+            return Ok((Self::builtin(Split::Train, channels)?, val));
+        }
+        let all = Self::open(spec, channels)?;
+        match val_spec {
+            None => Ok(all.split(10)),
+            Some(v) => {
+                let val = Self::open(v, channels)?.with_classes_of(&all.class_names)?;
+                Ok((all, val))
+            }
+        }
+    }
+
+    /// Renumber the labels so that class names match `names` (the training set's classes): a validation or
+    /// evaluation set may hold fewer classes, in any order. An unlabelled set stays unlabelled; a class that
+    /// `names` lacks is an error naming it. IDX sets (numbered classes) keep their numbers.
+    pub fn with_classes_of(mut self, names: &[String]) -> Result<Self, DataError> {
+        let Some(labels) = self.labels.as_mut() else {
+            return Ok(self);
+        };
+        if self.class_names == names {
+            return Ok(self);
+        }
+        let numbered = |n: &[String]| n.iter().enumerate().all(|(i, s)| s == &i.to_string());
+        if numbered(&self.class_names) {
+            if let Some(&l) = labels.iter().find(|&&l| l as usize >= names.len()) {
+                return Err(DataError::Invalid(format!(
+                    "{} has class {l}, but the training data has {} classes",
+                    self.source,
+                    names.len()
+                )));
+            }
+            self.class_names = names.to_vec();
+            return Ok(self);
+        }
+        let mut map = Vec::with_capacity(self.class_names.len());
+        for name in &self.class_names {
+            match names.iter().position(|n| n == name) {
+                Some(i) => map.push(i as u32),
+                None => {
+                    return Err(DataError::Invalid(format!(
+                        "{} has a class \"{name}\" that the training data lacks (its classes: {})",
+                        self.source,
+                        names.join(", ")
+                    )))
+                }
+            }
+        }
+        for l in labels.iter_mut() {
+            *l = map[*l as usize];
+        }
+        self.class_names = names.to_vec();
+        Ok(self)
     }
 
     /// Load `builtin`, `builtin:val`, an IDX file, or a folder.

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job on the built-in data, on a fresh machine: installs a software Vulkan driver when no driver exists
+# (saying so), builds beitlab, then trains the visual tokenizer, pretrains BEiT on its tokens and fine-tunes the
+# result, printing progress and the final validation accuracy.
+#   scripts/quickstart.sh [--steps N] [--runs DIR]     (defaults: 300 steps per phase, runs/)
+# BEITLAB_BIN=path/to/beitlab uses that binary instead of building one.
+set -euo pipefail
+steps=300
+runs=runs
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --steps) steps="$2"; shift 2 ;;
+        --runs) runs="$2"; shift 2 ;;
+        *) echo "unknown option $1 (use --steps N, --runs DIR)" >&2; exit 2 ;;
+    esac
+done
+here="$(cd "$(dirname "$0")/.." && pwd)"
+source "$here/scripts/vulkan-setup.sh"
+bin="${BEITLAB_BIN:-}"
+if [ -z "$bin" ]; then
+    (cd "$here" && cargo build --release --locked --bin beitlab)
+    bin="$here/target/release/beitlab"
+fi
+"$bin" pretrain --preset micro --steps "$steps" --out "$runs/micro"
+"$bin" finetune --init "$runs/micro" --steps "$steps" --out "$runs/micro-ft"

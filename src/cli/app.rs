@@ -1,0 +1,40 @@
+//! `beitlab app` (also what `beitlab` alone runs): the desktop app.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Open the app: train BEiT on the built-in data (or your images) and watch it learn, live.
+#[derive(Args, Debug, Default)]
+pub struct AppArgs {
+    /// Preset to open with (micro or tiny; default: micro on a CPU adapter, tiny on a GPU).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Images per training step (default: 32 for micro, 64 for tiny).
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Start training (tokenizer, pretraining, fine-tuning) as soon as the window opens.
+    #[arg(long)]
+    pub start: bool,
+    /// Close the window after this many seconds (for scripted runs).
+    #[arg(long)]
+    pub quit_after: Option<f64>,
+    /// When the window closes, write frame times and progress to this JSON file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Open on this view (e.g. "attention", "curves").
+    #[arg(long)]
+    pub view: Option<String>,
+}
+
+/// Open the window.
+pub fn run(args: AppArgs) -> Result<(), String> {
+    crate::app::window::run(crate::app::shell::WindowOptions {
+        preset: args.preset,
+        batch: args.batch,
+        start: args.start,
+        quit_after: args.quit_after,
+        report: args.report,
+        view: args.view,
+    })
+}

@@ -1,0 +1,265 @@
+//! `beitlab pretrain`: BEiT masked image modeling on a dataset, with a visual tokenizer's tokens (or the
+//! normalised pixels) of masked patches as targets; checkpoints, metrics and exact resume.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::common::{
+    bar, device, load_train_val, metrics_log, model_requirements, run_folder, steps_for_epochs,
+    TrainValData,
+};
+use super::tokenizer::{train_tokenizer, TokenizerTrainArgs};
+use crate::data::augment::Augment;
+use crate::data::masking::BlockMasking;
+use crate::model::{BeitConfig, BeitModel};
+use crate::tokenizer::Tokenizer;
+use crate::train::pretrain::{pretrain, Masking, PretrainOptions};
+
+/// BEiT masked image modeling on a dataset, with a trained tokenizer's tokens as targets (a tokenizer is
+/// trained first into OUT/tokenizer when none is given). Writes OUT/checkpoint (a HuggingFace folder plus
+/// training_state.safetensors, replaced whole at each save) and OUT/metrics.jsonl.
+#[derive(Args, Debug, Clone)]
+pub struct PretrainArgs {
+    /// `builtin`, a folder of images (labels are not needed), or an IDX images file. With your own data every
+    /// 10th image of each class is held out (fine-tuning validates on the same ones).
+    #[arg(long, default_value = "builtin")]
+    pub data: String,
+    #[arg(long, default_value = "micro")]
+    pub preset: String,
+    /// A tokenizer folder (from `beitlab tokenizer train`) matching the preset's patch grid.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Steps of the tokenizer trained first when no --tokenizer is given (default: as many as --steps).
+    #[arg(long)]
+    pub tokenizer_steps: Option<u32>,
+    #[arg(long, default_value_t = 500)]
+    pub steps: u32,
+    /// Train for this many passes over the training set instead of --steps.
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    #[arg(long, default_value_t = 32)]
+    pub batch: u32,
+    #[arg(long, default_value_t = 1.5e-3)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// blockwise (BEiT) or random (the paper's ablation).
+    #[arg(long, default_value = "blockwise")]
+    pub masking: String,
+    /// What the MIM head learns: visual tokens (BEiT) or the normalised pixels of masked patches (the paper's ablation).
+    #[arg(long, default_value = "tokens")]
+    pub target: String,
+    /// Save a checkpoint every this many steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u32,
+    /// One JSON object per logged step on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Continue the run saved in DIR (its checkpoint/, tokenizer/ and data position) up to --steps;
+    /// the result equals the uninterrupted run's.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Run folder (defaults to the --resume folder).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+}
+
+/// The settings of a pretraining run, kept in its folder (`run.json`) so `--resume` continues it unchanged.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunSettings {
+    data: String,
+    preset: String,
+    batch: u32,
+    lr: f32,
+    seed: u64,
+    masking: String,
+    #[serde(default = "tokens_target")]
+    target: String,
+}
+
+fn tokens_target() -> String {
+    "tokens".into()
+}
+
+impl RunSettings {
+    fn of(args: &PretrainArgs) -> Self {
+        Self {
+            data: args.data.clone(),
+            preset: args.preset.clone(),
+            batch: args.batch,
+            lr: args.lr,
+            seed: args.seed,
+            masking: args.masking.clone(),
+            target: args.target.clone(),
+        }
+    }
+    fn read(dir: &Path) -> Result<Self, String> {
+        let p = dir.join("run.json");
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("{}: {e} (is this a pretraining run folder?)", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+    }
+    fn write(&self, dir: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        crate::tensorfile::write_atomic(&dir.join("run.json"), text.as_bytes())
+            .map_err(|e| e.to_string())
+    }
+    /// These settings applied to `args` (a resumed run keeps its own; only --steps may change).
+    fn apply(self, args: &PretrainArgs) -> PretrainArgs {
+        PretrainArgs {
+            data: self.data,
+            preset: self.preset,
+            batch: self.batch,
+            lr: self.lr,
+            seed: self.seed,
+            masking: self.masking,
+            target: self.target,
+            ..args.clone()
+        }
+    }
+}
+
+/// Run `beitlab pretrain`.
+pub fn run(args: &PretrainArgs) -> Result<(), String> {
+    let out = run_folder(&args.out, &args.resume)?;
+    let resume = args.resume.is_some();
+    let args = if resume {
+        RunSettings::read(&out)?.apply(args)
+    } else {
+        args.clone()
+    };
+    let cfg = BeitConfig::preset(&args.preset).map_err(|e| e.to_string())?;
+    let pixels = match args.target.as_str() {
+        "tokens" => false,
+        "pixels" => true,
+        other => return Err(format!("unknown target \"{other}\"; use tokens or pixels")),
+    };
+    let grid = cfg.grid();
+    let block = BlockMasking::scaled(grid);
+    let masking = match args.masking.as_str() {
+        "blockwise" => Masking::Blockwise(block),
+        "random" => Masking::Random(block.num_masking_patches),
+        other => {
+            return Err(format!(
+                "unknown masking \"{other}\"; use blockwise or random"
+            ))
+        }
+    };
+    // Pretraining sees the training part only: the images fine-tuning validates on stay unseen.
+    let (train_set, _) = load_train_val(&args.data, None, cfg.num_channels)?;
+    let steps = args.epochs.map_or(args.steps, |e| {
+        steps_for_epochs(e, train_set.len(), args.batch)
+    });
+    let ctx = device(&model_requirements(&cfg, args.batch))?;
+    let tok_dir = match &args.tokenizer {
+        _ if pixels => PathBuf::new(),
+        Some(d) => d.clone(),
+        None if resume => out.join("tokenizer"),
+        None => {
+            let d = out.join("tokenizer");
+            let tk_steps = args.tokenizer_steps.unwrap_or(steps);
+            println!(
+                "no --tokenizer given: training one first ({tk_steps} steps) into {}",
+                d.display()
+            );
+            train_tokenizer(
+                &TokenizerTrainArgs {
+                    data: TrainValData {
+                        data: args.data.clone(),
+                        val_data: None,
+                    },
+                    preset: args.preset.clone(),
+                    steps: tk_steps,
+                    batch: 64,
+                    lr: 2e-3,
+                    codebook_size: None,
+                    seed: args.seed,
+                    min_crop: 0.08,
+                    no_flip: false,
+                    out: d.clone(),
+                },
+                Some(" (--tokenizer-steps N changes the count; --tokenizer DIR reuses a trained one)"),
+            )?;
+            d
+        }
+    };
+    let tk = if pixels {
+        None
+    } else {
+        Some(Tokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?)
+    };
+    // The run folder keeps its own copy of the tokenizer, so --resume needs nothing else.
+    let own = out.join("tokenizer");
+    if !pixels && tok_dir != own {
+        std::fs::create_dir_all(&own).map_err(|e| format!("{}: {e}", own.display()))?;
+        for f in ["tokenizer_config.json", "tokenizer.safetensors"] {
+            std::fs::copy(tok_dir.join(f), own.join(f))
+                .map_err(|e| format!("{}: {e}", own.join(f).display()))?;
+        }
+    }
+    let mut cfg = cfg;
+    match &tk {
+        Some(tk) => cfg.vocab_size = tk.cfg.codebook_size,
+        None => cfg.mim_target = Some("pixels".into()),
+    }
+    let model = if resume {
+        BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?
+    } else {
+        BeitModel::new_random(&ctx, &cfg, args.seed).map_err(|e| e.to_string())?
+    };
+    let cfg = model.cfg.clone();
+    let batch = args.batch;
+    let opts = PretrainOptions {
+        steps,
+        batch,
+        lr: args.lr,
+        min_lr: args.lr * 0.01,
+        warmup: (steps / 10).max(1),
+        weight_decay: 0.05,
+        clip: 3.0,
+        seed: args.seed,
+        masking,
+        augment: Augment::beit(cfg.image_size, cfg.num_channels),
+        checkpoint_every: args.checkpoint_every,
+        out: Some(out.join("checkpoint")),
+        resume: resume.then(|| out.join("checkpoint")),
+        stop_after: None,
+    };
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    RunSettings::of(&args).write(&out)?;
+    let (log_path, mut log) = metrics_log(&out, resume)?;
+    println!(
+        "pretraining {} ({} parameters) for {steps} steps of {batch} images, {} masking, on {}",
+        args.preset,
+        model.table.trainable_count(),
+        args.masking,
+        ctx.describe()
+    );
+    let t0 = std::time::Instant::now();
+    let every = (steps / 20).max(1);
+    let mut last_line = None;
+    pretrain(&ctx, &model, tk.as_ref(), &train_set, &opts, |m| {
+        let el = t0.elapsed().as_secs_f64();
+        let ips = (m.step * batch) as f64 / el.max(1e-9);
+        let line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "masked": m.masked, "images_per_s": ips});
+        let _ = writeln!(log, "{line}");
+        if m.step % every == 0 || m.step == steps {
+            if args.json {
+                println!("{line}");
+            } else {
+                let eta = (steps - m.step) as f64 * batch as f64 / ips.max(1e-9);
+                println!("pretrain {} {:>6}/{steps}  loss {:.4}  MIM accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", bar(m.step, steps), m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
+            }
+        }
+        last_line = Some(m);
+    })
+    .map_err(|e| e.to_string())?;
+    let plot = crate::train::plot::plot_run(&out, "pretraining")?;
+    println!("curves: {}", plot.display());
+    if let Some(m) = last_line {
+        println!("pretrained {steps} steps in {:.0} s: final loss {:.4}, MIM accuracy {:.1}%; saved {} (metrics in {})", t0.elapsed().as_secs_f64(), m.loss, 100.0 * m.accuracy, out.join("checkpoint").display(), log_path.display());
+    }
+    Ok(())
+}
