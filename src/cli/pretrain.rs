@@ -148,7 +148,7 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         }
     };
     // Pretraining sees the training part only: the images fine-tuning validates on stay unseen.
-    let (train_set, _) = load_train_val(&args.data, None, cfg.num_channels)?;
+    let (train_set, val_set) = load_train_val(&args.data, None, cfg.num_channels)?;
     let steps = args.epochs.map_or(args.steps, |e| {
         steps_for_epochs(e, train_set.len(), args.batch)
     });
@@ -180,6 +180,8 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
                     no_flip: false,
                     out: d.clone(),
                 },
+                &train_set,
+                &val_set,
                 Some(" (--tokenizer-steps N changes the count; --tokenizer DIR reuses a trained one)"),
             )?;
             d

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::common::{bar, device, estimate_seconds, TrainValData};
+use crate::data::dataset::Dataset;
 use crate::gpu;
 use crate::tokenizer::train::{encode_dataset, evaluate, train, TrainOptions};
 use crate::tokenizer::{Tokenizer, TokenizerConfig};
@@ -60,18 +61,29 @@ pub struct TokenizerEncodeArgs {
 
 pub fn run(what: &TokenizerCommand) -> Result<(), String> {
     match what {
-        TokenizerCommand::Train(a) => train_tokenizer(a, None),
+        TokenizerCommand::Train(a) => {
+            let channels = TokenizerConfig::preset(&a.preset)
+                .map_err(|e| e.to_string())?
+                .num_channels;
+            let (train_set, val_set) = a.data.load(channels)?;
+            train_tokenizer(a, &train_set, &val_set, None)
+        }
         TokenizerCommand::Encode(a) => encode(a),
     }
 }
 
-/// Train and save a tokenizer. `shorten` (from `pretrain`) is the hint printed with the time estimate.
-pub fn train_tokenizer(args: &TokenizerTrainArgs, shorten: Option<&str>) -> Result<(), String> {
+/// Train a tokenizer on `train_set` (`args.data` already loaded), report on `val_set`, save it. `shorten`
+/// (from `pretrain`) is the hint printed with the time estimate.
+pub fn train_tokenizer(
+    args: &TokenizerTrainArgs,
+    train_set: &Dataset,
+    val_set: &Dataset,
+    shorten: Option<&str>,
+) -> Result<(), String> {
     let mut cfg = TokenizerConfig::preset(&args.preset).map_err(|e| e.to_string())?;
     if let Some(k) = args.codebook_size {
         cfg.codebook_size = k;
     }
-    let (train_set, val_set) = args.data.load(cfg.num_channels)?;
     let ctx = device(&gpu::Requirements::kernels())?;
     let (steps, batch) = (args.steps, args.batch);
     println!(
@@ -97,7 +109,7 @@ pub fn train_tokenizer(args: &TokenizerTrainArgs, shorten: Option<&str>) -> Resu
     // The estimate comes after a few steps (the first one builds the pipelines).
     let estimate_at = steps.min(4);
     let mut estimated = false;
-    train(&ctx, &tk, &train_set, &opts, |r| {
+    train(&ctx, &tk, train_set, &opts, |r| {
         let el = t0.elapsed().as_secs_f64();
         let first = *first.get_or_insert(el);
         if !estimated && r.step >= estimate_at && steps > r.step {
@@ -119,7 +131,7 @@ pub fn train_tokenizer(args: &TokenizerTrainArgs, shorten: Option<&str>) -> Resu
     })
     .map_err(|e| e.to_string())?;
     let secs = t0.elapsed().as_secs_f64();
-    let m = evaluate(&ctx, &tk, &val_set, batch).map_err(|e| e.to_string())?;
+    let m = evaluate(&ctx, &tk, val_set, batch).map_err(|e| e.to_string())?;
     tk.save(&ctx, &args.out).map_err(|e| e.to_string())?;
     println!(
         "trained {steps} steps in {secs:.0} s; validation ({} images): PSNR {:.2} dB, codebook usage {:.1}% ({} of {}), perplexity {:.1}; saved {}",
