@@ -63,52 +63,101 @@ struct Slot {
     status: Arc<AtomicU8>,
 }
 
-/// A small ring of staging buffers for metrics that come back without blocking.
+/// A small ring of staging buffers for metrics that come back without blocking. It grows by a slot when every
+/// slot is still in flight, so no value is ever dropped.
 pub struct ReadbackRing {
+    device: wgpu::Device,
     slots: Vec<Slot>,
+    capacity_bytes: u64,
     next_ticket: u64,
+}
+
+fn new_slot(device: &wgpu::Device, i: usize, bytes: u64) -> Slot {
+    Slot {
+        staging: device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("readback ring slot {i}")),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }),
+        state: SlotState::Free,
+        ticket: ReadbackTicket(0),
+        bytes: 0,
+        status: Arc::new(AtomicU8::new(0)),
+    }
 }
 
 impl ReadbackRing {
     /// `slots` staging buffers of `capacity_bytes` each.
     pub fn new(ctx: &GpuContext, slots: usize, capacity_bytes: u64) -> Self {
-        let slots = (0..slots)
-            .map(|i| Slot {
-                staging: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("readback ring slot {i}")),
-                    size: capacity_bytes.max(4),
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                }),
-                state: SlotState::Free,
-                ticket: ReadbackTicket(0),
-                bytes: 0,
-                status: Arc::new(AtomicU8::new(0)),
-            })
-            .collect();
         Self {
-            slots,
+            device: ctx.device.clone(),
+            slots: (0..slots)
+                .map(|i| new_slot(&ctx.device, i, capacity_bytes))
+                .collect(),
+            capacity_bytes,
             next_ticket: 0,
         }
     }
 
     /// Record a copy of `src` into a free slot. `None` when every slot is still in flight (the caller is
-    /// running too far ahead of the GPU) or `src` is larger than a slot.
+    /// running too far ahead of the GPU and can skip or wait) or `src` is larger than a slot.
     pub fn record(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         src: &GpuSlice,
     ) -> Option<ReadbackTicket> {
-        let slot = self
+        let need = src.size_bytes();
+        let i = self
             .slots
-            .iter_mut()
-            .find(|s| s.state == SlotState::Free && s.staging.size() >= src.size_bytes())?;
-        encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &slot.staging, 0, src.size_bytes());
+            .iter()
+            .position(|s| s.state == SlotState::Free && s.staging.size() >= need)?;
+        Some(self.record_into(i, encoder, src))
+    }
+
+    /// Record a copy of `src`, adding a slot when every slot is still in flight or too small: for values that
+    /// must not be lost (a training step's loss, which is checked for being finite).
+    pub fn record_always(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &GpuSlice,
+    ) -> ReadbackTicket {
+        let need = src.size_bytes();
+        let i = match self
+            .slots
+            .iter()
+            .position(|s| s.state == SlotState::Free && s.staging.size() >= need)
+        {
+            Some(i) => i,
+            None => {
+                let n = self.slots.len();
+                let slot = new_slot(&self.device, n, need.max(self.capacity_bytes));
+                self.slots.push(slot);
+                n
+            }
+        };
+        self.record_into(i, encoder, src)
+    }
+
+    fn record_into(
+        &mut self,
+        i: usize,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &GpuSlice,
+    ) -> ReadbackTicket {
+        let slot = &mut self.slots[i];
+        let need = src.size_bytes();
+        encoder.copy_buffer_to_buffer(&src.buffer, src.offset, &slot.staging, 0, need);
         slot.state = SlotState::Recorded;
-        slot.bytes = src.size_bytes();
+        slot.bytes = need;
         slot.ticket = ReadbackTicket(self.next_ticket);
         self.next_ticket += 1;
-        Some(slot.ticket)
+        slot.ticket
+    }
+
+    /// Slots held (grows past the initial count only through [`ReadbackRing::record_always`]).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// Call right after submitting the command buffer the copies were recorded into.

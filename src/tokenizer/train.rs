@@ -125,9 +125,7 @@ pub fn train(
                 label: Some("tokenizer step"),
             });
         Dispatch::record_all(&mut enc, "tokenizer step", &work);
-        if let Some(t) = ring.record(&mut enc, &graph.stats) {
-            pending.push((t, step));
-        }
+        pending.push((ring.record_always(&mut enc, &graph.stats), step));
         let idx = ctx.queue.submit([enc.finish()]);
         ring.after_submit();
         // The next batch is prepared while the GPU runs this step; at most two steps are in flight.

@@ -14,10 +14,39 @@ pub struct StepMetrics {
     pub masked: u32,
 }
 
-/// In-flight metrics: (stats ticket, grad ticket, step, masked count, lr).
-pub type Pending = Vec<(ReadbackTicket, ReadbackTicket, u32, u32, f32)>;
+/// In-flight metrics: per step (stats ticket, grad ticket, step, masked count, lr), and values that came back
+/// before their partner (the two copies of a step can finish mapping at different polls).
+#[derive(Default)]
+pub struct Pending {
+    steps: Vec<(ReadbackTicket, ReadbackTicket, u32, u32, f32)>,
+    arrived: Vec<(ReadbackTicket, Vec<f32>)>,
+}
 
-/// Report every step whose two readbacks have arrived; the first non-finite value is returned as a failure.
+impl Pending {
+    /// A submitted step whose stats and squared gradient norm come back under these tickets.
+    pub fn push(
+        &mut self,
+        stats: ReadbackTicket,
+        grads: ReadbackTicket,
+        step: u32,
+        masked: u32,
+        lr: f32,
+    ) {
+        self.steps.push((stats, grads, step, masked, lr));
+    }
+
+    /// Steps not reported yet.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Report every step whose two readbacks have arrived, oldest first; the first non-finite value is returned as a
+/// failure. A value whose partner has not arrived yet is kept for a later call.
 pub fn drain(
     ctx: &GpuContext,
     ring: &mut ReadbackRing,
@@ -25,34 +54,42 @@ pub fn drain(
     report: &mut impl FnMut(StepMetrics),
     values_per_example: f32,
 ) -> Option<String> {
-    let done = ring.collect(ctx);
-    let value = |t: ReadbackTicket| {
-        done.iter()
-            .find(|(x, _)| *x == t)
-            .map(|(_, b)| bytemuck::pod_collect_to_vec::<u8, f32>(b))
+    for (ticket, bytes) in ring.collect(ctx) {
+        pending
+            .arrived
+            .push((ticket, bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)));
+    }
+    let Pending { steps, arrived } = pending;
+    let take = |arrived: &mut Vec<(ReadbackTicket, Vec<f32>)>, t: ReadbackTicket| {
+        let i = arrived.iter().position(|(x, _)| *x == t)?;
+        Some(arrived.swap_remove(i).1)
     };
     let mut failure = None;
-    pending.retain(|&(ts, tg, step, masked, lr)| match (value(ts), value(tg)) {
-        (Some(s), Some(g)) => {
-            let mm = masked.max(1) as f32;
-            let met = StepMetrics {
-                step,
-                loss: s[0] / (mm * values_per_example),
-                accuracy: s[1] / mm,
-                grad_norm: g[0].sqrt(),
-                lr,
-                masked,
-            };
-            if !met.loss.is_finite() || !met.grad_norm.is_finite() {
-                failure.get_or_insert(format!(
-                    "the loss or gradient became {} / {} at step {step}",
-                    met.loss, met.grad_norm
-                ));
-            }
-            report(met);
-            false
+    steps.retain(|&(ts, tg, step, masked, lr)| {
+        let both = arrived.iter().any(|(x, _)| *x == ts) && arrived.iter().any(|(x, _)| *x == tg);
+        if !both {
+            return true;
         }
-        _ => true,
+        let (Some(s), Some(g)) = (take(arrived, ts), take(arrived, tg)) else {
+            return true;
+        };
+        let mm = masked.max(1) as f32;
+        let met = StepMetrics {
+            step,
+            loss: s[0] / (mm * values_per_example),
+            accuracy: s[1] / mm,
+            grad_norm: g[0].sqrt(),
+            lr,
+            masked,
+        };
+        if !met.loss.is_finite() || !met.grad_norm.is_finite() {
+            failure.get_or_insert(format!(
+                "the loss or gradient became {} / {} at step {step}",
+                met.loss, met.grad_norm
+            ));
+        }
+        report(met);
+        false
     });
     failure
 }

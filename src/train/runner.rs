@@ -113,7 +113,7 @@ impl StepRunner {
             stats: stats.clone(),
             work,
             ring: ReadbackRing::new(ctx, 8, 8),
-            pending: Vec::new(),
+            pending: Pending::default(),
             last: None,
             prev: None,
             values_per_example,
@@ -170,12 +170,10 @@ impl StepRunner {
             });
         Dispatch::record_all(&mut enc, self.label, &self.work);
         after(&mut enc);
-        if let (Some(a), Some(b)) = (
-            self.ring.record(&mut enc, &self.stats),
-            self.ring.record(&mut enc, &self.sumsq),
-        ) {
-            self.pending.push((a, b, step, counted, lr));
-        }
+        // Every step's loss comes back (the ring grows rather than skip one): each is checked for being finite.
+        let stats = self.ring.record_always(&mut enc, &self.stats);
+        let grads = self.ring.record_always(&mut enc, &self.sumsq);
+        self.pending.push(stats, grads, step, counted, lr);
         let idx = self.ctx.queue.submit([enc.finish()]);
         self.submitted += 1;
         let finished = self.finished.clone();

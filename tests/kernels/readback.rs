@@ -41,3 +41,33 @@ fn ring_returns_values_in_order_without_blocking() {
         "{values:?}"
     );
 }
+
+#[test]
+fn a_ring_that_must_not_lose_values_grows_instead() {
+    let c = ctx();
+    let mut ring = ReadbackRing::new(c, 1, 16);
+    let buf = poisoned(4);
+    let mut tickets = Vec::new();
+    // Three copies in one submit with one slot: two more slots are added, nothing refused.
+    let mut enc = c.device.create_command_encoder(&Default::default());
+    for step in 0..3 {
+        let fill = elementwise::fill(c, &buf, 4, step as f32).unwrap();
+        Dispatch::record_all(&mut enc, "ring test", &fill);
+        tickets.push(ring.record_always(&mut enc, &buf));
+    }
+    assert!(
+        ring.record(&mut enc, &buf).is_none(),
+        "record still refuses when full"
+    );
+    c.queue.submit([enc.finish()]);
+    ring.after_submit();
+    assert_eq!(ring.slots(), 3);
+    c.wait().unwrap();
+    let got = ring.collect(c);
+    assert_eq!(got.iter().map(|(t, _)| *t).collect::<Vec<_>>(), tickets);
+    let values: Vec<f32> = got
+        .iter()
+        .map(|(_, b)| bytemuck::pod_read_unaligned::<f32>(&b[..4]))
+        .collect();
+    assert_eq!(values, [0.0, 1.0, 2.0]);
+}
