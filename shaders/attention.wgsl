@@ -137,3 +137,49 @@ fn relpos_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
     out[g] = s;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// One thread per row: the same softmax forward and backward for software (CPU) adapters, where a workgroup
+// barrier costs more than a short row's arithmetic. 64 rows per workgroup.
+
+@compute @workgroup_size(64)
+fn softmax_forward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) li: u32) {
+    let row = (wg.x + wg.y * nwg.x) * WG + li;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    let brow = (row % max(p.bias_rows, 1u)) * p.cols;
+    var m = bitcast<f32>(0xff7fffffu); // -FLT_MAX
+    for (var c = 0u; c < p.cols; c++) {
+        m = max(m, score(base, brow, c));
+    }
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let e = exp(score(base, brow, c) - m);
+        out[base + c] = e;
+        s += e;
+    }
+    let inv = 1.0 / s;
+    for (var c = 0u; c < p.cols; c++) {
+        out[base + c] = out[base + c] * inv;
+    }
+}
+
+@compute @workgroup_size(64)
+fn softmax_backward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let row = (wg.x + wg.y * nwg.x) * WG + li;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var dot = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        dot += in0[base + c] * in1[base + c];
+    }
+    for (var c = 0u; c < p.cols; c++) {
+        out[base + c] = in0[base + c] * (in1[base + c] - dot);
+    }
+}

@@ -138,3 +138,67 @@ fn layernorm_backward_params(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     out[chunk * p.cols + c] = dg;
     out[p.beta_offset + chunk * p.cols + c] = db;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// One thread per row: the same forward and input backward for software (CPU) adapters, where a workgroup
+// barrier costs more than a row's arithmetic (a tree reduction per row takes a dozen). 64 rows per workgroup.
+
+fn thread_row(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * WG + li;
+}
+
+@compute @workgroup_size(64)
+fn layernorm_forward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) li: u32) {
+    let row = thread_row(wg, nwg, li);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        s += x[base + c];
+    }
+    let mu = s / f32(p.cols);
+    var v = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let d = x[base + c] - mu;
+        v += d * d;
+    }
+    let r = inverseSqrt(v / f32(p.cols) + p.eps);
+    for (var c = 0u; c < p.cols; c++) {
+        out[base + c] = (x[base + c] - mu) * r * gamma[c] + beta[c];
+    }
+    mean[row] = mu;
+    rstd[row] = r;
+}
+
+@compute @workgroup_size(64)
+fn layernorm_backward_input_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                 @builtin(local_invocation_index) li: u32) {
+    let row = thread_row(wg, nwg, li);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    let mu = saved_mean[row];
+    let r = saved_rstd[row];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let g = dy[base + c] * gamma[c];
+        sg += g;
+        sgx += g * (x[base + c] - mu) * r;
+    }
+    let mg = sg / f32(p.cols);
+    let mgx = sgx / f32(p.cols);
+    let accumulate = (p.flags & 1u) != 0u;
+    for (var c = 0u; c < p.cols; c++) {
+        let xhat = (x[base + c] - mu) * r;
+        var d = r * (dy[base + c] * gamma[c] - mg - xhat * mgx);
+        if (accumulate) {
+            d += out[base + c];
+        }
+        out[base + c] = d;
+    }
+}

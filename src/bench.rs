@@ -611,7 +611,54 @@ pub struct TrainBench {
     pub gpu_buffer_mib: f64,
     pub gflop_per_step: f64,
     pub achieved_gflops: f64,
+    /// Kernel launches in one training step (all in one compute pass, one submit).
+    pub dispatches_per_step: usize,
+    /// The arithmetic that ran: "f32".
+    pub precision: String,
     pub adapter: String,
+    /// With `profile`: per kernel entry point, launches per step and milliseconds per step, slowest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<KernelTime>,
+}
+
+/// The time one kernel entry point takes in a training step (each launch timed alone, so small launches also
+/// carry one submit's overhead).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTime {
+    pub kernel: String,
+    pub launches: usize,
+    pub ms: f64,
+}
+
+/// Time every launch of `work` alone (its own submit, waited for), `reps` times, and sum per kernel.
+fn profile_launches(
+    ctx: &GpuContext,
+    work: &[Dispatch],
+    reps: u32,
+) -> Result<Vec<KernelTime>, crate::model::ModelError> {
+    let mut by_kernel: Vec<KernelTime> = Vec::new();
+    for _ in 0..reps.max(1) {
+        for d in work {
+            ctx.wait()?;
+            let t0 = Instant::now();
+            Dispatch::submit(ctx, "profile", std::slice::from_ref(d))?;
+            ctx.wait()?;
+            let ms = t0.elapsed().as_secs_f64() * 1e3 / reps.max(1) as f64;
+            match by_kernel.iter_mut().find(|k| k.kernel == d.kernel.name) {
+                Some(k) => k.ms += ms,
+                None => by_kernel.push(KernelTime {
+                    kernel: d.kernel.name.clone(),
+                    launches: 0,
+                    ms,
+                }),
+            }
+        }
+    }
+    for k in &mut by_kernel {
+        k.launches = work.iter().filter(|d| d.kernel.name == k.kernel).count();
+    }
+    by_kernel.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(by_kernel)
 }
 
 /// Forward FLOPs of one image through BEiT with `masked` patches in the MIM head (matrix products only).
@@ -628,13 +675,15 @@ pub fn forward_flops(cfg: &crate::model::BeitConfig, masked: f64) -> f64 {
 }
 
 /// Time full MIM pretraining steps (forward, masked cross-entropy, backward, clip, AdamW) on random data;
-/// each step submitted and waited for alone, median over `steps` after two warm-up steps.
+/// each step submitted and waited for alone, median over `steps` after two warm-up steps. With `profile`,
+/// every launch of a step is then also timed alone and summed per kernel.
 pub fn bench_train(
     ctx: &GpuContext,
     cfg: &crate::model::BeitConfig,
     preset: &str,
     batch: u32,
     steps: u32,
+    profile: bool,
 ) -> Result<TrainBench, crate::model::ModelError> {
     use crate::data::masking::BlockMasking;
     use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows};
@@ -719,6 +768,11 @@ pub fn bench_train(
     times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let median = times[times.len() / 2];
     let masked_per_image = masked_total as f64 / (steps as f64 * batch as f64);
+    let profile = if profile {
+        profile_launches(ctx, &work, 2)?
+    } else {
+        Vec::new()
+    };
     let gflop = 3.0 * forward_flops(cfg, masked_per_image) * batch as f64 / 1e9;
     Ok(TrainBench {
         preset: preset.to_string(),
@@ -731,6 +785,9 @@ pub fn bench_train(
         gpu_buffer_mib: held as f64 / (1 << 20) as f64,
         gflop_per_step: gflop,
         achieved_gflops: gflop / median,
+        dispatches_per_step: work.len(),
+        precision: "f32".into(),
         adapter: ctx.adapter_info.name.clone(),
+        profile,
     })
 }

@@ -228,8 +228,22 @@ fn resuming_a_run_equals_the_uninterrupted_run() {
 #[test]
 fn bench_train_reports_its_numbers() {
     let cfg = BeitConfig::preset("micro").unwrap();
-    let r = beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1).unwrap();
+    let r = beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1, true).unwrap();
     assert!(r.images_per_s > 0.0 && r.step_ms_median > 0.0);
+    assert_eq!(r.precision, "f32");
+    // The profile accounts for every launch of the step, and names the matrix products among them.
+    let launches: usize = r.profile.iter().map(|k| k.launches).sum();
+    assert_eq!(launches, r.dispatches_per_step);
+    assert!(r.dispatches_per_step > 20, "{}", r.dispatches_per_step);
+    assert!(
+        r.profile.iter().any(|k| k.kernel.starts_with("matmul::")),
+        "{:?}",
+        r.profile
+    );
+    assert!(
+        r.profile.windows(2).all(|w| w[0].ms >= w[1].ms),
+        "slowest first"
+    );
     assert!(r.gpu_buffer_mib > 0.0 && r.gflop_per_step > 0.0);
     // Forward FLOPs of the tiny preset per image, by hand: 12 layers of (qkv, scores + context, projection, MLP)
     // plus patch embedding and a 26-token MIM head.

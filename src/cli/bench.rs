@@ -53,6 +53,9 @@ pub struct TrainBenchArgs {
     pub steps: u32,
     #[arg(long)]
     pub json: bool,
+    /// Also time every kernel launch of a step alone and print where the step's time goes.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// `bench kernels`: see [`BenchCommand::Kernels`].
@@ -120,6 +123,7 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
         batch,
         steps,
         json,
+        profile,
     } = *args;
     let mut cfg = crate::model::BeitConfig::preset(preset).map_err(|e| e.to_string())?;
     if let Some(s) = image_size {
@@ -130,15 +134,32 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
     }
     cfg.validate().map_err(|e| e.to_string())?;
     let ctx = device(&model_requirements(&cfg, batch))?;
-    let r = bench::bench_train(&ctx, &cfg, preset, batch.max(1), steps.max(1))
+    let r = bench::bench_train(&ctx, &cfg, preset, batch.max(1), steps.max(1), profile)
         .map_err(|e| e.to_string())?;
     if json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "{preset} {}px patch {} batch {}: {:.1} images/s, step {:.1} ms (median of {}), {:.1} MiB in beitlab's buffers, {:.2} GFLOP per step, {:.1} GFLOP/s achieved, on {}",
-            r.image_size, r.patch_size, r.batch, r.images_per_s, r.step_ms_median, r.steps, r.gpu_buffer_mib, r.gflop_per_step, r.achieved_gflops, ctx.describe()
+            "{preset} {}px patch {} batch {}, {}: {:.1} images/s, step {:.1} ms (median of {}), {} dispatches per step, {:.1} MiB in beitlab's buffers, {:.2} GFLOP per step, {:.1} GFLOP/s achieved, on {}",
+            r.image_size, r.patch_size, r.batch, r.precision, r.images_per_s, r.step_ms_median, r.steps, r.dispatches_per_step, r.gpu_buffer_mib, r.gflop_per_step, r.achieved_gflops, ctx.describe()
         );
+        if !r.profile.is_empty() {
+            let total: f64 = r.profile.iter().map(|k| k.ms).sum();
+            println!("each launch timed alone (its own submit; the sum, {total:.1} ms, includes that overhead):");
+            println!(
+                "  {:<36} {:>8} {:>10} {:>7}",
+                "kernel", "launches", "ms/step", "share"
+            );
+            for k in &r.profile {
+                println!(
+                    "  {:<36} {:>8} {:>10.2} {:>6.1}%",
+                    k.kernel,
+                    k.launches,
+                    k.ms,
+                    100.0 * k.ms / total.max(1e-12)
+                );
+            }
+        }
     }
     Ok(())
 }

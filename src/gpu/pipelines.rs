@@ -129,6 +129,31 @@ pub fn used_bindings(
     out
 }
 
+/// Set to 1 to keep wgpu's runtime checks in beitlab's own shaders (for hunting a suspected out-of-bounds access).
+pub const SHADER_CHECKS_ENV: &str = "BEITLAB_SHADER_CHECKS";
+
+/// A shader module of beitlab's own WGSL. Natively it is built without wgpu's injected runtime checks (an index
+/// clamp on every array access and a counter on every loop), which cost compute kernels much of their speed;
+/// in the browser WebGPU always keeps them.
+fn create_module(device: &wgpu::Device, name: &str, source: &'static str) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(name),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    if std::env::var(SHADER_CHECKS_ENV).as_deref() != Ok("1") {
+        // SAFETY: these are beitlab's own shaders, not user input. Every kernel compares each index it computes
+        // with the sizes in its uniforms before it reads or writes (edge tiles, rows past the end), every
+        // launcher checks that the bound buffers hold what those sizes address (`ops::need`), and every loop
+        // runs to a bound taken from a uniform. Each kernel is tested against its CPU twin with its outputs
+        // poisoned beforehand, at tiny, odd and large sizes, so a stray access shows up as a wrong value.
+        return unsafe {
+            device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+        };
+    }
+    device.create_shader_module(desc)
+}
+
 impl PipelineCache {
     pub fn new(device: wgpu::Device) -> Self {
         Self {
@@ -149,12 +174,7 @@ impl PipelineCache {
         let source =
             shaders::source(name).ok_or_else(|| GpuError::UnknownShader(name.to_string()))?;
         let (module, info) = parse_and_validate(name, source)?;
-        let gpu_module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        let gpu_module = create_module(&self.device, name, source);
         let parsed = Arc::new(ParsedShader {
             module,
             info,

@@ -6,9 +6,9 @@
 //! `(B, T, 3C)` or in a plain `(B, H, T, D)` tensor. Scores and probabilities are `(B, H, T, T)`, bias `(H, T, T)`.
 
 use super::matmul::{gemm, GemmShape, MatView};
-use super::{fits_u32, gpu_params, grid_for, launch, need, reduce};
+use super::{fits_u32, gpu_params, grid_for, launch, need, reduce, RowKernel};
 use crate::cpu::attention::RelposInverse;
-use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
     /// Mirrors `AttentionParams` in attention.wgsl.
@@ -128,6 +128,19 @@ pub fn softmax_forward(
     rows: u32,
     cols: u32,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    softmax_forward_using(RowKernel::for_adapter(ctx), ctx, p, s, bias, rows, cols)
+}
+
+/// [`softmax_forward`] with an explicit choice of kernel (tests check both on every adapter).
+pub fn softmax_forward_using(
+    kind: RowKernel,
+    ctx: &GpuContext,
+    p: &GpuSlice,
+    s: &GpuSlice,
+    bias: Option<(&GpuSlice, u32)>,
+    rows: u32,
+    cols: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "attention::softmax_forward";
     let n = rows as u64 * cols as u64;
     need(K, "p", p, n)?;
@@ -154,14 +167,27 @@ pub fn softmax_forward(
     Ok(vec![launch(
         ctx,
         "attention",
-        "softmax_forward",
+        kind.entry("softmax_forward", "softmax_forward_rows"),
         &[p, s, b, s, s, &u],
-        workgroup_grid(rows as u64),
+        kind.grid(rows as u64),
     )?])
 }
 
 /// `ds (rows, cols) = p · (dp − Σ_j dp·p)` row-wise.
 pub fn softmax_backward(
+    ctx: &GpuContext,
+    ds: &GpuSlice,
+    p: &GpuSlice,
+    dp: &GpuSlice,
+    rows: u32,
+    cols: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    softmax_backward_using(RowKernel::for_adapter(ctx), ctx, ds, p, dp, rows, cols)
+}
+
+/// [`softmax_backward`] with an explicit choice of kernel.
+pub fn softmax_backward_using(
+    kind: RowKernel,
     ctx: &GpuContext,
     ds: &GpuSlice,
     p: &GpuSlice,
@@ -186,9 +212,9 @@ pub fn softmax_backward(
     Ok(vec![launch(
         ctx,
         "attention",
-        "softmax_backward",
+        kind.entry("softmax_backward", "softmax_backward_rows"),
         &[ds, p, dp, p, p, &u],
-        workgroup_grid(rows as u64),
+        kind.grid(rows as u64),
     )?])
 }
 

@@ -1,7 +1,7 @@
 //! Launchers for `shaders/layernorm.wgsl`. Shapes: `x, y, dx, dy (R, C)`, `mean, rstd (R)`, `gamma, beta (C)`.
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk};
-use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+use super::{fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk, RowKernel};
+use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
     /// Mirrors `LayerNormParams` in layernorm.wgsl.
@@ -18,6 +18,25 @@ fn check(kernel: &str, x: &GpuSlice, rows: u32, cols: u32) -> Result<(), GpuErro
 /// `y = (x − mean) · rstd · γ + β` per row; saves `mean` and `rstd` for the backward.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward(
+    ctx: &GpuContext,
+    y: &GpuSlice,
+    mean: &GpuSlice,
+    rstd: &GpuSlice,
+    x: &GpuSlice,
+    gamma: &GpuSlice,
+    beta: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    eps: f32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let kind = RowKernel::for_adapter(ctx);
+    layernorm_forward_using(kind, ctx, y, mean, rstd, x, gamma, beta, rows, cols, eps)
+}
+
+/// [`layernorm_forward`] with an explicit choice of kernel (tests check both on every adapter).
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_forward_using(
+    kind: RowKernel,
     ctx: &GpuContext,
     y: &GpuSlice,
     mean: &GpuSlice,
@@ -49,15 +68,50 @@ pub fn layernorm_forward(
     Ok(vec![launch(
         ctx,
         "layernorm",
-        "layernorm_forward",
+        kind.entry("layernorm_forward", "layernorm_forward_rows"),
         &[y, mean, rstd, x, gamma, beta, x, &u, x, x],
-        workgroup_grid(rows as u64),
+        kind.grid(rows as u64),
     )?])
 }
 
 /// Backward: `dx (=|+=) ...`, `dγ += Σ dy·x̂`, `dβ += Σ dy` (the latter two through row-chunk partials).
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dgamma: &GpuSlice,
+    dbeta: &GpuSlice,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    mean: &GpuSlice,
+    rstd: &GpuSlice,
+    gamma: &GpuSlice,
+    rows: u32,
+    cols: u32,
+    accumulate_dx: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let kind = RowKernel::for_adapter(ctx);
+    layernorm_backward_using(
+        kind,
+        ctx,
+        dx,
+        dgamma,
+        dbeta,
+        dy,
+        x,
+        mean,
+        rstd,
+        gamma,
+        rows,
+        cols,
+        accumulate_dx,
+    )
+}
+
+/// [`layernorm_backward`] with an explicit choice of kernel for `dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward_using(
+    kind: RowKernel,
     ctx: &GpuContext,
     dx: &GpuSlice,
     dgamma: &GpuSlice,
@@ -100,9 +154,9 @@ pub fn layernorm_backward(
     let input = launch(
         ctx,
         "layernorm",
-        "layernorm_backward_input",
+        kind.entry("layernorm_backward_input", "layernorm_backward_input_rows"),
         &[dx, dx, dx, x, gamma, gamma, dy, &u, mean, rstd],
-        workgroup_grid(rows as u64),
+        kind.grid(rows as u64),
     )?;
     let partial = launch(
         ctx,

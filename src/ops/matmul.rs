@@ -112,7 +112,7 @@ pub fn gemm(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let kernel = GemmKernel::for_adapter(ctx);
+    let kernel = GemmKernel::for_shape(ctx, shape.m, shape.n, shape.batch);
     gemm_using(kernel, ctx, c, c_view, a, a_view, b, b_view, bias, shape)
 }
 
@@ -222,22 +222,52 @@ pub fn gemm_using(
     )?])
 }
 
-/// The two gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs, `gemm_wide` (128 x 128 tiles,
-/// 16 x 16 per thread) for software adapters, where reads per multiply-add matter more than registers.
+/// The gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs, `gemm_wide` (128 x 128 tiles,
+/// 16 x 16 per thread) for software adapters, where reads per multiply-add matter more than registers, and
+/// `gemm_direct` (32 x 32 tiles, 4 x 4 per thread, no workgroup memory, no barriers) for products too small
+/// or too narrow for a wide tile on software adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmKernel {
     Tiled,
     Wide,
+    Direct,
+}
+
+/// On a software adapter, how much more a multiply-add costs in `gemm_direct` than in `gemm_wide` (more reads
+/// per multiply-add); measured on llvmpipe with `BEITLAB_GEMM=wide|direct beitlab bench kernels --preset tiny`:
+/// 512^3 9.0 vs 3.5 GFLOP/s, tiny's linear layers 4.9-6.6 vs 2.8-3.6.
+const DIRECT_COST: f64 = 2.0;
+
+/// The CPU threads a software adapter spreads workgroups over (one per core, as llvmpipe does).
+fn cpu_cores() -> u64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
 }
 
 impl GemmKernel {
-    /// `Wide` on CPU adapters (lavapipe, SwiftShader), `Tiled` elsewhere; `BEITLAB_GEMM=tiled|wide` overrides.
-    pub fn for_adapter(ctx: &GpuContext) -> Self {
+    /// The forced choice from `BEITLAB_GEMM=tiled|wide|direct`, if any.
+    fn forced() -> Option<Self> {
         #[cfg(not(target_arch = "wasm32"))]
         match std::env::var("BEITLAB_GEMM").as_deref() {
-            Ok("tiled") => return Self::Tiled,
-            Ok("wide") => return Self::Wide,
+            Ok("tiled") => return Some(Self::Tiled),
+            Ok("wide") => return Some(Self::Wide),
+            Ok("direct") => return Some(Self::Direct),
             _ => {}
+        }
+        None
+    }
+
+    /// `Wide` on CPU adapters (lavapipe, SwiftShader), `Tiled` elsewhere; `BEITLAB_GEMM=tiled|wide|direct`
+    /// overrides (every product then takes that kernel).
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        if let Some(k) = Self::forced() {
+            return k;
         }
         if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
             Self::Wide
@@ -246,10 +276,32 @@ impl GemmKernel {
         }
     }
 
+    /// The kernel for `batch` products of `m x n`: on CPU adapters whichever of `Wide` and `Direct` takes less
+    /// time by a simple model: workgroups run a core each, in rounds of as many as there are cores, and each
+    /// costs its whole tile (padding included: a 17 x 17 attention product fills 2% of a 128-wide tile and 28%
+    /// of a 32-wide one) times the kernel's cost per multiply-add.
+    pub fn for_shape(ctx: &GpuContext, m: u32, n: u32, batch: u32) -> Self {
+        let base = Self::for_adapter(ctx);
+        if base != Self::Wide || Self::forced().is_some() {
+            return base;
+        }
+        let cores = cpu_cores();
+        let time = |tile: u32, cost: f64| {
+            let tiles = m.div_ceil(tile) as u64 * n.div_ceil(tile) as u64 * batch.max(1) as u64;
+            tiles.div_ceil(cores) as f64 * (tile * tile) as f64 * cost
+        };
+        if time(32, DIRECT_COST) < time(128, 1.0) {
+            Self::Direct
+        } else {
+            Self::Wide
+        }
+    }
+
     pub fn entry_point(self) -> &'static str {
         match self {
             Self::Tiled => "gemm",
             Self::Wide => "gemm_wide",
+            Self::Direct => "gemm_direct",
         }
     }
 
@@ -258,6 +310,7 @@ impl GemmKernel {
         match self {
             Self::Tiled => 64,
             Self::Wide => 128,
+            Self::Direct => 32,
         }
     }
 }

@@ -66,6 +66,42 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
     ]
 }
 
+/// How a kernel that reduces along rows (layer norm, softmax) spreads its work: a workgroup per row with a
+/// tree reduction (GPUs), or a thread per row with no barrier (software adapters, where a workgroup barrier
+/// costs more than a short row's arithmetic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKernel {
+    Workgroup,
+    Thread,
+}
+
+impl RowKernel {
+    /// `Thread` on CPU adapters (lavapipe, SwiftShader), `Workgroup` elsewhere.
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+            Self::Thread
+        } else {
+            Self::Workgroup
+        }
+    }
+
+    /// The entry point: `base` for a workgroup per row, `base_rows` for a thread per row.
+    pub(crate) fn entry(self, base: &'static str, rows: &'static str) -> &'static str {
+        match self {
+            Self::Workgroup => base,
+            Self::Thread => rows,
+        }
+    }
+
+    /// The launch grid for `rows` rows (64 rows per workgroup for a thread per row).
+    pub(crate) fn grid(self, rows: u64) -> [u32; 3] {
+        match self {
+            Self::Workgroup => workgroup_grid(rows),
+            Self::Thread => grid_for(rows, 64),
+        }
+    }
+}
+
 /// Threads per workgroup of the one-thread-per-element kernels.
 pub(crate) const ELEMENT_WG: u64 = 256;
 

@@ -7,15 +7,25 @@ use super::common::*;
 use beitlab::cpu;
 use beitlab::cpu::attention::{relative_position_index, RelposInverse};
 use beitlab::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
+use beitlab::ops::RowKernel;
 
+/// Both kernels (a workgroup per row, a thread per row) on the same inputs.
 fn softmax_case(rows: usize, cols: usize, bias_rows: usize, seed: u64) {
+    softmax_case_using(RowKernel::Workgroup, rows, cols, bias_rows, seed);
+    softmax_case_using(RowKernel::Thread, rows, cols, bias_rows, seed);
+}
+
+fn softmax_case_using(kind: RowKernel, rows: usize, cols: usize, bias_rows: usize, seed: u64) {
     let mut rng = Rng::new(seed);
     let s = rng.vec(rows * cols, 8.0);
     let bias = rng.vec(bias_rows.max(1) * cols, 3.0);
     let p = poisoned(rows * cols);
     let (sg, bg) = (up(&s), up(&bias));
     let b = (bias_rows > 0).then_some((&bg, bias_rows as u32));
-    run(attention::softmax_forward(ctx(), &p, &sg, b, rows as u32, cols as u32).unwrap());
+    run(
+        attention::softmax_forward_using(kind, ctx(), &p, &sg, b, rows as u32, cols as u32)
+            .unwrap(),
+    );
     let mut want = vec![0.0; rows * cols];
     let fb = f64s(&bias);
     cpu::attention::softmax_forward(
@@ -29,7 +39,16 @@ fn softmax_case(rows: usize, cols: usize, bias_rows: usize, seed: u64) {
 
     let dp = rng.vec(rows * cols, 1.0);
     let ds = poisoned(rows * cols);
-    run(attention::softmax_backward(ctx(), &ds, &p, &up(&dp), rows as u32, cols as u32).unwrap());
+    run(attention::softmax_backward_using(
+        kind,
+        ctx(),
+        &ds,
+        &p,
+        &up(&dp),
+        rows as u32,
+        cols as u32,
+    )
+    .unwrap());
     let mut wds = vec![0.0; rows * cols];
     cpu::attention::softmax_backward(&mut wds, &want, &f64s(&dp), rows, cols);
     assert_close("softmax backward", &read(&ds), &wds, 1e-6, 1e-5);

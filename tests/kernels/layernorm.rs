@@ -4,16 +4,23 @@
 
 use super::common::*;
 use beitlab::cpu;
-use beitlab::ops::layernorm;
+use beitlab::ops::{layernorm, RowKernel};
 
+/// Both kernels (a workgroup per row, a thread per row) on the same inputs.
 fn case(rows: usize, cols: usize, seed: u64) {
+    case_using(RowKernel::Workgroup, rows, cols, seed);
+    case_using(RowKernel::Thread, rows, cols, seed);
+}
+
+fn case_using(kind: RowKernel, rows: usize, cols: usize, seed: u64) {
     let mut rng = Rng::new(seed);
     let x: Vec<f32> = rng.vec(rows * cols, 2.0).iter().map(|v| v + 0.5).collect();
     let gamma = rng.vec(cols, 1.0);
     let beta = rng.vec(cols, 1.0);
     let (y, mean, rstd) = (poisoned(rows * cols), poisoned(rows), poisoned(rows));
     let (xg, gg, bg) = (up(&x), up(&gamma), up(&beta));
-    run(layernorm::layernorm_forward(
+    run(layernorm::layernorm_forward_using(
+        kind,
         ctx(),
         &y,
         &mean,
@@ -51,7 +58,8 @@ fn case(rows: usize, cols: usize, seed: u64) {
     let dg0 = rng.vec(cols, 1.0);
     let db0 = rng.vec(cols, 1.0);
     let (dx, dg, db) = (with(&dx0), with(&dg0), with(&db0));
-    run(layernorm::layernorm_backward(
+    run(layernorm::layernorm_backward_using(
+        kind,
         ctx(),
         &dx,
         &dg,

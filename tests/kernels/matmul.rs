@@ -162,13 +162,19 @@ fn gemm_batched_strided_accumulate() {
     );
 }
 
-/// Both kernels (the GPU one and the software-adapter one) on the same strided problems, interior tiles
-/// (vec4 reads) and edges (scalar reads), every operand layout the vec4 paths distinguish.
+/// Every kernel (the GPU one, the software-adapter ones for large and small products) on the same strided problems,
+/// interior tiles (vec4 reads) and edges (scalar reads), every operand layout the vec4 paths distinguish.
 #[test]
-fn gemm_both_kernels_all_layouts() {
+fn gemm_every_kernel_all_layouts() {
     let mut rng = Rng::new(11);
-    for kernel in [GemmKernel::Tiled, GemmKernel::Wide] {
-        for &(m, n, k) in &[(128u32, 128u32, 32u32), (131, 257, 45), (256, 64, 16)] {
+    for kernel in [GemmKernel::Tiled, GemmKernel::Wide, GemmKernel::Direct] {
+        for &(m, n, k) in &[
+            (128u32, 128u32, 32u32),
+            (131, 257, 45),
+            (256, 64, 16),
+            (17, 19, 17),
+            (1, 5, 3),
+        ] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a_view = if ta {
                     MatView::transposed(m, k)
@@ -239,4 +245,19 @@ fn gemm_rejects_short_buffers() {
     .err()
     .expect("a 4-element buffer cannot hold a 3x3 matrix");
     assert!(err.to_string().contains("holds 4 elements"), "{err}");
+}
+
+/// On a software adapter a product too small or narrow for 128-wide tiles takes the 32-wide direct kernel.
+#[test]
+fn small_products_take_small_tiles_on_software_adapters() {
+    let c = ctx();
+    if c.adapter_info.device_type != wgpu::DeviceType::Cpu || std::env::var("BEITLAB_GEMM").is_ok()
+    {
+        return;
+    }
+    assert_eq!(GemmKernel::for_shape(c, 17, 17, 64), GemmKernel::Direct);
+    assert_eq!(GemmKernel::for_shape(c, 544, 32, 1), GemmKernel::Direct);
+    // One 96 x 32 weight gradient: one wide tile would leave every core but one idle.
+    assert_eq!(GemmKernel::for_shape(c, 96, 32, 1), GemmKernel::Direct);
+    assert_eq!(GemmKernel::for_shape(c, 1024, 768, 1), GemmKernel::Wide);
 }
