@@ -472,7 +472,27 @@ fn gemm_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     var s1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0);
     var s3 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k; k++) {
+    var k = 0u;
+    // Both operands contiguous along k with aligned rows (nn.Linear forward, Q·Kᵀ): four k at a time, one vec4
+    // read per row of A and per column of B instead of four scalar reads.
+    if (((p.flags >> 2u) & 3u) == 1u && ((p.flags >> 4u) & 3u) == 1u) {
+        let k4 = p.k & ~3u;
+        for (; k < k4; k += 4u) {
+            let x0 = a4[(ar0 + k) / 4u];
+            let x1 = a4[(ar1 + k) / 4u];
+            let x2 = a4[(ar2 + k) / 4u];
+            let x3 = a4[(ar3 + k) / 4u];
+            let y0 = b4[(bc0 + k) / 4u];
+            let y1 = b4[(bc1 + k) / 4u];
+            let y2 = b4[(bc2 + k) / 4u];
+            let y3 = b4[(bc3 + k) / 4u];
+            s0 += vec4<f32>(dot(x0, y0), dot(x0, y1), dot(x0, y2), dot(x0, y3));
+            s1 += vec4<f32>(dot(x1, y0), dot(x1, y1), dot(x1, y2), dot(x1, y3));
+            s2 += vec4<f32>(dot(x2, y0), dot(x2, y1), dot(x2, y2), dot(x2, y3));
+            s3 += vec4<f32>(dot(x3, y0), dot(x3, y1), dot(x3, y2), dot(x3, y3));
+        }
+    }
+    for (; k < p.k; k++) {
         let ka = k * p.a_cs;
         let kb = k * p.b_rs;
         let bv = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);

@@ -271,14 +271,24 @@ fn linear_probe_features_and_head() {
     }
     let head = train_linear(&x, &y, 3, 20, 1e-2, 2);
     assert!(head.accuracy(&x, &y) > 0.98);
-    // Features: one pooled vector of C values per image, the same whatever the batch size.
+    // Features: one pooled vector of C values per image, the same whatever the batch size (up to f32 rounding:
+    // the matrix-product kernel is chosen by shape, so another batch can sum in another order).
     let d = data(10);
     let cfg = BeitConfig::preset("micro").unwrap();
     let model = BeitModel::new_random(ctx(), &cfg, 3).unwrap();
     let a = extract_features(ctx(), &model, &d, 2, 4).unwrap();
     let b = extract_features(ctx(), &model, &d, 2, 10).unwrap();
     assert_eq!(a.len(), 10 * cfg.hidden_size as usize);
-    assert_eq!(a, b);
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-6,
+        "features differ by {worst} between batch sizes"
+    );
     assert!(extract_features(ctx(), &model, &d, 3, 4)
         .unwrap_err()
         .to_string()

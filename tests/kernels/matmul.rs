@@ -261,3 +261,66 @@ fn small_products_take_small_tiles_on_software_adapters() {
     assert_eq!(GemmKernel::for_shape(c, 96, 32, 1), GemmKernel::Direct);
     assert_eq!(GemmKernel::for_shape(c, 1024, 768, 1), GemmKernel::Wide);
 }
+
+/// Every kernel on batched operands that are contiguous along k with padded, aligned rows and a K that is not
+/// a multiple of 4 (the four-at-a-time path and its tail), the layout of Q·Kᵀ inside a fused qkv activation.
+#[test]
+fn gemm_every_kernel_k_contiguous_with_a_tail() {
+    let (m, n, k, batch) = (9u32, 11u32, 7u32, 3u32);
+    let mut rng = Rng::new(17);
+    let a_view = MatView {
+        off: 4,
+        rs: 12,
+        cs: 1,
+        bo: 12 * m,
+        bi: 0,
+    };
+    let b_view = MatView {
+        off: 8,
+        rs: 1,
+        cs: 8,
+        bo: 8 * n,
+        bi: 0,
+    };
+    let c_view = MatView::row_major(m, n);
+    let a = rng.vec(a_view.extent(m, k, batch, 1) as usize, 1.0);
+    let b = rng.vec(b_view.extent(k, n, batch, 1) as usize, 1.0);
+    let shape = GemmShape {
+        batch,
+        ..GemmShape::new(m, n, k)
+    };
+    let mut want = vec![0.0f64; c_view.extent(m, n, batch, 1) as usize];
+    cpu::matmul::gemm(
+        &mut want,
+        c_view,
+        &f64s(&a),
+        a_view,
+        &f64s(&b),
+        b_view,
+        None,
+        shape,
+    );
+    for kernel in [GemmKernel::Tiled, GemmKernel::Wide, GemmKernel::Direct] {
+        let c = poisoned(want.len());
+        run(matmul::gemm_using(
+            kernel,
+            ctx(),
+            &c,
+            c_view,
+            &up(&a),
+            a_view,
+            &up(&b),
+            b_view,
+            None,
+            shape,
+        )
+        .unwrap());
+        assert_close(
+            &format!("{kernel:?} k-contiguous"),
+            &read(&c),
+            &want,
+            1e-5,
+            1e-5,
+        );
+    }
+}
