@@ -190,7 +190,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
     for (name, top1, loss) in &rows {
         md.push_str(&format!("| {name} | {:.2}% | {loss:.4} |\n", 100.0 * top1));
     }
-    md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --data {}{} --preset {preset} --pretrain-steps {pretrain_steps} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --target {target} --seed {seed} --out {}`\n", t0.elapsed().as_secs_f64(), args.data.data, args.data.val_data.as_ref().map(|v| format!(" --val-data {v}")).unwrap_or_default(), out.display()));
+    md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --data {}{} --preset {preset} --pretrain-steps {pretrain_steps}{} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --target {target} --seed {seed} --out {}`\n", t0.elapsed().as_secs_f64(), args.data.data, args.data.val_data.as_ref().map(|v| format!(" --val-data {v}")).unwrap_or_default(), args.tokenizer_steps.map(|n| format!(" --tokenizer-steps {n}")).unwrap_or_default(), out.display()));
     {
         use crate::train::plot::{smooth, write_png};
         let colors = [[30, 90, 200], [200, 80, 30]];
