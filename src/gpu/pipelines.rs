@@ -130,6 +130,7 @@ pub fn used_bindings(
 }
 
 /// Set to 1 to keep wgpu's runtime checks in beitlab's own shaders (for hunting a suspected out-of-bounds access).
+#[cfg(not(target_arch = "wasm32"))]
 pub const SHADER_CHECKS_ENV: &str = "BEITLAB_SHADER_CHECKS";
 
 /// A shader module of beitlab's own WGSL. Natively it is built without wgpu's injected runtime checks (an index
