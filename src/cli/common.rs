@@ -136,3 +136,26 @@ pub fn estimate_seconds(first: f64, elapsed: f64, done: u32, total: u32) -> f64 
     let per = (elapsed - first).max(0.0) / (done - 1) as f64;
     first + per * (total - 1) as f64
 }
+
+/// A run's settings file (`run.json`, `finetune.json`) read back for `--resume`; `what` names the kind of run
+/// folder in the error.
+pub fn read_settings<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    file: &str,
+    what: &str,
+) -> Result<T, String> {
+    let p = dir.join(file);
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| format!("{}: {e} (is this a {what} run folder?)", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Write a run's settings file atomically.
+pub fn write_settings<T: serde::Serialize>(
+    dir: &Path,
+    file: &str,
+    settings: &T,
+) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(settings).map_err(|e| e.to_string())?;
+    crate::tensorfile::write_atomic(&dir.join(file), text.as_bytes()).map_err(|e| e.to_string())
+}

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::common::{
-    bar, device, metrics_log, model_folder, model_requirements, run_folder, steps_for_epochs,
-    TrainValData,
+    bar, device, metrics_log, model_folder, model_requirements, read_settings, run_folder,
+    steps_for_epochs, write_settings, TrainValData,
 };
 use crate::data::augment::Augment;
 use crate::model::{BeitConfig, BeitModel};
@@ -104,15 +104,10 @@ impl FinetuneSettings {
         }
     }
     fn read(dir: &Path) -> Result<Self, String> {
-        let p = dir.join("finetune.json");
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| format!("{}: {e} (is this a fine-tuning run folder?)", p.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+        read_settings(dir, "finetune.json", "fine-tuning")
     }
     fn write(&self, dir: &Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        crate::tensorfile::write_atomic(&dir.join("finetune.json"), text.as_bytes())
-            .map_err(|e| e.to_string())
+        write_settings(dir, "finetune.json", self)
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::common::{
-    bar, device, load_train_val, metrics_log, model_requirements, run_folder, steps_for_epochs,
-    TrainValData,
+    bar, device, load_train_val, metrics_log, model_requirements, read_settings, run_folder,
+    steps_for_epochs, write_settings, TrainValData,
 };
 use super::tokenizer::{train_tokenizer, TokenizerTrainArgs};
 use crate::data::augment::Augment;
@@ -96,15 +96,10 @@ impl RunSettings {
         }
     }
     fn read(dir: &Path) -> Result<Self, String> {
-        let p = dir.join("run.json");
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| format!("{}: {e} (is this a pretraining run folder?)", p.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+        read_settings(dir, "run.json", "pretraining")
     }
     fn write(&self, dir: &Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        crate::tensorfile::write_atomic(&dir.join("run.json"), text.as_bytes())
-            .map_err(|e| e.to_string())
+        write_settings(dir, "run.json", self)
     }
     /// These settings applied to `args` (a resumed run keeps its own; only --steps may change).
     fn apply(self, args: &PretrainArgs) -> PretrainArgs {
