@@ -434,7 +434,7 @@ fn gemm_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// gemm_direct: 32 x 32 tiles, 4 x 4 outputs per thread, operands read straight from the buffers (no workgroup
+// gemm_direct: tiles of up to 32 x 32, 4 x 4 outputs per thread, operands read straight from the buffers (no workgroup
 // memory, no barriers). On a software adapter workgroup memory is ordinary memory and a barrier switches
 // between every group of lanes, so skipping both wins for small products (measured on llvmpipe: 4 contiguous
 // columns per thread beat columns spread 8 apart). Thread (x, y) owns rows 4y..4y+3, columns 4x..4x+3.
@@ -448,7 +448,12 @@ fn store_row4(row: u32, col0: u32, base: u32, v: vec4<f32>) {
     store_c(row, col0 + 3u, base, v.w);
 }
 
-@compute @workgroup_size(8, 8, 1)
+// Threads per workgroup along n and m (at most 8 x 8); the launcher shrinks them to the matrix, so a 17 x 17
+// attention product runs on 5 x 5 threads (a 20 x 20 tile) instead of padding to 32 x 32.
+override DIRECT_X: u32 = 8u;
+override DIRECT_Y: u32 = 8u;
+
+@compute @workgroup_size(DIRECT_X, DIRECT_Y, 1)
 fn gemm_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let z = wg.z;
     let zo = z / p.batch_inner;
@@ -456,8 +461,8 @@ fn gemm_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     let a_base = p.a_off + zo * p.a_bo + zi * p.a_bi;
     let b_base = p.b_off + zo * p.b_bo + zi * p.b_bi;
     let c_base = p.c_off + zo * p.c_bo + zi * p.c_bi;
-    let row0 = wg.y * 32u + lid.y * 4u;
-    let col0 = wg.x * 32u + lid.x * 4u;
+    let row0 = (wg.y * DIRECT_Y + lid.y) * 4u;
+    let col0 = (wg.x * DIRECT_X + lid.x) * 4u;
     let last_m = max(p.m, 1u) - 1u;
     let last_n = max(p.n, 1u) - 1u;
     let ar0 = a_base + min(row0, last_m) * p.a_rs;

@@ -1,7 +1,7 @@
 //! Launchers for `shaders/matmul.wgsl`: the strided batched product and the `nn.Linear` forward / backward
 //! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
 
-use super::{fits_u32, gpu_params, launch, need, reduce};
+use super::{fits_u32, gpu_params, launch_with, need, reduce};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -201,8 +201,8 @@ pub fn gemm_using(
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
     let (a4, b4) = (vec4_view(ctx, a), vec4_view(ctx, b));
     let args = [c, a, b, bias_slice, &u, &a4, &b4];
-    let tile = kernel.tile();
-    let groups = [n.div_ceil(tile), m.div_ceil(tile), batch];
+    let (tile_n, tile_m) = kernel.tile_for(m, n);
+    let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), batch];
     if groups[0] > crate::gpu::MAX_WORKGROUPS_PER_DIM
         || groups[1] > crate::gpu::MAX_WORKGROUPS_PER_DIM
     {
@@ -213,10 +213,18 @@ pub fn gemm_using(
             ),
         });
     }
-    Ok(vec![launch(
+    let constants: Vec<(&str, f64)> = match kernel {
+        GemmKernel::Direct => vec![
+            ("DIRECT_X", (tile_n / 4) as f64),
+            ("DIRECT_Y", (tile_m / 4) as f64),
+        ],
+        _ => Vec::new(),
+    };
+    Ok(vec![launch_with(
         ctx,
         "matmul",
         kernel.entry_point(),
+        &constants,
         &args,
         groups,
     )?])
@@ -286,11 +294,12 @@ impl GemmKernel {
             return base;
         }
         let cores = cpu_cores();
-        let time = |tile: u32, cost: f64| {
-            let tiles = m.div_ceil(tile) as u64 * n.div_ceil(tile) as u64 * batch.max(1) as u64;
-            tiles.div_ceil(cores) as f64 * (tile * tile) as f64 * cost
+        let time = |kernel: Self, cost: f64| {
+            let (tn, tm) = kernel.tile_for(m, n);
+            let tiles = m.div_ceil(tm) as u64 * n.div_ceil(tn) as u64 * batch.max(1) as u64;
+            tiles.div_ceil(cores) as f64 * (tm * tn) as f64 * cost
         };
-        if time(32, DIRECT_COST) < time(128, 1.0) {
+        if time(Self::Direct, DIRECT_COST) < time(Self::Wide, 1.0) {
             Self::Direct
         } else {
             Self::Wide
@@ -305,12 +314,24 @@ impl GemmKernel {
         }
     }
 
-    /// Rows and columns of C per workgroup.
+    /// Rows and columns of C per workgroup (the largest tile for `Direct`).
     pub fn tile(self) -> u32 {
         match self {
             Self::Tiled => 64,
             Self::Wide => 128,
             Self::Direct => 32,
+        }
+    }
+
+    /// (columns, rows) of C per workgroup for an `m x n` product: `Direct` shrinks its 32 x 32 tile to the
+    /// matrix in steps of 4 (its threads' 4 x 4 blocks).
+    pub fn tile_for(self, m: u32, n: u32) -> (u32, u32) {
+        match self {
+            Self::Direct => {
+                let fit = |x: u32| x.div_ceil(4).clamp(1, 8) * 4;
+                (fit(n), fit(m))
+            }
+            other => (other.tile(), other.tile()),
         }
     }
 }

@@ -113,7 +113,19 @@ pub(crate) fn launch(
     args: &[&GpuSlice],
     workgroups: [u32; 3],
 ) -> Result<Dispatch, GpuError> {
-    let kernel = ctx.pipelines.get(shader, entry)?;
+    launch_with(ctx, shader, entry, &[], args, workgroups)
+}
+
+/// [`launch`] of the pipeline built with these override constants (e.g. a workgroup size).
+pub(crate) fn launch_with(
+    ctx: &GpuContext,
+    shader: &str,
+    entry: &str,
+    constants: &[(&str, f64)],
+    args: &[&GpuSlice],
+    workgroups: [u32; 3],
+) -> Result<Dispatch, GpuError> {
+    let kernel = ctx.pipelines.get_with(shader, entry, constants)?;
     let max = ctx.limits.max_storage_buffer_binding_size;
     for &(binding, _) in &kernel.bindings {
         if let Some(arg) = args.get(binding as usize) {
