@@ -32,7 +32,7 @@ use session::Session;
 use settings::Settings;
 use time::{Duration, Instant};
 
-use crate::data::dataset::{Dataset, Split};
+use crate::data::dataset::Dataset;
 use crate::gpu::GpuContext;
 use crate::rng::Rng;
 
@@ -181,9 +181,7 @@ impl BeitApp {
     pub fn with_settings(ctx: GpuContext, settings: Settings, gpu_paint: bool) -> Self {
         let cpu = ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
         let channels = session::mim_config(&settings.preset).map_or(1, |c| c.num_channels);
-        let data = Dataset::builtin(Split::Train, channels)
-            .and_then(|t| Ok((t, Dataset::builtin(Split::Val, channels)?)));
-        let made = data
+        let made = Dataset::open_train_val("builtin", None, channels)
             .map_err(|e| e.to_string())
             .and_then(|(t, v)| Session::new(ctx, settings, "builtin".into(), t, v));
         let (session, fatal) = match made {

@@ -192,16 +192,8 @@ impl Session {
     }
 
     fn reload_data(&mut self, channels: u32) -> Result<(), String> {
-        let all = if self.data_source == "builtin" {
-            let t = Dataset::builtin(crate::data::dataset::Split::Train, channels);
-            let v = Dataset::builtin(crate::data::dataset::Split::Val, channels);
-            (t.map_err(|e| e.to_string())?, v.map_err(|e| e.to_string())?)
-        } else {
-            Dataset::open(&self.data_source, channels)
-                .map_err(|e| e.to_string())?
-                .split(10)
-        };
-        (self.train, self.val) = all;
+        (self.train, self.val) = Dataset::open_train_val(&self.data_source, None, channels)
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 
