@@ -21,5 +21,6 @@ if [ -z "$bin" ]; then
     (cd "$here" && cargo build --release --locked --bin beitlab)
     bin="$here/target/release/beitlab"
 fi
-"$bin" pretrain --preset micro --steps "$steps" --out "$runs/micro"
-"$bin" finetune --init "$runs/micro" --steps "$steps" --out "$runs/micro-ft"
+# --overwrite: running the main job again replaces its previous runs.
+"$bin" pretrain --preset micro --steps "$steps" --out "$runs/micro" --overwrite
+"$bin" finetune --init "$runs/micro" --steps "$steps" --out "$runs/micro-ft" --overwrite

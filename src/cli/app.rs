@@ -11,7 +11,7 @@ pub struct AppArgs {
     #[arg(long)]
     pub preset: Option<String>,
     /// Images per training step (default: 32 for micro, 64 for tiny).
-    #[arg(long)]
+    #[arg(value_parser = crate::train::checks::parse::count, long)]
     pub batch: Option<u32>,
     /// Start training (tokenizer, pretraining, fine-tuning) as soon as the window opens.
     #[arg(long)]

@@ -30,7 +30,7 @@ pub struct AppBenchArgs {
     /// micro or tiny (default: micro on a CPU adapter, tiny on a GPU).
     #[arg(long)]
     pub preset: Option<String>,
-    #[arg(long)]
+    #[arg(value_parser = crate::train::checks::parse::count, long)]
     pub batch: Option<u32>,
     #[arg(long, default_value_t = 20.0)]
     pub seconds: f64,
@@ -47,9 +47,9 @@ pub struct TrainBenchArgs {
     pub image_size: Option<u32>,
     #[arg(long)]
     pub patch_size: Option<u32>,
-    #[arg(long, default_value_t = 8)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 8)]
     pub batch: u32,
-    #[arg(long, default_value_t = 5)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 5)]
     pub steps: u32,
     #[arg(long)]
     pub json: bool,
@@ -65,7 +65,7 @@ pub struct KernelBenchArgs {
     #[arg(long, value_enum, default_value = "all")]
     pub preset: PresetChoice,
     /// Images per batch for the shapes.
-    #[arg(long, default_value_t = 8)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 8)]
     pub batch: u32,
     /// Print one JSON object per line instead of a table.
     #[arg(long)]

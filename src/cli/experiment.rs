@@ -12,6 +12,7 @@ use crate::model::BeitModel;
 use crate::train::finetune::{
     classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
 };
+use crate::train::run_dir::{RunDir, RunMode};
 
 /// The paper's claim in miniature: tokenizer -> pretrain -> fine-tune, against the same fine-tuning from
 /// scratch. On the built-in data both are evaluated on the official Fashion-MNIST test split when installed
@@ -25,14 +26,14 @@ pub struct ExperimentArgs {
     pub data: TrainValData,
     #[arg(long, default_value = "micro")]
     pub preset: String,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 1000)]
     pub pretrain_steps: u32,
     /// Steps of the tokenizer trained first (default: as many as --pretrain-steps).
-    #[arg(long)]
+    #[arg(value_parser = crate::train::checks::parse::count, long)]
     pub tokenizer_steps: Option<u32>,
-    #[arg(long, default_value_t = 600)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 600)]
     pub finetune_steps: u32,
-    #[arg(long, default_value_t = 32)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 32)]
     pub batch: u32,
     /// blockwise (BEiT) or random masking (the paper's ablation).
     #[arg(long, default_value = "blockwise")]
@@ -44,6 +45,9 @@ pub struct ExperimentArgs {
     pub seed: u64,
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the experiment already in --out (without it, a folder holding one is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// The evaluation set of the experiment: the official test split when installed, the validation split otherwise.
@@ -84,6 +88,14 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
             "unknown experiment \"{which}\"; the one there is: pretrain-vs-scratch"
         ));
     }
+    let run_dir = RunDir::acquire(
+        out,
+        RunMode::New {
+            overwrite: args.overwrite,
+        },
+    )?;
+    // The settings are checked by clap; the data and device by the pretraining below, which writes first.
+    run_dir.clear_for_new_run()?;
     let t0 = std::time::Instant::now();
     let pre_dir = out.join("pretrain");
     super::pretrain::run(&PretrainArgs {
@@ -97,11 +109,13 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         lr: 1.5e-3,
         seed,
         masking: masking.clone(),
+        mask_ratio: None,
         target: target.clone(),
         checkpoint_every: 0,
         json: false,
         resume: None,
         out: Some(pre_dir.clone()),
+        overwrite: false,
     })?;
     let pre_secs = t0.elapsed().as_secs_f64();
     let ck = crate::model::checkpoint::read_folder(&pre_dir.join("checkpoint"))

@@ -15,6 +15,7 @@ use crate::model::{BeitConfig, BeitModel};
 use crate::train::finetune::{
     classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
 };
+use crate::train::run_dir::{RunDir, RunMode};
 
 /// Fine-tune for classification from a pretrained run or model folder (--init), or from scratch; reports
 /// validation top-1 accuracy. Writes OUT/checkpoint and OUT/metrics.jsonl.
@@ -30,23 +31,23 @@ pub struct FinetuneArgs {
     pub preset: String,
     #[command(flatten)]
     pub data: TrainValData,
-    #[arg(long, default_value_t = 500)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 500)]
     pub steps: u32,
     /// Train for this many passes over the training set instead of --steps.
-    #[arg(long)]
+    #[arg(value_parser = crate::train::checks::parse::epochs, long)]
     pub epochs: Option<f64>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 32)]
     pub batch: u32,
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(value_parser = crate::train::checks::parse::learning_rate, long, default_value_t = 3e-3)]
     pub lr: f32,
-    #[arg(long, default_value_t = 0.65)]
+    #[arg(value_parser = crate::train::checks::parse::unit_fraction_f32, long, default_value_t = 0.65)]
     pub layer_decay: f32,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(value_parser = crate::train::checks::parse::unit_fraction_f32, long, default_value_t = 0.1)]
     pub label_smoothing: f32,
     #[arg(long, default_value_t = 0.1)]
     pub drop_path: f64,
     /// Smallest crop scale of the random resized crop.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(value_parser = crate::train::checks::parse::unit_fraction, long, default_value_t = 0.8)]
     pub min_crop: f64,
     /// No horizontal flips (for digits and text).
     #[arg(long)]
@@ -64,6 +65,9 @@ pub struct FinetuneArgs {
     /// Run folder (defaults to the --resume folder).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
+    /// Replace the run already in --out (without it a new run into a run folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
 }
 
 /// The settings of a fine-tuning run, kept in its folder (`finetune.json`) so `--resume` continues it unchanged.
@@ -115,6 +119,16 @@ impl FinetuneSettings {
 pub fn run(args: &FinetuneArgs) -> Result<(), String> {
     let out = run_folder(&args.out, &args.resume)?;
     let resume = args.resume.is_some();
+    let run_dir = RunDir::acquire(
+        &out,
+        if resume {
+            RunMode::Resume
+        } else {
+            RunMode::New {
+                overwrite: args.overwrite,
+            }
+        },
+    )?;
     let settings = if resume {
         FinetuneSettings::read(&out)?
     } else {
@@ -178,7 +192,9 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
         resume: resume.then(|| out.join("checkpoint")),
         stop_after: None,
     };
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    opts.validate().map_err(|e| e.to_string())?;
+    // Everything is checked: a replaced run's files go now, before the first write.
+    run_dir.clear_for_new_run()?;
     settings.write(&out)?;
     let (_, mut log) = metrics_log(&out, resume)?;
     println!(

@@ -17,6 +17,9 @@ pub struct InitArgs {
     pub seed: u64,
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the model already in --out (without it, a folder holding one is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub fn run(args: &InitArgs) -> Result<(), String> {
@@ -31,6 +34,13 @@ pub fn run(args: &InitArgs) -> Result<(), String> {
         (Some(p), None) => crate::model::BeitConfig::preset(p).map_err(|e| e.to_string())?,
         (None, None) => return Err("give --preset NAME or --config FILE".into()),
     };
+    let run_dir = crate::train::run_dir::RunDir::acquire(
+        out,
+        crate::train::run_dir::RunMode::New {
+            overwrite: args.overwrite,
+        },
+    )?;
+    run_dir.clear_for_new_run()?;
     let table = crate::model::ParamTable::new(&cfg, 4);
     crate::model::checkpoint::write_folder(out, &cfg, &table, &table.init_values(seed))
         .map_err(|e| e.to_string())?;

@@ -19,9 +19,9 @@ pub struct LinprobeArgs {
     /// Block whose output is pooled (1..=L; default: the last).
     #[arg(long)]
     pub layer: Option<u32>,
-    #[arg(long, default_value_t = 50)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 50)]
     pub epochs: u32,
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(value_parser = crate::train::checks::parse::learning_rate, long, default_value_t = 1e-2)]
     pub lr: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -16,6 +16,7 @@ use crate::data::masking::BlockMasking;
 use crate::model::{BeitConfig, BeitModel};
 use crate::tokenizer::Tokenizer;
 use crate::train::pretrain::{pretrain, Masking, PretrainOptions};
+use crate::train::run_dir::{RunDir, RunMode};
 
 /// BEiT masked image modeling on a dataset, with a trained tokenizer's tokens as targets (a tokenizer is
 /// trained first into OUT/tokenizer when none is given). Writes OUT/checkpoint (a HuggingFace folder plus
@@ -32,22 +33,25 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Steps of the tokenizer trained first when no --tokenizer is given (default: as many as --steps).
-    #[arg(long)]
+    #[arg(value_parser = crate::train::checks::parse::count, long)]
     pub tokenizer_steps: Option<u32>,
-    #[arg(long, default_value_t = 500)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 500)]
     pub steps: u32,
     /// Train for this many passes over the training set instead of --steps.
-    #[arg(long)]
+    #[arg(value_parser = crate::train::checks::parse::epochs, long)]
     pub epochs: Option<f64>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 32)]
     pub batch: u32,
-    #[arg(long, default_value_t = 1.5e-3)]
+    #[arg(value_parser = crate::train::checks::parse::learning_rate, long, default_value_t = 1.5e-3)]
     pub lr: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// blockwise (BEiT) or random (the paper's ablation).
     #[arg(long, default_value = "blockwise")]
     pub masking: String,
+    /// Fraction of each image's patches that are masked (default: 0.4, as BEiT's 75 of 196).
+    #[arg(long, value_parser = crate::train::checks::parse::open_fraction)]
+    pub mask_ratio: Option<f64>,
     /// What the MIM head learns: visual tokens (BEiT) or the normalised pixels of masked patches (the paper's ablation).
     #[arg(long, default_value = "tokens")]
     pub target: String,
@@ -64,6 +68,9 @@ pub struct PretrainArgs {
     /// Run folder (defaults to the --resume folder).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
+    /// Replace the run already in --out (without it a new run into a run folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
 }
 
 /// The settings of a pretraining run, kept in its folder (`run.json`) so `--resume` continues it unchanged.
@@ -75,6 +82,8 @@ struct RunSettings {
     lr: f32,
     seed: u64,
     masking: String,
+    #[serde(default)]
+    mask_ratio: Option<f64>,
     #[serde(default = "tokens_target")]
     target: String,
 }
@@ -92,6 +101,7 @@ impl RunSettings {
             lr: args.lr,
             seed: args.seed,
             masking: args.masking.clone(),
+            mask_ratio: args.mask_ratio,
             target: args.target.clone(),
         }
     }
@@ -110,6 +120,7 @@ impl RunSettings {
             lr: self.lr,
             seed: self.seed,
             masking: self.masking,
+            mask_ratio: self.mask_ratio,
             target: self.target,
             ..args.clone()
         }
@@ -120,6 +131,16 @@ impl RunSettings {
 pub fn run(args: &PretrainArgs) -> Result<(), String> {
     let out = run_folder(&args.out, &args.resume)?;
     let resume = args.resume.is_some();
+    let run_dir = RunDir::acquire(
+        &out,
+        if resume {
+            RunMode::Resume
+        } else {
+            RunMode::New {
+                overwrite: args.overwrite,
+            }
+        },
+    )?;
     let args = if resume {
         RunSettings::read(&out)?.apply(args)
     } else {
@@ -132,7 +153,12 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         other => return Err(format!("unknown target \"{other}\"; use tokens or pixels")),
     };
     let grid = cfg.grid();
-    let block = BlockMasking::scaled(grid);
+    let mut block = BlockMasking::scaled(grid);
+    if let Some(r) = args.mask_ratio {
+        let k = ((r * cfg.patches() as f64).round() as u32).max(1);
+        block = BlockMasking::new(grid, grid, k, block.min_num_patches.min(k), 0.3, None);
+    }
+    crate::train::checks::masked_patches("--mask-ratio", block.num_masking_patches, cfg.patches())?;
     let masking = match args.masking.as_str() {
         "blockwise" => Masking::Blockwise(block),
         "random" => Masking::Random(block.num_masking_patches),
@@ -148,6 +174,8 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         steps_for_epochs(e, train_set.len(), args.batch)
     });
     let ctx = device(&model_requirements(&cfg, args.batch))?;
+    // Everything is checked: a replaced run's files go now, before the first write.
+    run_dir.clear_for_new_run()?;
     let tok_dir = match &args.tokenizer {
         _ if pixels => PathBuf::new(),
         Some(d) => d.clone(),
@@ -174,6 +202,7 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
                     min_crop: 0.08,
                     no_flip: false,
                     out: d.clone(),
+                    overwrite: false,
                 },
                 &train_set,
                 &val_set,

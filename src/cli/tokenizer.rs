@@ -9,6 +9,7 @@ use crate::data::dataset::Dataset;
 use crate::gpu;
 use crate::tokenizer::train::{encode_dataset, evaluate, train, TrainOptions};
 use crate::tokenizer::{Tokenizer, TokenizerConfig};
+use crate::train::run_dir::{RunDir, RunMode};
 
 #[derive(Subcommand, Debug)]
 pub enum TokenizerCommand {
@@ -26,25 +27,28 @@ pub struct TokenizerTrainArgs {
     /// BEiT preset whose image and patch size the tokens follow (micro, tiny, small, base).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
-    #[arg(long, default_value_t = 2000)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 2000)]
     pub steps: u32,
-    #[arg(long, default_value_t = 64)]
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 64)]
     pub batch: u32,
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(value_parser = crate::train::checks::parse::learning_rate, long, default_value_t = 2e-3)]
     pub lr: f32,
     /// Codebook size (default: 512, 8192 for base).
-    #[arg(long)]
+    #[arg(value_parser = crate::train::checks::parse::count, long)]
     pub codebook_size: Option<u32>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Smallest crop scale of the random resized crop (BEiT: 0.08).
-    #[arg(long, default_value_t = 0.08)]
+    #[arg(value_parser = crate::train::checks::parse::unit_fraction, long, default_value_t = 0.08)]
     pub min_crop: f64,
     /// No horizontal flips (for digits and text).
     #[arg(long)]
     pub no_flip: bool,
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the tokenizer already in --out (without it, a folder holding one is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `tokenizer encode`: see [`TokenizerCommand::Encode`].
@@ -65,7 +69,15 @@ pub fn run(what: &TokenizerCommand) -> Result<(), String> {
             let channels = TokenizerConfig::preset(&a.preset)
                 .map_err(|e| e.to_string())?
                 .num_channels;
+            let run_dir = RunDir::acquire(
+                &a.out,
+                RunMode::New {
+                    overwrite: a.overwrite,
+                },
+            )?;
             let (train_set, val_set) = a.data.load(channels)?;
+            TrainOptions::of(a).validate().map_err(|e| e.to_string())?;
+            run_dir.clear_for_new_run()?;
             train_tokenizer(a, &train_set, &val_set, None)
         }
         TokenizerCommand::Encode(a) => encode(a),
@@ -95,14 +107,7 @@ pub fn train_tokenizer(
         ctx.describe()
     );
     let tk = Tokenizer::new_random(&ctx, &cfg, args.seed).map_err(|e| e.to_string())?;
-    let opts = TrainOptions {
-        steps,
-        batch,
-        lr: args.lr,
-        seed: args.seed,
-        crop_scale: (args.min_crop, 1.0),
-        flip: !args.no_flip,
-    };
+    let opts = TrainOptions::of(args);
     let t0 = std::time::Instant::now();
     let every = (steps / 20).max(1);
     let mut first = None;
@@ -144,6 +149,20 @@ pub fn train_tokenizer(
         args.out.display()
     );
     Ok(())
+}
+
+impl TrainOptions {
+    /// The training settings of `tokenizer train`'s options.
+    fn of(args: &TokenizerTrainArgs) -> Self {
+        Self {
+            steps: args.steps,
+            batch: args.batch,
+            lr: args.lr,
+            seed: args.seed,
+            crop_scale: (args.min_crop, 1.0),
+            flip: !args.no_flip,
+        }
+    }
 }
 
 fn encode(args: &TokenizerEncodeArgs) -> Result<(), String> {

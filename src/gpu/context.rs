@@ -199,10 +199,30 @@ impl GpuContext {
             ErrorPolicy::Panic => panic!("uncaptured wgpu error: {e}"),
             ErrorPolicy::Record => {
                 if let Ok(mut s) = slot.lock() {
-                    s.get_or_insert_with(|| e.to_string());
+                    // wgpu's report spans lines ("Validation Error / Caused by: ..."): one line here.
+                    s.get_or_insert_with(|| {
+                        e.to_string()
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    });
                 }
             }
         }));
+        // A lost device (driver reset, out of memory, destroyed) ends the work in progress with a message.
+        let lost = first_error.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut s) = lost.lock() {
+                s.get_or_insert_with(|| {
+                    format!(
+                        "the GPU device was lost ({reason:?}{}{message})",
+                        if message.is_empty() { "" } else { ": " }
+                    )
+                });
+            }
+        });
         let limits = device.limits();
         let features = device.features();
         let pipelines = PipelineCache::new(device.clone());

@@ -25,6 +25,19 @@ pub struct TrainOptions {
     pub flip: bool,
 }
 
+impl TrainOptions {
+    /// Refuse settings that cannot train, naming the setting.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        use crate::train::checks;
+        checks::all(&[
+            checks::count("steps", self.steps),
+            checks::count("batch", self.batch),
+            checks::learning_rate("lr", self.lr),
+            checks::fraction_in("the smallest crop scale", self.crop_scale.0, 1e-3, 1.0),
+        ])
+    }
+}
+
 /// Validation metrics.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TokenizerMetrics {
@@ -57,6 +70,7 @@ pub fn train(
     opts: &TrainOptions,
     mut report: impl FnMut(StepReport),
 ) -> Result<(), ModelError> {
+    opts.validate()?;
     if data.is_empty() {
         return Err(ModelError::Input("the training set is empty".into()));
     }

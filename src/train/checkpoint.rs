@@ -3,14 +3,65 @@
 //! save leaves the previous checkpoint intact.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::fault;
 use crate::gpu::{FlatBuffer, GpuContext};
 use crate::model::checkpoint::{write_folder, BeitModel};
 use crate::model::ModelError;
+use crate::model::ParamTable;
 use crate::tensorfile::{self, HostTensor};
 
-/// Save model + optimizer state to `dir` atomically (as a whole folder).
+/// The optimizer state's file in a checkpoint folder, written last by a save.
+const STATE_FILE: &str = "training_state.safetensors";
+
+/// The temporary folder a save writes into and the name the replaced checkpoint has until the save completes.
+fn swap_names(dir: &Path) -> (PathBuf, PathBuf) {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("run");
+    (
+        dir.with_file_name(format!(".{name}.saving")),
+        dir.with_file_name(format!(".{name}.previous")),
+    )
+}
+
+/// Finish or undo a save that was cut off: where `dir` is missing, a complete new checkpoint (`.NAME.saving`
+/// holding its training state, which a save writes last) takes its place, else the previous one
+/// (`.NAME.previous`) is put back. Returns whether anything was restored. Called before every save and when a
+/// run folder is taken, so `--resume` always finds the last complete checkpoint.
+pub fn recover(dir: &Path) -> Result<bool, ModelError> {
+    if dir.exists() {
+        return Ok(false);
+    }
+    let (tmp, old) = swap_names(dir);
+    let from = if tmp.join(STATE_FILE).is_file() {
+        tmp
+    } else if old.is_dir() {
+        old.clone()
+    } else {
+        return Ok(false);
+    };
+    std::fs::rename(&from, dir).map_err(|e| ModelError::io(dir, e))?;
+    std::fs::remove_dir_all(&old).ok();
+    Ok(true)
+}
+
+/// The first non-finite value of a flat vector laid out by `table`: (tensor name, how many in it).
+fn first_non_finite(table: &ParamTable, flat: &[f32]) -> Option<(String, usize)> {
+    table
+        .specs
+        .iter()
+        .zip(&table.layout.entries)
+        .find_map(|(spec, e)| {
+            let bad = flat[e.offset as usize..(e.offset + e.len) as usize]
+                .iter()
+                .filter(|v| !v.is_finite())
+                .count();
+            (bad > 0).then(|| (spec.name.clone(), bad))
+        })
+}
+
+/// Save model + optimizer state to `dir` atomically (as a whole folder). Weights or moments that are not finite
+/// are refused (the previous checkpoint stays) with the tensor named.
 pub fn save_run(
     ctx: &GpuContext,
     dir: &Path,
@@ -20,24 +71,33 @@ pub fn save_run(
     step: u32,
     rng_state: u64,
 ) -> Result<(), ModelError> {
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("run");
-    let tmp = dir.with_file_name(format!(".{name}.saving"));
-    let old = dir.with_file_name(format!(".{name}.previous"));
+    let params = ctx.read_f32(&model.params.whole)?;
+    let (adam_m, adam_v) = (ctx.read_f32(&m.whole)?, ctx.read_f32(&v.whole)?);
+    for (what, values) in [
+        ("weights", &params),
+        ("AdamW moments", &adam_m),
+        ("AdamW moments", &adam_v),
+    ] {
+        if let Some((name, count)) = first_non_finite(&model.table, values) {
+            return Err(ModelError::Input(format!(
+                "the {what} after step {step} are not finite ({count} values of {name}); training stopped and the last checkpoint is kept (a smaller learning rate may help)"
+            )));
+        }
+    }
+    recover(dir)?;
+    let (tmp, old) = swap_names(dir);
     std::fs::remove_dir_all(&tmp).ok();
-    write_folder(
-        &tmp,
-        &model.cfg,
-        &model.table,
-        &ctx.read_f32(&model.params.whole)?,
-    )?;
+    write_folder(&tmp, &model.cfg, &model.table, &params)?;
+    fault::cut_file_point("model", &tmp.join("model.safetensors"));
+    fault::kill_point("state");
     let mut st = BTreeMap::new();
     st.insert(
         "adam_m".to_string(),
-        HostTensor::f32(vec![m.layout.total as usize], ctx.read_f32(&m.whole)?),
+        HostTensor::f32(vec![m.layout.total as usize], adam_m),
     );
     st.insert(
         "adam_v".to_string(),
-        HostTensor::f32(vec![v.layout.total as usize], ctx.read_f32(&v.whole)?),
+        HostTensor::f32(vec![v.layout.total as usize], adam_v),
     );
     st.insert(
         "step".to_string(),
@@ -48,11 +108,12 @@ pub fn save_run(
         "rng_state".to_string(),
         HostTensor::i64(vec![1], vec![rng_state as i64]),
     );
-    tensorfile::write(&tmp.join("training_state.safetensors"), &st)?;
+    tensorfile::write(&tmp.join(STATE_FILE), &st)?;
     std::fs::remove_dir_all(&old).ok();
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
     }
+    fault::kill_point("swap");
     std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
     std::fs::remove_dir_all(&old).ok();
     Ok(())
@@ -68,7 +129,7 @@ pub struct TrainState {
 
 /// Read `dir/training_state.safetensors`; the moments must match a parameter buffer of `total` values.
 pub fn read_state(dir: &Path, total: u64) -> Result<TrainState, ModelError> {
-    let path = dir.join("training_state.safetensors");
+    let path = dir.join(STATE_FILE);
     let t = tensorfile::read(&path)?;
     let bad = |m: String| ModelError::Checkpoint(format!("{}: {m}", path.display()));
     let get = |k: &str| {

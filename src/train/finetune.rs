@@ -136,6 +136,22 @@ pub struct FinetuneOptions {
     pub stop_after: Option<u32>,
 }
 
+impl FinetuneOptions {
+    /// Refuse settings that cannot train, naming the setting.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        super::checks::all(&[
+            super::checks::count("steps", self.steps),
+            super::checks::count("batch", self.batch),
+            super::checks::learning_rate("lr", self.lr),
+            super::checks::non_negative("weight_decay", self.weight_decay),
+            super::checks::fraction_in("layer_decay", self.layer_decay as f64, 1e-6, 1.0),
+            super::checks::fraction_in("label_smoothing", self.label_smoothing as f64, 0.0, 0.999),
+            self.clip
+                .map_or(Ok(()), |c| super::checks::learning_rate("clip", c)),
+        ])
+    }
+}
+
 /// Fine-tune `model` (a classification model) on labelled `data`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn finetune(
@@ -145,6 +161,7 @@ pub fn finetune(
     opts: &FinetuneOptions,
     mut report: impl FnMut(StepMetrics),
 ) -> Result<(), ModelError> {
+    opts.validate()?;
     let labels = data.labels.as_ref().ok_or_else(|| {
         ModelError::Input(format!(
             "{} has no labels; fine-tuning needs one folder per class",

@@ -3,6 +3,9 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
+pub mod checks;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fault;
 pub mod finetune;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod linprobe;
@@ -12,5 +15,7 @@ pub mod mim_step;
 pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod run_dir;
 pub mod runner;
 pub mod schedule;

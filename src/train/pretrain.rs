@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::checkpoint::{save_run, start_or_resume};
+use super::checks;
 use super::metrics::StepMetrics;
 use super::mim_step::MimStep;
 use super::schedule::warmup_cosine;
@@ -45,6 +46,25 @@ pub struct PretrainOptions {
     pub stop_after: Option<u32>,
 }
 
+impl PretrainOptions {
+    /// Refuse settings that cannot train (`n`: patches per image), naming the setting.
+    pub fn validate(&self, n: u32) -> Result<(), ModelError> {
+        let masked = match self.masking {
+            Masking::Blockwise(g) => g.num_masking_patches,
+            Masking::Random(k) => k,
+        };
+        checks::all(&[
+            checks::count("steps", self.steps),
+            checks::count("batch", self.batch),
+            checks::learning_rate("lr", self.lr),
+            checks::non_negative("min_lr", self.min_lr),
+            checks::non_negative("weight_decay", self.weight_decay),
+            checks::learning_rate("clip", self.clip),
+            checks::masked_patches("the masking", masked, n),
+        ])
+    }
+}
+
 struct Batch {
     pixels: Vec<f32>,
     mask: Vec<u8>,
@@ -74,6 +94,7 @@ pub fn pretrain(
     mut report: impl FnMut(StepMetrics),
 ) -> Result<(), ModelError> {
     let cfg = &model.cfg;
+    opts.validate(cfg.patches())?;
     let tokenizer = match (tokenizer, cfg.predicts_pixels()) {
         (_, true) => None,
         (Some(t), false) => Some(t),

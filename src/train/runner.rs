@@ -170,6 +170,8 @@ impl StepRunner {
             });
         Dispatch::record_all(&mut enc, self.label, &self.work);
         after(&mut enc);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.inject_gpu_fault(step, &mut enc);
         // Every step's loss comes back (the ring grows rather than skip one): each is checked for being finite.
         let stats = self.ring.record_always(&mut enc, &self.stats);
         let grads = self.ring.record_always(&mut enc, &self.sumsq);
@@ -182,6 +184,19 @@ impl StepRunner {
         });
         self.ring.after_submit();
         self.prev = self.last.replace(idx);
+    }
+
+    /// The GPU faults of `BEITLAB_FAULT` (tests of "a device loss or GPU error ends training with a message").
+    #[cfg(not(target_arch = "wasm32"))]
+    fn inject_gpu_fault(&self, step: u32, enc: &mut wgpu::CommandEncoder) {
+        use super::fault::gpu_fault_at;
+        if gpu_fault_at("gpu-error", step) {
+            // A copy of 3 bytes: not a multiple of 4, so a validation error.
+            enc.copy_buffer_to_buffer(&self.stats.buffer, 0, &self.sumsq.buffer, 0, Some(3));
+        }
+        if gpu_fault_at("lose-device", step) {
+            self.ctx.device.destroy();
+        }
     }
 
     /// Report whatever metrics have come back, without waiting (the app's per-frame call).
@@ -219,7 +234,11 @@ impl StepRunner {
             report,
             self.values_per_example,
         );
-        self.ctx.take_error()?;
+        self.ctx.take_error().map_err(|e| {
+            ModelError::Input(format!(
+                "{e}; training stopped, the last checkpoint is kept"
+            ))
+        })?;
         match failure {
             Some(f) => Err(ModelError::Input(format!(
                 "{f}; training stopped, the last checkpoint is kept"

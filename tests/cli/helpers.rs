@@ -106,6 +106,11 @@ pub fn spawn(dir: &Path, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// A path as a command-line argument.
+pub fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }

@@ -5,13 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::helpers::{fails, image_folder, ok, spawn, tempdir};
+use super::helpers::{fails, image_folder, ok, path, spawn, tempdir};
 
 const CLASSES: [&str; 3] = ["t-shirt", "trouser", "ankle boot"];
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn own_labelled_folder_pretrain_finetune_eval_and_app() {
