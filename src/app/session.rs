@@ -172,7 +172,7 @@ impl Session {
         let cfg = mim_config(&self.settings.preset).map_err(|e| e.to_string())?;
         check_limits(&self.ctx, &cfg, self.settings.batch)?;
         if cfg.num_channels != self.mim.cfg.num_channels {
-            self.reload_data(cfg.num_channels)?;
+            self.reload_data(cfg.num_channels, cfg.image_size)?;
         }
         let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
         self.tokenizer = Tokenizer::new_random(&self.ctx, &tk_cfg, self.settings.seed)
@@ -191,9 +191,11 @@ impl Session {
         Ok(())
     }
 
-    fn reload_data(&mut self, channels: u32) -> Result<(), String> {
-        (self.train, self.val) = Dataset::open_train_val(&self.data_source, None, channels)
-            .map_err(|e| e.to_string())?;
+    /// The current data source decoded again for a model of `channels` and `image_size`.
+    fn reload_data(&mut self, channels: u32, image_size: u32) -> Result<(), String> {
+        let decode = crate::data::dataset::Decode::for_model(channels, image_size);
+        (self.train, self.val) =
+            Dataset::open_train_val(&self.data_source, None, decode).map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -636,11 +638,13 @@ impl Session {
         }
         self.stop();
         let mut what = Vec::new();
-        let channels = mim
+        let (channels, image_size) = mim
             .as_ref()
-            .map_or(self.mim.cfg.num_channels, |m| m.cfg.num_channels);
+            .map_or((self.mim.cfg.num_channels, self.mim.cfg.image_size), |m| {
+                (m.cfg.num_channels, m.cfg.image_size)
+            });
         if channels != self.mim.cfg.num_channels {
-            self.reload_data(channels)?;
+            self.reload_data(channels, image_size)?;
         }
         if let Some(t) = tokenizer {
             self.tokenizer = t;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, Decode};
 use crate::gpu;
 
 /// The one device of a command (headless; errors recorded, not panicking).
@@ -35,8 +35,8 @@ pub struct TrainValData {
 
 impl TrainValData {
     /// Load both sets (skipped files reported on stderr) and print the line that states the split.
-    pub fn load(&self, channels: u32) -> Result<(Dataset, Dataset), String> {
-        load_train_val(&self.data, self.val_data.as_deref(), channels)
+    pub fn load(&self, decode: Decode) -> Result<(Dataset, Dataset), String> {
+        load_train_val(&self.data, self.val_data.as_deref(), decode)
     }
 }
 
@@ -44,10 +44,10 @@ impl TrainValData {
 pub fn load_train_val(
     data: &str,
     val_data: Option<&str>,
-    channels: u32,
+    decode: Decode,
 ) -> Result<(Dataset, Dataset), String> {
     let (train, val) =
-        Dataset::open_train_val(data, val_data, channels).map_err(|e| e.to_string())?;
+        Dataset::open_train_val(data, val_data, decode).map_err(|e| e.to_string())?;
     for set in [&train, &val] {
         if let Some(s) = set.skipped_summary() {
             eprintln!("note: {}: {s}", set.source);
@@ -55,6 +55,25 @@ pub fn load_train_val(
     }
     println!("data: {}", describe_split(&train, &val));
     Ok((train, val))
+}
+
+/// A training set a classifier can learn from: labelled (one sub-folder per class, or IDX with labels) and
+/// with at least two classes; `what` says who needs it ("fine-tuning needs").
+pub fn require_classes(set: &Dataset, what: &str) -> Result<(), String> {
+    if set.labels.is_none() {
+        return Err(format!(
+            "{} has no labels: {what} one sub-folder per class (FOLDER/CLASS/IMAGE.png) or IDX images with their labels file",
+            set.source
+        ));
+    }
+    if set.class_names.len() < 2 {
+        return Err(format!(
+            "{} has only one class ({}): {what} at least two class folders",
+            set.source,
+            set.class_names.join("")
+        ));
+    }
+    Ok(())
 }
 
 /// "9000 training images from X (10 classes: a, b, ...); 1000 validation images from Y".

@@ -43,7 +43,11 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     } else {
         args.data.as_str()
     };
-    let ds = Dataset::open(spec, ck.config.num_channels).map_err(|e| e.to_string())?;
+    let ds = Dataset::open(
+        spec,
+        crate::data::dataset::Decode::for_model(ck.config.num_channels, ck.config.image_size),
+    )
+    .map_err(|e| e.to_string())?;
     if let Some(s) = ds.skipped_summary() {
         eprintln!("note: {}: {s}", ds.source);
     }

@@ -8,6 +8,7 @@ use clap::Args;
 use super::common::{device, model_requirements, TrainValData};
 use super::pretrain::PretrainArgs;
 use crate::data::augment::Augment;
+use crate::data::dataset::Decode;
 use crate::model::BeitModel;
 use crate::train::finetune::{
     classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
@@ -120,13 +121,11 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
     let pre_secs = t0.elapsed().as_secs_f64();
     let ck = crate::model::checkpoint::read_folder(&pre_dir.join("checkpoint"))
         .map_err(|e| e.to_string())?;
-    let (train_set, val_set) = args.data.load(ck.config.num_channels)?;
-    if train_set.labels.is_none() {
-        return Err(format!(
-            "{} has no labels: the experiment fine-tunes on one sub-folder per class (FOLDER/CLASS/IMAGE.png) or IDX images with their labels file",
-            train_set.source
-        ));
-    }
+    let (train_set, val_set) = args.data.load(Decode::for_model(
+        ck.config.num_channels,
+        ck.config.image_size,
+    ))?;
+    super::common::require_classes(&train_set, "the experiment fine-tunes on")?;
     let eval_set = if args.data.data == "builtin" && args.data.val_data.is_none() {
         builtin_eval_set(ck.config.num_channels)?
     } else {

@@ -11,6 +11,7 @@ use super::common::{
     steps_for_epochs, write_settings, TrainValData,
 };
 use crate::data::augment::Augment;
+use crate::data::dataset::Decode;
 use crate::model::{BeitConfig, BeitModel};
 use crate::train::finetune::{
     classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
@@ -149,13 +150,11 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
         data: settings.data.clone(),
         val_data: settings.val_data.clone(),
     };
-    let (train_set, val_set) = data.load(base_cfg.num_channels)?;
-    if train_set.labels.is_none() {
-        return Err(format!(
-            "{} has no labels: fine-tuning needs one sub-folder per class (FOLDER/CLASS/IMAGE.png) or IDX images with their labels file",
-            train_set.source
-        ));
-    }
+    let (train_set, val_set) = data.load(Decode::for_model(
+        base_cfg.num_channels,
+        base_cfg.image_size,
+    ))?;
+    super::common::require_classes(&train_set, "fine-tuning needs")?;
     let names = train_set.class_names.clone();
     let batch = settings.batch;
     let steps = args

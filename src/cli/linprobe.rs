@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::data::dataset::Decode;
+
 use super::common::{device, model_folder, model_requirements, TrainValData};
 use crate::train::linprobe::{extract_features, train_linear};
 
@@ -33,7 +35,11 @@ pub struct LinprobeArgs {
 pub fn run(args: &LinprobeArgs) -> Result<(), String> {
     let folder = model_folder(&args.init);
     let ck = crate::model::checkpoint::read_folder(&folder).map_err(|e| e.to_string())?;
-    let (train_set, val_set) = args.data.load(ck.config.num_channels)?;
+    let (train_set, val_set) = args.data.load(Decode::for_model(
+        ck.config.num_channels,
+        ck.config.image_size,
+    ))?;
+    super::common::require_classes(&train_set, "a linear probe needs")?;
     let (ytr, yva) = match (&train_set.labels, &val_set.labels) {
         (Some(a), Some(b)) => (a.clone(), b.clone()),
         _ => {

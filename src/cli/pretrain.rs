@@ -12,6 +12,7 @@ use super::common::{
 };
 use super::tokenizer::{train_tokenizer, TokenizerTrainArgs};
 use crate::data::augment::Augment;
+use crate::data::dataset::Decode;
 use crate::data::masking::BlockMasking;
 use crate::model::{BeitConfig, BeitModel};
 use crate::tokenizer::Tokenizer;
@@ -169,7 +170,11 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         }
     };
     // Pretraining sees the training part only: the images fine-tuning validates on stay unseen.
-    let (train_set, val_set) = load_train_val(&args.data, None, cfg.num_channels)?;
+    let (train_set, val_set) = load_train_val(
+        &args.data,
+        None,
+        Decode::for_model(cfg.num_channels, cfg.image_size),
+    )?;
     let steps = args.epochs.map_or(args.steps, |e| {
         steps_for_epochs(e, train_set.len(), args.batch)
     });

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::common::{bar, device, estimate_seconds, TrainValData};
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, Decode};
 use crate::gpu;
 use crate::tokenizer::train::{encode_dataset, evaluate, train, TrainOptions};
 use crate::tokenizer::{Tokenizer, TokenizerConfig};
@@ -66,16 +66,16 @@ pub struct TokenizerEncodeArgs {
 pub fn run(what: &TokenizerCommand) -> Result<(), String> {
     match what {
         TokenizerCommand::Train(a) => {
-            let channels = TokenizerConfig::preset(&a.preset)
-                .map_err(|e| e.to_string())?
-                .num_channels;
+            let preset = TokenizerConfig::preset(&a.preset).map_err(|e| e.to_string())?;
             let run_dir = RunDir::acquire(
                 &a.out,
                 RunMode::New {
                     overwrite: a.overwrite,
                 },
             )?;
-            let (train_set, val_set) = a.data.load(channels)?;
+            let (train_set, val_set) = a
+                .data
+                .load(Decode::for_model(preset.num_channels, preset.image_size))?;
             TrainOptions::of(a).validate().map_err(|e| e.to_string())?;
             run_dir.clear_for_new_run()?;
             train_tokenizer(a, &train_set, &val_set, None)
@@ -173,8 +173,11 @@ fn encode(args: &TokenizerEncodeArgs) -> Result<(), String> {
     } else {
         args.data.as_str()
     };
-    let ds = crate::data::dataset::Dataset::open(spec, tk.cfg.num_channels)
-        .map_err(|e| e.to_string())?;
+    let ds = crate::data::dataset::Dataset::open(
+        spec,
+        Decode::for_model(tk.cfg.num_channels, tk.cfg.image_size),
+    )
+    .map_err(|e| e.to_string())?;
     if let Some(s) = ds.skipped_summary() {
         eprintln!("note: {}: {s}", ds.source);
     }

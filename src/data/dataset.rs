@@ -2,6 +2,11 @@
 //! format, `/usr/share/datasets/fashion-mnist` as is), and image folders (one subfolder per class, labels from
 //! the sorted subfolder names, or a flat folder without labels). Images keep their own size; every image is
 //! converted to the requested channel count (1: luma, 3: RGB). Unreadable files are skipped and counted.
+//!
+//! Limits, checked before the memory is taken: an image file may hold at most [`MAX_IMAGE_PIXELS`] pixels (a
+//! decompression bomb is refused by its header); a decoded image is downscaled at once so that its shorter side is
+//! at most [`Decode::max_short_side`] (twice the model's image size on the command line), so a folder of camera
+//! photos costs a few kilobytes per image; IDX files (raw or gzip) may hold at most [`MAX_IDX_BYTES`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,42 @@ pub struct Image {
     pub height: u32,
     pub channels: u32,
     pub data: Vec<u8>,
+}
+
+/// At most this many pixels in one image file (64 megapixels, e.g. 8000 x 8000).
+pub const MAX_IMAGE_PIXELS: u64 = 64 << 20;
+/// At most this many bytes of IDX data (after gzip), checked against the file's own header first.
+pub const MAX_IDX_BYTES: u64 = 4 << 30;
+
+/// How files become images: the channel count and the largest shorter side kept (larger images are
+/// downscaled, bilinear with antialiasing, keeping their aspect ratio). A bare channel count converts to
+/// `Decode` with a 512-pixel cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decode {
+    pub channels: u32,
+    pub max_short_side: u32,
+}
+
+impl Decode {
+    /// Shorter side kept when no model size is known (enough for 224-pixel models with crops).
+    pub const DEFAULT_SHORT_SIDE: u32 = 512;
+
+    /// For a model of `image_size` pixels: twice its size kept, so random crops still see full detail.
+    pub fn for_model(channels: u32, image_size: u32) -> Self {
+        Self {
+            channels,
+            max_short_side: (2 * image_size).max(32),
+        }
+    }
+}
+
+impl From<u32> for Decode {
+    fn from(channels: u32) -> Self {
+        Self {
+            channels,
+            max_short_side: Self::DEFAULT_SHORT_SIDE,
+        }
+    }
 }
 
 /// A set of images with optional labels.
@@ -77,12 +118,34 @@ const BUILTIN_VAL_IMAGES: &[u8] =
 const BUILTIN_VAL_LABELS: &[u8] =
     include_bytes!("../../assets/fashion-mnist/fashion-mnist-small-val-labels.u8.gz");
 
-fn gunzip(bytes: &[u8], what: &str) -> Result<Vec<u8>, DataError> {
+/// Decompress gzip data up to `limit` bytes: more is an error when `strict`, else cut off there.
+fn gunzip_bounded(
+    bytes: &[u8],
+    what: &str,
+    limit: u64,
+    strict: bool,
+) -> Result<Vec<u8>, DataError> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
+        .take(limit.saturating_add(strict as u64))
         .read_to_end(&mut out)
         .map_err(|e| DataError::Invalid(format!("{what} is not valid gzip data ({e})")))?;
+    if out.len() as u64 > limit {
+        return Err(DataError::Invalid(format!(
+            "{what} decompresses to more than {} MiB, beitlab's limit for IDX data",
+            limit >> 20
+        )));
+    }
     Ok(out)
+}
+
+fn gunzip(bytes: &[u8], what: &str) -> Result<Vec<u8>, DataError> {
+    gunzip_bounded(bytes, what, MAX_IDX_BYTES, true)
+}
+
+/// The big-endian u32 at byte `i` of `b` (IDX headers), as u64 so products of them cannot overflow.
+fn be_u32(b: &[u8], i: usize) -> u64 {
+    u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64
 }
 
 /// Gray 28 x 28 images in raw bytes -> images with `channels` channels.
@@ -224,35 +287,65 @@ impl Dataset {
     /// IDX image + label files (gzip or raw). `images` is the idx3 file; labels are looked up beside it
     /// (`...images-idx3-ubyte` -> `...labels-idx1-ubyte`, same compression) and used when present.
     pub fn idx(images: &Path, channels: u32) -> Result<Self, DataError> {
-        let read = |p: &Path| -> Result<Vec<u8>, DataError> {
-            let raw = std::fs::read(p).map_err(|e| io(p, e))?;
-            if raw.starts_with(&[0x1f, 0x8b]) {
-                gunzip(&raw, &p.display().to_string())
-            } else {
-                Ok(raw)
-            }
-        };
-        let raw = read(images)?;
+        // The file's bytes; gzip data is decompressed only as far as its header announces (a stream that goes
+        // on is cut there, so a gzip bomb costs nothing), and an announcement past the limit is refused first.
+        let read =
+            |p: &Path, header: usize, announced: fn(&[u8]) -> u64| -> Result<Vec<u8>, DataError> {
+                let size = std::fs::metadata(p).map_err(|e| io(p, e))?.len();
+                let limit = |bytes: u64| {
+                    DataError::Invalid(format!(
+                        "{}: {} MiB of IDX data is above beitlab's limit of {} MiB",
+                        p.display(),
+                        bytes >> 20,
+                        MAX_IDX_BYTES >> 20
+                    ))
+                };
+                if size > MAX_IDX_BYTES {
+                    return Err(limit(size));
+                }
+                let raw = std::fs::read(p).map_err(|e| io(p, e))?;
+                if !raw.starts_with(&[0x1f, 0x8b]) {
+                    return Ok(raw);
+                }
+                let what = p.display().to_string();
+                let head = gunzip_bounded(&raw, &what, header as u64, false)?;
+                if head.len() < header {
+                    return Ok(head);
+                }
+                let need = announced(&head);
+                if need > MAX_IDX_BYTES {
+                    return Err(limit(need));
+                }
+                gunzip_bounded(&raw, &what, need, false)
+            };
+        let raw = read(images, 16, |h| {
+            16 + be_u32(h, 4) * be_u32(h, 8) * be_u32(h, 12)
+        })?;
         let bad = |m: &str| DataError::Invalid(format!("{}: {m}", images.display()));
         if raw.len() < 16 || raw[..4] != [0, 0, 8, 3] {
             return Err(bad("not an IDX image file (magic 0x00000803 expected)"));
         }
         let be = |i: usize| u32::from_be_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
         let (n, h, w) = (be(4) as usize, be(8), be(12));
-        if raw.len() < 16 + n * (h * w) as usize {
+        if h == 0 || w == 0 {
+            return Err(bad(&format!("announces images of {h} x {w} pixels")));
+        }
+        // u64: a header's sizes cannot overflow; the data must be in the file.
+        let need = 16 + n as u64 * h as u64 * w as u64;
+        if (raw.len() as u64) < need {
             return Err(bad(&format!(
                 "truncated: {n} images of {h} x {w} announced, {} bytes present",
                 raw.len()
             )));
         }
-        let images_v: Vec<Image> = raw[16..16 + n * (h * w) as usize]
+        let images_v: Vec<Image> = raw[16..need as usize]
             .chunks_exact((h * w) as usize)
             .map(|px| to_channels(w, h, 1, px, channels))
             .collect();
         let name = images.file_name().and_then(|s| s.to_str()).unwrap_or("");
         let label_path = images.with_file_name(name.replace("images-idx3", "labels-idx1"));
         let labels = if label_path != images && label_path.exists() {
-            let l = read(&label_path)?;
+            let l = read(&label_path, 8, |h| 8 + be_u32(h, 4))?;
             if l.len() < 8 || l[..4] != [0, 0, 8, 1] {
                 return Err(DataError::Invalid(format!(
                     "{}: not an IDX label file (magic 0x00000801 expected)",
@@ -287,7 +380,12 @@ impl Dataset {
 
     /// A folder: one subfolder per class (labels from the sorted names), or images directly (no labels).
     /// A directory holding IDX files is read as IDX (the train split, or `t10k` when `test` is true).
-    pub fn folder(dir: &Path, channels: u32, test_split: bool) -> Result<Self, DataError> {
+    pub fn folder(
+        dir: &Path,
+        decode: impl Into<Decode>,
+        test_split: bool,
+    ) -> Result<Self, DataError> {
+        let decode = decode.into();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -308,9 +406,9 @@ impl Dataset {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(prefix))
         }) {
-            return Self::idx(idx, channels);
+            return Self::idx(idx, decode.channels);
         }
-        let mut loader = FolderLoader::scan(dir, channels, entries)?;
+        let mut loader = FolderLoader::scan(dir, decode, entries)?;
         while !loader.is_done() {
             loader.step(256);
         }
@@ -343,22 +441,24 @@ impl Dataset {
     pub fn open_train_val(
         spec: &str,
         val_spec: Option<&str>,
-        channels: u32,
+        decode: impl Into<Decode>,
     ) -> Result<(Dataset, Dataset), DataError> {
+        let decode = decode.into();
+        let channels = decode.channels;
         if spec == "builtin" || spec == "builtin:train" {
             let val = match val_spec {
                 None => Self::builtin(Split::Val, channels)?,
                 Some(v) => {
-                    Self::open(v, channels)?.with_classes_of(&FASHION_CLASSES.map(String::from))?
+                    Self::open(v, decode)?.with_classes_of(&FASHION_CLASSES.map(String::from))?
                 }
             };
             return Ok((Self::builtin(Split::Train, channels)?, val));
         }
-        let all = Self::open(spec, channels)?;
+        let all = Self::open(spec, decode)?;
         match val_spec {
             None => Ok(all.split(10)),
             Some(v) => {
-                let val = Self::open(v, channels)?.with_classes_of(&all.class_names)?;
+                let val = Self::open(v, decode)?.with_classes_of(&all.class_names)?;
                 Ok((all, val))
             }
         }
@@ -407,14 +507,16 @@ impl Dataset {
     }
 
     /// Load `builtin`, `builtin:val`, an IDX file, or a folder.
-    pub fn open(spec: &str, channels: u32) -> Result<Self, DataError> {
+    pub fn open(spec: &str, decode: impl Into<Decode>) -> Result<Self, DataError> {
+        let decode = decode.into();
+        let channels = decode.channels;
         match spec {
             "builtin" | "builtin:train" => Self::builtin(Split::Train, channels),
             "builtin:val" => Self::builtin(Split::Val, channels),
             path => {
                 let p = Path::new(path);
                 if p.is_dir() {
-                    Self::folder(p, channels, false)
+                    Self::folder(p, decode, false)
                 } else if p.is_file() {
                     Self::idx(p, channels)
                 } else {
@@ -427,23 +529,51 @@ impl Dataset {
     }
 }
 
-/// Decode one image file (PNG, JPEG, BMP, GIF first frame, WebP, TIFF; gray, RGB, RGBA, 16-bit) to `channels`.
-pub fn decode_file(path: &Path, channels: u32) -> Result<Image, String> {
+/// Decode one image file (PNG, JPEG, BMP, GIF first frame, WebP, TIFF; gray, RGB, RGBA, 16-bit, palette, CMYK).
+pub fn decode_file(path: &Path, decode: impl Into<Decode>) -> Result<Image, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    decode_bytes(&bytes, channels)
+    decode_bytes(&bytes, decode)
 }
 
-/// Decode image bytes to `channels` (1 or 3).
-pub fn decode_bytes(bytes: &[u8], channels: u32) -> Result<Image, String> {
+/// Decode image bytes to `decode.channels` (1 or 3), refusing more than [`MAX_IMAGE_PIXELS`] pixels before
+/// decoding and downscaling to `decode.max_short_side`.
+pub fn decode_bytes(bytes: &[u8], decode: impl Into<Decode>) -> Result<Image, String> {
+    let decode = decode.into();
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
-    let (w, h) = (img.width(), img.height());
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
     if w == 0 || h == 0 {
         return Err("image has no pixels".into());
     }
-    Ok(if channels == 1 {
+    let pixels = w as u64 * h as u64;
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "{w} x {h} pixels ({} megapixels) is above beitlab's limit of {} megapixels per image",
+            pixels >> 20,
+            MAX_IMAGE_PIXELS >> 20
+        ));
+    }
+    let mut r = reader()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    // The decoder's own buffers: 16-bit RGBA of the announced size and some room.
+    limits.max_alloc = Some(pixels * 8 + (16 << 20));
+    r.limits(limits);
+    let img = r.decode().map_err(|e| e.to_string())?;
+    let img = shrink_to(img, decode.max_short_side);
+    let (w, h) = (img.width(), img.height());
+    Ok(if decode.channels == 1 {
         Image {
             width: w,
             height: h,
@@ -460,6 +590,24 @@ pub fn decode_bytes(bytes: &[u8], channels: u32) -> Result<Image, String> {
     })
 }
 
+/// `img` with its shorter side at most `max_short_side` (aspect kept; converted to 8 bits first, so the copy
+/// is small), or unchanged.
+fn shrink_to(img: image::DynamicImage, max_short_side: u32) -> image::DynamicImage {
+    let (w, h) = (img.width(), img.height());
+    let short = w.min(h);
+    if max_short_side == 0 || short <= max_short_side {
+        return img;
+    }
+    let scale = max_short_side as f64 / short as f64;
+    let nw = ((w as f64 * scale).round() as u32).max(1);
+    let nh = ((h as f64 * scale).round() as u32).max(1);
+    let img = match img.color().has_color() {
+        true => image::DynamicImage::ImageRgb8(img.into_rgb8()),
+        false => image::DynamicImage::ImageLuma8(img.into_luma8()),
+    };
+    img.resize_exact(nw, nh, image::imageops::FilterType::Triangle)
+}
+
 /// One file waiting to be decoded: a path on disk, or bytes handed over by the caller (a browser's file picker).
 #[derive(Clone, Debug)]
 pub struct PendingFile {
@@ -473,7 +621,7 @@ pub struct PendingFile {
 pub struct FolderLoader {
     files: Vec<PendingFile>,
     next: usize,
-    channels: u32,
+    decode: Decode,
     dataset: Dataset,
     labels: Vec<u32>,
     labelled: bool,
@@ -485,13 +633,13 @@ impl FolderLoader {
         source: &str,
         files: Vec<PendingFile>,
         class_names: Vec<String>,
-        channels: u32,
+        decode: impl Into<Decode>,
     ) -> Self {
         let labelled = !class_names.is_empty();
         Self {
             files,
             next: 0,
-            channels,
+            decode: decode.into(),
             dataset: Dataset {
                 class_names,
                 source: source.to_string(),
@@ -505,7 +653,11 @@ impl FolderLoader {
     /// Files of a folder chosen in a browser, named by their path relative to the folder's parent
     /// (`photos/cat/1.png`): when every file sits one sub-folder deep, the sub-folders are the classes (sorted);
     /// otherwise the set is unlabelled. Hidden files (a name starting with `.`) are left out.
-    pub fn from_relative_paths(source: &str, files: Vec<(String, Vec<u8>)>, channels: u32) -> Self {
+    pub fn from_relative_paths(
+        source: &str,
+        files: Vec<(String, Vec<u8>)>,
+        decode: impl Into<Decode>,
+    ) -> Self {
         let parts = |p: &str| -> Vec<String> {
             p.split(['/', '\\'])
                 .filter(|c| !c.is_empty())
@@ -535,11 +687,11 @@ impl FolderLoader {
             })
             .collect();
         pending.sort_by(|a, b| (a.label, &a.name).cmp(&(b.label, &b.name)));
-        Self::from_files(source, pending, class_names, channels)
+        Self::from_files(source, pending, class_names, decode)
     }
 
     /// List a folder's files: per-class subfolders (sorted) or the folder's own files.
-    fn scan(dir: &Path, channels: u32, entries: Vec<PathBuf>) -> Result<Self, DataError> {
+    fn scan(dir: &Path, decode: Decode, entries: Vec<PathBuf>) -> Result<Self, DataError> {
         let visible = |p: &PathBuf| {
             !p.file_name()
                 .and_then(|n| n.to_str())
@@ -554,40 +706,51 @@ impl FolderLoader {
         if classes.is_empty() {
             let files = entries
                 .iter()
-                .filter(|p| p.is_file() && visible(p))
+                .filter(|p| listed_file(p) && visible(p))
                 .map(|p| pending(p, None))
                 .collect();
             return Ok(Self::from_files(
                 &dir.display().to_string(),
                 files,
                 Vec::new(),
-                channels,
+                decode,
             ));
         }
         let mut files = Vec::new();
         let mut names = Vec::new();
+        let mut loops = Vec::new();
+        let classes: Vec<&PathBuf> = classes
+            .into_iter()
+            .filter(|c| {
+                let back = leads_back(c, dir);
+                if back {
+                    loops.push((
+                        c.display().to_string(),
+                        "a folder link that leads back to the data folder (a loop), left out"
+                            .to_string(),
+                    ));
+                }
+                !back
+            })
+            .collect();
         for (ci, class_dir) in classes.iter().enumerate() {
             let mut inner: Vec<PathBuf> = std::fs::read_dir(class_dir)
                 .map_err(|e| io(class_dir, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && visible(p))
+                .filter(|p| listed_file(p) && visible(p))
                 .collect();
             inner.sort();
             files.extend(inner.iter().map(|p| pending(p, Some(ci as u32))));
             names.push(
                 class_dir
                     .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("?")
-                    .to_string(),
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             );
         }
-        Ok(Self::from_files(
-            &dir.display().to_string(),
-            files,
-            names,
-            channels,
-        ))
+        let mut loader = Self::from_files(&dir.display().to_string(), files, names, decode);
+        loader.dataset.skipped = loops;
+        Ok(loader)
     }
 
     /// Decode up to `max_files` more files; returns how many were handled.
@@ -596,8 +759,8 @@ impl FolderLoader {
         for i in self.next..end {
             let f = &mut self.files[i];
             let decoded = match f.bytes.take() {
-                Some(b) => decode_bytes(&b, self.channels),
-                None => decode_file(Path::new(&f.name), self.channels),
+                Some(b) => decode_bytes(&b, self.decode),
+                None => decode_file(Path::new(&f.name), self.decode),
             };
             match decoded {
                 Ok(img) => {
@@ -651,15 +814,30 @@ impl FolderLoader {
     }
 }
 
+/// Whether a folder entry is listed as a file: anything that is not a folder (following links). A dangling
+/// link, a link loop, a FIFO or a device is listed and then skipped with its reason, never read.
+fn listed_file(p: &Path) -> bool {
+    !p.is_dir()
+}
+
+/// Whether `class_dir` (a link, say) leads back to `dir` or a folder above it: a loop, left out.
+fn leads_back(class_dir: &Path, dir: &Path) -> bool {
+    match (std::fs::canonicalize(class_dir), std::fs::canonicalize(dir)) {
+        (Ok(c), Ok(d)) => d.starts_with(&c),
+        _ => false,
+    }
+}
+
 /// Load a dataset on a worker thread (native); the receiver yields it when done.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_in_background(
     spec: String,
-    channels: u32,
+    decode: impl Into<Decode>,
 ) -> std::sync::mpsc::Receiver<Result<Dataset, DataError>> {
+    let decode = decode.into();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(Dataset::open(&spec, channels));
+        let _ = tx.send(Dataset::open(&spec, decode));
     });
     rx
 }

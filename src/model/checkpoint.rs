@@ -144,6 +144,13 @@ pub fn flat_from_tensors(
                 },
             )?
         };
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(ModelError::Checkpoint(format!(
+                "tensor {} holds {bad} values that are not finite (NaN or infinite)",
+                spec.name
+            )));
+        }
         flat[entry.offset as usize..(entry.offset + entry.len) as usize].copy_from_slice(&values);
     }
     let known: std::collections::BTreeSet<&str> =

@@ -121,6 +121,21 @@ pub struct BeitConfig {
     pub mim_target: Option<String>,
 }
 
+/// The largest configs beitlab accepts, checked before anything is allocated (a config.json with hidden_size 10^9
+/// is refused, not attempted). Far above the paper's largest model (ViT-L/16: 1024 wide, 24 deep, 304M).
+pub mod limits {
+    pub const IMAGE_SIZE: u32 = 4096;
+    /// Patch grid side (a 65,536-patch image).
+    pub const GRID: u32 = 256;
+    pub const HIDDEN_SIZE: u32 = 16384;
+    pub const LAYERS: u32 = 256;
+    pub const INTERMEDIATE_SIZE: u32 = 65536;
+    /// Visual-token vocabulary and classes.
+    pub const VOCABULARY: u32 = 1 << 20;
+    /// 2^31 values, 8 GiB in f32.
+    pub const PARAMETERS: u64 = 1 << 31;
+}
+
 impl BeitConfig {
     /// Parse `config.json` text and validate it.
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
@@ -163,6 +178,33 @@ impl BeitConfig {
                 return bad(format!("{name} must be positive"));
             }
         }
+        if self.num_channels != 1 && self.num_channels != 3 {
+            return bad(format!(
+                "num_channels is {} but beitlab reads gray (1) or RGB (3) images",
+                self.num_channels
+            ));
+        }
+        for (name, v, max) in [
+            ("image_size", self.image_size, limits::IMAGE_SIZE),
+            ("hidden_size", self.hidden_size, limits::HIDDEN_SIZE),
+            ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                limits::HIDDEN_SIZE,
+            ),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                limits::INTERMEDIATE_SIZE,
+            ),
+            ("vocab_size", self.vocab_size, limits::VOCABULARY),
+            ("num_labels", self.labels(), limits::VOCABULARY),
+        ] {
+            if v > max {
+                return bad(format!("{name} {v} is above beitlab's limit of {max}"));
+            }
+        }
         if !self.image_size.is_multiple_of(self.patch_size) {
             return bad(format!(
                 "image_size {} is not divisible by patch_size {}",
@@ -173,6 +215,22 @@ impl BeitConfig {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.grid() > limits::GRID {
+            return bad(format!(
+                "image_size {} / patch_size {} is a {}-patch grid side, above beitlab's limit of {}",
+                self.image_size,
+                self.patch_size,
+                self.grid(),
+                limits::GRID
+            ));
+        }
+        let params = self.parameter_estimate();
+        if params > limits::PARAMETERS {
+            return bad(format!(
+                "this config has about {params} parameters, above beitlab's limit of {}",
+                limits::PARAMETERS
             ));
         }
         if !(0.0..1.0).contains(&self.drop_path_rate) {
@@ -195,6 +253,22 @@ impl BeitConfig {
             return bad("num_labels must be positive for image classification".into());
         }
         Ok(())
+    }
+
+    /// Parameters of the network in u64 (no overflow for any u32 fields): blocks, embeddings, heads, tables.
+    pub fn parameter_estimate(&self) -> u64 {
+        let (c, i, l) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.num_hidden_layers as u64,
+        );
+        let side = 2 * self.grid() as u64;
+        let relpos = side * side * self.num_attention_heads as u64;
+        let block = 4 * c * c + 2 * c * i + 12 * c + i + relpos;
+        let embed = self.num_channels as u64 * (self.patch_size as u64).pow(2) * c
+            + (self.grid() as u64).pow(2) * c;
+        let heads = (self.vocab_size as u64 + self.labels() as u64 + 2) * c;
+        l * block + embed + heads
     }
 
     /// The MIM head regresses pixels instead of predicting visual tokens.

@@ -71,10 +71,37 @@ impl TokenizerConfig {
                 return bad(format!("{n} must be positive"));
             }
         }
+        if self.num_channels != 1 && self.num_channels != 3 {
+            return bad(format!(
+                "num_channels is {} but beitlab reads gray (1) or RGB (3) images",
+                self.num_channels
+            ));
+        }
+        use crate::model::config::limits;
+        for (n, v, max) in [
+            ("image_size", self.image_size, limits::IMAGE_SIZE),
+            ("hidden_size", self.hidden_size, limits::HIDDEN_SIZE),
+            ("code_dim", self.code_dim, limits::HIDDEN_SIZE),
+            ("codebook_size", self.codebook_size, limits::VOCABULARY),
+            ("patch grid side", self.grid(), limits::GRID),
+        ] {
+            if v > max {
+                return bad(format!("{n} {v} is above beitlab's limit of {max}"));
+            }
+        }
+        for (n, v) in [
+            ("commitment", self.commitment),
+            ("dead_threshold", self.dead_threshold),
+            ("mean", self.mean),
+        ] {
+            if !v.is_finite() {
+                return bad(format!("{n} must be a finite number, not {v}"));
+            }
+        }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return bad(format!("ema_decay {} is outside [0, 1)", self.ema_decay));
         }
-        if self.std <= 0.0 {
+        if !(self.std > 0.0 && self.std.is_finite()) {
             return bad("std must be positive".into());
         }
         Ok(())

@@ -194,7 +194,13 @@ impl Tokenizer {
                     x.shape
                 )));
             }
-            Ok(x.to_f32())
+            let v = x.to_f32();
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(ModelError::Checkpoint(format!(
+                    "{source}: tensor {name} holds values that are not finite (NaN or infinite)"
+                )));
+            }
+            Ok(v)
         };
         let mut layout = FlatLayout::new(ctx.storage_alignment());
         let specs = param_specs(&cfg);

@@ -98,6 +98,15 @@ fn options_that_cannot_train_are_refused_before_anything_runs() {
         );
         assert!(!dir.join("run").exists(), "{all:?} wrote its run folder");
     }
+    // One class cannot be fine-tuned: refused before the run folder is touched.
+    let one = dir.join("one-class");
+    image_folder(&one, &["shirts"], 4, 0);
+    let e = fails(
+        &dir,
+        &["finetune", "--scratch", "--data", path(&one), "--out", "ft"],
+    );
+    assert!(e.contains("has only one class (shirts)"), "{e}");
+    assert!(!dir.join("ft/finetune.json").exists());
     // A checked image size: not a multiple of the patch size.
     let e = fails(
         &dir,
