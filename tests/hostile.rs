@@ -366,9 +366,11 @@ fn a_folder_of_large_photos_loads_in_a_fraction_of_its_decoded_size() {
     let kept: usize = data.images.iter().map(|i| i.data.len()).sum();
     assert_eq!(data.len(), 24);
     assert_eq!((data.images[0].width, data.images[0].height), (672, 448));
-    // One photo decoded at a time (18 MB) plus the kept copies (0.9 MB each): under 64 MB, not 432 MB.
+    // The kept copies (0.9 MB each) plus one photo at a time: its decode (18 MB) and the decoder's and the
+    // resampler's working buffers, README's bound of three full decodes: 84 MB here, not 432 MB.
+    let one = 3000 * 2000 * 3;
     assert!(
-        peak < 64 << 20,
+        peak < kept + 3 * one + (8 << 20),
         "peak {peak} bytes while loading (full decode: {full})"
     );
     assert!(kept < full / 10, "kept {kept} bytes");
