@@ -95,6 +95,10 @@ print(f"preset {r['preset']}: steps done (tokenizer, pretrain, fine-tune) {r['st
       f"{(r['images_per_s'] or 0):.0f} images/s, last MIM loss {r['last_pretrain_loss']}")
 print(f"frame time while training over {r['training_frames']} frames: mean {r['frame_ms_mean']:.1f} ms, "
       f"median {r['frame_ms_p50']:.1f} ms, 95th percentile {r['frame_ms_p95']:.1f} ms, max {r['frame_ms_max']:.1f} ms")
+mem = r.get("memory") or []
+if mem:
+    print("memory every 10 s (seconds phase: resident MiB / GPU buffer MiB): " +
+          ", ".join(f"{m['seconds']:.0f} {m['phase']}: {m['resident_mib']:.0f} / {m['gpu_buffer_mib']:.1f}" for m in mem))
 if r["error"]:
     sys.exit(f"FAIL: the app reported an error: {r['error']}")
 if not r["steps_done"] or r["steps_done"][0] == 0:

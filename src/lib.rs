@@ -26,5 +26,7 @@ pub mod train;
 pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod soak;
 
 pub use gpu::{GpuContext, GpuError};

@@ -79,6 +79,8 @@ pub struct Shell {
     logged_notice: Option<String>,
     /// Data view buttons whose position has been printed.
     logged_buttons: Vec<(&'static str, egui::Rect)>,
+    /// Memory every 10 seconds (native, for the report): seconds, phase, resident MiB, GPU buffer MiB.
+    memory: Vec<(f64, String, f64, f64)>,
 }
 
 impl Shell {
@@ -122,6 +124,7 @@ impl Shell {
             logged_error: None,
             logged_notice: None,
             logged_buttons: Vec::new(),
+            memory: Vec::new(),
         };
         if let Some(v) = &shell.opts.view {
             let v = v.to_lowercase();
@@ -133,6 +136,27 @@ impl Shell {
             }
         }
         shell
+    }
+
+    /// Every 10 seconds: resident memory and beitlab's GPU buffers, with the phase training is in.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn sample_memory(&mut self) {
+        let t = self.opened.elapsed().as_secs_f64();
+        if self.memory.last().is_some_and(|m| t - m.0 < 10.0) {
+            return;
+        }
+        let phase = self
+            .app
+            .session
+            .as_ref()
+            .and_then(|s| s.progress())
+            .map_or("idle", |(k, _, _)| k.name());
+        self.memory.push((
+            t,
+            phase.to_string(),
+            crate::soak::resident_bytes() as f64 / 1048576.0,
+            crate::gpu::allocated_bytes() as f64 / 1048576.0,
+        ));
     }
 
     /// Frame times and progress as JSON.
@@ -161,6 +185,9 @@ impl Shell {
             "images_per_s": s.and_then(|s| s.images_per_second()),
             "last_pretrain_loss": s.and_then(|s| s.curves.last(super::curves::Panel::Loss, "pretrain MIM loss")),
             "error": s.and_then(|s| s.error.clone()).or(self.app.fatal.clone()),
+            "memory": self.memory.iter().map(|(t, phase, rss, gpu)| serde_json::json!({
+                "seconds": t, "phase": phase, "resident_mib": rss, "gpu_buffer_mib": gpu
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -247,6 +274,8 @@ impl eframe::App for Shell {
             }
         }
         self.app.frame(ui);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.sample_memory();
         if cfg!(target_arch = "wasm32") {
             for line in self.progress_lines() {
                 log::info!("{line}");

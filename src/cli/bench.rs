@@ -15,6 +15,29 @@ pub enum BenchCommand {
     Train(TrainBenchArgs),
     /// Time every kernel at BEiT-sized shapes: us per call, GFLOP/s or GB/s, us per dispatch in a chain.
     Kernels(KernelBenchArgs),
+    /// A long pretraining run that samples memory as it goes (beitlab's GPU buffers, wgpu's live objects,
+    /// resident memory) and reports whether anything grew; exits with status 1 when something did.
+    Soak(SoakArgs),
+}
+
+/// `bench soak`: see [`BenchCommand::Soak`].
+#[derive(Args, Debug)]
+pub struct SoakArgs {
+    #[arg(long, default_value = "micro")]
+    pub preset: String,
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 8)]
+    pub batch: u32,
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 1000)]
+    pub steps: u32,
+    /// Steps before the first sample (the readback ring and the driver's pools fill up first).
+    #[arg(long, default_value_t = 50)]
+    pub warmup: u32,
+    /// Resident memory may move by this many MiB without counting as growth.
+    #[arg(long, default_value_t = 8.0)]
+    pub resident_slack_mib: f64,
+    /// One JSON object with every sample instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -89,6 +112,7 @@ pub fn run(what: &BenchCommand) -> Result<(), String> {
             view: crate::app::View::Mim,
         }),
         BenchCommand::Train(a) => train(a),
+        BenchCommand::Soak(a) => soak(a),
         BenchCommand::Kernels(a) => {
             let presets = BENCH_PRESETS
                 .iter()
@@ -162,6 +186,77 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn soak(args: &SoakArgs) -> Result<(), String> {
+    let cfg = crate::model::BeitConfig::preset(&args.preset).map_err(|e| e.to_string())?;
+    let ctx = device(&model_requirements(&cfg, args.batch))?;
+    let r = crate::soak::soak(
+        &ctx,
+        &cfg,
+        &args.preset,
+        args.batch,
+        args.steps,
+        args.warmup,
+    )
+    .map_err(|e| e.to_string())?;
+    let grew = r.growth((args.resident_slack_mib * 1048576.0) as u64);
+    if args.json {
+        let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+        v["grew"] = serde_json::json!(grew);
+        println!("{v}");
+    } else {
+        let mib = |b: f64| b / 1048576.0;
+        println!(
+            "{} batch {}: {} steps in {:.0} s ({:.1} ms per step), final loss {:.4}, on {}",
+            r.preset,
+            r.batch,
+            r.steps,
+            r.seconds,
+            1e3 * r.seconds / r.steps as f64,
+            r.final_loss,
+            ctx.describe()
+        );
+        println!(
+            "  {:>7} {:>16} {:>13} {:>17} {:>16} {:>15} {:>14}",
+            "step",
+            "GPU buffers MiB",
+            "wgpu buffers",
+            "wgpu buffer MiB",
+            "wgpu bind groups",
+            "wgpu encoders",
+            "resident MiB"
+        );
+        for s in &r.samples {
+            println!(
+                "  {:>7} {:>16.2} {:>13} {:>17.2} {:>16} {:>15} {:>14.1}",
+                s.step,
+                mib(s.gpu_buffer_bytes as f64),
+                s.wgpu_buffers,
+                mib(s.wgpu_buffer_memory as f64),
+                s.wgpu_bind_groups,
+                s.wgpu_command_encoders,
+                mib(s.resident_bytes as f64)
+            );
+        }
+        match grew.is_empty() {
+            true => println!(
+                "flat: nothing grew from step {} to step {} (resident memory {:+.1} MiB)",
+                r.first.step,
+                r.last.step,
+                mib(r.resident_growth() as f64)
+            ),
+            false => println!("grew: {}", grew.join("; ")),
+        }
+    }
+    if grew.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "memory grew during the soak run: {}",
+            grew.join("; ")
+        ))
+    }
 }
 
 fn print_kernels(opts: &BenchOptions, json: bool) -> Result<(), String> {

@@ -300,3 +300,30 @@ fn a_run_ended_inside_a_checkpoint_save_resumes_to_the_uninterrupted_weights() {
         );
     }
 }
+
+#[test]
+fn a_long_run_stays_flat_in_memory() {
+    let dir = tempdir("soak");
+    let out = ok(
+        &dir,
+        &[
+            "bench", "soak", "--steps", "400", "--warmup", "50", "--json",
+        ],
+    );
+    let r: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(r["grew"], serde_json::json!([]), "{r}");
+    let samples = r["samples"].as_array().unwrap();
+    assert!(samples.len() >= 15, "{r}");
+    for key in [
+        "gpu_buffer_bytes",
+        "wgpu_bind_groups",
+        "wgpu_command_encoders",
+    ] {
+        let first = &samples[0][key];
+        assert!(
+            samples.iter().all(|s| s[key].as_i64() <= first.as_i64()),
+            "{key} grew: {r}"
+        );
+    }
+    assert!(r["final_loss"].as_f64().unwrap().is_finite());
+}
