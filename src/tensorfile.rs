@@ -178,11 +178,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    std::io::Write::write_all(&mut file, bytes).map_err(|e| ModelError::io(&tmp, e))?;
-    // On disk before the rename, so a power cut cannot leave the new name on an empty file.
-    file.sync_all().map_err(|e| ModelError::io(&tmp, e))?;
-    drop(file);
+    {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(|e| ModelError::io(&tmp, e))?;
+        // On disk before the rename, so a power cut cannot leave the new name on an empty file.
+        file.sync_all().map_err(|e| ModelError::io(&tmp, e))?;
+    }
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
 }
 

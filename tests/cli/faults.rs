@@ -98,6 +98,15 @@ fn options_that_cannot_train_are_refused_before_anything_runs() {
         );
         assert!(!dir.join("run").exists(), "{all:?} wrote its run folder");
     }
+    // Nothing to resume.
+    let e = fails(&dir, &["pretrain", "--resume", "nowhere"]);
+    assert!(
+        e.contains("does not exist: there is no run to resume"),
+        "{e}"
+    );
+    std::fs::create_dir_all(dir.join("never-saved")).unwrap();
+    let e = fails(&dir, &["finetune", "--resume", "never-saved"]);
+    assert!(e.contains("holds no complete checkpoint to resume"), "{e}");
     // One class cannot be fine-tuned: refused before the run folder is touched.
     let one = dir.join("one-class");
     image_folder(&one, &["shirts"], 4, 0);
