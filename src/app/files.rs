@@ -111,17 +111,21 @@ impl BeitApp {
         }
     }
 
-    /// One image replaces the selected sample.
-    fn use_single_image(&mut self, name: &str, bytes: Result<Vec<u8>, String>) {
-        let channels = self
-            .session
+    /// How files become images for the current model: its channels, downscaled to twice its image size.
+    fn decode(&self) -> crate::data::dataset::Decode {
+        self.session
             .as_ref()
             .map_or(crate::data::dataset::Decode::from(1), |s| {
                 crate::data::dataset::Decode::for_model(
                     s.mim.cfg.num_channels,
                     s.mim.cfg.image_size,
                 )
-            });
+            })
+    }
+
+    /// One image replaces the selected sample.
+    fn use_single_image(&mut self, name: &str, bytes: Result<Vec<u8>, String>) {
+        let channels = self.decode();
         let decoded = bytes.and_then(|b| crate::data::dataset::decode_bytes(&b, channels));
         let Some(s) = self.session.as_mut() else {
             return;
@@ -146,15 +150,7 @@ impl BeitApp {
         use crate::data::dataset::FolderLoader;
         let files = ctx.input(|i| i.raw.dropped_files.clone());
         self.dropped.read(files);
-        let channels = self
-            .session
-            .as_ref()
-            .map_or(crate::data::dataset::Decode::from(1), |s| {
-                crate::data::dataset::Decode::for_model(
-                    s.mim.cfg.num_channels,
-                    s.mim.cfg.image_size,
-                )
-            });
+        let channels = self.decode();
         for arrived in self.dropped.complete() {
             let mut files = arrived.files;
             if arrived.purpose == Purpose::Images && files.len() == 1 {
@@ -244,15 +240,7 @@ impl BeitApp {
     /// Start loading a folder of images (one sub-folder per class for fine-tuning) as the dataset.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open_data(&mut self, path: String) {
-        let channels = self
-            .session
-            .as_ref()
-            .map_or(crate::data::dataset::Decode::from(1), |s| {
-                crate::data::dataset::Decode::for_model(
-                    s.mim.cfg.num_channels,
-                    s.mim.cfg.image_size,
-                )
-            });
+        let channels = self.decode();
         self.loading = Some((
             path.clone(),
             crate::data::dataset::load_in_background(path, channels),

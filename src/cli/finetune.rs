@@ -120,16 +120,7 @@ impl FinetuneSettings {
 pub fn run(args: &FinetuneArgs) -> Result<(), String> {
     let out = run_folder(&args.out, &args.resume)?;
     let resume = args.resume.is_some();
-    let run_dir = RunDir::acquire(
-        &out,
-        if resume {
-            RunMode::Resume
-        } else {
-            RunMode::New {
-                overwrite: args.overwrite,
-            }
-        },
-    )?;
+    let run_dir = RunDir::acquire(&out, RunMode::of(resume, args.overwrite))?;
     let settings = if resume {
         FinetuneSettings::read(&out)?
     } else {

@@ -132,16 +132,7 @@ impl RunSettings {
 pub fn run(args: &PretrainArgs) -> Result<(), String> {
     let out = run_folder(&args.out, &args.resume)?;
     let resume = args.resume.is_some();
-    let run_dir = RunDir::acquire(
-        &out,
-        if resume {
-            RunMode::Resume
-        } else {
-            RunMode::New {
-                overwrite: args.overwrite,
-            }
-        },
-    )?;
+    let run_dir = RunDir::acquire(&out, RunMode::of(resume, args.overwrite))?;
     let args = if resume {
         RunSettings::read(&out)?.apply(args)
     } else {

@@ -40,6 +40,17 @@ pub enum RunMode {
     Resume,
 }
 
+impl RunMode {
+    /// A command's mode from its options: continuing a run, or a new one (replacing any with `overwrite`).
+    pub fn of(resume: bool, overwrite: bool) -> Self {
+        if resume {
+            Self::Resume
+        } else {
+            Self::New { overwrite }
+        }
+    }
+}
+
 /// A run folder this process holds until the value is dropped.
 #[derive(Debug)]
 pub struct RunDir {
