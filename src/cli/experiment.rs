@@ -112,7 +112,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         masking: masking.clone(),
         mask_ratio: None,
         target: target.clone(),
-        checkpoint_every: 0,
+        checkpoint_every: None,
         json: false,
         resume: None,
         out: Some(pre_dir.clone()),

@@ -57,9 +57,9 @@ pub struct FinetuneArgs {
     pub seed: u64,
     #[arg(long)]
     pub json: bool,
-    /// Save a checkpoint every this many steps (0: at the end only).
-    #[arg(long, default_value_t = 0)]
-    pub checkpoint_every: u32,
+    /// Save a checkpoint every this many steps (0: at the end only; a resumed run keeps its own unless given).
+    #[arg(long)]
+    pub checkpoint_every: Option<u32>,
     /// Continue the fine-tuning run saved in DIR (settings from its finetune.json) up to --steps.
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -88,6 +88,8 @@ struct FinetuneSettings {
     min_crop: f64,
     flip: bool,
     seed: u64,
+    #[serde(default)]
+    checkpoint_every: u32,
 }
 
 impl FinetuneSettings {
@@ -106,6 +108,7 @@ impl FinetuneSettings {
             min_crop: a.min_crop,
             flip: !a.no_flip,
             seed: a.seed,
+            checkpoint_every: a.checkpoint_every.unwrap_or(0),
         }
     }
     fn read(dir: &Path) -> Result<Self, String> {
@@ -121,11 +124,14 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
     let out = run_folder(&args.out, &args.resume)?;
     let resume = args.resume.is_some();
     let run_dir = RunDir::acquire(&out, RunMode::of(resume, args.overwrite))?;
-    let settings = if resume {
+    let mut settings = if resume {
         FinetuneSettings::read(&out)?
     } else {
         FinetuneSettings::of(args)
     };
+    if let Some(every) = args.checkpoint_every {
+        settings.checkpoint_every = every;
+    }
     let base_cfg = match &settings.init {
         Some(dir) => {
             crate::model::checkpoint::read_folder(&model_folder(dir))
@@ -178,7 +184,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
         seed: settings.seed,
         augment,
         out: Some(out.join("checkpoint")),
-        checkpoint_every: args.checkpoint_every,
+        checkpoint_every: settings.checkpoint_every,
         resume: resume.then(|| out.join("checkpoint")),
         stop_after: None,
     };

@@ -56,9 +56,9 @@ pub struct PretrainArgs {
     /// What the MIM head learns: visual tokens (BEiT) or the normalised pixels of masked patches (the paper's ablation).
     #[arg(long, default_value = "tokens")]
     pub target: String,
-    /// Save a checkpoint every this many steps (0: at the end only).
-    #[arg(long, default_value_t = 0)]
-    pub checkpoint_every: u32,
+    /// Save a checkpoint every this many steps (0: at the end only; a resumed run keeps its own unless given).
+    #[arg(long)]
+    pub checkpoint_every: Option<u32>,
     /// One JSON object per logged step on stdout.
     #[arg(long)]
     pub json: bool,
@@ -87,6 +87,8 @@ struct RunSettings {
     mask_ratio: Option<f64>,
     #[serde(default = "tokens_target")]
     target: String,
+    #[serde(default)]
+    checkpoint_every: u32,
 }
 
 fn tokens_target() -> String {
@@ -104,6 +106,7 @@ impl RunSettings {
             masking: args.masking.clone(),
             mask_ratio: args.mask_ratio,
             target: args.target.clone(),
+            checkpoint_every: args.checkpoint_every.unwrap_or(0),
         }
     }
     fn read(dir: &Path) -> Result<Self, String> {
@@ -123,6 +126,7 @@ impl RunSettings {
             masking: self.masking,
             mask_ratio: self.mask_ratio,
             target: self.target,
+            checkpoint_every: args.checkpoint_every.or(Some(self.checkpoint_every)),
             ..args.clone()
         }
     }
@@ -244,7 +248,7 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         seed: args.seed,
         masking,
         augment: Augment::beit(cfg.image_size, cfg.num_channels),
-        checkpoint_every: args.checkpoint_every,
+        checkpoint_every: args.checkpoint_every.unwrap_or(0),
         out: Some(out.join("checkpoint")),
         resume: resume.then(|| out.join("checkpoint")),
         stop_after: None,

@@ -336,3 +336,67 @@ fn a_long_run_stays_flat_in_memory() {
     }
     assert!(r["final_loss"].as_f64().unwrap().is_finite());
 }
+
+#[test]
+fn a_run_killed_again_and_again_ends_with_the_uninterrupted_weights() {
+    let dir = tempdir("kill-again");
+    let data = dir.join("images");
+    image_folder(&data, &["a", "b"], 8, 0);
+    let whole = dir.join("whole");
+    ok(&dir, &refs(&pretrain_args(&data, &whole, 40, 2)));
+    let run = dir.join("run");
+    // Each round starts the run (or resumes it), waits until it has saved a newer checkpoint than the last
+    // round saw, then SIGKILLs it a few milliseconds later: in a step, between steps or inside the next save.
+    let step_now = |run: &Path| -> i64 {
+        let _ = beitlab::train::checkpoint::recover(&run.join("checkpoint"));
+        if run.join("checkpoint/training_state.safetensors").is_file() {
+            saved_step(run)
+        } else {
+            0
+        }
+    };
+    let mut killed_after = Vec::new();
+    for delay_ms in [0u64, 7, 3, 19, 11, 29] {
+        let before = step_now(&run);
+        let args = if before > 0 {
+            strings(&["pretrain", "--resume", path(&run), "--steps", "40"])
+        } else {
+            let mut a = pretrain_args(&data, &run, 40, 2);
+            a.push("--overwrite".into());
+            a
+        };
+        let mut child = spawn(&dir, &refs(&args));
+        let t0 = Instant::now();
+        let state = run.join("checkpoint/training_state.safetensors");
+        loop {
+            assert!(t0.elapsed() < Duration::from_secs(120), "no new checkpoint");
+            if child.try_wait().unwrap().is_some() {
+                break; // finished before it could be killed
+            }
+            let newer = std::fs::read(&state)
+                .ok()
+                .and_then(|b| beitlab::tensorfile::parse(&state, &b).ok())
+                .map(|t| t["step"].to_i64().unwrap()[0])
+                .is_some_and(|s| s > before);
+            if newer {
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().ok(); // SIGKILL
+        child.wait().unwrap();
+        killed_after.push(step_now(&run));
+    }
+    eprintln!("the last complete checkpoint after each kill: {killed_after:?}");
+    assert!(
+        killed_after.iter().filter(|&&s| s < 40).count() >= 4,
+        "{killed_after:?}"
+    );
+    ok(&dir, &["pretrain", "--resume", path(&run), "--steps", "40"]);
+    assert_eq!(saved_step(&run), 40);
+    assert!(
+        weights(&run) == weights(&whole),
+        "killed six times (last complete checkpoint after each kill: {killed_after:?}), the weights differ"
+    );
+}
