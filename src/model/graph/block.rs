@@ -1,0 +1,437 @@
+//! One pre-norm Transformer block of the graph, forward and backward: x -> layernorm -> fused q/k/v (q and v
+//! biased) -> attention with the relative position bias (the block's own table, the shared one, or both) ->
+//! output projection -> layer scale λ1 -> drop path -> residual; then layernorm -> MLP with GELU -> λ2 -> drop
+//! path -> residual. Shapes: x (B·T, C), qkv (B·T, 3C), probabilities (B, H, T, T), MLP (B·T, I).
+
+use super::builder::Builder;
+use crate::cpu::attention::{relative_position_index, RelposInverse};
+use crate::gpu::GpuSlice;
+use crate::model::error::ModelError;
+use crate::model::params;
+use crate::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
+use crate::ops::{elementwise, gelu, layernorm, matmul};
+
+const SHARED_TABLE: &str = "beit.encoder.relative_position_bias.relative_position_bias_table";
+const OWN_TABLE: &str = "attention.attention.relative_position_bias.relative_position_bias_table";
+
+/// What every block shares: the relative position index (gather) and its inverse (scatter), the attention
+/// shape, and the scores scratch.
+pub(super) struct BlockShared {
+    index: GpuSlice,
+    scatter: RelposScatterIndex,
+    table_rows: u32,
+    shape: AttentionShape,
+    scores: GpuSlice,
+}
+
+/// Activations of one block that the backward reads.
+pub(super) struct BlockActs {
+    ln1: GpuSlice,
+    mean1: GpuSlice,
+    rstd1: GpuSlice,
+    qkv: GpuSlice,
+    bias: Option<GpuSlice>,
+    /// Attention probabilities (B, H, T, T), also read back by the app.
+    pub probs: GpuSlice,
+    ctx: GpuSlice,
+    ao: GpuSlice,
+    xmid: GpuSlice,
+    ln2: GpuSlice,
+    mean2: GpuSlice,
+    rstd2: GpuSlice,
+    h: GpuSlice,
+    g: GpuSlice,
+    f: GpuSlice,
+}
+
+/// Scratch buffers the blocks' backward reuses, block after block.
+pub(super) struct BlockScratch {
+    after_drop: GpuSlice,
+    d_branch: GpuSlice,
+    d_normed: GpuSlice,
+    dg: GpuSlice,
+    dh: GpuSlice,
+    dqkv: GpuSlice,
+    dp: GpuSlice,
+    ds: GpuSlice,
+    dbias: GpuSlice,
+}
+
+fn qkv_views(i: u32, s: AttentionShape) -> HeadView {
+    HeadView::fused_qkv(i, s.heads, s.tokens, s.head_dim)
+}
+
+impl Builder<'_> {
+    pub fn block_shared(&self) -> BlockShared {
+        let g = self.cfg.grid() as usize;
+        let (index, table_rows) = relative_position_index(g, g);
+        let d = self.dims;
+        BlockShared {
+            index: GpuSlice::from_slice(self.ctx, "relative_position_index", &index),
+            scatter: RelposScatterIndex::upload(self.ctx, &RelposInverse::new(&index, table_rows)),
+            table_rows: table_rows as u32,
+            shape: AttentionShape {
+                batch: d.b,
+                heads: d.heads,
+                tokens: d.t,
+                head_dim: d.d,
+                scale: (d.d as f32).powf(-0.5),
+            },
+            scores: self.buf("attention scores", d.bhtt()),
+        }
+    }
+
+    /// The relative position bias tables block `li` adds (its own, the shared one, or both, summed as HF does).
+    fn bias_tables(&self, li: u32) -> Vec<String> {
+        let own = self
+            .cfg
+            .use_relative_position_bias
+            .then(|| format!("{}{OWN_TABLE}", params::block(li)));
+        let shared = self
+            .cfg
+            .use_shared_relative_position_bias
+            .then(|| SHARED_TABLE.to_string());
+        own.into_iter().chain(shared).collect()
+    }
+
+    /// Gather the block's relative position bias (H, T, T), `None` when it has none.
+    fn relative_bias_forward(
+        &mut self,
+        s: &BlockShared,
+        li: u32,
+    ) -> Result<Option<GpuSlice>, ModelError> {
+        let (ctx, heads, tt) = (self.ctx, self.dims.heads, self.dims.tt());
+        let mut gathered = Vec::new();
+        for (k, table) in self.bias_tables(li).iter().enumerate() {
+            let label = if k == 0 {
+                "relative position bias"
+            } else {
+                "shared relative position bias"
+            };
+            let out = self.buf(label, heads as u64 * tt as u64);
+            self.fwd.extend(attention::relpos_gather(
+                ctx,
+                &out,
+                &self.p().t(table)?,
+                &s.index,
+                heads,
+                tt,
+                s.table_rows,
+            )?);
+            gathered.push(out);
+        }
+        match gathered.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            [a, b, ..] => {
+                let sum = self.buf("summed relative position bias", heads as u64 * tt as u64);
+                self.fwd
+                    .extend(elementwise::add(ctx, &sum, a, b, heads * tt, false)?);
+                Ok(Some(sum))
+            }
+        }
+    }
+
+    /// Block `li` on `x_in`; returns its activations and its output (hidden state li + 1).
+    pub fn block_forward(
+        &mut self,
+        s: &BlockShared,
+        li: u32,
+        x_in: &GpuSlice,
+    ) -> Result<(BlockActs, GpuSlice), ModelError> {
+        let (ctx, d, p) = (self.ctx, self.dims, self.p());
+        let (bt, c, inter, btc, bti) = (d.bt(), d.c, d.inter, d.btc(), d.bti());
+        let pre = params::block(li);
+        let name = |s: &str| format!("{pre}{s}");
+        let mut a = BlockActs {
+            ln1: self.buf("ln1", btc),
+            mean1: self.buf("mean1", bt as u64),
+            rstd1: self.buf("rstd1", bt as u64),
+            qkv: self.buf("qkv", 3 * btc),
+            bias: None,
+            probs: self.buf(&format!("attentions.{li}"), d.bhtt()),
+            ctx: self.buf("attention context", btc),
+            ao: self.buf("attention output", btc),
+            xmid: self.buf("residual after attention", btc),
+            ln2: self.buf("ln2", btc),
+            mean2: self.buf("mean2", bt as u64),
+            rstd2: self.buf("rstd2", bt as u64),
+            h: self.buf("mlp hidden", bti),
+            g: self.buf("mlp gelu", bti),
+            f: self.buf("mlp output", btc),
+        };
+        let x_out = self.buf(&format!("hidden_states.{}", li + 1), btc);
+        // Attention branch.
+        self.fwd.extend(layernorm::layernorm_forward(
+            ctx,
+            &a.ln1,
+            &a.mean1,
+            &a.rstd1,
+            x_in,
+            &p.t(&name("layernorm_before.weight"))?,
+            &p.t(&name("layernorm_before.bias"))?,
+            bt,
+            c,
+            d.eps,
+        )?);
+        let wqkv = p.run(
+            &name("attention.attention.query.weight"),
+            3 * c as u64 * c as u64,
+        )?;
+        let bqkv = p.run(&name("attention.attention.query.bias"), 3 * c as u64)?;
+        self.fwd.extend(matmul::linear_forward(
+            ctx,
+            &a.qkv,
+            &a.ln1,
+            &wqkv,
+            Some(&bqkv),
+            bt,
+            3 * c,
+            c,
+        )?);
+        a.bias = self.relative_bias_forward(s, li)?;
+        let sh = s.shape;
+        self.fwd.extend(attention::attention_forward(
+            ctx,
+            (&a.ctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim)),
+            &a.probs,
+            &s.scores,
+            (&a.qkv, qkv_views(0, sh)),
+            (&a.qkv, qkv_views(1, sh)),
+            (&a.qkv, qkv_views(2, sh)),
+            a.bias.as_ref(),
+            sh,
+        )?);
+        self.fwd.extend(matmul::linear_forward(
+            ctx,
+            &a.ao,
+            &a.ctx,
+            &p.t(&name("attention.output.dense.weight"))?,
+            Some(&p.t(&name("attention.output.dense.bias"))?),
+            bt,
+            c,
+            c,
+        )?);
+        let (lam1, lam2) = (p.opt(&name("lambda_1")), p.opt(&name("lambda_2")));
+        let keep = self.keep(li);
+        self.residual(&a.xmid, x_in, &a.ao, lam1.as_ref(), keep, 2 * li)?;
+        // MLP branch.
+        self.fwd.extend(layernorm::layernorm_forward(
+            ctx,
+            &a.ln2,
+            &a.mean2,
+            &a.rstd2,
+            &a.xmid,
+            &p.t(&name("layernorm_after.weight"))?,
+            &p.t(&name("layernorm_after.bias"))?,
+            bt,
+            c,
+            d.eps,
+        )?);
+        self.fwd.extend(matmul::linear_forward(
+            ctx,
+            &a.h,
+            &a.ln2,
+            &p.t(&name("intermediate.dense.weight"))?,
+            Some(&p.t(&name("intermediate.dense.bias"))?),
+            bt,
+            inter,
+            c,
+        )?);
+        self.fwd
+            .extend(gelu::gelu_forward(ctx, &a.g, &a.h, bti as u32)?);
+        self.fwd.extend(matmul::linear_forward(
+            ctx,
+            &a.f,
+            &a.g,
+            &p.t(&name("output.dense.weight"))?,
+            Some(&p.t(&name("output.dense.bias"))?),
+            bt,
+            c,
+            inter,
+        )?);
+        self.residual(&x_out, &a.xmid, &a.f, lam2.as_ref(), keep, 2 * li + 1)?;
+        Ok((a, x_out))
+    }
+
+    pub fn block_scratch(&self) -> BlockScratch {
+        let d = self.dims;
+        BlockScratch {
+            after_drop: self.buf("d branch", d.btc()),
+            d_branch: self.buf("d branch input", d.btc()),
+            d_normed: self.buf("d normed", d.btc()),
+            dg: self.buf("d gelu", d.bti()),
+            dh: self.buf("d mlp hidden", d.bti()),
+            dqkv: self.buf("d qkv", 3 * d.btc()),
+            dp: self.buf("d probabilities", d.bhtt()),
+            ds: self.buf("d scores", d.bhtt()),
+            dbias: self.buf("d relative position bias", d.heads as u64 * d.tt() as u64),
+        }
+    }
+
+    /// Block `li` backward: `dx` holds d hidden[li + 1] on entry and d hidden[li] on exit; parameter
+    /// gradients accumulate into the gradient buffer.
+    pub fn block_backward(
+        &mut self,
+        s: &BlockShared,
+        k: &BlockScratch,
+        li: u32,
+        a: &BlockActs,
+        x_in: &GpuSlice,
+        dx: &GpuSlice,
+    ) -> Result<(), ModelError> {
+        let (ctx, d, p) = (self.ctx, self.dims, self.p());
+        let (bt, c, inter, btc) = (d.bt(), d.c, d.inter, d.btc());
+        let pre = params::block(li);
+        let name = |s: &str| format!("{pre}{s}");
+        let lam = |b: &Self, s: &str| -> Option<(GpuSlice, GpuSlice)> {
+            Some((p.opt(&name(s))?, b.gr().opt(&name(s))?))
+        };
+        let keep = self.keep(li);
+        let scratch = (&k.after_drop, &k.d_branch);
+        // MLP branch.
+        let l2 = lam(self, "lambda_2");
+        let d_f = self.residual_backward(
+            dx,
+            &a.f,
+            l2.as_ref().map(|(x, y)| (x, y)),
+            keep,
+            2 * li + 1,
+            scratch,
+        )?;
+        let gr = self.gr();
+        let mut v = matmul::linear_backward(
+            ctx,
+            Some(&k.dg),
+            &gr.t(&name("output.dense.weight"))?,
+            Some(&gr.t(&name("output.dense.bias"))?),
+            &d_f,
+            &a.g,
+            &p.t(&name("output.dense.weight"))?,
+            bt,
+            c,
+            inter,
+            false,
+        )?;
+        v.extend(gelu::gelu_backward(
+            ctx,
+            &k.dh,
+            &k.dg,
+            &a.h,
+            d.bti() as u32,
+            false,
+        )?);
+        v.extend(matmul::linear_backward(
+            ctx,
+            Some(&k.d_normed),
+            &gr.t(&name("intermediate.dense.weight"))?,
+            Some(&gr.t(&name("intermediate.dense.bias"))?),
+            &k.dh,
+            &a.ln2,
+            &p.t(&name("intermediate.dense.weight"))?,
+            bt,
+            inter,
+            c,
+            false,
+        )?);
+        v.extend(layernorm::layernorm_backward(
+            ctx,
+            dx,
+            &gr.t(&name("layernorm_after.weight"))?,
+            &gr.t(&name("layernorm_after.bias"))?,
+            &k.d_normed,
+            &a.xmid,
+            &a.mean2,
+            &a.rstd2,
+            &p.t(&name("layernorm_after.weight"))?,
+            bt,
+            c,
+            true,
+        )?);
+        self.bwd.extend(v);
+        // Attention branch.
+        let l1 = lam(self, "lambda_1");
+        let d_ao = self.residual_backward(
+            dx,
+            &a.ao,
+            l1.as_ref().map(|(x, y)| (x, y)),
+            keep,
+            2 * li,
+            scratch,
+        )?;
+        let gr = self.gr();
+        let dctx = self.buf("d attention context", btc);
+        let mut v = matmul::linear_backward(
+            ctx,
+            Some(&dctx),
+            &gr.t(&name("attention.output.dense.weight"))?,
+            Some(&gr.t(&name("attention.output.dense.bias"))?),
+            &d_ao,
+            &a.ctx,
+            &p.t(&name("attention.output.dense.weight"))?,
+            bt,
+            c,
+            c,
+            false,
+        )?;
+        if a.bias.is_some() {
+            v.extend(elementwise::fill(ctx, &k.dbias, d.heads * d.tt(), 0.0)?);
+        }
+        let sh = s.shape;
+        v.extend(attention::attention_backward(
+            ctx,
+            (&k.dqkv, qkv_views(0, sh)),
+            (&k.dqkv, qkv_views(1, sh)),
+            (&k.dqkv, qkv_views(2, sh)),
+            a.bias.as_ref().map(|_| &k.dbias),
+            &k.dp,
+            &k.ds,
+            (&dctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim)),
+            &a.probs,
+            (&a.qkv, qkv_views(0, sh)),
+            (&a.qkv, qkv_views(1, sh)),
+            (&a.qkv, qkv_views(2, sh)),
+            sh,
+        )?);
+        for table in &self.bias_tables(li) {
+            v.extend(attention::relpos_scatter(
+                ctx,
+                &gr.t(table)?,
+                &k.dbias,
+                &s.scatter,
+                d.heads,
+                true,
+            )?);
+        }
+        let qkv_len = 3 * c as u64 * c as u64;
+        v.extend(matmul::linear_backward(
+            ctx,
+            Some(&k.d_normed),
+            &gr.run(&name("attention.attention.query.weight"), qkv_len)?,
+            Some(&gr.run(&name("attention.attention.query.bias"), 3 * c as u64)?),
+            &k.dqkv,
+            &a.ln1,
+            &p.run(&name("attention.attention.query.weight"), qkv_len)?,
+            bt,
+            3 * c,
+            c,
+            false,
+        )?);
+        v.extend(layernorm::layernorm_backward(
+            ctx,
+            dx,
+            &gr.t(&name("layernorm_before.weight"))?,
+            &gr.t(&name("layernorm_before.bias"))?,
+            &k.d_normed,
+            x_in,
+            &a.mean1,
+            &a.rstd1,
+            &p.t(&name("layernorm_before.weight"))?,
+            bt,
+            c,
+            true,
+        )?);
+        self.bwd.extend(v);
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! What every part of the graph builder shares: the device, the config's dimensions, the parameter and
+//! gradient tensors by name, the forward and backward dispatch lists being built, and the residual / drop-path
+//! units both passes use. Each part (`embed.rs`, `block.rs`, `head.rs`) adds its dispatches through it.
+
+use super::GraphOptions;
+use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice};
+use crate::model::config::{Architecture, BeitConfig};
+use crate::model::error::ModelError;
+use crate::model::params::ParamTable;
+use crate::ops::droppath::{self, DropPathParams};
+use crate::ops::elementwise;
+
+/// A fresh buffer of `n` f32 (at least one).
+pub(super) fn buf(ctx: &GpuContext, label: &str, n: u64) -> GpuSlice {
+    GpuSlice::new(ctx, label, n.max(1))
+}
+
+/// Parameter (or gradient) tensors by name, and runs of packed tensors as one slice.
+#[derive(Clone, Copy)]
+pub(super) struct Named<'a> {
+    pub buf: &'a FlatBuffer,
+}
+
+impl Named<'_> {
+    pub fn t(&self, name: &str) -> Result<GpuSlice, ModelError> {
+        Ok(self.buf.get(name)?)
+    }
+    /// `count` elements starting at tensor `first` (a packed run such as q, k, v weights).
+    pub fn run(&self, first: &str, count: u64) -> Result<GpuSlice, ModelError> {
+        let e = self
+            .buf
+            .layout
+            .find(first)
+            .ok_or_else(|| ModelError::Checkpoint(format!("tensor {first} is missing")))?;
+        Ok(self.buf.whole.sub(e.offset, count))
+    }
+    pub fn opt(&self, name: &str) -> Option<GpuSlice> {
+        self.buf.get(name).ok()
+    }
+}
+
+/// The sizes every part uses: B, C, H, T, N, I, D, L and the layer-norm epsilon.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Dims {
+    pub b: u32,
+    pub c: u32,
+    pub heads: u32,
+    pub t: u32,
+    pub n: u32,
+    pub inter: u32,
+    pub d: u32,
+    pub layers: u32,
+    pub eps: f32,
+}
+
+impl Dims {
+    /// B·T token rows.
+    pub fn bt(&self) -> u32 {
+        self.b * self.t
+    }
+    /// B·T·C values of a hidden state.
+    pub fn btc(&self) -> u64 {
+        self.bt() as u64 * self.c as u64
+    }
+    /// B·T·I values of an MLP activation.
+    pub fn bti(&self) -> u64 {
+        self.bt() as u64 * self.inter as u64
+    }
+    /// T·T entries of one attention map.
+    pub fn tt(&self) -> u32 {
+        self.t * self.t
+    }
+    /// B·H·T·T values of every attention map of a block.
+    pub fn bhtt(&self) -> u64 {
+        self.b as u64 * self.heads as u64 * self.tt() as u64
+    }
+}
+
+/// The graph under construction.
+pub(super) struct Builder<'a> {
+    pub ctx: &'a GpuContext,
+    pub cfg: &'a BeitConfig,
+    pub opts: GraphOptions,
+    pub dims: Dims,
+    params: &'a FlatBuffer,
+    pub grads: FlatBuffer,
+    pub fwd: Vec<Dispatch>,
+    pub bwd: Vec<Dispatch>,
+    /// Every drop-path launch reads a uniform kept here, so a new seed per step is a queue write.
+    pub drop_uniforms: Vec<(GpuSlice, DropPathParams)>,
+    /// Scratch of one branch's scaled output (forward residuals).
+    branch_scratch: GpuSlice,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(
+        ctx: &'a GpuContext,
+        cfg: &'a BeitConfig,
+        table: &ParamTable,
+        params: &'a FlatBuffer,
+        opts: GraphOptions,
+    ) -> Result<Self, ModelError> {
+        cfg.validate()?;
+        if opts.batch == 0 {
+            return Err(ModelError::Input("batch size must be positive".into()));
+        }
+        let dims = Dims {
+            b: opts.batch,
+            c: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            t: cfg.tokens(),
+            n: cfg.patches(),
+            inter: cfg.intermediate_size,
+            d: cfg.head_dim(),
+            layers: cfg.num_hidden_layers,
+            eps: cfg.layer_norm_eps as f32,
+        };
+        Ok(Self {
+            ctx,
+            cfg,
+            opts,
+            dims,
+            params,
+            grads: FlatBuffer::new(ctx, "gradients", table.layout.clone()),
+            fwd: Vec::new(),
+            bwd: Vec::new(),
+            drop_uniforms: Vec::new(),
+            branch_scratch: buf(ctx, "branch scratch", dims.btc()),
+        })
+    }
+
+    /// Parameters by name.
+    pub fn p(&self) -> Named<'a> {
+        Named { buf: self.params }
+    }
+
+    /// Gradients by name.
+    pub fn gr(&self) -> Named<'_> {
+        Named { buf: &self.grads }
+    }
+
+    pub fn arch(&self) -> Architecture {
+        self.cfg.architecture()
+    }
+
+    pub fn buf(&self, label: &str, n: u64) -> GpuSlice {
+        buf(self.ctx, label, n)
+    }
+
+    /// Keep probability of block `li`'s drop path (rates rising linearly to `drop_path_rate`), `None` when drop
+    /// path is off (evaluation, or a zero rate).
+    pub fn keep(&self, li: u32) -> Option<f32> {
+        let l = self.dims.layers;
+        let rate = if l > 1 {
+            self.cfg.drop_path_rate * li as f64 / (l - 1) as f64
+        } else {
+            0.0
+        };
+        (self.opts.drop_path_seed.is_some() && rate > 0.0).then_some((1.0 - rate) as f32)
+    }
+
+    /// Drop path of `x` into `out` (accumulated when `accumulate`) on random stream `stream`, its uniform kept
+    /// for per-step seeds.
+    pub fn drop_path(
+        &mut self,
+        out: &GpuSlice,
+        x: &GpuSlice,
+        keep_prob: f32,
+        stream: u32,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>, ModelError> {
+        let seed = self.opts.drop_path_seed.unwrap_or(0);
+        let params = DropPathParams {
+            batch: self.dims.b,
+            per_sample: self.dims.t * self.dims.c,
+            keep_prob,
+            flags: accumulate as u32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            stream,
+            _pad: 0,
+        };
+        let u = GpuSlice::uniform(self.ctx, "DropPathParams", &params);
+        let d = droppath::drop_path_with(self.ctx, out, x, &u, &params)?;
+        self.drop_uniforms.push((u, params));
+        Ok(d)
+    }
+
+    /// x_out = x_in + drop_path(λ · branch): the residual update of one branch (forward).
+    pub fn residual(
+        &mut self,
+        out: &GpuSlice,
+        x_in: &GpuSlice,
+        branch: &GpuSlice,
+        lambda: Option<&GpuSlice>,
+        keep: Option<f32>,
+        stream: u32,
+    ) -> Result<(), ModelError> {
+        let (ctx, bt, c, btc) = (
+            self.ctx,
+            self.dims.bt(),
+            self.dims.c,
+            self.dims.btc() as u32,
+        );
+        match (lambda, keep) {
+            (None, None) => self
+                .fwd
+                .extend(elementwise::add(ctx, out, x_in, branch, btc, false)?),
+            (Some(lam), None) => {
+                self.fwd
+                    .extend(elementwise::copy(ctx, out, x_in, btc, false)?);
+                self.fwd
+                    .extend(elementwise::scale_cols(ctx, out, branch, lam, bt, c, true)?);
+            }
+            (lam, Some(kp)) => {
+                let scratch = self.branch_scratch.clone();
+                let scaled = match lam {
+                    Some(lam) => {
+                        self.fwd.extend(elementwise::scale_cols(
+                            ctx, &scratch, branch, lam, bt, c, false,
+                        )?);
+                        &scratch
+                    }
+                    None => branch,
+                };
+                self.fwd
+                    .extend(elementwise::copy(ctx, out, x_in, btc, false)?);
+                let d = self.drop_path(out, scaled, kp, stream, true)?;
+                self.fwd.extend(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// The backward of [`Builder::residual`] for the branch: d branch = λ ⊙ drop_path'(dx), dλ += Σ
+    /// drop_path'(dx) ⊙ branch. `scratch` holds (after drop path, after λ); returns the slice holding d branch.
+    pub fn residual_backward(
+        &mut self,
+        dx: &GpuSlice,
+        branch: &GpuSlice,
+        lambda: Option<(&GpuSlice, &GpuSlice)>,
+        keep: Option<f32>,
+        stream: u32,
+        scratch: (&GpuSlice, &GpuSlice),
+    ) -> Result<GpuSlice, ModelError> {
+        let (ctx, bt, c) = (self.ctx, self.dims.bt(), self.dims.c);
+        let after_dp = match keep {
+            Some(kp) => {
+                let d = self.drop_path(scratch.0, dx, kp, stream, false)?;
+                self.bwd.extend(d);
+                scratch.0.clone()
+            }
+            None => dx.clone(),
+        };
+        match lambda {
+            Some((lam, dlam)) => {
+                self.bwd.extend(elementwise::scale_cols_grad(
+                    ctx, dlam, &after_dp, branch, bt, c,
+                )?);
+                self.bwd.extend(elementwise::scale_cols(
+                    ctx, scratch.1, &after_dp, lam, bt, c, false,
+                )?);
+                Ok(scratch.1.clone())
+            }
+            None => Ok(after_dp),
+        }
+    }
+
+    /// The backward's first dispatch: every gradient starts at zero.
+    pub fn zero_gradients(&mut self) -> Result<(), ModelError> {
+        let d = elementwise::fill(
+            self.ctx,
+            &self.grads.whole,
+            self.grads.layout.total as u32,
+            0.0,
+        )?;
+        self.bwd.extend(d);
+        Ok(())
+    }
+}
