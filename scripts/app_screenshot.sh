@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-target/app-screenshot.png}"
 SECONDS_TO_TRAIN="${2:-75}"
-VIEW="${3:-masked}"
+VIEW="${3:-mim}"
 
 need=()
 command -v Xvfb >/dev/null || need+=(xvfb)

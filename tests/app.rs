@@ -582,3 +582,17 @@ fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn every_view_has_a_short_name_that_opens_it() {
+    use beitlab::app::View;
+    for v in View::ALL {
+        assert_eq!(View::from_name(v.short_name()), Ok(v));
+        assert_eq!(View::from_name(&v.short_name().to_uppercase()), Ok(v));
+    }
+    let e = View::from_name("visual").unwrap_err();
+    assert!(
+        e.contains("mim, tokens, codebook, attention, paint, curves, status, data"),
+        "{e}"
+    );
+}

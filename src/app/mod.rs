@@ -61,6 +61,39 @@ impl View {
         Self::Files,
     ];
 
+    /// The view's short name, for `--view NAME` and the page's `?view=NAME`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Mim => "mim",
+            Self::Tokens => "tokens",
+            Self::Codebook => "codebook",
+            Self::Attention => "attention",
+            Self::Paint => "paint",
+            Self::Curves => "curves",
+            Self::Status => "status",
+            Self::Files => "data",
+        }
+    }
+
+    /// "mim, tokens, codebook, attention, paint, curves, status, data".
+    pub fn short_names() -> String {
+        Self::ALL.map(Self::short_name).join(", ")
+    }
+
+    /// The view called `name` (its short name, any case); an unknown name is an error that lists them.
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        let wanted = name.trim().to_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|v| v.short_name() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "there is no view \"{name}\"; the views are {}",
+                    Self::short_names()
+                )
+            })
+    }
+
     pub fn title(self) -> &'static str {
         match self {
             Self::Mim => "Masked image modeling",

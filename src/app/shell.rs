@@ -20,8 +20,8 @@ pub struct WindowOptions {
     pub quit_after: Option<f64>,
     /// Write frame times and progress as JSON here when the window closes (native).
     pub report: Option<std::path::PathBuf>,
-    /// Open on this view (its title, case-insensitive prefix).
-    pub view: Option<String>,
+    /// Open on this view.
+    pub view: Option<View>,
 }
 
 /// Largest single buffer any preset of the app needs at its default batch.
@@ -126,14 +126,8 @@ impl Shell {
             logged_buttons: Vec::new(),
             memory: Vec::new(),
         };
-        if let Some(v) = &shell.opts.view {
-            let v = v.to_lowercase();
-            if let Some(found) = View::ALL
-                .into_iter()
-                .find(|x| x.title().to_lowercase().starts_with(&v))
-            {
-                shell.app.view = found;
-            }
+        if let Some(v) = shell.opts.view {
+            shell.app.view = v;
         }
         shell
     }

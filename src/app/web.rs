@@ -17,7 +17,13 @@ fn options_from_url() -> WindowOptions {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
             "start" => opts.start = v != "0",
-            "view" => opts.view = Some(v.to_string()),
+            "view" => match super::View::from_name(v) {
+                Ok(view) => opts.view = Some(view),
+                Err(e) => {
+                    log::error!("{e}");
+                    status(&e);
+                }
+            },
             "preset" => opts.preset = Some(v.to_string()),
             "batch" => opts.batch = v.parse().ok(),
             _ => {}

@@ -22,9 +22,9 @@ pub struct AppArgs {
     /// When the window closes, write frame times and progress to this JSON file.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Open on this view (e.g. "attention", "curves").
-    #[arg(long)]
-    pub view: Option<String>,
+    /// Open on this view: mim, tokens, codebook, attention, paint, curves, status or data.
+    #[arg(long, value_parser = crate::app::View::from_name)]
+    pub view: Option<crate::app::View>,
 }
 
 /// Open the window.

@@ -98,6 +98,18 @@ fn options_that_cannot_train_are_refused_before_anything_runs() {
         );
         assert!(!dir.join("run").exists(), "{all:?} wrote its run folder");
     }
+    // A view name the app does not have lists the ones it has.
+    let (code, err) = run_bounded(
+        &dir,
+        &["app", "--view", "visual"],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the views are mim, tokens, codebook, attention, paint, curves, status, data"),
+        "{err}"
+    );
     // Nothing to resume.
     let e = fails(&dir, &["pretrain", "--resume", "nowhere"]);
     assert!(
