@@ -42,8 +42,13 @@ pub struct ExperimentArgs {
     /// What the MIM head learns: visual tokens (BEiT) or the normalised pixels of masked patches (the paper's ablation).
     #[arg(long, default_value = "tokens")]
     pub target: String,
+    /// The first seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Run the whole experiment for this many seeds (--seed, --seed + 1, ...) and report mean ± standard
+    /// deviation per arm, so a difference can be told from run-to-run noise.
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 1)]
+    pub seeds: u32,
     #[arg(long)]
     pub out: PathBuf,
     /// Replace the experiment already in --out (without it, a folder holding one is refused).
@@ -70,6 +75,41 @@ fn builtin_eval_set(channels: u32) -> Result<crate::data::dataset::Dataset, Stri
     Ok(d)
 }
 
+/// One arm of one seed: its top-1, final training loss and fine-tuning curve (step, loss, accuracy).
+struct Arm {
+    name: &'static str,
+    top1: f64,
+    loss: f32,
+    curve: Vec<(f64, f64, f64)>,
+}
+
+/// One seed's results.
+struct SeedResult {
+    arms: Vec<Arm>,
+    pretrain_seconds: f64,
+}
+
+/// What the runs were evaluated on and where, for results.md.
+#[derive(Default)]
+struct Setting {
+    eval_source: String,
+    eval_images: usize,
+    train_source: String,
+    adapter: String,
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
 /// Run `beitlab experiment`.
 pub fn run(args: &ExperimentArgs) -> Result<(), String> {
     let ExperimentArgs {
@@ -81,6 +121,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         ref masking,
         ref target,
         seed,
+        seeds,
         ref out,
         ..
     } = *args;
@@ -98,7 +139,198 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
     // The settings are checked by clap; the data and device by the pretraining below, which writes first.
     run_dir.clear_for_new_run()?;
     let t0 = std::time::Instant::now();
-    let pre_dir = out.join("pretrain");
+    let mut results = Vec::new();
+    let mut setting = Setting::default();
+    for s in seed..seed + seeds as u64 {
+        // One seed keeps the plain layout (OUT/pretrain, OUT/finetune, OUT/scratch); several get OUT/seed-S/.
+        let dir = if seeds == 1 {
+            out.clone()
+        } else {
+            out.join(format!("seed-{s}"))
+        };
+        if seeds > 1 {
+            println!("== seed {s} ({} of {seeds}) ==", s - seed + 1);
+        }
+        results.push(run_seed(args, s, &dir, &mut setting)?);
+    }
+    let Setting {
+        eval_source: eval_name,
+        eval_images: eval_len,
+        train_source,
+        adapter,
+    } = setting;
+
+    // The k-nearest-neighbour baseline on the same evaluation images, at the model's input size.
+    let ck = crate::model::checkpoint::read_folder(&first_pretrain_dir(out, seed, seeds))
+        .map_err(|e| e.to_string())?;
+    let decode = Decode::for_model(ck.config.num_channels, ck.config.image_size);
+    let (train_set, val_set) = args.data.load(decode)?;
+    let eval_set = eval_set_of(args, &ck.config, val_set)?;
+    let tk = std::time::Instant::now();
+    let knn = crate::train::knn::knn_top1(
+        &train_set,
+        &eval_set,
+        ck.config.image_size,
+        ck.config.num_channels,
+        5,
+    );
+    if let Some(k) = knn {
+        println!(
+            "5-nearest-neighbour baseline on pixels: top-1 {:.2}% ({:.0} s)",
+            100.0 * k,
+            tk.elapsed().as_secs_f64()
+        );
+    }
+
+    let names: Vec<&str> = results[0].arms.iter().map(|a| a.name).collect();
+    let per_arm = |i: usize| -> Vec<f64> { results.iter().map(|r| r.arms[i].top1).collect() };
+    let pre_secs = results.iter().map(|r| r.pretrain_seconds).sum::<f64>() / results.len() as f64;
+    let mut md = format!(
+        "# BEiT pretraining vs training from scratch ({preset} preset, {train_source})\n\n\
+         Pretraining: {pretrain_steps} steps of {batch} images, {masking} masking, {target} as the target ({pre_secs:.0} s per seed, tokenizer training included when there is one). \
+         Fine-tuning: {finetune_steps} steps of {batch} images for both rows. Seeds: {seed}..{} ({seeds}); each seed draws its own tokenizer, initialisation, data order and masks. \
+         Evaluated on {eval_name} ({eval_len} images). Adapter: {adapter}.\n\n\
+         | model | top-1, mean ± std over {seeds} seed{} | per seed | final training loss (mean) |\n|---|---|---|---|\n",
+        seed + seeds as u64 - 1,
+        if seeds == 1 { "" } else { "s" },
+    );
+    let mut stats = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let v = per_arm(i);
+        let (m, sd) = mean_std(&v);
+        stats.push((m, sd));
+        let loss =
+            results.iter().map(|r| r.arms[i].loss as f64).sum::<f64>() / results.len() as f64;
+        let each: Vec<String> = v.iter().map(|x| format!("{:.2}", 100.0 * x)).collect();
+        md.push_str(&format!(
+            "| {name} | {:.2}% ± {:.2} | {} | {loss:.4} |\n",
+            100.0 * m,
+            100.0 * sd,
+            each.join(", ")
+        ));
+    }
+    if let Some(k) = knn {
+        md.push_str(&format!(
+            "| 5-nearest-neighbour on pixels (no training) | {:.2}% | | |\n",
+            100.0 * k
+        ));
+    }
+    let diff = stats[0].0 - stats[1].0;
+    let spread = stats[0].1 + stats[1].1;
+    md.push_str(&format!(
+        "\nPretrained minus scratch: {:+.2} points; the two seed spreads (one standard deviation each) add up to {:.2}: {}.\n",
+        100.0 * diff,
+        100.0 * spread,
+        if seeds < 2 {
+            "one seed cannot tell a difference from noise (use --seeds 3 or more)"
+        } else if diff.abs() > spread {
+            "the difference exceeds the seed spread"
+        } else {
+            "the difference is within the seed spread"
+        }
+    ));
+    md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --data {}{} --preset {preset} --pretrain-steps {pretrain_steps}{} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --target {target} --seed {seed} --seeds {seeds} --out {}`\n", t0.elapsed().as_secs_f64(), args.data.data, args.data.val_data.as_ref().map(|v| format!(" --val-data {v}")).unwrap_or_default(), args.tokenizer_steps.map(|n| format!(" --tokenizer-steps {n}")).unwrap_or_default(), out.display()));
+    write_plots(out, &results, &names, knn)?;
+    md.push_str("\n![top-1 per seed and fine-tuning curves](results.png)\n");
+    crate::tensorfile::write_atomic(&out.join("results.md"), md.as_bytes())
+        .map_err(|e| e.to_string())?;
+    println!("\n{md}");
+    Ok(())
+}
+
+/// Where the first seed's pretraining run is.
+fn first_pretrain_dir(out: &std::path::Path, seed: u64, seeds: u32) -> PathBuf {
+    let dir = if seeds == 1 {
+        out.to_path_buf()
+    } else {
+        out.join(format!("seed-{seed}"))
+    };
+    dir.join("pretrain").join("checkpoint")
+}
+
+/// The experiment's evaluation set: the official test split (or the validation split) for the built-in data,
+/// the validation part of one's own data otherwise.
+fn eval_set_of(
+    args: &ExperimentArgs,
+    cfg: &crate::model::BeitConfig,
+    val_set: crate::data::dataset::Dataset,
+) -> Result<crate::data::dataset::Dataset, String> {
+    if args.data.data == "builtin" && args.data.val_data.is_none() {
+        builtin_eval_set(cfg.num_channels)
+    } else {
+        Ok(val_set)
+    }
+}
+
+/// results.png: top-1 of each arm per seed (and the k-NN line), and the first seed's fine-tuning curves.
+fn write_plots(
+    out: &std::path::Path,
+    results: &[SeedResult],
+    names: &[&str],
+    knn: Option<f64>,
+) -> Result<(), String> {
+    use crate::train::plot::{smooth, write_png, Series};
+    let colors = [[30, 90, 200], [200, 80, 30], [40, 150, 60]];
+    let mut per_seed: Vec<Series> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let pts = results
+                .iter()
+                .enumerate()
+                .map(|(s, r)| (s as f64, 100.0 * r.arms[i].top1))
+                .collect();
+            (*name, pts, colors[i % 3])
+        })
+        .collect();
+    if let Some(k) = knn {
+        let last = (results.len().max(2) - 1) as f64;
+        per_seed.push((
+            "k-NN on pixels",
+            vec![(0.0, 100.0 * k), (last, 100.0 * k)],
+            colors[2],
+        ));
+    }
+    let first = &results[0];
+    let curve = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<Series> {
+        first
+            .arms
+            .iter()
+            .zip(colors)
+            .map(|(arm, color)| {
+                let pts: Vec<(f64, f64)> = arm.curve.iter().map(|p| (p.0, pick(p))).collect();
+                (arm.name, smooth(&pts, (pts.len() / 50).max(1)), color)
+            })
+            .collect()
+    };
+    write_png(
+        &out.join("results.png"),
+        &[
+            ("top-1 % per seed", per_seed),
+            ("fine-tuning loss (first seed)", curve(|p| p.1)),
+            ("fine-tuning train accuracy (first seed)", curve(|p| p.2)),
+        ],
+    )
+}
+
+/// Tokenizer -> pretraining -> fine-tuning and the same fine-tuning from scratch, for one seed, in `dir`.
+fn run_seed(
+    args: &ExperimentArgs,
+    seed: u64,
+    dir: &std::path::Path,
+    setting: &mut Setting,
+) -> Result<SeedResult, String> {
+    let ExperimentArgs {
+        ref preset,
+        pretrain_steps,
+        finetune_steps,
+        batch,
+        ref masking,
+        ref target,
+        ..
+    } = *args;
+    let t0 = std::time::Instant::now();
+    let pre_dir = dir.join("pretrain");
     super::pretrain::run(&PretrainArgs {
         data: args.data.data.clone(),
         preset: preset.clone(),
@@ -118,7 +350,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         out: Some(pre_dir.clone()),
         overwrite: false,
     })?;
-    let pre_secs = t0.elapsed().as_secs_f64();
+    let pretrain_seconds = t0.elapsed().as_secs_f64();
     let ck = crate::model::checkpoint::read_folder(&pre_dir.join("checkpoint"))
         .map_err(|e| e.to_string())?;
     let (train_set, val_set) = args.data.load(Decode::for_model(
@@ -126,18 +358,20 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         ck.config.image_size,
     ))?;
     super::common::require_classes(&train_set, "the experiment fine-tunes on")?;
-    let eval_set = if args.data.data == "builtin" && args.data.val_data.is_none() {
-        builtin_eval_set(ck.config.num_channels)?
-    } else {
-        val_set
-    };
+    let eval_set = eval_set_of(args, &ck.config, val_set)?;
     let cfg = classification_config(&ck.config, &train_set.class_names, 0.1);
     let ctx = device(&model_requirements(&cfg, batch))?;
+    *setting = Setting {
+        eval_source: eval_set.source.clone(),
+        eval_images: eval_set.len(),
+        train_source: train_set.source.clone(),
+        adapter: ctx.describe(),
+    };
     let pre =
         BeitModel::load(&ctx, &pre_dir.join("checkpoint"), None).map_err(|e| e.to_string())?;
     let mut augment = Augment::beit(cfg.image_size, cfg.num_channels);
     augment.scale = (0.8, 1.0);
-    let opts = |dir: &str| FinetuneOptions {
+    let opts = |sub: &str| FinetuneOptions {
         steps: finetune_steps,
         batch,
         lr: 3e-3,
@@ -148,15 +382,12 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         clip: None,
         seed,
         augment: augment.clone(),
-        out: Some(out.join(dir).join("checkpoint")),
+        out: Some(dir.join(sub).join("checkpoint")),
         checkpoint_every: 0,
         resume: None,
         stop_after: None,
     };
-    let mut rows = Vec::new();
-    // (model, [(step, loss, accuracy)])
-    type Curve<'a> = (&'a str, Vec<(f64, f64, f64)>);
-    let mut curves: Vec<Curve> = Vec::new();
+    let mut arms = Vec::new();
     for (name, model) in [
         (
             "BEiT pretrained",
@@ -167,7 +398,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
             BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?,
         ),
     ] {
-        let dir = if name == "from scratch" {
+        let sub = if name == "from scratch" {
             "scratch"
         } else {
             "finetune"
@@ -175,12 +406,11 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         let t = std::time::Instant::now();
         let mut last = None;
         let mut curve = Vec::new();
-        finetune(&ctx, &model, &train_set, &opts(dir), |m| {
+        finetune(&ctx, &model, &train_set, &opts(sub), |m| {
             curve.push((m.step as f64, m.loss as f64, m.accuracy as f64));
             last = Some(m)
         })
         .map_err(|e| e.to_string())?;
-        curves.push((name, curve));
         let (top1, _) = evaluate(&ctx, &model, &eval_set, 64).map_err(|e| e.to_string())?;
         println!(
             "{name}: fine-tuned {finetune_steps} steps in {:.0} s, top-1 {:.2}% on {}",
@@ -188,46 +418,15 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
             100.0 * top1,
             eval_set.source
         );
-        rows.push((name, top1, last.map_or(f32::NAN, |m| m.loss)));
+        arms.push(Arm {
+            name,
+            top1,
+            loss: last.map_or(f32::NAN, |m| m.loss),
+            curve,
+        });
     }
-    let mut md = format!(
-        "# BEiT pretraining vs training from scratch ({preset} preset, {})\n\n\
-         Pretraining: {pretrain_steps} steps of {batch} images, {masking} masking, {target} as the target ({pre_secs:.0} s, tokenizer training included when there is one). \
-         Fine-tuning: {finetune_steps} steps of {batch} images for both rows. Evaluated on {} ({} images). Adapter: {}.\n\n\
-         | model | top-1 | final training loss |\n|---|---|---|\n",
-        train_set.source,
-        eval_set.source,
-        eval_set.len(),
-        ctx.describe()
-    );
-    for (name, top1, loss) in &rows {
-        md.push_str(&format!("| {name} | {:.2}% | {loss:.4} |\n", 100.0 * top1));
-    }
-    md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --data {}{} --preset {preset} --pretrain-steps {pretrain_steps}{} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --target {target} --seed {seed} --out {}`\n", t0.elapsed().as_secs_f64(), args.data.data, args.data.val_data.as_ref().map(|v| format!(" --val-data {v}")).unwrap_or_default(), args.tokenizer_steps.map(|n| format!(" --tokenizer-steps {n}")).unwrap_or_default(), out.display()));
-    {
-        use crate::train::plot::{smooth, write_png};
-        let colors = [[30, 90, 200], [200, 80, 30]];
-        let series = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<crate::train::plot::Series<'_>> {
-            curves
-                .iter()
-                .zip(colors)
-                .map(|((name, c), color)| {
-                    let pts: Vec<(f64, f64)> = c.iter().map(|p| (p.0, pick(p))).collect();
-                    (*name, smooth(&pts, (pts.len() / 50).max(1)), color)
-                })
-                .collect()
-        };
-        write_png(
-            &out.join("results.png"),
-            &[
-                ("fine-tuning loss", series(|p| p.1)),
-                ("fine-tuning train accuracy", series(|p| p.2)),
-            ],
-        )?;
-    }
-    md.push_str("\n![fine-tuning curves](results.png)\n");
-    crate::tensorfile::write_atomic(&out.join("results.md"), md.as_bytes())
-        .map_err(|e| e.to_string())?;
-    println!("\n{md}");
-    Ok(())
+    Ok(SeedResult {
+        arms,
+        pretrain_seconds,
+    })
 }

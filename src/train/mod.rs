@@ -8,6 +8,8 @@ pub mod checks;
 pub mod fault;
 pub mod finetune;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod knn;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod linprobe;
 pub mod metrics;
 pub mod mim_step;
