@@ -172,6 +172,8 @@ fn every_view_shows_the_live_model() {
 
     open(&mut h, View::Mim);
     assert!(has(&h, "masked patches right"));
+    assert!(has(&h, "in the top 5"));
+    assert!(has(&h, "from the tokenizer's own"));
     h.get_by_label("Reshuffle samples").click();
     run_until(&mut h, "results for new samples", results_ready);
 

@@ -71,6 +71,52 @@ impl Results {
             .filter_map(|i| self.prediction_right(k, i, n))
             .fold((0, 0), |(r, m), ok| (r + ok as usize, m + 1))
     }
+
+    /// Masked patches of sample `k` whose true token is among BEiT's five most probable ones.
+    pub fn correct_top5(&self, k: usize, n: usize) -> usize {
+        (0..n)
+            .filter(|&i| self.is_masked(k, i))
+            .filter(|&i| {
+                let truth = self.tokens.get(k * n + i);
+                self.top5
+                    .get(k * n + i)
+                    .is_some_and(|t| t.iter().any(|(tok, _)| Some(tok) == truth))
+            })
+            .count()
+    }
+
+    /// How far the decoded prediction is from the tokenizer's own reconstruction over sample `k`'s masked
+    /// patches: the mean absolute difference in [0, 1] pixel units (reconstructions are normalised to
+    /// [-1, 1]), so a near miss (a similar token) reads as small. `None` before the reconstructions arrive or
+    /// without masked patches. `channels`, `size` (S) and `patch` (p) are the model's.
+    pub fn masked_pixel_error(
+        &self,
+        k: usize,
+        channels: usize,
+        size: usize,
+        patch: usize,
+    ) -> Option<f32> {
+        let per = channels * size * size;
+        let (t, p) = (
+            self.recon_true.get(k * per..(k + 1) * per)?,
+            self.recon_pred.get(k * per..(k + 1) * per)?,
+        );
+        let grid = size / patch.max(1);
+        let (mut sum, mut count) = (0.0f32, 0usize);
+        for i in (0..grid * grid).filter(|&i| self.is_masked(k, i)) {
+            let (py, px) = (i / grid * patch, i % grid * patch);
+            for c in 0..channels {
+                for y in py..py + patch {
+                    let row = c * size * size + y * size;
+                    for x in px..px + patch {
+                        sum += (t[row + x] - p[row + x]).abs() / 2.0;
+                        count += 1;
+                    }
+                }
+            }
+        }
+        (count > 0).then(|| sum / count as f32)
+    }
 }
 
 /// Every code decoded to a patch, and how often each is used.
@@ -522,5 +568,25 @@ mod tests {
         let z: f32 = logits.iter().map(|&x| (x - 3.0f32).exp()).sum();
         assert!((t[0].1 - 1.0 / z).abs() < 1e-6);
         assert!(t.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+
+    #[test]
+    fn top5_and_pixel_error_count_masked_patches_only() {
+        // One sample, a 2 x 2 grid of 1-pixel patches; patches 1 and 3 masked.
+        let mut r = super::Results {
+            tokens: vec![4, 5, 6, 7],
+            predicted: vec![4, 9, 6, 7],
+            masks: vec![vec![0, 1, 0, 1]],
+            recon_true: vec![0.0, 0.0, 0.0, 1.0],
+            recon_pred: vec![1.0, 0.5, 1.0, 0.0],
+            ..Default::default()
+        };
+        r.top5 = vec![[(4, 0.9), (1, 0.0), (2, 0.0), (3, 0.0), (8, 0.0)]; 4];
+        r.top5[1] = [(9, 0.5), (5, 0.3), (1, 0.1), (2, 0.05), (3, 0.05)];
+        r.top5[3] = [(7, 0.9), (1, 0.0), (2, 0.0), (3, 0.0), (8, 0.0)];
+        assert_eq!(r.correct(0, 4), (1, 2));
+        assert_eq!(r.correct_top5(0, 4), 2);
+        // |0 - 0.5| / 2 and |1 - 0| / 2 averaged: visible patches do not count.
+        assert_eq!(r.masked_pixel_error(0, 1, 2, 1), Some(0.375));
     }
 }

@@ -12,7 +12,9 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
         ui,
         "BEiT hides blocks of patches (grey) and must guess each hidden patch's visual token, a code the tokenizer \
          learned. Decoding the guessed tokens shows what the model believes is under the mask; green patches are \
-         guessed right, red wrong.",
+         guessed right, red wrong. \"Top 5\" counts hidden patches whose true token is among the five guesses \
+         BEiT found most likely; the pixel error (0 to 1) says how far the decoded guess is from the tokenizer's \
+         own reconstruction, so a near miss reads as one.",
     );
     let Some(cfg) = app.session.as_ref().map(|s| s.mim.cfg.clone()) else {
         return;
@@ -62,7 +64,21 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                                 }
                             }
                             let (right, masked) = res.correct(k, n);
-                            caption = format!("{right} / {masked} masked patches right");
+                            let top5 = res.correct_top5(k, n);
+                            caption = format!(
+                                "{right} / {masked} masked patches right, {top5} in the top 5"
+                            );
+                            if let Some(e) = res.masked_pixel_error(
+                                k,
+                                cfg.num_channels as usize,
+                                cfg.image_size as usize,
+                                cfg.patch_size as usize,
+                            ) {
+                                caption.push_str(&format!(
+                                    "\npixel error {:.3} from the tokenizer's own",
+                                    e
+                                ));
+                            }
                         }
                         let label = app.inspector.samples[k].label.clone().unwrap_or_default();
                         ui.label(format!("{label}\n{caption}"));
