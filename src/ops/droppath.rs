@@ -10,6 +10,30 @@ gpu_params!(
     }
 );
 
+impl DropPathParams {
+    /// The uniform of one drop-path launch: `batch` samples of `per_sample` values, random stream `stream` of
+    /// `seed`, accumulating into the output when `accumulate`.
+    pub fn new(
+        batch: u32,
+        per_sample: u32,
+        keep_prob: f32,
+        seed: u64,
+        stream: u32,
+        accumulate: bool,
+    ) -> Self {
+        Self {
+            batch,
+            per_sample,
+            keep_prob,
+            flags: accumulate as u32,
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            stream,
+            _pad: 0,
+        }
+    }
+}
+
 /// `out (=|+=) x · keep_b / keep_prob` with `keep_b` drawn from (seed, stream, b). The backward is the same
 /// call on the upstream gradient with the same seed and stream.
 #[allow(clippy::too_many_arguments)]
@@ -38,16 +62,7 @@ pub fn drop_path(
     if n == 0 {
         return Ok(Vec::new());
     }
-    let params = DropPathParams {
-        batch,
-        per_sample,
-        keep_prob,
-        flags: accumulate as u32,
-        seed_lo: seed as u32,
-        seed_hi: (seed >> 32) as u32,
-        stream,
-        _pad: 0,
-    };
+    let params = DropPathParams::new(batch, per_sample, keep_prob, seed, stream, accumulate);
     let u = GpuSlice::uniform(ctx, "DropPathParams", &params);
     Ok(vec![launch(
         ctx,

@@ -170,16 +170,8 @@ impl<'a> Builder<'a> {
         accumulate: bool,
     ) -> Result<Vec<Dispatch>, ModelError> {
         let seed = self.opts.drop_path_seed.unwrap_or(0);
-        let params = DropPathParams {
-            batch: self.dims.b,
-            per_sample: self.dims.t * self.dims.c,
-            keep_prob,
-            flags: accumulate as u32,
-            seed_lo: seed as u32,
-            seed_hi: (seed >> 32) as u32,
-            stream,
-            _pad: 0,
-        };
+        let d = self.dims;
+        let params = DropPathParams::new(d.b, d.t * d.c, keep_prob, seed, stream, accumulate);
         let u = GpuSlice::uniform(self.ctx, "DropPathParams", &params);
         let d = droppath::drop_path_with(self.ctx, out, x, &u, &params)?;
         self.drop_uniforms.push((u, params));
