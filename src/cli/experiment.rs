@@ -343,6 +343,8 @@ fn run_seed(
         seed,
         masking: masking.clone(),
         mask_ratio: None,
+        record: None,
+        record_every: None,
         target: target.clone(),
         checkpoint_every: None,
         json: false,

@@ -17,6 +17,7 @@ use crate::data::masking::BlockMasking;
 use crate::model::{BeitConfig, BeitModel};
 use crate::tokenizer::Tokenizer;
 use crate::train::pretrain::{pretrain, Masking, PretrainOptions};
+use crate::train::record::MimRecorder;
 use crate::train::run_dir::{RunDir, RunMode};
 
 /// BEiT masked image modeling on a dataset, with a trained tokenizer's tokens as targets (a tokenizer is
@@ -59,6 +60,13 @@ pub struct PretrainArgs {
     /// Save a checkpoint every this many steps (0: at the end only; a resumed run keeps its own unless given).
     #[arg(long)]
     pub checkpoint_every: Option<u32>,
+    /// Record the masked image modeling view over training as an animated GIF (six validation images with fixed
+    /// masks: image, masked input, tokenizer reconstruction, BEiT's prediction; right patches green, wrong red).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Steps between recorded frames (default: about 30 frames over the run).
+    #[arg(long, value_parser = crate::train::checks::parse::count)]
+    pub record_every: Option<u32>,
     /// One JSON object per logged step on stdout.
     #[arg(long)]
     pub json: bool,
@@ -148,6 +156,9 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         "pixels" => true,
         other => return Err(format!("unknown target \"{other}\"; use tokens or pixels")),
     };
+    if pixels && args.record.is_some() {
+        return Err("--record shows visual tokens; it needs --target tokens".into());
+    }
     let grid = cfg.grid();
     let mut block = BlockMasking::scaled(grid);
     if let Some(r) = args.mask_ratio {
@@ -263,10 +274,31 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         args.masking,
         ctx.describe()
     );
+    let mut recorder = match (&args.record, &tk) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err("--record shows visual tokens; it needs --target tokens".into());
+        }
+        (Some(path), Some(tk)) => {
+            let mut r = MimRecorder::new(path, &model, &val_set, args.seed);
+            r.capture(&ctx, tk, &model, &val_set, 0, 0.0)
+                .map_err(|e| e.to_string())?;
+            Some(r)
+        }
+    };
+    let record_every = args.record_every.unwrap_or((steps / 30).max(1));
+    let mut record_error = None;
     let t0 = std::time::Instant::now();
     let every = (steps / 20).max(1);
     let mut last_line = None;
     pretrain(&ctx, &model, tk.as_ref(), &train_set, &opts, |m| {
+        if let (Some(r), Some(tk)) = (recorder.as_mut(), tk.as_ref()) {
+            if (m.step % record_every == 0 || m.step == steps) && record_error.is_none() {
+                record_error = r
+                    .capture(&ctx, tk, &model, &val_set, m.step, m.accuracy)
+                    .err();
+            }
+        }
         let el = t0.elapsed().as_secs_f64();
         let ips = (m.step * batch) as f64 / el.max(1e-9);
         let line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "masked": m.masked, "images_per_s": ips});
@@ -282,6 +314,17 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         last_line = Some(m);
     })
     .map_err(|e| e.to_string())?;
+    if let Some(e) = record_error {
+        return Err(format!("recording the MIM view failed: {e}"));
+    }
+    if let Some(r) = recorder {
+        let frames = r.frames();
+        let path = r.finish()?;
+        println!(
+            "recorded {frames} frames of the MIM view: {}",
+            path.display()
+        );
+    }
     let plot = crate::train::plot::plot_run(&out, "pretraining")?;
     println!("curves: {}", plot.display());
     if let Some(m) = last_line {

@@ -18,6 +18,8 @@ pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod record;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod run_dir;
 pub mod runner;
 pub mod schedule;

@@ -59,7 +59,7 @@ fn glyph(c: char) -> [u8; 5] {
 }
 
 /// Write `text` with its top-left corner at (x, y), each font pixel `scale` pixels wide.
-fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, scale: i64, color: [u8; 3]) {
+pub(crate) fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, scale: i64, color: [u8; 3]) {
     for (i, ch) in s.chars().enumerate() {
         let g = glyph(ch);
         for (row, bits) in g.iter().enumerate() {

@@ -7,3 +7,4 @@ mod faults;
 mod helpers;
 mod own_data;
 mod readme;
+mod record;
