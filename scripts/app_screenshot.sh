@@ -64,8 +64,11 @@ for _ in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
 xdpyinfo >/dev/null 2>&1 || { echo "FAIL: Xvfb did not start"; cat "$WORK/xvfb.log"; exit 1; }
 
 # The app quits by itself a little after the screenshot and writes its report.
-./target/release/beitlab app --start --view "$VIEW" --quit-after $((SECONDS_TO_TRAIN + 8)) \
-    --report "$WORK/report.json" >"$WORK/app.log" 2>&1 &
+# It also saves its view as a PNG a few seconds before the screenshot (the "Save view as PNG" button's path), into
+# its working folder.
+BIN="$PWD/target/release/beitlab"
+(cd "$WORK" && exec "$BIN" app --start --view "$VIEW" --quit-after $((SECONDS_TO_TRAIN + 8)) \
+    --save-view-after $((SECONDS_TO_TRAIN - 5)) --report "$WORK/report.json" >"$WORK/app.log" 2>&1) &
 APP_PID=$!
 sleep "$SECONDS_TO_TRAIN"
 if ! kill -0 "$APP_PID" 2>/dev/null; then
@@ -86,6 +89,14 @@ if [ "$COLOURS" -lt 64 ] || [ "$SPREAD" -lt 20 ]; then
     echo "FAIL: the window looks blank"
     exit 1
 fi
+
+# The view saved by the app itself: a PNG of the view's panel, not blank.
+SAVED="$WORK/beitlab-$VIEW.png"
+[ -s "$SAVED" ] || { echo "FAIL: the app did not save its view as $SAVED"; cat "$WORK/app.log"; exit 1; }
+SAVED_COLOURS=$(identify -format "%k" "$SAVED")
+echo "view saved by the app: $(identify -format "%w x %h" "$SAVED"), $SAVED_COLOURS colours"
+[ "$SAVED_COLOURS" -ge 32 ] || { echo "FAIL: the saved view looks blank"; exit 1; }
+cp "$SAVED" "$(dirname "$OUT")/app-saved-view.png"
 
 python3 - "$WORK/report.json" <<'EOF'
 import json, sys

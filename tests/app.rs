@@ -244,6 +244,14 @@ fn every_view_shows_the_live_model() {
     run_until(&mut h, "predictions for the painted mask", results_ready);
     assert!(has(&h, "/ 4 masked patches predicted right"));
 
+    // "Save view as PNG" asks the window for a screenshot of the view's panel (saved when it arrives; the real
+    // window does it under Xvfb in scripts/app_screenshot.sh, this harness has no renderer to answer).
+    h.get_by_label("Save view as PNG").click();
+    h.step();
+    assert!(h.state().snapshot.is_some());
+    assert!(h.state().view_panel.width() > 100.0);
+    h.state_mut().snapshot = None;
+
     open(&mut h, View::Status);
     assert!(h.query_by_label("GPU buffer memory held").is_some());
     assert!(has(&h, "llvmpipe") || has(&h, "(Vulkan"));

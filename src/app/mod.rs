@@ -17,6 +17,7 @@ pub mod picture;
 pub mod session;
 pub mod settings;
 pub mod shell;
+pub mod snapshot;
 pub mod textures;
 pub mod time;
 mod views;
@@ -202,6 +203,10 @@ pub struct BeitApp {
     web_loader: Option<(String, crate::data::dataset::FolderLoader)>,
     /// A one-file checkpoint being read back, and where it goes.
     pub export: Option<(export::Export, files::SaveTarget)>,
+    /// A screenshot of the view asked for ("Save view as PNG").
+    pub snapshot: Option<snapshot::PendingSnapshot>,
+    /// Where the current view's panel was drawn last frame (points).
+    pub view_panel: egui::Rect,
 }
 
 impl BeitApp {
@@ -267,6 +272,8 @@ impl BeitApp {
             #[cfg(target_arch = "wasm32")]
             web_loader: None,
             export: None,
+            snapshot: None,
+            view_panel: egui::Rect::NOTHING,
         }
     }
 
@@ -290,6 +297,7 @@ impl BeitApp {
         self.frames.mark(training);
         self.take_dropped(ctx);
         self.poll_export(ctx);
+        self.poll_snapshot(ctx);
         #[cfg(not(target_arch = "wasm32"))]
         self.poll_loading();
         let Some(s) = self.session.as_mut() else {

@@ -22,6 +22,8 @@ pub struct WindowOptions {
     pub report: Option<std::path::PathBuf>,
     /// Open on this view.
     pub view: Option<View>,
+    /// Save the view as a PNG after this many seconds (native; as the "Save view as PNG" button does).
+    pub save_view_after: Option<f64>,
 }
 
 /// Largest single buffer any preset of the app needs at its default batch.
@@ -270,6 +272,13 @@ impl eframe::App for Shell {
         self.app.frame(ui);
         #[cfg(not(target_arch = "wasm32"))]
         self.sample_memory();
+        if let Some(t) = self.opts.save_view_after {
+            if self.opened.elapsed().as_secs_f64() >= t {
+                self.opts.save_view_after = None;
+                let panel = self.app.view_panel;
+                self.app.save_view_png(ui.ctx(), panel);
+            }
+        }
         if cfg!(target_arch = "wasm32") {
             for line in self.progress_lines() {
                 log::info!("{line}");

@@ -25,6 +25,9 @@ pub struct AppArgs {
     /// Open on this view: mim, tokens, codebook, attention, paint, curves, status or data.
     #[arg(long, value_parser = crate::app::View::from_name)]
     pub view: Option<crate::app::View>,
+    /// Save the view as a PNG (beitlab-VIEW.png) after this many seconds, as the "Save view as PNG" button does.
+    #[arg(long)]
+    pub save_view_after: Option<f64>,
 }
 
 /// Open the window.
@@ -36,5 +39,6 @@ pub fn run(args: AppArgs) -> Result<(), String> {
         quit_after: args.quit_after,
         report: args.report,
         view: args.view,
+        save_view_after: args.save_view_after,
     })
 }

@@ -34,9 +34,19 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
             ui.label(f);
             return;
         }
+        let panel = ui.max_rect();
+        app.view_panel = panel;
         ui.horizontal_wrapped(|ui| {
             for v in View::ALL {
                 ui.selectable_value(&mut app.view, v, v.title());
+            }
+            ui.separator();
+            let waiting = app.snapshot.is_some();
+            if ui
+                .add_enabled(!waiting, egui::Button::new("Save view as PNG"))
+                .clicked()
+            {
+                app.save_view_png(ui.ctx(), panel);
             }
         });
         ui.separator();
