@@ -15,7 +15,11 @@ pub struct PendingSnapshot {
     view: View,
     /// The view's panel in physical pixels.
     crop: Rect,
+    asked: super::time::Instant,
 }
+
+/// How long a screenshot may take before the app says the window cannot take one.
+const PATIENCE: super::time::Duration = super::time::Duration::from_secs(5);
 
 /// `image` cut to `rect` (physical pixels, clamped to the image).
 pub fn crop(image: &ColorImage, rect: Rect) -> ColorImage {
@@ -58,6 +62,7 @@ impl BeitApp {
                 (panel.min.to_vec2() * ppp).to_pos2(),
                 (panel.max.to_vec2() * ppp).to_pos2(),
             ),
+            asked: super::time::Instant::now(),
         });
         ctx.request_repaint();
     }
@@ -68,7 +73,14 @@ impl BeitApp {
             return;
         };
         let Ok(image) = pending.rx.try_recv() else {
-            ctx.request_repaint();
+            if pending.asked.elapsed() > PATIENCE {
+                self.snapshot = None;
+                self.notice = Some(
+                    "this window did not deliver a screenshot, so the view was not saved".into(),
+                );
+            } else {
+                ctx.request_repaint();
+            }
             return;
         };
         let (view, rect) = (pending.view, pending.crop);
