@@ -174,8 +174,22 @@ fn every_view_shows_the_live_model() {
     assert!(has(&h, "masked patches right"));
     assert!(has(&h, "in the top 5"));
     assert!(has(&h, "from the tokenizer's own"));
+    // Record GIF: each refreshed result becomes a frame of the MIM view.
+    h.get_by_label("Record GIF").click();
+    h.step();
     h.get_by_label("Reshuffle samples").click();
     run_until(&mut h, "results for new samples", results_ready);
+    run_until(&mut h, "a recorded frame", |a| {
+        a.recording.as_ref().is_some_and(|r| !r.frames.is_empty())
+    });
+    assert!(has(&h, "Stop and save GIF"));
+    let frames = std::mem::take(&mut h.state_mut().recording.as_mut().unwrap().frames);
+    let gif = beitlab::app::mim_gif::encode_gif(frames).unwrap();
+    assert!(
+        image::load_from_memory(&gif).is_ok(),
+        "the recording encodes as a GIF"
+    );
+    h.state_mut().recording = None;
 
     open(&mut h, View::Tokens);
     assert!(h.query_by_label("true tokens").is_some());

@@ -12,8 +12,10 @@ pub mod export;
 pub mod files;
 pub mod gpu_paint;
 pub mod inspect;
+pub mod mim_gif;
 pub mod phases;
 pub mod picture;
+pub mod recording;
 pub mod session;
 pub mod settings;
 pub mod shell;
@@ -207,6 +209,8 @@ pub struct BeitApp {
     pub snapshot: Option<snapshot::PendingSnapshot>,
     /// Where the current view's panel was drawn last frame (points).
     pub view_panel: egui::Rect,
+    /// "Record GIF" in progress.
+    pub recording: Option<recording::Recording>,
 }
 
 impl BeitApp {
@@ -274,6 +278,7 @@ impl BeitApp {
             export: None,
             snapshot: None,
             view_panel: egui::Rect::NOTHING,
+            recording: None,
         }
     }
 
@@ -326,6 +331,7 @@ impl BeitApp {
             s.error = Some(format!("the views could not be computed: {e}"));
         }
         let busy = s.running || s.active.is_some() || self.inspector.dirty;
+        self.record_frame();
         #[cfg(not(target_arch = "wasm32"))]
         let busy = busy || self.loading.is_some();
         if busy {

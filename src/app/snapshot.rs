@@ -85,33 +85,46 @@ impl BeitApp {
         };
         let (view, rect) = (pending.view, pending.crop);
         self.snapshot = None;
-        let saved = png_bytes(&crop(&image, rect)).and_then(|bytes| self.write_png(view, &bytes));
+        let name = format!("beitlab-{}", view.short_name());
+        let saved =
+            png_bytes(&crop(&image, rect)).and_then(|bytes| self.save_output(&name, "png", &bytes));
         match saved {
             Ok(name) => self.notice = Some(format!("saved the {} view as {name}", view.title())),
             Err(e) => self.notice = Some(e),
         }
     }
 
+    /// Write a file the app made (a PNG of a view, a GIF): natively `BASE.EXT` in the working folder, numbered
+    /// when one exists; in the browser a download. Returns the name.
     #[cfg(not(target_arch = "wasm32"))]
-    fn write_png(&mut self, view: View, bytes: &[u8]) -> Result<String, String> {
-        let base = format!("beitlab-{}", view.short_name());
+    pub(super) fn save_output(
+        &mut self,
+        base: &str,
+        ext: &str,
+        bytes: &[u8],
+    ) -> Result<String, String> {
         let name = (1..)
             .map(|i| {
                 if i == 1 {
-                    format!("{base}.png")
+                    format!("{base}.{ext}")
                 } else {
-                    format!("{base}-{i}.png")
+                    format!("{base}-{i}.{ext}")
                 }
             })
             .find(|n| !std::path::Path::new(n).exists())
-            .unwrap_or_else(|| format!("{base}.png"));
+            .unwrap_or_else(|| format!("{base}.{ext}"));
         std::fs::write(&name, bytes).map_err(|e| format!("{name}: {e}"))?;
         Ok(name)
     }
 
     #[cfg(target_arch = "wasm32")]
-    fn write_png(&mut self, view: View, bytes: &[u8]) -> Result<String, String> {
-        let name = format!("beitlab-{}.png", view.short_name());
+    pub(super) fn save_output(
+        &mut self,
+        base: &str,
+        ext: &str,
+        bytes: &[u8],
+    ) -> Result<String, String> {
+        let name = format!("{base}.{ext}");
         self.dropped.download(&name, bytes)?;
         Ok(name)
     }

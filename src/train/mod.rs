@@ -13,7 +13,6 @@ pub mod knn;
 pub mod linprobe;
 pub mod metrics;
 pub mod mim_step;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;

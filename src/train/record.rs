@@ -1,14 +1,13 @@
 //! `beitlab pretrain --record FILE`: the masked image modeling view over training as an animated GIF. Every few
-//! steps the app's inspector runs on the live weights (six fixed validation images with fixed blockwise masks):
-//! each frame shows, per sample, the image, the masked input, the tokenizer's reconstruction from the true
-//! tokens and the reconstruction with BEiT's predicted tokens under the mask, right patches outlined green and
-//! wrong ones red, with the step and the masked-token accuracy written above.
+//! steps the app's inspector runs on the live weights (six fixed validation images with fixed blockwise masks)
+//! and its results become one frame (`app::mim_gif`).
 
 use std::path::{Path, PathBuf};
 
-use image::{Rgba, RgbaImage};
+use image::RgbaImage;
 
-use crate::app::inspect::{Inspector, Results};
+use crate::app::inspect::Inspector;
+use crate::app::mim_gif;
 use crate::app::time::Duration;
 use crate::data::dataset::Dataset;
 use crate::data::masking::BlockMasking;
@@ -17,22 +16,11 @@ use crate::model::{BeitModel, ModelError};
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 
-/// Screen pixels per image pixel in a frame.
-const ZOOM: u32 = 3;
-/// Space between pictures and above the rows (the caption).
-const GAP: u32 = 4;
-const CAPTION: u32 = 16;
-
 /// Frames of the MIM view, collected during pretraining and written as one GIF.
 pub struct MimRecorder {
     path: PathBuf,
     inspector: Inspector,
     frames: Vec<RgbaImage>,
-}
-
-/// A normalised value (mean 0.5, std 0.5) as a byte.
-fn byte(v: f32) -> u8 {
-    ((v * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0).round() as u8
 }
 
 impl MimRecorder {
@@ -73,94 +61,14 @@ impl MimRecorder {
                 "the recording's inspection returned nothing".into(),
             ));
         };
-        self.frames
-            .push(self.frame(model, &results, step, accuracy));
-        Ok(())
-    }
-
-    fn frame(&self, model: &BeitModel, r: &Results, step: u32, accuracy: f32) -> RgbaImage {
-        let cfg = &model.cfg;
-        let (s, c, grid, n) = (
-            cfg.image_size,
-            cfg.num_channels as usize,
-            cfg.grid(),
-            cfg.patches() as usize,
-        );
-        let side = s * ZOOM;
-        let k = self.inspector.samples.len() as u32;
-        let (w, h) = (4 * (side + GAP) + GAP, CAPTION + k * (side + GAP) + GAP);
-        let mut img = RgbaImage::from_pixel(w, h, Rgba([250, 250, 250, 255]));
-        let (mut rgb, mut caption) = (image::RgbImage::new(w, CAPTION), String::new());
-        for p in rgb.pixels_mut() {
-            *p = image::Rgb([250, 250, 250]);
-        }
-        let (right, masked) = (0..k as usize)
-            .map(|i| r.correct(i, n))
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        caption.push_str(&format!(
-            "STEP {step}  MIM ACC {:.1}%  {right}/{masked} RIGHT",
-            100.0 * accuracy
+        self.frames.push(mim_gif::frame(
+            &model.cfg,
+            &self.inspector.samples,
+            &results,
+            step,
+            accuracy,
         ));
-        crate::train::plot::text(&mut rgb, GAP as i64, 4, &caption, 2, [20, 20, 20]);
-        for (x, y, p) in rgb.enumerate_pixels() {
-            img.put_pixel(x, y, Rgba([p[0], p[1], p[2], 255]));
-        }
-        let per = c * (s * s) as usize;
-        for (ki, sample) in self.inspector.samples.iter().enumerate() {
-            let y0 = CAPTION + ki as u32 * (side + GAP) + GAP;
-            let views: [&[f32]; 3] = [
-                &sample.pixels,
-                r.recon_true.get(ki * per..(ki + 1) * per).unwrap_or(&[]),
-                r.recon_pred.get(ki * per..(ki + 1) * per).unwrap_or(&[]),
-            ];
-            for (col, pixels) in [0usize, 0, 1, 2].iter().map(|&v| views[v]).enumerate() {
-                let x0 = GAP + col as u32 * (side + GAP);
-                for y in 0..side {
-                    for x in 0..side {
-                        let (py, px) = ((y / ZOOM) as usize, (x / ZOOM) as usize);
-                        let at =
-                            |ch: usize| pixels.get(ch * (s * s) as usize + py * s as usize + px);
-                        let (r0, g0, b0) = if c == 3 {
-                            (at(0), at(1), at(2))
-                        } else {
-                            (at(0), at(0), at(0))
-                        };
-                        let mut px_rgb = [
-                            byte(*r0.unwrap_or(&-1.0)),
-                            byte(*g0.unwrap_or(&-1.0)),
-                            byte(*b0.unwrap_or(&-1.0)),
-                        ];
-                        let patch = (py / cfg.patch_size as usize) * grid as usize
-                            + px / cfg.patch_size as usize;
-                        if col == 1 && r.is_masked(ki, patch) {
-                            px_rgb = [128, 128, 128];
-                        }
-                        img.put_pixel(x0 + x, y0 + y, Rgba([px_rgb[0], px_rgb[1], px_rgb[2], 255]));
-                    }
-                }
-                if col == 3 {
-                    // Outline each masked patch: green when BEiT's token is right, red when wrong.
-                    let ps = cfg.patch_size * ZOOM;
-                    for i in 0..n {
-                        let Some(ok) = r.prediction_right(ki, i, n) else {
-                            continue;
-                        };
-                        let color = if ok {
-                            Rgba([40, 190, 60, 255])
-                        } else {
-                            Rgba([220, 40, 40, 255])
-                        };
-                        let (gx, gy) = ((i as u32 % grid) * ps, (i as u32 / grid) * ps);
-                        for t in 0..ps {
-                            for (x, y) in [(t, 0), (t, ps - 1), (0, t), (ps - 1, t)] {
-                                img.put_pixel(x0 + gx + x, y0 + gy + y, color);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        img
+        Ok(())
     }
 
     /// Frames captured so far.
@@ -168,28 +76,13 @@ impl MimRecorder {
         self.frames.len()
     }
 
-    /// Write the GIF (0.4 s per frame, the last held 2 s, looping).
+    /// Write the GIF.
     pub fn finish(self) -> Result<PathBuf, String> {
-        use image::codecs::gif::{GifEncoder, Repeat};
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        let file = std::fs::File::create(&self.path)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-        enc.set_repeat(Repeat::Infinite)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        let last = self.frames.len().saturating_sub(1);
-        for (i, f) in self.frames.into_iter().enumerate() {
-            let delay = if i == last { 2000 } else { 400 };
-            enc.encode_frame(image::Frame::from_parts(
-                f,
-                0,
-                0,
-                image::Delay::from_numer_denom_ms(delay, 1),
-            ))
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        }
+        let bytes = mim_gif::encode_gif(self.frames)?;
+        std::fs::write(&self.path, bytes).map_err(|e| format!("{}: {e}", self.path.display()))?;
         Ok(self.path)
     }
 }

@@ -19,9 +19,24 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     let Some(cfg) = app.session.as_ref().map(|s| s.mim.cfg.clone()) else {
         return;
     };
-    if ui.button("Reshuffle samples").clicked() {
-        app.reshuffle();
-    }
+    ui.horizontal(|ui| {
+        if ui.button("Reshuffle samples").clicked() {
+            app.reshuffle();
+        }
+        let label = match &app.recording {
+            None => "Record GIF".to_string(),
+            Some(r) => format!("Stop and save GIF ({} frames)", r.frames.len()),
+        };
+        if ui
+            .button(label)
+            .on_hover_text(
+                "Record this view as training goes on: a frame each time the predictions refresh",
+            )
+            .clicked()
+        {
+            app.toggle_recording();
+        }
+    });
     let ctx = ui.ctx().clone();
     let grid = cfg.grid() as usize;
     let n = cfg.patches() as usize;
