@@ -620,3 +620,63 @@ fn every_view_has_a_short_name_that_opens_it() {
         "{e}"
     );
 }
+
+#[test]
+fn the_guided_lesson_walks_through_the_live_views() {
+    use beitlab::app::lesson::{masking_frequency, parse_chapter, CHAPTERS};
+    let mut h = harness(small_settings());
+    h.get_by_label("Lesson").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().view, View::Tokens);
+    assert!(has(&h, "Lesson, chapter 1 of 6: Patches and visual tokens"));
+    assert!(has(&h, "Try this:"));
+    // Chapter 3 opens the paint view and shows how often each position is hidden.
+    for _ in 0..2 {
+        h.get_by_label("Next chapter").click();
+        h.step();
+        h.step();
+    }
+    assert_eq!(h.state().view, CHAPTERS[2].view);
+    assert!(has(&h, "masking frequency per position"));
+    assert!(has(&h, "blockwise masking"));
+    // Its "try this": random masking changes the map (the settings' mode, as the left panel sets it).
+    let settings = h.state().session.as_ref().unwrap().settings.clone();
+    let spread = |f: Vec<f32>| {
+        let (lo, hi) = f
+            .iter()
+            .fold((1.0f32, 0.0f32), |(a, b), &x| (a.min(x), b.max(x)));
+        hi - lo
+    };
+    let blockwise = spread(masking_frequency(4, &settings, 2000, 1));
+    let mut random = settings.clone();
+    random.masking = beitlab::app::settings::MaskMode::Random;
+    let uniform = spread(masking_frequency(4, &random, 2000, 1));
+    assert!(
+        blockwise > uniform + 0.05,
+        "blockwise {blockwise} vs random {uniform}"
+    );
+    h.state_mut().session.as_mut().unwrap().settings = random;
+    h.step();
+    assert!(has(&h, "random masking"));
+    // Leaving the chapter's view offers the way back; the last chapter has no next; closing ends it.
+    open(&mut h, View::Status);
+    h.get_by_label("Back to this chapter's view").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().view, View::Paint);
+    h.state_mut().open_lesson(5);
+    h.step();
+    assert!(h.query_by_label("Next chapter").is_none());
+    assert_eq!(h.state().view, View::Curves);
+    h.get_by_label("Close lesson").click();
+    h.step();
+    assert!(h.state().lesson.is_none());
+    // `--lesson N` and `?lesson=N` take 1 to 6.
+    assert_eq!(parse_chapter("3"), Ok(3));
+    let e = parse_chapter("9").unwrap_err();
+    assert!(
+        e.contains("chapters 1 to 6") && e.contains("3 Blockwise vs random masking"),
+        "{e}"
+    );
+}

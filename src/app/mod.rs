@@ -12,6 +12,7 @@ pub mod export;
 pub mod files;
 pub mod gpu_paint;
 pub mod inspect;
+pub mod lesson;
 pub mod mim_gif;
 pub mod phases;
 pub mod picture;
@@ -211,6 +212,8 @@ pub struct BeitApp {
     pub view_panel: egui::Rect,
     /// "Record GIF" in progress.
     pub recording: Option<recording::Recording>,
+    /// The guided lesson, when open.
+    pub lesson: Option<lesson::Lesson>,
 }
 
 impl BeitApp {
@@ -279,6 +282,7 @@ impl BeitApp {
             snapshot: None,
             view_panel: egui::Rect::NOTHING,
             recording: None,
+            lesson: None,
         }
     }
 
@@ -340,6 +344,15 @@ impl BeitApp {
             // Readbacks of the inspector may still be on their way.
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
         }
+    }
+
+    /// Open the lesson at `chapter` (0-based) and its view.
+    pub fn open_lesson(&mut self, chapter: usize) {
+        let l = lesson::Lesson {
+            chapter: chapter.min(lesson::CHAPTERS.len() - 1),
+        };
+        self.view = l.current().view;
+        self.lesson = Some(l);
     }
 
     /// One whole frame inside `ui` (eframe's root or a test harness).

@@ -24,6 +24,8 @@ pub struct WindowOptions {
     pub view: Option<View>,
     /// Save the view as a PNG after this many seconds (native; as the "Save view as PNG" button does).
     pub save_view_after: Option<f64>,
+    /// Open the guided lesson at this chapter (1-based).
+    pub lesson: Option<usize>,
 }
 
 /// Largest single buffer any preset of the app needs at its default batch.
@@ -130,6 +132,9 @@ impl Shell {
         };
         if let Some(v) = shell.opts.view {
             shell.app.view = v;
+        }
+        if let Some(n) = shell.opts.lesson {
+            shell.app.open_lesson(n.saturating_sub(1));
         }
         shell
     }

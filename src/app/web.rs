@@ -25,6 +25,13 @@ fn options_from_url() -> WindowOptions {
                 }
             },
             "preset" => opts.preset = Some(v.to_string()),
+            "lesson" => match super::lesson::parse_chapter(v) {
+                Ok(n) => opts.lesson = Some(n),
+                Err(e) => {
+                    log::error!("{e}");
+                    status(&e);
+                }
+            },
             "batch" => opts.batch = v.parse().ok(),
             _ => {}
         }

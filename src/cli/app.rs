@@ -28,6 +28,10 @@ pub struct AppArgs {
     /// Save the view as a PNG (beitlab-VIEW.png) after this many seconds, as the "Save view as PNG" button does.
     #[arg(long)]
     pub save_view_after: Option<f64>,
+    /// Open the guided lesson at chapter N (1 to 6): patches and tokens, the codebook, masking, predicting hidden
+    /// tokens, attention, fine-tuning.
+    #[arg(long, value_parser = crate::app::lesson::parse_chapter)]
+    pub lesson: Option<usize>,
 }
 
 /// Open the window.
@@ -40,5 +44,6 @@ pub fn run(args: AppArgs) -> Result<(), String> {
         report: args.report,
         view: args.view,
         save_view_after: args.save_view_after,
+        lesson: args.lesson,
     })
 }

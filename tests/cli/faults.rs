@@ -110,6 +110,14 @@ fn options_that_cannot_train_are_refused_before_anything_runs() {
         err.contains("the views are mim, tokens, codebook, attention, paint, curves, status, data"),
         "{err}"
     );
+    let (code, err) = run_bounded(
+        &dir,
+        &["app", "--lesson", "9"],
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the lesson has chapters 1 to 6"), "{err}");
     // Nothing to resume.
     let e = fails(&dir, &["pretrain", "--resume", "nowhere"]);
     assert!(

@@ -10,6 +10,14 @@ use crate::app::BeitApp;
 pub fn top(app: &mut BeitApp, ui: &mut egui::Ui) {
     ui.horizontal_wrapped(|ui| {
         ui.heading("beitlab");
+        if app.lesson.is_none()
+            && ui
+                .button("Lesson")
+                .on_hover_text("A guided tour of BEiT in six short chapters, each on its live view")
+                .clicked()
+        {
+            app.open_lesson(0);
+        }
         let Some(s) = app.session.as_mut() else {
             return;
         };

@@ -6,6 +6,7 @@ mod codebook;
 mod controls;
 mod curves;
 mod files;
+mod lesson;
 mod mim;
 mod paint;
 mod status;
@@ -34,6 +35,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
             ui.label(f);
             return;
         }
+        lesson::show(app, ui);
         let panel = ui.max_rect();
         app.view_panel = panel;
         ui.horizontal_wrapped(|ui| {
