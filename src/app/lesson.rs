@@ -30,8 +30,8 @@ pub const CHAPTERS: [Chapter; 6] = [
                codebook's vectors becomes its token, and a decoder must rebuild the patch from the token alone. \
                Codes nobody uses are restarted at a patch that needed one. Each tile here is one code decoded.",
         view: View::Codebook,
-        try_this: "Watch the tiles while the tokenizer phase runs: from grey noise they turn into strokes, edges and \
-                   flat areas of different brightness.",
+        try_this: "Compare the tiles at the start of the tokenizer phase with those at its end, and the line above \
+                   them: how many codes are in use and their perplexity.",
     },
     Chapter {
         title: "Blockwise vs random masking",
@@ -48,14 +48,14 @@ pub const CHAPTERS: [Chapter; 6] = [
                asks for the visual token of every hidden patch. Decoding its guesses shows what it believes is \
                under the mask: green patches are exact, red ones wrong; top 5 and the pixel error show near misses.",
         view: View::Mim,
-        try_this: "Pause pretraining early and late, and compare the guesses: first one grey average everywhere, \
-                   later shapes that follow the visible parts. Reshuffle for other images.",
+        try_this: "Pause pretraining early and late and compare the guesses: first one grey average everywhere, \
+                   later guesses that differ from patch to patch, some exactly right. Reshuffle for other images.",
     },
     Chapter {
         title: "What attention learned",
         text: "Every block lets each token look at all the others; the weights of that look are the attention map. \
-               Pick a query patch to see where it looks, per head and per layer; after pretraining, heads attend \
-               to the parts of the garment, not to fixed offsets.",
+               Pick a query patch to see where it looks, per head and per layer, and compare the maps of a fresh \
+               model with those after pretraining.",
         view: View::Attention,
         try_this: "Click a patch on the image to make it the query, then step through the layers and heads.",
     },
