@@ -79,6 +79,8 @@ pub struct Shell {
     /// Progress last written to the console (web): (phase steps done, seconds since opening).
     logged: ([u32; 3], f64),
     logged_query: Option<usize>,
+    /// Lesson chapter last written to the console (web).
+    logged_lesson: Option<usize>,
     logged_error: Option<String>,
     logged_notice: Option<String>,
     /// Data view buttons whose position has been printed.
@@ -125,6 +127,7 @@ impl Shell {
             started: false,
             logged: ([0; 3], 0.0),
             logged_query: None,
+            logged_lesson: None,
             logged_error: None,
             logged_notice: None,
             logged_buttons: Vec::new(),
@@ -261,6 +264,19 @@ impl Shell {
                 ));
                 self.logged_query = Some(self.app.views.query);
             }
+        }
+        let chapter = self.app.lesson.map(|l| l.chapter);
+        if chapter != self.logged_lesson {
+            if let Some(l) = self.app.lesson {
+                lines.push(format!(
+                    "beitlab lesson: chapter {} of {} ({}) on the {} view",
+                    l.chapter + 1,
+                    super::lesson::CHAPTERS.len(),
+                    l.current().title,
+                    self.app.view.short_name()
+                ));
+            }
+            self.logged_lesson = chapter;
         }
         lines
     }

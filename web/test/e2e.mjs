@@ -166,12 +166,29 @@ await waitFor("the save to be reported", (t) => t.includes("beitlab notice: save
 from = lines.length;
 await choose("load", "Checkpoint", saved);
 await waitFor("the checkpoint to load", (t) => t.includes("beitlab notice: loaded tokenizer, pretrained BEiT from beitlab-checkpoint.safetensors"), from);
+// The guided lesson opened by the address: chapter 3 on the paint view.
+const lesson = await context.newPage();
+lesson.on("console", (msg) => {
+  const text = msg.text();
+  lines.push({ t: Date.now() - t0, text });
+  if (/beitlab (lesson|error)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
+  if (msg.type() === "error" || text.includes("beitlab error")) failures.push(`console error: ${text}`);
+});
+lesson.on("pageerror", (err) => failures.push(`uncaught exception: ${err.message}`));
+from = lines.length;
+await lesson.goto(url.replace(/\?.*$/, "?lesson=3"));
+await waitFor(
+  "the lesson's third chapter",
+  (t) => t.includes("beitlab lesson: chapter 3 of 6 (Blockwise vs random masking) on the paint view"),
+  from,
+);
 if (failures.length) fail(failures[0]);
 console.log(
   `PASS: first training step after ${(first.t / 1000).toFixed(1)} s (page load to the first report), ` +
     `${some.r.steps} steps with loss ${some.r.loss}, ${stepsPerSecond.toFixed(2)} steps/s, ` +
     `attention query ${clicked.r} after the click, a dropped image became sample 1, two picked images became the ` +
     `dataset, a picked folder became 5 images in 2 classes, the checkpoint downloaded (${download.suggestedFilename()}, ` +
-    `${(bytes.length / 1e6).toFixed(2)} MB, ${tensors.length} tensors) and loaded back; screenshot ${shot}`,
+    `${(bytes.length / 1e6).toFixed(2)} MB, ${tensors.length} tensors) and loaded back, ?lesson=3 opened chapter 3 ` +
+    `on the paint view; screenshot ${shot}`,
 );
 await context.close();
