@@ -390,6 +390,7 @@ fn idx_files_with_absurd_headers_are_refused() {
         (3, 0, 28, 0, "0 x 28"),
         (3, 28, 0, 0, "28 x 0"),
         (u32::MAX, 65536, 65536, 64, "truncated"),
+        (u32::MAX, u32::MAX, u32::MAX, 64, "truncated"),
         (2, 4, 4, 31, "truncated"),
     ] {
         std::fs::write(&p, idx_bytes(n, h, w, data)).unwrap();

@@ -125,8 +125,8 @@ impl BeitApp {
 
     /// One image replaces the selected sample.
     fn use_single_image(&mut self, name: &str, bytes: Result<Vec<u8>, String>) {
-        let channels = self.decode();
-        let decoded = bytes.and_then(|b| crate::data::dataset::decode_bytes(&b, channels));
+        let decode = self.decode();
+        let decoded = bytes.and_then(|b| crate::data::dataset::decode_bytes(&b, decode));
         let Some(s) = self.session.as_mut() else {
             return;
         };
@@ -150,7 +150,7 @@ impl BeitApp {
         use crate::data::dataset::FolderLoader;
         let files = ctx.input(|i| i.raw.dropped_files.clone());
         self.dropped.read(files);
-        let channels = self.decode();
+        let decode = self.decode();
         for arrived in self.dropped.complete() {
             let mut files = arrived.files;
             if arrived.purpose == Purpose::Images && files.len() == 1 {
@@ -179,7 +179,7 @@ impl BeitApp {
                         .and_then(|(n, _)| n.split('/').next())
                         .map_or("your files".to_string(), |root| format!("folder {root}"));
                     let loader = if arrived.purpose == Purpose::Folder {
-                        FolderLoader::from_relative_paths(&source, read, channels)
+                        FolderLoader::from_relative_paths(&source, read, decode)
                     } else {
                         let pending = read
                             .into_iter()
@@ -189,7 +189,7 @@ impl BeitApp {
                                 bytes: Some(b),
                             })
                             .collect();
-                        FolderLoader::from_files(&source, pending, Vec::new(), channels)
+                        FolderLoader::from_files(&source, pending, Vec::new(), decode)
                     };
                     log::info!(
                         "beitlab files: decoding {} files from {source}",
@@ -240,10 +240,10 @@ impl BeitApp {
     /// Start loading a folder of images (one sub-folder per class for fine-tuning) as the dataset.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open_data(&mut self, path: String) {
-        let channels = self.decode();
+        let decode = self.decode();
         self.loading = Some((
             path.clone(),
-            crate::data::dataset::load_in_background(path, channels),
+            crate::data::dataset::load_in_background(path, decode),
         ));
     }
 

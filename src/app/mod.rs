@@ -168,6 +168,8 @@ pub struct ViewState {
     /// Folder browser: the folder listed, when open.
     pub browsing: Option<std::path::PathBuf>,
     pub browse_target: BrowseTarget,
+    /// The lesson's masking-frequency map and what it was drawn for: (grid, mode, mask ratio bits).
+    pub masking_frequency: Option<((u32, settings::MaskMode, u32), Vec<f32>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +266,7 @@ impl BeitApp {
                 browsing: None,
                 button_rects: Vec::new(),
                 browse_target: BrowseTarget::Data,
+                masking_frequency: None,
             },
             frames: FrameStats::default(),
             textures: textures::Textures::default(),

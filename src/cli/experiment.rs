@@ -9,7 +9,7 @@ use super::common::{device, model_requirements, TrainValData};
 use super::pretrain::PretrainArgs;
 use crate::data::augment::Augment;
 use crate::data::dataset::Decode;
-use crate::model::BeitModel;
+use crate::model::{BeitConfig, BeitModel};
 use crate::train::finetune::{
     classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
 };
@@ -89,15 +89,6 @@ struct SeedResult {
     pretrain_seconds: f64,
 }
 
-/// What the runs were evaluated on and where, for results.md.
-#[derive(Default)]
-struct Setting {
-    eval_source: String,
-    eval_images: usize,
-    train_source: String,
-    adapter: String,
-}
-
 /// Mean and sample standard deviation (0 for one value).
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
@@ -130,17 +121,25 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
             "unknown experiment \"{which}\"; the one there is: pretrain-vs-scratch"
         ));
     }
-    let run_dir = RunDir::acquire(
-        out,
-        RunMode::New {
-            overwrite: args.overwrite,
-        },
-    )?;
-    // The settings are checked by clap; the data and device by the pretraining below, which writes first.
+    let run_dir = RunDir::acquire(out, RunMode::of(false, args.overwrite))?;
+    // The data, its labels and the device, checked once before anything trains (the settings are clap's).
+    let base = BeitConfig::preset(preset).map_err(|e| e.to_string())?;
+    let (train_set, val_set) = args
+        .data
+        .load(Decode::for_model(base.num_channels, base.image_size))?;
+    super::common::require_classes(&train_set, "the experiment fine-tunes on")?;
+    let eval_set = if args.data.data == "builtin" && args.data.val_data.is_none() {
+        builtin_eval_set(base.num_channels)?
+    } else {
+        val_set
+    };
+    let ctx = device(&model_requirements(
+        &classification_config(&base, &train_set.class_names, 0.1),
+        batch,
+    ))?;
     run_dir.clear_for_new_run()?;
     let t0 = std::time::Instant::now();
     let mut results = Vec::new();
-    let mut setting = Setting::default();
     for s in seed..seed + seeds as u64 {
         // One seed keeps the plain layout (OUT/pretrain, OUT/finetune, OUT/scratch); several get OUT/seed-S/.
         let dir = if seeds == 1 {
@@ -151,29 +150,19 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         if seeds > 1 {
             println!("== seed {s} ({} of {seeds}) ==", s - seed + 1);
         }
-        results.push(run_seed(args, s, &dir, &mut setting)?);
+        results.push(run_seed(args, s, &dir, &ctx, &train_set, &eval_set)?);
     }
-    let Setting {
-        eval_source: eval_name,
-        eval_images: eval_len,
-        train_source,
-        adapter,
-    } = setting;
+    let (eval_name, eval_len, train_source, adapter) = (
+        &eval_set.source,
+        eval_set.len(),
+        &train_set.source,
+        ctx.describe(),
+    );
 
     // The k-nearest-neighbour baseline on the same evaluation images, at the model's input size.
-    let ck = crate::model::checkpoint::read_folder(&first_pretrain_dir(out, seed, seeds))
-        .map_err(|e| e.to_string())?;
-    let decode = Decode::for_model(ck.config.num_channels, ck.config.image_size);
-    let (train_set, val_set) = args.data.load(decode)?;
-    let eval_set = eval_set_of(args, &ck.config, val_set)?;
     let tk = std::time::Instant::now();
-    let knn = crate::train::knn::knn_top1(
-        &train_set,
-        &eval_set,
-        ck.config.image_size,
-        ck.config.num_channels,
-        5,
-    );
+    let knn =
+        crate::train::knn::knn_top1(&train_set, &eval_set, base.image_size, base.num_channels, 5);
     if let Some(k) = knn {
         println!(
             "5-nearest-neighbour baseline on pixels: top-1 {:.2}% ({:.0} s)",
@@ -238,30 +227,6 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Where the first seed's pretraining run is.
-fn first_pretrain_dir(out: &std::path::Path, seed: u64, seeds: u32) -> PathBuf {
-    let dir = if seeds == 1 {
-        out.to_path_buf()
-    } else {
-        out.join(format!("seed-{seed}"))
-    };
-    dir.join("pretrain").join("checkpoint")
-}
-
-/// The experiment's evaluation set: the official test split (or the validation split) for the built-in data,
-/// the validation part of one's own data otherwise.
-fn eval_set_of(
-    args: &ExperimentArgs,
-    cfg: &crate::model::BeitConfig,
-    val_set: crate::data::dataset::Dataset,
-) -> Result<crate::data::dataset::Dataset, String> {
-    if args.data.data == "builtin" && args.data.val_data.is_none() {
-        builtin_eval_set(cfg.num_channels)
-    } else {
-        Ok(val_set)
-    }
-}
-
 /// results.png: top-1 of each arm per seed (and the k-NN line), and the first seed's fine-tuning curves.
 fn write_plots(
     out: &std::path::Path,
@@ -318,7 +283,9 @@ fn run_seed(
     args: &ExperimentArgs,
     seed: u64,
     dir: &std::path::Path,
-    setting: &mut Setting,
+    ctx: &crate::gpu::GpuContext,
+    train_set: &crate::data::dataset::Dataset,
+    eval_set: &crate::data::dataset::Dataset,
 ) -> Result<SeedResult, String> {
     let ExperimentArgs {
         ref preset,
@@ -355,22 +322,8 @@ fn run_seed(
     let pretrain_seconds = t0.elapsed().as_secs_f64();
     let ck = crate::model::checkpoint::read_folder(&pre_dir.join("checkpoint"))
         .map_err(|e| e.to_string())?;
-    let (train_set, val_set) = args.data.load(Decode::for_model(
-        ck.config.num_channels,
-        ck.config.image_size,
-    ))?;
-    super::common::require_classes(&train_set, "the experiment fine-tunes on")?;
-    let eval_set = eval_set_of(args, &ck.config, val_set)?;
     let cfg = classification_config(&ck.config, &train_set.class_names, 0.1);
-    let ctx = device(&model_requirements(&cfg, batch))?;
-    *setting = Setting {
-        eval_source: eval_set.source.clone(),
-        eval_images: eval_set.len(),
-        train_source: train_set.source.clone(),
-        adapter: ctx.describe(),
-    };
-    let pre =
-        BeitModel::load(&ctx, &pre_dir.join("checkpoint"), None).map_err(|e| e.to_string())?;
+    let pre = BeitModel::load(ctx, &pre_dir.join("checkpoint"), None).map_err(|e| e.to_string())?;
     let mut augment = Augment::beit(cfg.image_size, cfg.num_channels);
     augment.scale = (0.8, 1.0);
     let opts = |sub: &str| FinetuneOptions {
@@ -393,11 +346,11 @@ fn run_seed(
     for (name, model) in [
         (
             "BEiT pretrained",
-            from_pretrained(&ctx, &pre, &cfg, seed).map_err(|e| e.to_string())?,
+            from_pretrained(ctx, &pre, &cfg, seed).map_err(|e| e.to_string())?,
         ),
         (
             "from scratch",
-            BeitModel::new_random(&ctx, &cfg, seed).map_err(|e| e.to_string())?,
+            BeitModel::new_random(ctx, &cfg, seed).map_err(|e| e.to_string())?,
         ),
     ] {
         let sub = if name == "from scratch" {
@@ -408,12 +361,12 @@ fn run_seed(
         let t = std::time::Instant::now();
         let mut last = None;
         let mut curve = Vec::new();
-        finetune(&ctx, &model, &train_set, &opts(sub), |m| {
+        finetune(ctx, &model, train_set, &opts(sub), |m| {
             curve.push((m.step as f64, m.loss as f64, m.accuracy as f64));
             last = Some(m)
         })
         .map_err(|e| e.to_string())?;
-        let (top1, _) = evaluate(&ctx, &model, &eval_set, 64).map_err(|e| e.to_string())?;
+        let (top1, _) = evaluate(ctx, &model, eval_set, 64).map_err(|e| e.to_string())?;
         println!(
             "{name}: fine-tuned {finetune_steps} steps in {:.0} s, top-1 {:.2}% on {}",
             t.elapsed().as_secs_f64(),

@@ -280,7 +280,7 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
             return Err("--record shows visual tokens; it needs --target tokens".into());
         }
         (Some(path), Some(tk)) => {
-            let mut r = MimRecorder::new(path, &model, &val_set, args.seed);
+            let mut r = MimRecorder::new(path, &model, &val_set, args.seed)?;
             r.capture(&ctx, tk, &model, &val_set, 0, 0.0)
                 .map_err(|e| e.to_string())?;
             Some(r)

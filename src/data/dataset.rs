@@ -143,9 +143,15 @@ fn gunzip(bytes: &[u8], what: &str) -> Result<Vec<u8>, DataError> {
     gunzip_bounded(bytes, what, MAX_IDX_BYTES, true)
 }
 
-/// The big-endian u32 at byte `i` of `b` (IDX headers), as u64 so products of them cannot overflow.
+/// The big-endian u32 at byte `i` of `b` (IDX headers), as u64.
 fn be_u32(b: &[u8], i: usize) -> u64 {
     u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as u64
+}
+
+/// Bytes of an IDX image file announcing `n` images of `h` x `w`: header and pixels, saturating (three u32 sides
+/// can exceed u64).
+fn idx_image_bytes(n: u64, h: u64, w: u64) -> u64 {
+    n.saturating_mul(h).saturating_mul(w).saturating_add(16)
 }
 
 /// Gray 28 x 28 images in raw bytes -> images with `channels` channels.
@@ -319,7 +325,7 @@ impl Dataset {
                 gunzip_bounded(&raw, &what, need, false)
             };
         let raw = read(images, 16, |h| {
-            16 + be_u32(h, 4) * be_u32(h, 8) * be_u32(h, 12)
+            idx_image_bytes(be_u32(h, 4), be_u32(h, 8), be_u32(h, 12))
         })?;
         let bad = |m: &str| DataError::Invalid(format!("{}: {m}", images.display()));
         if raw.len() < 16 || raw[..4] != [0, 0, 8, 3] {
@@ -330,8 +336,8 @@ impl Dataset {
         if h == 0 || w == 0 {
             return Err(bad(&format!("announces images of {h} x {w} pixels")));
         }
-        // u64: a header's sizes cannot overflow; the data must be in the file.
-        let need = 16 + n as u64 * h as u64 * w as u64;
+        // The data must be in the file (a size past u64 saturates, so it never is).
+        let need = idx_image_bytes(n as u64, h as u64, w as u64);
         if (raw.len() as u64) < need {
             return Err(bad(&format!(
                 "truncated: {n} images of {h} x {w} announced, {} bytes present",

@@ -24,17 +24,22 @@ pub struct MimRecorder {
 }
 
 impl MimRecorder {
-    /// Six images of `val` with blockwise masks, both fixed by `seed` for the whole recording.
-    pub fn new(path: &Path, model: &BeitModel, val: &Dataset, seed: u64) -> Self {
+    /// Six images of `val` with blockwise masks, both fixed by `seed` for the whole recording. The file is
+    /// created now (empty until `finish`), so an unwritable path is refused before training starts.
+    pub fn new(path: &Path, model: &BeitModel, val: &Dataset, seed: u64) -> Result<Self, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut inspector = Inspector::new(Duration::from_secs(0));
         let mut rng = Rng::new(seed ^ 0x5EED_F00D);
         let masking = BlockMasking::scaled(model.cfg.grid());
         inspector.reshuffle(model, val, &mut rng, &mut |r| masking.generate(r));
-        Self {
+        Ok(Self {
             path: path.to_path_buf(),
             inspector,
             frames: Vec::new(),
-        }
+        })
     }
 
     /// One frame from the current weights (waits for the GPU; called between training steps).
@@ -78,9 +83,6 @@ impl MimRecorder {
 
     /// Write the GIF.
     pub fn finish(self) -> Result<PathBuf, String> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
         let bytes = mim_gif::encode_gif(self.frames)?;
         std::fs::write(&self.path, bytes).map_err(|e| format!("{}: {e}", self.path.display()))?;
         Ok(self.path)

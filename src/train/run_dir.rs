@@ -146,10 +146,6 @@ impl RunDir {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// For a new run with `--overwrite`, remove the previous run's entries (only those beitlab writes). Call it
     /// once every setting, the data and the device are known good, just before the first write.
     pub fn clear_for_new_run(&self) -> Result<(), String> {

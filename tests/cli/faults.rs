@@ -127,6 +127,28 @@ fn options_that_cannot_train_are_refused_before_anything_runs() {
     std::fs::create_dir_all(dir.join("never-saved")).unwrap();
     let e = fails(&dir, &["finetune", "--resume", "never-saved"]);
     assert!(e.contains("holds no complete checkpoint to resume"), "{e}");
+    // The experiment checks its labels before it pretrains anything.
+    let flat = dir.join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    image::GrayImage::from_pixel(28, 28, image::Luma([90]))
+        .save(flat.join("a.png"))
+        .unwrap();
+    let e = fails(
+        &dir,
+        &[
+            "experiment",
+            "pretrain-vs-scratch",
+            "--data",
+            path(&flat),
+            "--out",
+            "ex",
+        ],
+    );
+    assert!(e.contains("has no labels"), "{e}");
+    assert!(
+        !dir.join("ex/pretrain").exists(),
+        "pretrained before checking labels"
+    );
     // One class cannot be fine-tuned: refused before the run folder is touched.
     let one = dir.join("one-class");
     image_folder(&one, &["shirts"], 4, 0);

@@ -58,4 +58,22 @@ fn pretraining_records_the_mim_view_as_an_animated_gif() {
     );
     assert!(e.contains("--record shows visual tokens"), "{e}");
     assert!(!dir.join("px/run.json").exists(), "refused before writing");
+    // A file that cannot be written is refused before training.
+    std::fs::write(dir.join("a-file"), b"x").unwrap();
+    let e = fails(
+        &dir,
+        &[
+            "pretrain",
+            "--steps",
+            "2",
+            "--tokenizer-steps",
+            "2",
+            "--record",
+            "a-file/x.gif",
+            "--out",
+            "bad-path",
+        ],
+    );
+    assert!(e.contains("a-file"), "{e}");
+    assert!(!dir.join("bad-path/checkpoint").exists(), "nothing trained");
 }

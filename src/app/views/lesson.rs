@@ -6,7 +6,7 @@ use egui::{Color32, RichText, Sense, Vec2};
 use crate::app::lesson::{masking_frequency, CHAPTERS};
 use crate::app::{BeitApp, View};
 
-/// Masks drawn for the frequency map (redrawn every frame it is shown: cheap at these grid sizes).
+/// Masks drawn for the frequency map (drawn again only when the grid or the masking settings change).
 const FREQUENCY_DRAWS: usize = 400;
 
 pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
@@ -51,12 +51,22 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
 }
 
 /// How often each grid position is hidden under the current masking settings, darker = more often.
-fn frequency_map(app: &BeitApp, ui: &mut egui::Ui) {
+fn frequency_map(app: &mut BeitApp, ui: &mut egui::Ui) {
     let Some(s) = app.session.as_ref() else {
         return;
     };
     let grid = s.mim.cfg.grid();
-    let freq = masking_frequency(grid, &s.settings, FREQUENCY_DRAWS, 7);
+    let key = (grid, s.settings.masking, s.settings.mask_ratio.to_bits());
+    let cache = &mut app.views.masking_frequency;
+    if cache.as_ref().is_none_or(|(k, _)| *k != key) {
+        *cache = Some((
+            key,
+            masking_frequency(grid, &s.settings, FREQUENCY_DRAWS, 7),
+        ));
+    }
+    let Some((_, freq)) = cache.as_ref() else {
+        return;
+    };
     ui.horizontal(|ui| {
         let side = 120.0;
         let (rect, _) = ui.allocate_exact_size(Vec2::splat(side), Sense::hover());
