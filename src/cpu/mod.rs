@@ -4,6 +4,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod conv;
 pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;
@@ -13,6 +14,7 @@ pub mod layernorm;
 pub mod matmul;
 pub mod patches;
 pub mod reduce;
+pub mod spatial;
 pub mod tokens;
 pub mod vq;
 

@@ -20,6 +20,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("adamw", include_str!("../../shaders/adamw.wgsl")),
     ("droppath", include_str!("../../shaders/droppath.wgsl")),
     ("vq", include_str!("../../shaders/vq.wgsl")),
+    ("conv", include_str!("../../shaders/conv.wgsl")),
+    ("spatial", include_str!("../../shaders/spatial.wgsl")),
 ];
 
 /// (name, source) of the render shaders the app draws with (not compute kernels).

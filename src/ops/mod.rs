@@ -5,6 +5,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod conv;
 pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;
@@ -13,6 +14,7 @@ pub mod layernorm;
 pub mod matmul;
 pub mod patches;
 pub mod reduce;
+pub mod spatial;
 pub mod tokens;
 pub mod vq;
 
@@ -63,6 +65,8 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<adamw::TensorInfo>(),
         row::<droppath::DropPathParams>(),
         row::<vq::VqParams>(),
+        row::<conv::ConvParams>(),
+        row::<spatial::SpatialParams>(),
     ]
 }
 

@@ -7,6 +7,7 @@ mod common;
 
 mod adamw;
 mod attention;
+mod conv;
 mod crossentropy;
 mod droppath;
 mod elementwise;
@@ -16,5 +17,6 @@ mod matmul;
 mod patches;
 mod readback;
 mod reduce;
+mod spatial;
 mod tokens;
 mod vq;

@@ -1,0 +1,164 @@
+// conv.wgsl: 2D convolution, stride 1, any kernel size k and zero padding `pad` (k odd, pad = (k − 1) / 2 is
+// "same"), as an implicit matrix product: out (Co, pixels) = W (Co, Ci·k·k) · patches (Ci·k·k, pixels), where the
+// patch matrix is never stored: each tile of it is read straight from the image. 64 x 64 x 16 tiles in workgroup
+// memory, 4 x 4 outputs per thread.
+//
+// conv2d:     out (B, Co, Ho, Wo) (=|+=) scale · (conv(act(x), w) + bias), act = ReLU or identity,
+//             Ho = H + 2·pad − k + 1. Weights w (Co, Ci, k, k) as PyTorch's Conv2d.
+// token_conv: out (B, Co, H, W) = scale · (w[co, tokens[b, y, x]] + bias[co]): a 1x1 convolution of the one-hot image of
+//             the tokens (B, H, W) u32, with w (Co, V, 1, 1), read without building the one-hot image.
+//
+// The weight and patch reads each go through one function (weight_at, patch_at), so the input gradient (the same
+// product with the weights transposed and flipped) and the weight gradient (patches as the other operand) can be
+// added as entry points of this file.
+
+struct ConvParams {
+    batch: u32,
+    in_channels: u32,
+    out_channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel: u32,
+    pad: u32,
+    // bit 0: add bias; bit 1: accumulate into out; bit 2: ReLU on the input as it is read.
+    flags: u32,
+    scale: f32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;  // (B, Co, Ho, Wo)
+@group(0) @binding(1) var<storage, read> x: array<f32>;          // (B, Ci, H, W)
+@group(0) @binding(2) var<storage, read> w: array<f32>;          // (Co, Ci, k, k)
+@group(0) @binding(3) var<storage, read> bias: array<f32>;       // (Co)
+@group(0) @binding(4) var<uniform> p: ConvParams;
+@group(0) @binding(5) var<storage, read> tokens: array<u32>;     // (B, H, W), token_conv only
+
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+
+// [k][m] and [k][n]: a thread reads 4 consecutive m (or n) of one k row.
+var<workgroup> tile_w: array<f32, 1024>;
+var<workgroup> tile_x: array<f32, 1024>;
+
+// W viewed as (Co, Ci·k·k): row m, column kk.
+fn weight_at(m: u32, kk: u32, kdim: u32) -> f32 {
+    if (m >= p.out_channels || kk >= kdim) {
+        return 0.0;
+    }
+    return w[m * kdim + kk];
+}
+
+// The patch matrix (Ci·k·k, B·Ho·Wo): row kk = (ci, ky, kx), column n = (b, oy, ox); zero outside the image.
+fn patch_at(kk: u32, n: u32, kdim: u32, pixels: u32) -> f32 {
+    if (kk >= kdim || n >= pixels) {
+        return 0.0;
+    }
+    let kk2 = p.kernel * p.kernel;
+    let ci = kk / kk2;
+    let r = kk - ci * kk2;
+    let ky = r / p.kernel;
+    let kx = r - ky * p.kernel;
+    let per_image = p.out_h * p.out_w;
+    let b = n / per_image;
+    let q = n - b * per_image;
+    let oy = q / p.out_w;
+    let ox = q - oy * p.out_w;
+    let iy = i32(oy + ky) - i32(p.pad);
+    let ix = i32(ox + kx) - i32(p.pad);
+    if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) {
+        return 0.0;
+    }
+    let v = x[((b * p.in_channels + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    if ((p.flags & 4u) != 0u) {
+        return max(v, 0.0);
+    }
+    return v;
+}
+
+fn store_out(co: u32, n: u32, pixels: u32, acc: f32) {
+    if (co >= p.out_channels || n >= pixels) {
+        return;
+    }
+    var v = acc;
+    if ((p.flags & 1u) != 0u) {
+        v += bias[co];
+    }
+    v *= p.scale;
+    let per_image = p.out_h * p.out_w;
+    let b = n / per_image;
+    let q = n - b * per_image;
+    let idx = (b * p.out_channels + co) * per_image + q;
+    if ((p.flags & 2u) != 0u) {
+        v += out[idx];
+    }
+    out[idx] = v;
+}
+
+// Grid: x·y (folded) = pixel tiles, z = output-channel tiles. 16 x 16 threads, each 4 channels x 4 pixels.
+@compute @workgroup_size(16, 16)
+fn conv2d(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let pixels = p.batch * p.out_h * p.out_w;
+    let kdim = p.in_channels * p.kernel * p.kernel;
+    let n0 = (wg.x + wg.y * nwg.x) * TILE;
+    let m0 = wg.z * TILE;
+    if (n0 >= pixels) {
+        return; // uniform across the workgroup: no barrier is skipped by part of it
+    }
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    // Loads: each of the 256 threads fetches 4 weights and 4 patch values per k tile.
+    let load_k = li / 16u;          // 0..15
+    let load_j = (li % 16u) * 4u;   // 0..60
+    for (var k0 = 0u; k0 < kdim; k0 += TILE_K) {
+        for (var j = 0u; j < 4u; j++) {
+            tile_w[load_k * TILE + load_j + j] = weight_at(m0 + load_j + j, k0 + load_k, kdim);
+            tile_x[load_k * TILE + load_j + j] = patch_at(k0 + load_k, n0 + load_j + j, kdim, pixels);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let a = vec4<f32>(tile_w[kk * TILE + lid.y * 4u], tile_w[kk * TILE + lid.y * 4u + 1u],
+                              tile_w[kk * TILE + lid.y * 4u + 2u], tile_w[kk * TILE + lid.y * 4u + 3u]);
+            let bv = vec4<f32>(tile_x[kk * TILE + lid.x * 4u], tile_x[kk * TILE + lid.x * 4u + 1u],
+                               tile_x[kk * TILE + lid.x * 4u + 2u], tile_x[kk * TILE + lid.x * 4u + 3u]);
+            acc[0] += a.x * bv;
+            acc[1] += a.y * bv;
+            acc[2] += a.z * bv;
+            acc[3] += a.w * bv;
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + lid.y * 4u + i;
+        let n = n0 + lid.x * 4u;
+        store_out(co, n, pixels, acc[i].x);
+        store_out(co, n + 1u, pixels, acc[i].y);
+        store_out(co, n + 2u, pixels, acc[i].z);
+        store_out(co, n + 3u, pixels, acc[i].w);
+    }
+}
+
+// One thread per output element (B, Co, H, W); in_channels = V is the vocabulary.
+@compute @workgroup_size(256)
+fn token_conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * nwg.x) * 256u + li;
+    let per_image = p.out_h * p.out_w;
+    if (i >= p.batch * p.out_channels * per_image) {
+        return;
+    }
+    let q = i % per_image;
+    let co = (i / per_image) % p.out_channels;
+    let b = i / (per_image * p.out_channels);
+    // Tokens past the vocabulary (never produced by an argmax) read the last column rather than out of bounds.
+    let t = min(tokens[b * per_image + q], p.in_channels - 1u);
+    var v = w[co * p.in_channels + t];
+    if ((p.flags & 1u) != 0u) {
+        v += bias[co];
+    }
+    out[i] = p.scale * v;
+}

@@ -1,0 +1,98 @@
+// spatial.wgsl: per-pixel kernels on images (B, C, H, W), one thread per output element.
+//
+// max_pool2:         out (B, C, H/2, W/2) = max of each 2x2 block (sizes rounded down, as PyTorch's MaxPool2d(2)).
+// upsample_nearest2: out (B, C, 2H, 2W) = x[.., y/2, x/2] (nearest, as PyTorch's Upsample(scale_factor=2)).
+// argmax_channels:   tokens (B, H, W) u32 = argmax over c of x[b, c, y, x] (lowest channel on ties).
+// sigmoid_unmap:     out (B, C, H, W) = scale · clamp((sigmoid(x[b, c]) − eps) / (1 − 2·eps), 0, 1) + shift, read
+//                    from the first C of x's `in_channels` channels (the DALL-E decoder's pixel means).
+
+struct SpatialParams {
+    batch: u32,
+    channels: u32,
+    // Input sides (the output's follow from the kernel).
+    height: u32,
+    width: u32,
+    // Channels per image of the input (sigmoid_unmap; equal to `channels` elsewhere).
+    in_channels: u32,
+    eps: f32,
+    scale: f32,
+    shift: f32,
+}
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<uniform> p: SpatialParams;
+@group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
+
+fn gid(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wg.x + wg.y * nwg.x) * 256u + li;
+}
+
+@compute @workgroup_size(256)
+fn max_pool2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    let oh = p.height / 2u;
+    let ow = p.width / 2u;
+    if (i >= p.batch * p.channels * oh * ow) {
+        return;
+    }
+    let ox = i % ow;
+    let oy = (i / ow) % oh;
+    let plane = i / (ow * oh);
+    let base = (plane * p.height + 2u * oy) * p.width + 2u * ox;
+    out[i] = max(max(x[base], x[base + 1u]), max(x[base + p.width], x[base + p.width + 1u]));
+}
+
+@compute @workgroup_size(256)
+fn upsample_nearest2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    let oh = p.height * 2u;
+    let ow = p.width * 2u;
+    if (i >= p.batch * p.channels * oh * ow) {
+        return;
+    }
+    let ox = i % ow;
+    let oy = (i / ow) % oh;
+    let plane = i / (ow * oh);
+    out[i] = x[(plane * p.height + oy / 2u) * p.width + ox / 2u];
+}
+
+@compute @workgroup_size(256)
+fn argmax_channels(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    let hw = p.height * p.width;
+    if (i >= p.batch * hw) {
+        return;
+    }
+    let b = i / hw;
+    let q = i % hw;
+    let base = b * p.channels * hw + q;
+    var best = x[base];
+    var arg = 0u;
+    for (var c = 1u; c < p.channels; c++) {
+        let v = x[base + c * hw];
+        if (v > best) {
+            best = v;
+            arg = c;
+        }
+    }
+    tokens[i] = arg;
+}
+
+@compute @workgroup_size(256)
+fn sigmoid_unmap(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    let hw = p.height * p.width;
+    if (i >= p.batch * p.channels * hw) {
+        return;
+    }
+    let q = i % hw;
+    let c = (i / hw) % p.channels;
+    let b = i / (hw * p.channels);
+    let s = 1.0 / (1.0 + exp(-x[(b * p.in_channels + c) * hw + q]));
+    out[i] = p.scale * clamp((s - p.eps) / (1.0 - 2.0 * p.eps), 0.0, 1.0) + p.shift;
+}

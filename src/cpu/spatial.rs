@@ -1,0 +1,88 @@
+//! CPU twin of `ops::spatial`: 2x2 max-pooling, 2x nearest upsampling, argmax over channels, ReLU and the DALL-E
+//! decoder's sigmoid-unmap, on images (B, C, H, W).
+
+use super::Real;
+use crate::ops::spatial::ImageShape;
+
+/// `out (B, C, H/2, W/2)` = max of each 2x2 block.
+pub fn max_pool2<T: Real>(out: &mut [T], x: &[T], s: ImageShape) {
+    let (h, w) = (s.height as usize, s.width as usize);
+    let (oh, ow) = (h / 2, w / 2);
+    for plane in 0..(s.batch * s.channels) as usize {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let at = |dy: usize, dx: usize| x[(plane * h + 2 * oy + dy) * w + 2 * ox + dx];
+                let mut m = at(0, 0);
+                for v in [at(0, 1), at(1, 0), at(1, 1)] {
+                    if v > m {
+                        m = v;
+                    }
+                }
+                out[(plane * oh + oy) * ow + ox] = m;
+            }
+        }
+    }
+}
+
+/// `out (B, C, 2H, 2W)` = each pixel repeated 2x2.
+pub fn upsample_nearest2<T: Real>(out: &mut [T], x: &[T], s: ImageShape) {
+    let (h, w) = (s.height as usize, s.width as usize);
+    for plane in 0..(s.batch * s.channels) as usize {
+        for oy in 0..2 * h {
+            for ox in 0..2 * w {
+                out[(plane * 2 * h + oy) * 2 * w + ox] = x[(plane * h + oy / 2) * w + ox / 2];
+            }
+        }
+    }
+}
+
+/// `tokens (B, H, W)` = argmax over channels (lowest channel on ties).
+pub fn argmax_channels<T: Real>(tokens: &mut [u32], x: &[T], s: ImageShape) {
+    let hw = (s.height * s.width) as usize;
+    let c = s.channels as usize;
+    for b in 0..s.batch as usize {
+        for q in 0..hw {
+            let at = |ch: usize| x[(b * c + ch) * hw + q];
+            let mut arg = 0;
+            for ch in 1..c {
+                if at(ch) > at(arg) {
+                    arg = ch;
+                }
+            }
+            tokens[b * hw + q] = arg as u32;
+        }
+    }
+}
+
+/// `out = max(x, 0)` (the ReLU the GPU applies as a convolution reads its input).
+pub fn relu<T: Real>(out: &mut [T], x: &[T]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if v > T::zero() { v } else { T::zero() };
+    }
+}
+
+/// `out = scale · clamp((sigmoid(x) − eps) / (1 − 2·eps), 0, 1) + shift` on the first C of `in_channels`.
+pub fn sigmoid_unmap<T: Real>(
+    out: &mut [T],
+    x: &[T],
+    s: ImageShape,
+    in_channels: usize,
+    eps: f64,
+    scale: f64,
+    shift: f64,
+) {
+    let hw = (s.height * s.width) as usize;
+    let c = s.channels as usize;
+    for b in 0..s.batch as usize {
+        for ch in 0..c {
+            for q in 0..hw {
+                let v = x[(b * in_channels + ch) * hw + q];
+                let sig = T::one() / (T::one() + (-v).exp());
+                let u = ((sig - T::of(eps)) / T::of(1.0 - 2.0 * eps))
+                    .f64()
+                    .clamp(0.0, 1.0);
+                out[(b * c + ch) * hw + q] = T::of(scale * u + shift);
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Launchers for `shaders/conv.wgsl`: stride-1 2D convolution with zero padding as an implicit matrix product,
+//! and the 1x1 convolution of a one-hot token image. Shapes: x (B, Ci, H, W), w (Co, Ci, k, k), bias (Co),
+//! out (B, Co, H + 2·pad − k + 1, W + 2·pad − k + 1); tokens (B, H, W) u32.
+
+use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
+use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+
+gpu_params!(
+    /// Mirrors `ConvParams` in conv.wgsl.
+    ConvParams in "conv" as "ConvParams" {
+        batch: u32, in_channels: u32, out_channels: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32,
+        kernel: u32, pad: u32, flags: u32, scale: f32, _pad0: u32,
+    }
+);
+
+/// Output and input tile side of `conv2d` (64 x 64 outputs per workgroup).
+const CONV_TILE: u64 = 64;
+
+/// The geometry of one stride-1 convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: u32,
+    pub in_channels: u32,
+    pub out_channels: u32,
+    pub height: u32,
+    pub width: u32,
+    /// Kernel side k.
+    pub kernel: u32,
+    /// Zeros added on every side.
+    pub pad: u32,
+}
+
+impl ConvShape {
+    /// A "same" convolution (odd `kernel`, pad (k − 1) / 2: the output has the input's sides).
+    pub fn same(
+        batch: u32,
+        in_channels: u32,
+        out_channels: u32,
+        side: (u32, u32),
+        kernel: u32,
+    ) -> Self {
+        Self {
+            batch,
+            in_channels,
+            out_channels,
+            height: side.0,
+            width: side.1,
+            kernel,
+            pad: kernel.saturating_sub(1) / 2,
+        }
+    }
+    /// Output (height, width); zero where the kernel is larger than the padded image.
+    pub fn out_size(&self) -> (u32, u32) {
+        let side =
+            |s: u32| (s as u64 + 2 * self.pad as u64 + 1).saturating_sub(self.kernel as u64) as u32;
+        (side(self.height), side(self.width))
+    }
+    pub fn input_len(&self) -> u64 {
+        self.batch as u64 * self.in_channels as u64 * self.height as u64 * self.width as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        let (h, w) = self.out_size();
+        self.batch as u64 * self.out_channels as u64 * h as u64 * w as u64
+    }
+    pub fn weight_len(&self) -> u64 {
+        self.out_channels as u64 * self.in_channels as u64 * self.kernel as u64 * self.kernel as u64
+    }
+}
+
+/// How `conv2d` combines its result with what `out` holds and reads its input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvEpilogue {
+    /// out = scale · (conv + bias) (+ out).
+    pub scale: f32,
+    /// Add into `out` instead of overwriting it (a residual sum).
+    pub accumulate: bool,
+    /// Apply ReLU to the input as it is read (a ReLU before the convolution, never stored).
+    pub relu_input: bool,
+}
+
+impl Default for ConvEpilogue {
+    fn default() -> Self {
+        Self {
+            scale: 1.0,
+            accumulate: false,
+            relu_input: false,
+        }
+    }
+}
+
+fn params(s: &ConvShape, bias: bool, e: ConvEpilogue) -> ConvParams {
+    let (out_h, out_w) = s.out_size();
+    ConvParams {
+        batch: s.batch,
+        in_channels: s.in_channels,
+        out_channels: s.out_channels,
+        in_h: s.height,
+        in_w: s.width,
+        out_h,
+        out_w,
+        kernel: s.kernel,
+        pad: s.pad,
+        flags: bias as u32 | (e.accumulate as u32) << 1 | (e.relu_input as u32) << 2,
+        scale: e.scale,
+        _pad0: 0,
+    }
+}
+
+/// `out (=|+=) scale · (conv(act(x), w) + bias)`.
+pub fn conv2d(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    bias: Option<&GpuSlice>,
+    shape: ConvShape,
+    epilogue: ConvEpilogue,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv2d";
+    if shape.kernel == 0 {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "a convolution needs a kernel side of at least 1".into(),
+        });
+    }
+    need(K, "x", x, shape.input_len())?;
+    need(K, "w", w, shape.weight_len())?;
+    need(K, "out", out, shape.output_len())?;
+    if let Some(b) = bias {
+        need(K, "bias", b, shape.out_channels as u64)?;
+    }
+    fits_u32(K, shape.input_len().max(shape.output_len()))?;
+    fits_u32(K, shape.weight_len())?;
+    let (oh, ow) = shape.out_size();
+    let pixels = shape.batch as u64 * oh as u64 * ow as u64;
+    if pixels == 0 || shape.out_channels == 0 {
+        return Ok(Vec::new());
+    }
+    let u = GpuSlice::uniform(ctx, "ConvParams", &params(&shape, bias.is_some(), epilogue));
+    let mut grid = workgroup_grid(pixels.div_ceil(CONV_TILE));
+    grid[2] = fits_u32(K, (shape.out_channels as u64).div_ceil(CONV_TILE))?;
+    Ok(vec![launch(
+        ctx,
+        "conv",
+        "conv2d",
+        &[out, x, w, bias.unwrap_or(w), &u],
+        grid,
+    )?])
+}
+
+/// `out (B, Co, H, W) = w[:, tokens] + bias`: the 1x1 convolution of the one-hot image of `tokens (B, H, W)`
+/// over a vocabulary of `vocab` (w is (Co, vocab, 1, 1)).
+#[allow(clippy::too_many_arguments)]
+pub fn token_conv(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    tokens: &GpuSlice,
+    w: &GpuSlice,
+    bias: Option<&GpuSlice>,
+    batch: u32,
+    vocab: u32,
+    out_channels: u32,
+    side: (u32, u32),
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::token_conv";
+    let pixels = batch as u64 * side.0 as u64 * side.1 as u64;
+    let n = pixels * out_channels as u64;
+    need(K, "tokens", tokens, pixels)?;
+    need(K, "w", w, out_channels as u64 * vocab as u64)?;
+    need(K, "out", out, n)?;
+    if let Some(b) = bias {
+        need(K, "bias", b, out_channels as u64)?;
+    }
+    fits_u32(K, n)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if vocab == 0 {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "an empty vocabulary".into(),
+        });
+    }
+    let shape = ConvShape {
+        batch,
+        in_channels: vocab,
+        out_channels,
+        height: side.0,
+        width: side.1,
+        kernel: 1,
+        pad: 0,
+    };
+    let u = GpuSlice::uniform(
+        ctx,
+        "ConvParams",
+        &params(&shape, bias.is_some(), ConvEpilogue::default()),
+    );
+    Ok(vec![launch(
+        ctx,
+        "conv",
+        "token_conv",
+        &[out, w, w, bias.unwrap_or(w), &u, tokens],
+        grid_for(n, ELEMENT_WG),
+    )?])
+}

@@ -1,0 +1,162 @@
+//! Launchers for `shaders/spatial.wgsl`: 2x2 max-pooling, 2x nearest upsampling, argmax over channels and the
+//! DALL-E decoder's sigmoid-unmap of pixel means, on images (B, C, H, W).
+
+use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
+use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
+
+gpu_params!(
+    /// Mirrors `SpatialParams` in spatial.wgsl.
+    SpatialParams in "spatial" as "SpatialParams" {
+        batch: u32, channels: u32, height: u32, width: u32, in_channels: u32, eps: f32, scale: f32, shift: f32,
+    }
+);
+
+/// An image batch (B, C, H, W).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageShape {
+    pub batch: u32,
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+}
+
+impl ImageShape {
+    pub fn len(&self) -> u64 {
+        self.batch as u64 * self.channels as u64 * self.height as u64 * self.width as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn run(
+    ctx: &GpuContext,
+    entry: &str,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    tokens: &GpuSlice,
+    params: SpatialParams,
+    items: u64,
+) -> Result<Vec<Dispatch>, GpuError> {
+    fits_u32(entry, items)?;
+    if items == 0 {
+        return Ok(Vec::new());
+    }
+    let u = GpuSlice::uniform(ctx, "SpatialParams", &params);
+    Ok(vec![launch(
+        ctx,
+        "spatial",
+        entry,
+        &[out, x, &u, tokens],
+        grid_for(items, ELEMENT_WG),
+    )?])
+}
+
+fn plain(s: ImageShape) -> SpatialParams {
+    SpatialParams {
+        batch: s.batch,
+        channels: s.channels,
+        height: s.height,
+        width: s.width,
+        in_channels: s.channels,
+        eps: 0.0,
+        scale: 1.0,
+        shift: 0.0,
+    }
+}
+
+/// `out (B, C, H/2, W/2)` = max of each 2x2 block of `x (B, C, H, W)`.
+pub fn max_pool2(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    s: ImageShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::max_pool2";
+    let n = ImageShape {
+        height: s.height / 2,
+        width: s.width / 2,
+        ..s
+    }
+    .len();
+    need(K, "x", x, s.len())?;
+    need(K, "out", out, n)?;
+    fits_u32(K, s.len())?;
+    run(ctx, "max_pool2", out, x, x, plain(s), n)
+}
+
+/// `out (B, C, 2H, 2W)` = `x (B, C, H, W)` repeated 2x2 (nearest).
+pub fn upsample_nearest2(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    s: ImageShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::upsample_nearest2";
+    let n = 4 * s.len();
+    need(K, "x", x, s.len())?;
+    need(K, "out", out, n)?;
+    run(ctx, "upsample_nearest2", out, x, x, plain(s), n)
+}
+
+/// `tokens (B, H, W)` u32 = argmax over the channels of `x (B, C, H, W)` (lowest channel on ties).
+pub fn argmax_channels(
+    ctx: &GpuContext,
+    tokens: &GpuSlice,
+    x: &GpuSlice,
+    s: ImageShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::argmax_channels";
+    if s.channels == 0 {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "no channels to choose from".into(),
+        });
+    }
+    let n = s.batch as u64 * s.height as u64 * s.width as u64;
+    need(K, "x", x, s.len())?;
+    need(K, "tokens", tokens, n)?;
+    fits_u32(K, s.len())?;
+    run(ctx, "argmax_channels", x, x, tokens, plain(s), n)
+}
+
+/// `out (B, C, H, W) = scale · clamp((sigmoid(x) − eps) / (1 − 2·eps), 0, 1) + shift` on the first C channels of
+/// `x (B, in_channels, H, W)`: the DALL-E decoder's pixels (its `unmap_pixels` of the sigmoid of the means),
+/// `scale`/`shift` map them to a model's normalisation.
+#[allow(clippy::too_many_arguments)]
+pub fn sigmoid_unmap(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    s: ImageShape,
+    in_channels: u32,
+    eps: f32,
+    scale: f32,
+    shift: f32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::sigmoid_unmap";
+    if in_channels < s.channels || !(0.0..0.5).contains(&eps) {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!(
+                "{} channels read from an input of {in_channels} with eps {eps}",
+                s.channels
+            ),
+        });
+    }
+    let input = ImageShape {
+        channels: in_channels,
+        ..s
+    };
+    need(K, "x", x, input.len())?;
+    need(K, "out", out, s.len())?;
+    fits_u32(K, input.len())?;
+    let p = SpatialParams {
+        in_channels,
+        eps,
+        scale,
+        shift,
+        ..plain(s)
+    };
+    run(ctx, "sigmoid_unmap", out, x, x, p, s.len())
+}

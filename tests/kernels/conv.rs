@@ -1,0 +1,198 @@
+//! conv.wgsl: stride-1 convolution (implicit matrix product) and the token convolution against their CPU twins.
+//! Tolerance atol = 1e-5, rtol = 1e-4: sums of at most a few hundred products of values in [-1, 1] in f32, in a
+//! different order than the twin's.
+
+use super::common::*;
+use beitlab::cpu;
+use beitlab::ops::conv::{self, ConvEpilogue, ConvShape};
+
+fn case(s: ConvShape, e: ConvEpilogue, bias: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = rng.vec(s.input_len() as usize, 1.0);
+    let w = rng.vec(s.weight_len() as usize, 1.0);
+    let b = rng.vec(s.out_channels as usize, 1.0);
+    let n = s.output_len() as usize;
+    let start = rng.vec(n, 1.0);
+    let out = if e.accumulate {
+        with(&start)
+    } else {
+        poisoned(n)
+    };
+    let bg = up(&b);
+    run(conv::conv2d(ctx(), &out, &up(&x), &up(&w), bias.then_some(&bg), s, e).unwrap());
+    let mut want = f64s(&start);
+    let bf = f64s(&b);
+    cpu::conv::conv2d(
+        &mut want,
+        &f64s(&x),
+        &f64s(&w),
+        bias.then_some(&bf[..]),
+        s,
+        e,
+    );
+    assert_close(
+        &format!("conv2d {s:?} {e:?}"),
+        &read(&out),
+        &want,
+        1e-5,
+        1e-4,
+    );
+}
+
+fn same(batch: u32, ci: u32, co: u32, side: (u32, u32), k: u32) -> ConvShape {
+    ConvShape::same(batch, ci, co, side, k)
+}
+
+#[test]
+fn conv_tiny() {
+    case(same(1, 1, 1, (1, 1), 1), ConvEpilogue::default(), true, 1);
+    case(same(1, 1, 1, (1, 1), 3), ConvEpilogue::default(), false, 2);
+    case(same(1, 2, 3, (2, 2), 3), ConvEpilogue::default(), true, 3);
+}
+
+#[test]
+fn conv_odd_sizes_and_kernels() {
+    for (i, k) in [1u32, 3, 5, 7].into_iter().enumerate() {
+        case(
+            same(3, 5, 7, (11, 9), k),
+            ConvEpilogue::default(),
+            true,
+            10 + i as u64,
+        );
+    }
+    // Even kernels and padding other than "same": the output is smaller or larger than the input.
+    let mut s = same(2, 3, 5, (9, 6), 2);
+    s.pad = 0;
+    case(s, ConvEpilogue::default(), true, 20);
+    s.kernel = 4;
+    s.pad = 3;
+    case(s, ConvEpilogue::default(), false, 21);
+    // A kernel larger than the padded image: no output.
+    s.kernel = 12;
+    s.pad = 0;
+    assert_eq!(s.out_size(), (0, 0));
+    case(s, ConvEpilogue::default(), true, 22);
+}
+
+#[test]
+fn conv_relu_input_scale_and_accumulate() {
+    let e = ConvEpilogue {
+        scale: 0.0625,
+        accumulate: true,
+        relu_input: true,
+    };
+    case(same(2, 6, 10, (7, 13), 3), e, true, 30);
+    let e = ConvEpilogue {
+        scale: -2.5,
+        accumulate: false,
+        relu_input: true,
+    };
+    case(same(1, 4, 3, (5, 5), 1), e, false, 31);
+}
+
+#[test]
+fn conv_several_tiles_each_way() {
+    // 70 output channels (two channel tiles), 3·3·20 = 180 reduction steps (12 k tiles), 2·15·15 = 450 pixels.
+    case(
+        same(2, 20, 70, (15, 15), 3),
+        ConvEpilogue::default(),
+        true,
+        40,
+    );
+}
+
+#[test]
+fn conv_past_65535_workgroups() {
+    // 2100 x 2100 pixels = 68,907 pixel tiles of 64: the grid folds into two dimensions.
+    case(
+        same(1, 1, 2, (2100, 2100), 1),
+        ConvEpilogue::default(),
+        true,
+        50,
+    );
+}
+
+#[test]
+fn token_conv_matches_one_hot_convolution() {
+    let mut rng = Rng::new(60);
+    for (batch, vocab, co, side) in [
+        (1u32, 1u32, 1u32, (1u32, 1u32)),
+        (3, 37, 5, (5, 3)),
+        (2, 300, 70, (4, 4)),
+    ] {
+        let hw = (side.0 * side.1) as usize;
+        let toks: Vec<u32> = (0..batch as usize * hw).map(|_| rng.below(vocab)).collect();
+        let w = rng.vec((co * vocab) as usize, 1.0);
+        let b = rng.vec(co as usize, 1.0);
+        let n = batch as usize * co as usize * hw;
+        let out = poisoned(n);
+        let bg = up(&b);
+        run(conv::token_conv(
+            ctx(),
+            &out,
+            &up_u32(&toks),
+            &up(&w),
+            Some(&bg),
+            batch,
+            vocab,
+            co,
+            side,
+        )
+        .unwrap());
+        // The same as a 1x1 convolution of the one-hot image.
+        let mut onehot = vec![0.0f64; batch as usize * vocab as usize * hw];
+        for bi in 0..batch as usize {
+            for q in 0..hw {
+                onehot[(bi * vocab as usize + toks[bi * hw + q] as usize) * hw + q] = 1.0;
+            }
+        }
+        let mut want = vec![0.0f64; n];
+        let s = ConvShape::same(batch, vocab, co, side, 1);
+        cpu::conv::conv2d(
+            &mut want,
+            &onehot,
+            &f64s(&w),
+            Some(&f64s(&b)),
+            s,
+            ConvEpilogue::default(),
+        );
+        let mut twin = vec![0.0f64; n];
+        cpu::conv::token_conv(
+            &mut twin,
+            &toks,
+            &f64s(&w),
+            Some(&f64s(&b)),
+            batch as usize,
+            vocab as usize,
+            co as usize,
+            (side.0 as usize, side.1 as usize),
+        );
+        assert_close(
+            "token_conv twin vs one-hot conv",
+            &twin.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            &want,
+            1e-6,
+            1e-6,
+        );
+        assert_close("token_conv", &read(&out), &want, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn conv_twin_matches_a_hand_computed_case() {
+    // 3x3 image, 3x3 kernel of ones, pad 1: each output is the sum of its in-image neighbourhood.
+    let x: Vec<f64> = (1..=9).map(f64::from).collect();
+    let mut out = vec![0.0; 9];
+    cpu::conv::conv2d(
+        &mut out,
+        &x,
+        &[1.0; 9],
+        None,
+        ConvShape::same(1, 1, 1, (3, 3), 3),
+        ConvEpilogue::default(),
+    );
+    assert_eq!(
+        out,
+        vec![12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0]
+    );
+}

@@ -1,0 +1,101 @@
+//! spatial.wgsl: max-pooling, nearest upsampling, argmax over channels and sigmoid-unmap against their CPU
+//! twins. Pooling, upsampling and argmax move values unchanged (exact); sigmoid-unmap: atol 1e-6 (f32 exp).
+
+use super::common::*;
+use beitlab::cpu;
+use beitlab::ops::spatial::{self, ImageShape};
+
+fn shape(batch: u32, channels: u32, height: u32, width: u32) -> ImageShape {
+    ImageShape {
+        batch,
+        channels,
+        height,
+        width,
+    }
+}
+
+fn pool_and_upsample(s: ImageShape, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = rng.vec(s.len() as usize, 3.0);
+    let xg = up(&x);
+    let pooled = shape(s.batch, s.channels, s.height / 2, s.width / 2);
+    let out = poisoned(pooled.len() as usize);
+    run(spatial::max_pool2(ctx(), &out, &xg, s).unwrap());
+    let mut want = vec![0.0f64; pooled.len() as usize];
+    cpu::spatial::max_pool2(&mut want, &f64s(&x), s);
+    assert_close("max_pool2", &read(&out), &want, 0.0, 0.0);
+
+    let out = poisoned(4 * s.len() as usize);
+    run(spatial::upsample_nearest2(ctx(), &out, &xg, s).unwrap());
+    let mut want = vec![0.0f64; 4 * s.len() as usize];
+    cpu::spatial::upsample_nearest2(&mut want, &f64s(&x), s);
+    assert_close("upsample_nearest2", &read(&out), &want, 0.0, 0.0);
+}
+
+fn argmax_and_unmap(s: ImageShape, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut x = rng.vec(s.len() as usize, 4.0);
+    // Ties: the lowest channel wins on both sides.
+    if s.channels > 2 {
+        let hw = (s.height * s.width) as usize;
+        x[0] = 9.0;
+        x[2 * hw] = 9.0;
+    }
+    let xg = up(&x);
+    let n = (s.batch * s.height * s.width) as usize;
+    let tokens = up_u32(&vec![u32::MAX; n]);
+    run(spatial::argmax_channels(ctx(), &tokens, &xg, s).unwrap());
+    let mut want = vec![0u32; n];
+    cpu::spatial::argmax_channels(&mut want, &f64s(&x), s);
+    assert_eq!(
+        ctx().read_u32(&tokens).unwrap(),
+        want,
+        "argmax_channels {s:?}"
+    );
+
+    let c = s.channels.div_ceil(2);
+    let half = ImageShape { channels: c, ..s };
+    let out = poisoned(half.len() as usize);
+    run(spatial::sigmoid_unmap(ctx(), &out, &xg, half, s.channels, 0.1, 2.0, -1.0).unwrap());
+    let mut want = vec![0.0f64; half.len() as usize];
+    cpu::spatial::sigmoid_unmap(
+        &mut want,
+        &f64s(&x),
+        half,
+        s.channels as usize,
+        0.1,
+        2.0,
+        -1.0,
+    );
+    assert_close("sigmoid_unmap", &read(&out), &want, 1e-6, 0.0);
+}
+
+#[test]
+fn spatial_tiny() {
+    pool_and_upsample(shape(1, 1, 2, 2), 1);
+    pool_and_upsample(shape(1, 1, 1, 1), 2);
+    argmax_and_unmap(shape(1, 1, 1, 1), 3);
+    argmax_and_unmap(shape(1, 3, 1, 2), 4);
+}
+
+#[test]
+fn spatial_odd() {
+    // Odd sides: pooling drops the last row and column, as PyTorch's MaxPool2d(2).
+    pool_and_upsample(shape(3, 5, 13, 7), 10);
+    argmax_and_unmap(shape(3, 37, 5, 7), 11);
+}
+
+#[test]
+fn spatial_past_65535_workgroups() {
+    // Upsampling writes 4 x 2050² outputs, over 65535 x 256 (pooling as many would need an input past the
+    // 256 MiB storage binding; its launch folds its grid through the same helper).
+    pool_and_upsample(shape(1, 1, 2050, 2050), 20);
+    argmax_and_unmap(shape(2, 2, 2900, 2900), 21);
+}
+
+#[test]
+fn relu_twin_clamps_negatives() {
+    let mut out = [0.0f64; 3];
+    cpu::spatial::relu(&mut out, &[-1.0, 0.0, 2.5]);
+    assert_eq!(out, [0.0, 0.0, 2.5]);
+}
