@@ -5,7 +5,7 @@
 //
 // conv2d:     out (B, Co, Ho, Wo) (=|+=) scale · (conv(act(x), w) + bias), act = ReLU or identity,
 //             Ho = H + 2·pad − k + 1. Weights w (Co, Ci, k, k) as PyTorch's Conv2d.
-// token_conv: out (B, Co, H, W) = scale · (w[co, tokens[b, y, x]] + bias[co]): a 1x1 convolution of the one-hot image of
+// token_conv: out (B, Co, H, W) = scale · (w[co, tokens[offset + (b, y, x)]] + bias[co]): a 1x1 convolution of the one-hot image of
 //             the tokens (B, H, W) u32, with w (Co, V, 1, 1), read without building the one-hot image.
 //
 // The weight and patch reads each go through one function (weight_at, patch_at), so the input gradient (the same
@@ -25,7 +25,8 @@ struct ConvParams {
     // bit 0: add bias; bit 1: accumulate into out; bit 2: ReLU on the input as it is read.
     flags: u32,
     scale: f32,
-    _pad0: u32,
+    // token_conv: index of the first token read (a chunk of a larger batch).
+    token_offset: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;  // (B, Co, Ho, Wo)
@@ -155,7 +156,7 @@ fn token_conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let co = (i / per_image) % p.out_channels;
     let b = i / (per_image * p.out_channels);
     // Tokens past the vocabulary (never produced by an argmax) read the last column rather than out of bounds.
-    let t = min(tokens[b * per_image + q], p.in_channels - 1u);
+    let t = min(tokens[p.token_offset + b * per_image + q], p.in_channels - 1u);
     var v = w[co * p.in_channels + t];
     if ((p.flags & 1u) != 0u) {
         v += bias[co];

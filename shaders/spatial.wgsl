@@ -2,7 +2,7 @@
 //
 // max_pool2:         out (B, C, H/2, W/2) = max of each 2x2 block (sizes rounded down, as PyTorch's MaxPool2d(2)).
 // upsample_nearest2: out (B, C, 2H, 2W) = x[.., y/2, x/2] (nearest, as PyTorch's Upsample(scale_factor=2)).
-// argmax_channels:   tokens (B, H, W) u32 = argmax over c of x[b, c, y, x] (lowest channel on ties).
+// argmax_channels:   tokens (B, H, W) u32 (from token_offset on) = argmax over c of x[b, c, y, x] (lowest channel on ties).
 // sigmoid_unmap:     out (B, C, H, W) = scale · clamp((sigmoid(x[b, c]) − eps) / (1 − 2·eps), 0, 1) + shift, read
 //                    from the first C of x's `in_channels` channels (the DALL-E decoder's pixel means).
 
@@ -17,6 +17,11 @@ struct SpatialParams {
     eps: f32,
     scale: f32,
     shift: f32,
+    // argmax_channels: index of the first token written (a chunk of a larger batch).
+    token_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -79,7 +84,7 @@ fn argmax_channels(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             arg = c;
         }
     }
-    tokens[i] = arg;
+    tokens[p.token_offset + i] = arg;
 }
 
 @compute @workgroup_size(256)

@@ -9,7 +9,7 @@ gpu_params!(
     /// Mirrors `ConvParams` in conv.wgsl.
     ConvParams in "conv" as "ConvParams" {
         batch: u32, in_channels: u32, out_channels: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32,
-        kernel: u32, pad: u32, flags: u32, scale: f32, _pad0: u32,
+        kernel: u32, pad: u32, flags: u32, scale: f32, token_offset: u32,
     }
 );
 
@@ -102,7 +102,7 @@ fn params(s: &ConvShape, bias: bool, e: ConvEpilogue) -> ConvParams {
         pad: s.pad,
         flags: bias as u32 | (e.accumulate as u32) << 1 | (e.relu_input as u32) << 2,
         scale: e.scale,
-        _pad0: 0,
+        token_offset: 0,
     }
 }
 
@@ -149,12 +149,13 @@ pub fn conv2d(
 }
 
 /// `out (B, Co, H, W) = w[:, tokens] + bias`: the 1x1 convolution of the one-hot image of `tokens (B, H, W)`
-/// over a vocabulary of `vocab` (w is (Co, vocab, 1, 1)).
+/// (starting `token_offset` elements into `tokens`) over a vocabulary of `vocab` (w is (Co, vocab, 1, 1)).
 #[allow(clippy::too_many_arguments)]
 pub fn token_conv(
     ctx: &GpuContext,
     out: &GpuSlice,
     tokens: &GpuSlice,
+    token_offset: u32,
     w: &GpuSlice,
     bias: Option<&GpuSlice>,
     batch: u32,
@@ -165,7 +166,7 @@ pub fn token_conv(
     const K: &str = "conv::token_conv";
     let pixels = batch as u64 * side.0 as u64 * side.1 as u64;
     let n = pixels * out_channels as u64;
-    need(K, "tokens", tokens, pixels)?;
+    need(K, "tokens", tokens, token_offset as u64 + pixels)?;
     need(K, "w", w, out_channels as u64 * vocab as u64)?;
     need(K, "out", out, n)?;
     if let Some(b) = bias {
@@ -190,11 +191,11 @@ pub fn token_conv(
         kernel: 1,
         pad: 0,
     };
-    let u = GpuSlice::uniform(
-        ctx,
-        "ConvParams",
-        &params(&shape, bias.is_some(), ConvEpilogue::default()),
-    );
+    let p = ConvParams {
+        token_offset,
+        ..params(&shape, bias.is_some(), ConvEpilogue::default())
+    };
+    let u = GpuSlice::uniform(ctx, "ConvParams", &p);
     Ok(vec![launch(
         ctx,
         "conv",

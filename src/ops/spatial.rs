@@ -8,6 +8,7 @@ gpu_params!(
     /// Mirrors `SpatialParams` in spatial.wgsl.
     SpatialParams in "spatial" as "SpatialParams" {
         batch: u32, channels: u32, height: u32, width: u32, in_channels: u32, eps: f32, scale: f32, shift: f32,
+        token_offset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
     }
 );
 
@@ -62,6 +63,7 @@ fn plain(s: ImageShape) -> SpatialParams {
         eps: 0.0,
         scale: 1.0,
         shift: 0.0,
+        ..Default::default()
     }
 }
 
@@ -99,10 +101,12 @@ pub fn upsample_nearest2(
     run(ctx, "upsample_nearest2", out, x, x, plain(s), n)
 }
 
-/// `tokens (B, H, W)` u32 = argmax over the channels of `x (B, C, H, W)` (lowest channel on ties).
+/// `tokens (B, H, W)` u32, from element `token_offset` on, = argmax over the channels of `x (B, C, H, W)`
+/// (lowest channel on ties).
 pub fn argmax_channels(
     ctx: &GpuContext,
     tokens: &GpuSlice,
+    token_offset: u32,
     x: &GpuSlice,
     s: ImageShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
@@ -115,9 +119,13 @@ pub fn argmax_channels(
     }
     let n = s.batch as u64 * s.height as u64 * s.width as u64;
     need(K, "x", x, s.len())?;
-    need(K, "tokens", tokens, n)?;
+    need(K, "tokens", tokens, token_offset as u64 + n)?;
     fits_u32(K, s.len())?;
-    run(ctx, "argmax_channels", x, x, tokens, plain(s), n)
+    let p = SpatialParams {
+        token_offset,
+        ..plain(s)
+    };
+    run(ctx, "argmax_channels", x, x, tokens, p, n)
 }
 
 /// `out (B, C, H, W) = scale · clamp((sigmoid(x) − eps) / (1 − 2·eps), 0, 1) + shift` on the first C channels of

@@ -5,6 +5,7 @@
 
 pub mod batches;
 pub mod config;
+pub mod dalle;
 pub mod graph;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;

@@ -122,6 +122,9 @@ fn token_conv_matches_one_hot_convolution() {
     ] {
         let hw = (side.0 * side.1) as usize;
         let toks: Vec<u32> = (0..batch as usize * hw).map(|_| rng.below(vocab)).collect();
+        // Read from an offset (a chunk of a larger batch): 3 tokens before it that must not be read.
+        let mut stored = vec![vocab + 7; 3];
+        stored.extend(&toks);
         let w = rng.vec((co * vocab) as usize, 1.0);
         let b = rng.vec(co as usize, 1.0);
         let n = batch as usize * co as usize * hw;
@@ -130,7 +133,8 @@ fn token_conv_matches_one_hot_convolution() {
         run(conv::token_conv(
             ctx(),
             &out,
-            &up_u32(&toks),
+            &up_u32(&stored),
+            3,
             &up(&w),
             Some(&bg),
             batch,

@@ -44,7 +44,7 @@ fn argmax_and_unmap(s: ImageShape, seed: u64) {
     let xg = up(&x);
     let n = (s.batch * s.height * s.width) as usize;
     let tokens = up_u32(&vec![u32::MAX; n]);
-    run(spatial::argmax_channels(ctx(), &tokens, &xg, s).unwrap());
+    run(spatial::argmax_channels(ctx(), &tokens, 0, &xg, s).unwrap());
     let mut want = vec![0u32; n];
     cpu::spatial::argmax_channels(&mut want, &f64s(&x), s);
     assert_eq!(
