@@ -163,3 +163,76 @@ fn token_conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
     out[i] = p.scale * v;
 }
+
+// conv2d_direct: the same convolution without workgroup memory or barriers (software adapters, where a barrier
+// costs more than the reuse it buys). Thread (x, y) owns output channels 4y..4y+3 and pixels 4x..4x+3; the
+// pixel coordinates are decoded once, then every (ci, ky, kx) step is 4 weight reads, 4 input reads, 16 FMAs.
+override DIRECT_X: u32 = 8u;
+override DIRECT_Y: u32 = 8u;
+
+fn input_at(b: u32, ci: u32, iy: i32, ix: i32) -> f32 {
+    if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) {
+        return 0.0;
+    }
+    let v = x[((b * p.in_channels + ci) * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+    if ((p.flags & 4u) != 0u) {
+        return max(v, 0.0);
+    }
+    return v;
+}
+
+@compute @workgroup_size(DIRECT_X, DIRECT_Y, 1)
+fn conv2d_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_id) lid: vec3<u32>) {
+    let pixels = p.batch * p.out_h * p.out_w;
+    let n0 = ((wg.x + wg.y * nwg.x) * DIRECT_X + lid.x) * 4u;
+    let m0 = (wg.z * DIRECT_Y + lid.y) * 4u;
+    if (n0 >= pixels || m0 >= p.out_channels) {
+        return;
+    }
+    let per_image = p.out_h * p.out_w;
+    var b: array<u32, 4>;
+    var oy: array<i32, 4>;
+    var ox: array<i32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        let n = min(n0 + j, pixels - 1u);
+        b[j] = n / per_image;
+        let q = n - b[j] * per_image;
+        oy[j] = i32(q / p.out_w) - i32(p.pad);
+        ox[j] = i32(q % p.out_w) - i32(p.pad);
+    }
+    let kk2 = p.kernel * p.kernel;
+    let kdim = p.in_channels * kk2;
+    let last_m = p.out_channels - 1u;
+    let w0 = min(m0, last_m) * kdim;
+    let w1 = min(m0 + 1u, last_m) * kdim;
+    let w2 = min(m0 + 2u, last_m) * kdim;
+    let w3 = min(m0 + 3u, last_m) * kdim;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var ci = 0u; ci < p.in_channels; ci++) {
+        for (var ky = 0u; ky < p.kernel; ky++) {
+            for (var kx = 0u; kx < p.kernel; kx++) {
+                let kk = ci * kk2 + ky * p.kernel + kx;
+                let wv = vec4<f32>(w[w0 + kk], w[w1 + kk], w[w2 + kk], w[w3 + kk]);
+                let xv = vec4<f32>(
+                    input_at(b[0], ci, oy[0] + i32(ky), ox[0] + i32(kx)),
+                    input_at(b[1], ci, oy[1] + i32(ky), ox[1] + i32(kx)),
+                    input_at(b[2], ci, oy[2] + i32(ky), ox[2] + i32(kx)),
+                    input_at(b[3], ci, oy[3] + i32(ky), ox[3] + i32(kx)));
+                acc[0] += wv.x * xv;
+                acc[1] += wv.y * xv;
+                acc[2] += wv.z * xv;
+                acc[3] += wv.w * xv;
+            }
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        store_out(m0 + i, n0, pixels, acc[i].x);
+        store_out(m0 + i, n0 + 1u, pixels, acc[i].y);
+        store_out(m0 + i, n0 + 2u, pixels, acc[i].z);
+        store_out(m0 + i, n0 + 3u, pixels, acc[i].w);
+    }
+}

@@ -5,6 +5,8 @@
 // argmax_channels:   tokens (B, H, W) u32 (from token_offset on) = argmax over c of x[b, c, y, x] (lowest channel on ties).
 // sigmoid_unmap:     out (B, C, H, W) = scale · clamp((sigmoid(x[b, c]) − eps) / (1 − 2·eps), 0, 1) + shift, read
 //                    from the first C of x's `in_channels` channels (the DALL-E decoder's pixel means).
+// resize_bilinear:   out (B, C, out_h, out_w) = x resized bilinearly as PyTorch's interpolate with
+//                    align_corners = False (no antialiasing): source = (dst + 0.5) · in / out − 0.5, clamped.
 
 struct SpatialParams {
     batch: u32,
@@ -19,9 +21,10 @@ struct SpatialParams {
     shift: f32,
     // argmax_channels: index of the first token written (a chunk of a larger batch).
     token_offset: u32,
+    // resize_bilinear: output sides.
+    out_h: u32,
+    out_w: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -100,4 +103,32 @@ fn sigmoid_unmap(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let b = i / (hw * p.channels);
     let s = 1.0 / (1.0 + exp(-x[(b * p.in_channels + c) * hw + q]));
     out[i] = p.scale * clamp((s - p.eps) / (1.0 - 2.0 * p.eps), 0.0, 1.0) + p.shift;
+}
+
+fn source_index(i: u32, n_in: u32, n_out: u32) -> vec3<f32> {
+    // (lower index, upper index, weight of the upper) along one axis.
+    let s = max((f32(i) + 0.5) * f32(n_in) / f32(n_out) - 0.5, 0.0);
+    let lo = min(u32(floor(s)), n_in - 1u);
+    let hi = min(lo + 1u, n_in - 1u);
+    return vec3<f32>(f32(lo), f32(hi), s - f32(lo));
+}
+
+@compute @workgroup_size(256)
+fn resize_bilinear(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    if (i >= p.batch * p.channels * p.out_h * p.out_w) {
+        return;
+    }
+    let ox = i % p.out_w;
+    let oy = (i / p.out_w) % p.out_h;
+    let plane = i / (p.out_w * p.out_h);
+    let sy = source_index(oy, p.height, p.out_h);
+    let sx = source_index(ox, p.width, p.out_w);
+    let base = plane * p.height * p.width;
+    let row0 = base + u32(sy.x) * p.width;
+    let row1 = base + u32(sy.y) * p.width;
+    let top = mix(x[row0 + u32(sx.x)], x[row0 + u32(sx.y)], sx.z);
+    let bottom = mix(x[row1 + u32(sx.x)], x[row1 + u32(sx.y)], sx.z);
+    out[i] = mix(top, bottom, sy.z);
 }

@@ -11,7 +11,7 @@ use crate::data::dataset::{Dataset, Split};
 use crate::data::masking::BlockMasking;
 use crate::gpu::GpuContext;
 use crate::model::{BeitConfig, BeitModel, ModelError};
-use crate::tokenizer::{Tokenizer, TokenizerConfig};
+use crate::tokenizer::{Tokenizer, TokenizerConfig, VisualTokenizer};
 use crate::train::pretrain::{pretrain, Masking, PretrainOptions};
 
 /// Memory at one step.
@@ -121,7 +121,11 @@ pub fn soak(
 ) -> Result<SoakReport, ModelError> {
     let data = Dataset::builtin(Split::Train, cfg.num_channels)
         .map_err(|e| ModelError::Input(e.to_string()))?;
-    let tk = Tokenizer::new_random(ctx, &TokenizerConfig::for_model(cfg, cfg.vocab_size), 0)?;
+    let tk = VisualTokenizer::Patch(Tokenizer::new_random(
+        ctx,
+        &TokenizerConfig::for_model(cfg, cfg.vocab_size),
+        0,
+    )?);
     let model = BeitModel::new_random(ctx, cfg, 0)?;
     let block = BlockMasking::scaled(cfg.grid());
     let opts = PretrainOptions {

@@ -2,7 +2,9 @@
 //! fine-tuned classifier in one safetensors file, tensors prefixed `tokenizer/`, `pretrained/` and `finetuned/`,
 //! each network's config (the text of its config.json) in the file's metadata. Loading also takes the files of
 //! HuggingFace-style folders chosen together: `config.json` + `model.safetensors` (a BEiT) and / or
-//! `tokenizer_config.json` + `tokenizer.safetensors` (a tokenizer).
+//! `tokenizer_config.json` + `tokenizer.safetensors` (a tokenizer), or `dalle_config.json` +
+//! `dalle_encoder.safetensors` (+ `dalle_decoder.safetensors`) (a DALL-E tokenizer, its tensors prefixed
+//! `encoder.` / `decoder.` in the tokenizer entry).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,9 +63,22 @@ pub fn parse_files(files: &[(String, Vec<u8>)]) -> Result<HostCheckpoints, Model
     };
     let (mut config, mut tokenizer_config) = (None, None);
     let (mut model_tensors, mut tokenizer_tensors) = (None, None);
+    let mut dalle_config = None;
+    let mut dalle_tensors: BTreeMap<String, HostTensor> = BTreeMap::new();
     for (name, bytes) in files {
         let base = base_name(name);
-        if base == "config.json" {
+        let dalle_half = match base {
+            "dalle_encoder.safetensors" => Some("encoder."),
+            "dalle_decoder.safetensors" => Some("decoder."),
+            _ => None,
+        };
+        if let Some(prefix) = dalle_half {
+            for (k, v) in tensorfile::parse(Path::new(name), bytes)? {
+                dalle_tensors.insert(format!("{prefix}{k}"), v);
+            }
+        } else if base == "dalle_config.json" {
+            dalle_config = Some((name, text(name, bytes)?));
+        } else if base == "config.json" {
             config = Some((name, text(name, bytes)?));
         } else if base == "tokenizer_config.json" {
             tokenizer_config = Some((name, text(name, bytes)?));
@@ -84,6 +99,27 @@ pub fn parse_files(files: &[(String, Vec<u8>)]) -> Result<HostCheckpoints, Model
                  tokenizer_config.json)"
             )));
         }
+    }
+    match (dalle_config, dalle_tensors.is_empty()) {
+        (Some((_, cfg)), false) => {
+            if !dalle_tensors.keys().any(|k| k.starts_with("encoder.")) {
+                return Err(ModelError::Checkpoint(
+                    "a DALL-E tokenizer needs its dalle_encoder.safetensors: choose it too".into(),
+                ));
+            }
+            out.tokenizer = Some((cfg, dalle_tensors));
+        }
+        (Some((name, _)), true) => {
+            return Err(ModelError::Checkpoint(format!(
+                "{name} needs its dalle_encoder.safetensors: choose the files together"
+            )))
+        }
+        (None, false) => {
+            return Err(ModelError::Checkpoint(
+                "DALL-E weights need their dalle_config.json: choose the files together".into(),
+            ))
+        }
+        (None, true) => {}
     }
     if let Some(p) = pair(tokenizer_config, tokenizer_tensors, "tokenizer")? {
         if out.tokenizer.replace((p.config, p.tensors)).is_some() {

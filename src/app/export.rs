@@ -5,7 +5,7 @@
 use crate::gpu::{AsyncRead, GpuContext};
 use crate::model::checkpoint::tensors_from_flat;
 use crate::model::BeitModel;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::VisualTokenizer;
 
 use super::bundle::{self, Entry};
 
@@ -13,7 +13,7 @@ use super::bundle::{self, Entry};
 pub struct Export {
     read: AsyncRead,
     /// Clones share the GPU buffers; they keep the layouts as they were when the copies were made.
-    tokenizer: Tokenizer,
+    tokenizer: VisualTokenizer,
     models: Vec<(&'static str, BeitModel)>,
 }
 
@@ -21,10 +21,10 @@ impl Export {
     /// Queue the copies of the tokenizer and of `models` (role, model).
     pub fn start(
         ctx: &GpuContext,
-        tokenizer: &Tokenizer,
+        tokenizer: &VisualTokenizer,
         models: Vec<(&'static str, &BeitModel)>,
     ) -> Self {
-        let mut slices = tokenizer.state_slices().to_vec();
+        let mut slices = tokenizer.state_slices();
         slices.extend(models.iter().map(|(_, m)| &m.params.whole));
         Self {
             read: AsyncRead::start(ctx, &slices),
@@ -47,18 +47,13 @@ impl Export {
             .iter()
             .map(|b| bytemuck::pod_collect_to_vec(b))
             .collect();
-        let tk = [
-            values[0].as_slice(),
-            values[1].as_slice(),
-            values[2].as_slice(),
-            values[3].as_slice(),
-        ];
+        let n_tk = self.tokenizer.state_slices().len();
         let mut entries = vec![Entry {
             role: "tokenizer",
             config_json: self.tokenizer.config_json()?,
-            tensors: self.tokenizer.tensors(tk),
+            tensors: self.tokenizer.tensors(&values[..n_tk])?,
         }];
-        for ((role, m), flat) in self.models.iter().zip(&values[4..]) {
+        for ((role, m), flat) in self.models.iter().zip(&values[n_tk..]) {
             entries.push(Entry {
                 role,
                 config_json: m.cfg.to_json(),

@@ -10,7 +10,7 @@ use crate::data::dataset::{Dataset, Image};
 use crate::gpu::{Dispatch, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
 use crate::rng::Rng;
-use crate::tokenizer::{Tokenizer, TokenizerGraph};
+use crate::tokenizer::{VisualGraph, VisualTokenizer};
 
 /// Sample images shown side by side.
 pub const SAMPLES: usize = 6;
@@ -132,12 +132,14 @@ pub struct Atlas {
 /// The GPU side, built for one tokenizer and one BEiT model (rebuilt when either is replaced).
 struct Graphs {
     beit: BeitGraph,
-    tk: TokenizerGraph,
-    atlas_tk: TokenizerGraph,
-    usage_tk: TokenizerGraph,
+    tk: VisualGraph,
+    atlas_tk: VisualGraph,
+    usage_tk: VisualGraph,
     ring: ReadbackRing,
     params_of: (wgpu::Buffer, wgpu::Buffer),
     usage_pixels: Vec<f32>,
+    /// The tokenizer's own evaluation view when it reads one (DALL-E), else it reads the samples' pixels.
+    tokenizer_view: Option<Augment>,
     /// Codes in the codebook (the atlas decodes ceil(V / N) images of N codes).
     atlas_codes: u32,
     /// Reconstructions (K, C, S, S) from the true tokens and with the predicted ones, kept on the GPU for drawing;
@@ -269,7 +271,7 @@ impl Inspector {
     pub fn tick(
         &mut self,
         ctx: &GpuContext,
-        tk: &Tokenizer,
+        tk: &VisualTokenizer,
         model: &BeitModel,
         versions: (u64, u64),
         val: &Dataset,
@@ -278,7 +280,7 @@ impl Inspector {
             return Ok(());
         }
         let key = (
-            tk.params.whole.buffer.clone(),
+            tk.weights_buffer().clone(),
             model.params.whole.buffer.clone(),
         );
         if self.graphs.as_ref().is_none_or(|g| g.params_of != key) {
@@ -316,7 +318,7 @@ impl Inspector {
     fn build(
         &self,
         ctx: &GpuContext,
-        tk: &Tokenizer,
+        tk: &VisualTokenizer,
         model: &BeitModel,
         val: &Dataset,
         key: (wgpu::Buffer, wgpu::Buffer),
@@ -336,7 +338,7 @@ impl Inspector {
             },
         )?;
         let n = cfg.patches();
-        let atlas_images = tk.cfg.codebook_size.div_ceil(n);
+        let atlas_images = tk.codebook_size().div_ceil(n);
         let usage_images = USAGE_IMAGES.min(val.len()).max(1);
         let aug = Augment::beit(cfg.image_size, cfg.num_channels);
         let imgs: Vec<Image> = (0..usage_images)
@@ -362,14 +364,18 @@ impl Inspector {
             recon_true: recon("reconstruction from true tokens"),
             recon_pred: recon("reconstruction with predicted tokens"),
             recon_next: recon("next reconstruction from true tokens"),
-            tk: TokenizerGraph::new(ctx, tk, k)?,
-            atlas_tk: TokenizerGraph::new(ctx, tk, atlas_images)?,
-            usage_tk: TokenizerGraph::new(ctx, tk, usage_images as u32)?,
-            usage_pixels: aug.eval_batch(&imgs, usage_images),
+            tk: tk.graph(ctx, k, cfg)?,
+            atlas_tk: tk.graph(ctx, atlas_images, cfg)?,
+            usage_tk: tk.graph(ctx, usage_images as u32, cfg)?,
+            usage_pixels: tk
+                .view(cfg.grid())
+                .augment(&aug)
+                .eval_batch(&imgs, usage_images),
+            tokenizer_view: tk.is_dalle().then(|| tk.view(cfg.grid()).augment(&aug)),
             beit,
             ring: ReadbackRing::new(ctx, 6, bytes),
             params_of: key,
-            atlas_codes: tk.cfg.codebook_size,
+            atlas_codes: tk.codebook_size(),
         })
     }
 
@@ -384,7 +390,16 @@ impl Inspector {
             .collect();
         let masks: Vec<Vec<u8>> = self.samples.iter().map(|s| s.mask.clone()).collect();
         let flat_mask: Vec<u8> = masks.concat();
-        g.tk.pixels.write(ctx, &pixels);
+        match &g.tokenizer_view {
+            Some(aug) => {
+                let mut own = Vec::new();
+                for s in &self.samples {
+                    aug.eval(&s.image, &mut own);
+                }
+                g.tk.pixels.write(ctx, &own);
+            }
+            None => g.tk.pixels.write(ctx, &pixels),
+        }
         g.beit.write_batch(ctx, &pixels, Some(&flat_mask), None)?;
         let mut enc = ctx
             .device

@@ -170,6 +170,8 @@ pub struct ViewState {
     pub browse_target: BrowseTarget,
     /// The lesson's masking-frequency map and what it was drawn for: (grid, mode, mask ratio bits).
     pub masking_frequency: Option<((u32, settings::MaskMode, u32), Vec<f32>)>,
+    /// Page of the codebook view (codes most used first, `views::codebook::PAGE` per page).
+    pub codebook_page: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +269,7 @@ impl BeitApp {
                 button_rects: Vec::new(),
                 browse_target: BrowseTarget::Data,
                 masking_frequency: None,
+                codebook_page: 0,
             },
             frames: FrameStats::default(),
             textures: textures::Textures::default(),

@@ -11,7 +11,7 @@ use crate::gpu::{Dispatch, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
 use crate::rng::Rng;
 use crate::tokenizer::batches as tktrain;
-use crate::tokenizer::{Tokenizer, TokenizerGraph};
+use crate::tokenizer::{Tokenizer, TokenizerGraph, VisualTokenizer};
 use crate::train::metrics::StepMetrics;
 use crate::train::mim_step::MimStep;
 use crate::train::runner::StepRunner;
@@ -289,6 +289,8 @@ pub struct PretrainPhase {
     pub core: PhaseCore,
     step: MimStep,
     aug: Augment,
+    /// The tokenizer's own view of the same crops (DALL-E), when it reads one.
+    tokenizer_aug: Option<Augment>,
     batch: u32,
     grid: u32,
 }
@@ -297,7 +299,7 @@ impl PretrainPhase {
     pub fn new(
         ctx: &GpuContext,
         model: &BeitModel,
-        tk: &Tokenizer,
+        tk: &VisualTokenizer,
         batch: u32,
         total: u32,
         seed: u64,
@@ -306,10 +308,12 @@ impl PretrainPhase {
         // Room for every patch to be masked, so the mask ratio can change between steps.
         let cap = batch * cfg.patches();
         let (step, runner) = MimStep::new(ctx, model, Some(tk), batch, cap, seed, 0.05)?;
+        let aug = Augment::beit(cfg.image_size, cfg.num_channels);
         Ok(Self {
             core: PhaseCore::new(ctx, runner, Vec::new(), &model.params.whole, total, batch),
+            tokenizer_aug: step.tokenizer_augment(&aug),
             step,
-            aug: Augment::beit(cfg.image_size, cfg.num_channels),
+            aug,
             batch,
             grid: cfg.grid(),
         })
@@ -323,14 +327,21 @@ impl PretrainPhase {
         s: &Settings,
     ) -> Result<(), ModelError> {
         let mut pixels = Vec::new();
+        let mut own_view = Vec::new();
         let mut mask = Vec::new();
         for _ in 0..self.batch {
             let i = pick(data, rng);
-            self.aug.apply(&data.images[i], rng, &mut pixels);
+            match &self.tokenizer_aug {
+                Some(t) => self
+                    .aug
+                    .apply_pair(&data.images[i], rng, &mut pixels, t, &mut own_view),
+                None => self.aug.apply(&data.images[i], rng, &mut pixels),
+            }
             mask.extend(make_mask(self.grid, s, rng));
         }
         let step = self.core.submitted + 1;
-        let masked = self.step.write(ctx, &pixels, &mask, step)?;
+        let own = self.tokenizer_aug.as_ref().map(|_| &own_view[..]);
+        let masked = self.step.write(ctx, &pixels, own, &mask, step)?;
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Pretrain.index()]);
         self.core.submit(lr, Some(3.0), masked);
         Ok(())

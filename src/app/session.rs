@@ -13,7 +13,7 @@ use crate::data::dataset::Dataset;
 use crate::gpu::{GpuContext, Requirements};
 use crate::model::{BeitConfig, BeitModel, ModelError};
 use crate::rng::Rng;
-use crate::tokenizer::{Tokenizer, TokenizerConfig};
+use crate::tokenizer::{Tokenizer, TokenizerConfig, VisualTokenizer};
 use crate::train::finetune::{classification_config, from_pretrained};
 
 /// Codes of the visual tokenizer the app trains.
@@ -74,7 +74,8 @@ pub struct Session {
     pub data_source: String,
     pub train: Dataset,
     pub val: Dataset,
-    pub tokenizer: Tokenizer,
+    /// The tokenizer the app trains (patch) or an imported, frozen DALL-E tokenizer.
+    pub tokenizer: VisualTokenizer,
     pub mim: BeitModel,
     /// The latest fine-tuned classifier.
     pub finetuned: Option<BeitModel>,
@@ -134,8 +135,9 @@ impl Session {
         let cfg = mim_config(&settings.preset).map_err(|e| e.to_string())?;
         check_limits(&ctx, &cfg, settings.batch)?;
         let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
-        let tokenizer =
-            Tokenizer::new_random(&ctx, &tk_cfg, settings.seed).map_err(|e| e.to_string())?;
+        let tokenizer = VisualTokenizer::Patch(
+            Tokenizer::new_random(&ctx, &tk_cfg, settings.seed).map_err(|e| e.to_string())?,
+        );
         let mim = BeitModel::new_random(&ctx, &cfg, settings.seed).map_err(|e| e.to_string())?;
         let cpu = ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
         Ok(Self {
@@ -169,14 +171,23 @@ impl Session {
 
     /// Fresh networks for the current settings (a new preset takes effect here); curves are kept.
     pub fn reset(&mut self) -> Result<(), String> {
-        let cfg = mim_config(&self.settings.preset).map_err(|e| e.to_string())?;
+        let mut cfg = mim_config(&self.settings.preset).map_err(|e| e.to_string())?;
+        // An imported DALL-E tokenizer stays (it is frozen); the model is made to fit it.
+        if let VisualTokenizer::Dalle(t) = &self.tokenizer {
+            cfg.vocab_size = t.vocab_size();
+            cfg.num_channels = t.image_channels();
+        }
         check_limits(&self.ctx, &cfg, self.settings.batch)?;
         if cfg.num_channels != self.mim.cfg.num_channels {
             self.reload_data(cfg.num_channels, cfg.image_size)?;
         }
-        let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
-        self.tokenizer = Tokenizer::new_random(&self.ctx, &tk_cfg, self.settings.seed)
-            .map_err(|e| e.to_string())?;
+        if !self.tokenizer.is_dalle() {
+            let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
+            self.tokenizer = VisualTokenizer::Patch(
+                Tokenizer::new_random(&self.ctx, &tk_cfg, self.settings.seed)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
         self.mim = BeitModel::new_random(&self.ctx, &cfg, self.settings.seed)
             .map_err(|e| e.to_string())?;
         self.finetuned = None;
@@ -219,7 +230,12 @@ impl Session {
                 return;
             }
         }
-        self.plan = PhaseKind::ALL.into_iter().collect();
+        // A DALL-E tokenizer is frozen: the pipeline starts at pretraining.
+        let dalle = self.tokenizer.is_dalle();
+        self.plan = PhaseKind::ALL
+            .into_iter()
+            .filter(|&k| !(dalle && k == PhaseKind::Tokenizer))
+            .collect();
         self.scratch_next = self.settings.compare_scratch;
         self.begin_next();
     }
@@ -278,9 +294,12 @@ impl Session {
         self.done[kind.index()] = 0;
         Ok(match kind {
             PhaseKind::Tokenizer => {
+                let VisualTokenizer::Patch(tk) = &self.tokenizer else {
+                    return Err("the DALL-E tokenizer is frozen (it is the paper's, imported): pretrain with it directly".into());
+                };
                 self.curves.clear_prefix("tokenizer");
                 Active::Tokenizer(Box::new(
-                    TokenizerPhase::new(ctx, &self.tokenizer, batch, steps).map_err(e)?,
+                    TokenizerPhase::new(ctx, tk, batch, steps).map_err(e)?,
                 ))
             }
             PhaseKind::Pretrain => {
@@ -544,9 +563,10 @@ impl Session {
         let e = |e: ModelError| e.to_string();
         let host = super::bundle::parse_files(files).map_err(e)?;
         let tokenizer = match &host.tokenizer {
-            Some((cfg, tensors)) => {
-                Some(Tokenizer::from_tensors(&self.ctx, cfg, tensors, "the tokenizer").map_err(e)?)
-            }
+            Some((cfg, tensors)) => Some(
+                VisualTokenizer::from_tensors(&self.ctx, cfg, tensors, "the tokenizer")
+                    .map_err(e)?,
+            ),
             None => None,
         };
         let models = host
@@ -575,7 +595,7 @@ impl Session {
         let has = |d: &Path, f: &str| d.join(f).is_file();
         let tk_dir = [dir.to_path_buf(), dir.join("tokenizer")]
             .into_iter()
-            .find(|d| has(d, "tokenizer_config.json"));
+            .find(|d| has(d, "tokenizer_config.json") || has(d, "dalle_config.json"));
         let beit_dirs: Vec<_> = [
             dir,
             &dir.join("pretrained"),
@@ -588,12 +608,12 @@ impl Session {
         .collect();
         if tk_dir.is_none() && beit_dirs.is_empty() {
             return Err(format!(
-                "{} holds no tokenizer (tokenizer_config.json) or BEiT folder (config.json)",
+                "{} holds no tokenizer (tokenizer_config.json or dalle_config.json) or BEiT folder (config.json)",
                 dir.display()
             ));
         }
         let tokenizer = match &tk_dir {
-            Some(d) => Some(Tokenizer::load(&self.ctx, d).map_err(e)?),
+            Some(d) => Some(VisualTokenizer::load(&self.ctx, d).map_err(e)?),
             None => None,
         };
         let models = beit_dirs
@@ -607,7 +627,7 @@ impl Session {
     /// Replace the networks by those loaded, if they fit together; `source` names them in the message.
     fn install(
         &mut self,
-        tokenizer: Option<Tokenizer>,
+        tokenizer: Option<VisualTokenizer>,
         models: Vec<BeitModel>,
         source: &str,
     ) -> Result<String, String> {
@@ -618,24 +638,35 @@ impl Session {
                 crate::model::Architecture::ImageClassification => cls = Some(m),
             }
         }
-        let tk_cfg = tokenizer.as_ref().map_or(&self.tokenizer.cfg, |t| &t.cfg);
+        let tk = tokenizer.as_ref().unwrap_or(&self.tokenizer);
         if let Some(m) = &mim {
             if m.cfg.predicts_pixels() {
                 return Err(
                     "this app trains on visual tokens; the checkpoint regresses pixels".into(),
                 );
             }
-            if m.cfg.vocab_size < tk_cfg.codebook_size
-                || (m.cfg.image_size, m.cfg.patch_size, m.cfg.num_channels)
-                    != (tk_cfg.image_size, tk_cfg.patch_size, tk_cfg.num_channels)
-            {
-                return Err(format!(
-                    "the BEiT model ({} px, patch {}, {} channels, {} tokens) does not fit the tokenizer ({} px, patch {}, {} channels, {} codes); load both from one folder",
-                    m.cfg.image_size, m.cfg.patch_size, m.cfg.num_channels, m.cfg.vocab_size,
-                    tk_cfg.image_size, tk_cfg.patch_size, tk_cfg.num_channels, tk_cfg.codebook_size
-                ));
+            tk.check_model(&m.cfg).map_err(|e| {
+                format!("the BEiT model does not fit the tokenizer: {e}; load both from one folder")
+            })?;
+        }
+        // A tokenizer loaded alone that the current model does not fit (a DALL-E one: 8192 codes, RGB) gets a
+        // fresh model of the current preset made to fit it.
+        let mut fitted = None;
+        if let (Some(t), None) = (&tokenizer, &mim) {
+            if t.check_model(&self.mim.cfg).is_err() {
+                let mut cfg = self.mim.cfg.clone();
+                cfg.vocab_size = t.codebook_size();
+                cfg.num_channels = t.view(cfg.grid()).channels;
+                t.check_model(&cfg).map_err(|e| e.to_string())?;
+                check_limits(&self.ctx, &cfg, self.settings.batch)?;
+                fitted = Some(
+                    BeitModel::new_random(&self.ctx, &cfg, self.settings.seed)
+                        .map_err(|e| e.to_string())?,
+                );
             }
         }
+        let made_to_fit = fitted.is_some();
+        let mim = mim.or(fitted);
         self.stop();
         let mut what = Vec::new();
         let (channels, image_size) = mim
@@ -647,14 +678,22 @@ impl Session {
             self.reload_data(channels, image_size)?;
         }
         if let Some(t) = tokenizer {
+            what.push(if t.is_dalle() {
+                "DALL-E tokenizer"
+            } else {
+                "tokenizer"
+            });
             self.tokenizer = t;
             self.tokenizer_version += 1;
-            what.push("tokenizer");
         }
         if let Some(m) = mim {
+            what.push(if made_to_fit {
+                "a fresh BEiT model made to fit it"
+            } else {
+                "pretrained BEiT"
+            });
             self.mim = m;
             self.mim_version += 1;
-            what.push("pretrained BEiT");
         }
         if let Some(m) = cls {
             self.finetuned = Some(m);

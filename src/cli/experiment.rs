@@ -302,6 +302,7 @@ fn run_seed(
         data: args.data.data.clone(),
         preset: preset.clone(),
         tokenizer: None,
+        init: None,
         tokenizer_steps: args.tokenizer_steps,
         steps: pretrain_steps,
         epochs: None,

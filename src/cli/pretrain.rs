@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::common::{
-    bar, device, load_train_val, metrics_log, model_requirements, read_settings, run_folder,
-    steps_for_epochs, write_settings, TrainValData,
+    bar, device, load_train_val, metrics_log, model_folder, model_requirements, read_settings,
+    run_folder, steps_for_epochs, write_settings, TrainValData,
 };
 use super::tokenizer::{train_tokenizer, TokenizerTrainArgs};
 use crate::data::augment::Augment;
 use crate::data::dataset::Decode;
 use crate::data::masking::BlockMasking;
 use crate::model::{BeitConfig, BeitModel};
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::dalle::{DalleConfig, DalleTokenizer};
+use crate::tokenizer::VisualTokenizer;
 use crate::train::pretrain::{pretrain, Masking, PretrainOptions};
 use crate::train::record::MimRecorder;
 use crate::train::run_dir::{RunDir, RunMode};
@@ -31,9 +32,16 @@ pub struct PretrainArgs {
     pub data: String,
     #[arg(long, default_value = "micro")]
     pub preset: String,
-    /// A tokenizer folder (from `beitlab tokenizer train`) matching the preset's patch grid.
+    /// A tokenizer folder: from `beitlab tokenizer train` (matching the preset's patch grid) or from
+    /// `beitlab tokenizer import-dalle` (the paper's DALL-E tokenizer, reading its own view of each crop at 8
+    /// pixels per token).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Continue pretraining this masked-image-modeling model (a HuggingFace BEiT MIM folder such as
+    /// microsoft/beit-base-patch16-224-pt22k, or a beitlab run) instead of random weights; its configuration
+    /// replaces --preset. Needs --tokenizer (the tokens it was trained on).
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Steps of the tokenizer trained first when no --tokenizer is given (default: as many as --steps).
     #[arg(value_parser = crate::train::checks::parse::count, long)]
     pub tokenizer_steps: Option<u32>,
@@ -97,6 +105,8 @@ struct RunSettings {
     target: String,
     #[serde(default)]
     checkpoint_every: u32,
+    #[serde(default)]
+    init: Option<PathBuf>,
 }
 
 fn tokens_target() -> String {
@@ -115,6 +125,7 @@ impl RunSettings {
             mask_ratio: args.mask_ratio,
             target: args.target.clone(),
             checkpoint_every: args.checkpoint_every.unwrap_or(0),
+            init: args.init.clone(),
         }
     }
     fn read(dir: &Path) -> Result<Self, String> {
@@ -135,6 +146,7 @@ impl RunSettings {
             mask_ratio: self.mask_ratio,
             target: self.target,
             checkpoint_every: args.checkpoint_every.or(Some(self.checkpoint_every)),
+            init: self.init,
             ..args.clone()
         }
     }
@@ -150,7 +162,38 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
     } else {
         args.clone()
     };
-    let cfg = BeitConfig::preset(&args.preset).map_err(|e| e.to_string())?;
+    // The tokenizer folder given, or the run's own copy when resuming.
+    let tokenizer_dir = args
+        .tokenizer
+        .clone()
+        .or_else(|| resume.then(|| out.join("tokenizer")));
+    let cfg = match &args.init {
+        Some(dir) => {
+            let c = crate::model::checkpoint::read_folder(&model_folder(dir))
+                .map_err(|e| e.to_string())?
+                .config;
+            if c.architecture() != crate::model::config::Architecture::MaskedImageModeling {
+                return Err(format!(
+                    "--init {} is an image classifier; continuing pretraining needs a masked-image-modeling model",
+                    dir.display()
+                ));
+            }
+            if tokenizer_dir.is_none() && args.target == "tokens" {
+                return Err("--init needs --tokenizer DIR, the tokenizer whose tokens the model predicts (for HuggingFace's pt22k checkpoints: a DALL-E tokenizer from `beitlab tokenizer import-dalle`)".into());
+            }
+            c
+        }
+        None => {
+            let mut c = BeitConfig::preset(&args.preset).map_err(|e| e.to_string())?;
+            // A DALL-E tokenizer fixes the images' channels and the vocabulary.
+            if let Some(d) = tokenizer_dir.as_ref().filter(|d| DalleTokenizer::is_folder(d)) {
+                let dc = DalleConfig::read(d).map_err(|e| e.to_string())?;
+                c.num_channels = dc.encoder.image_channels;
+                c.vocab_size = dc.encoder.vocab_size;
+            }
+            c
+        }
+    };
     let pixels = match args.target.as_str() {
         "tokens" => false,
         "pixels" => true,
@@ -225,26 +268,32 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
     let tk = if pixels {
         None
     } else {
-        Some(Tokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?)
+        Some(VisualTokenizer::load(&ctx, &tok_dir).map_err(|e| e.to_string())?)
     };
+    let mut cfg = cfg;
+    match &tk {
+        Some(tk) if args.init.is_none() => cfg.vocab_size = tk.codebook_size(),
+        Some(_) => {}
+        None => cfg.mim_target = Some("pixels".into()),
+    }
+    if let Some(tk) = &tk {
+        tk.check_model(&cfg).map_err(|e| e.to_string())?;
+    }
     // The run folder keeps its own copy of the tokenizer, so --resume needs nothing else.
     let own = out.join("tokenizer");
     if !pixels && tok_dir != own {
         std::fs::create_dir_all(&own).map_err(|e| format!("{}: {e}", own.display()))?;
-        for f in ["tokenizer_config.json", "tokenizer.safetensors"] {
+        for f in VisualTokenizer::files_in(&tok_dir) {
             std::fs::copy(tok_dir.join(f), own.join(f))
                 .map_err(|e| format!("{}: {e}", own.join(f).display()))?;
         }
     }
-    let mut cfg = cfg;
-    match &tk {
-        Some(tk) => cfg.vocab_size = tk.cfg.codebook_size,
-        None => cfg.mim_target = Some("pixels".into()),
-    }
-    let model = if resume {
-        BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?
-    } else {
-        BeitModel::new_random(&ctx, &cfg, args.seed).map_err(|e| e.to_string())?
+    let model = match &args.init {
+        _ if resume => {
+            BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?
+        }
+        Some(dir) => BeitModel::load(&ctx, &model_folder(dir), None).map_err(|e| e.to_string())?,
+        None => BeitModel::new_random(&ctx, &cfg, args.seed).map_err(|e| e.to_string())?,
     };
     let cfg = model.cfg.clone();
     let batch = args.batch;
@@ -269,7 +318,9 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
     let (log_path, mut log) = metrics_log(&out, resume)?;
     println!(
         "pretraining {} ({} parameters) for {steps} steps of {batch} images, {} masking, on {}",
-        args.preset,
+        args.init
+            .as_ref()
+            .map_or(args.preset.clone(), |d| d.display().to_string()),
         model.table.trainable_count(),
         args.masking,
         ctx.describe()

@@ -15,8 +15,32 @@ use crate::train::run_dir::{RunDir, RunMode};
 pub enum TokenizerCommand {
     /// Train a tokenizer whose token grid is the patch grid of a BEiT preset; writes a checkpoint folder.
     Train(TokenizerTrainArgs),
-    /// Encode every image of a dataset (evaluation view) to tokens: `tokens` i64 (images, N) (+ `labels`).
+    /// Encode every image of a dataset (evaluation view, file-name order) to tokens: `tokens` i64 (images, H, W)
+    /// (+ `labels`). Works with either kind of tokenizer.
     Encode(TokenizerEncodeArgs),
+    /// Make a tokenizer folder from DALL-E's discrete VAE weights (safetensors with the `dall-e` package's
+    /// names, from tools/dalle_to_safetensors.py); every hyper-parameter is read from the tensors.
+    ImportDalle(TokenizerImportArgs),
+}
+
+/// `tokenizer import-dalle`: see [`TokenizerCommand::ImportDalle`].
+#[derive(Args, Debug)]
+pub struct TokenizerImportArgs {
+    /// The encoder's weights (`blocks.input.w`, ..., `blocks.output.conv.w`).
+    #[arg(long)]
+    pub encoder: PathBuf,
+    /// The decoder's weights, to see tokens as pixels (reconstructions, predictions, the codebook).
+    #[arg(long)]
+    pub decoder: Option<PathBuf>,
+    /// The tokenizer folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace the tokenizer already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Token grid side whose image side is reported (14: the 112-pixel view of a 224-pixel BEiT/16).
+    #[arg(long, default_value_t = 14, value_parser = crate::train::checks::parse::count)]
+    pub grid: u32,
 }
 
 /// `tokenizer train`: see [`TokenizerCommand::Train`].
@@ -61,6 +85,10 @@ pub struct TokenizerEncodeArgs {
     pub data: String,
     #[arg(long)]
     pub output: PathBuf,
+    /// Side of the view a DALL-E tokenizer reads (a multiple of 8; tokens per side = side / 8). Patch
+    /// tokenizers read their own fixed size.
+    #[arg(long, default_value_t = 112, value_parser = crate::train::checks::parse::count)]
+    pub image_size: u32,
 }
 
 pub fn run(what: &TokenizerCommand) -> Result<(), String> {
@@ -81,7 +109,68 @@ pub fn run(what: &TokenizerCommand) -> Result<(), String> {
             train_tokenizer(a, &train_set, &val_set, None)
         }
         TokenizerCommand::Encode(a) => encode(a),
+        TokenizerCommand::ImportDalle(a) => import_dalle(a),
     }
+}
+
+fn import_dalle(args: &TokenizerImportArgs) -> Result<(), String> {
+    use crate::tokenizer::dalle::{DalleGraph, DalleNet, DalleTokenizer, Half, PixelOut};
+    let run_dir = RunDir::acquire(
+        &args.out,
+        RunMode::New {
+            overwrite: args.overwrite,
+        },
+    )?;
+    let read = |p: &PathBuf| crate::tensorfile::read(p).map_err(|e| e.to_string());
+    let enc_t = read(&args.encoder)?;
+    let dec_t = args.decoder.as_ref().map(read).transpose()?;
+    let ctx = device(
+        &gpu::Requirements::kernels().with_buffer_bytes(
+            4 * [Some(&enc_t), dec_t.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|t| t.values().map(|x| x.len() as u64 + 64).sum::<u64>())
+                .max()
+                .unwrap_or(0),
+        ),
+    )?;
+    let e = |e: crate::model::ModelError| e.to_string();
+    let encoder = DalleNet::from_tensors(
+        &ctx,
+        &enc_t,
+        Half::Encoder,
+        &args.encoder.display().to_string(),
+    )
+    .map_err(e)?;
+    let decoder = match (&dec_t, &args.decoder) {
+        (Some(t), Some(p)) => Some(
+            DalleNet::from_tensors(&ctx, t, Half::Decoder, &p.display().to_string()).map_err(e)?,
+        ),
+        _ => None,
+    };
+    let tk = DalleTokenizer::new(encoder, decoder).map_err(e)?;
+    // One image through both passes proves the weights run here before anything is written.
+    let g = DalleGraph::new(&ctx, &tk, 1, args.grid, PixelOut::UNIT).map_err(e)?;
+    let mut work = g.encode.clone();
+    work.extend(g.decode.iter().cloned());
+    crate::gpu::Dispatch::submit(&ctx, "import check", &work).map_err(|e| e.to_string())?;
+    ctx.wait().map_err(|e| e.to_string())?;
+    run_dir.clear_for_new_run()?;
+    tk.save_folder(&args.out, &enc_t, dec_t.as_ref())
+        .map_err(e)?;
+    println!("{}", tk.encoder.shape.describe());
+    if let Some(d) = &tk.decoder {
+        println!("{}", d.shape.describe());
+    }
+    println!(
+        "wrote DALL-E tokenizer {}: {} codes, a {g}x{g} token grid reads {s}x{s}-pixel views (pixels mapped as 0.8x + 0.1); use it with --tokenizer {}",
+        args.out.display(),
+        tk.vocab_size(),
+        args.out.display(),
+        g = args.grid,
+        s = tk.input_size(args.grid),
+    );
+    Ok(())
 }
 
 /// Train a tokenizer on `train_set` (`args.data` already loaded), report on `val_set`, save it. `shorten`
@@ -167,27 +256,42 @@ impl TrainOptions {
 
 fn encode(args: &TokenizerEncodeArgs) -> Result<(), String> {
     let ctx = device(&gpu::Requirements::kernels())?;
+    if crate::tokenizer::dalle::DalleTokenizer::is_folder(&args.tokenizer) {
+        return encode_dalle(&ctx, args);
+    }
     let tk = Tokenizer::load(&ctx, &args.tokenizer).map_err(|e| e.to_string())?;
+    let ds = encode_data(args, tk.cfg.num_channels, tk.cfg.image_size)?;
+    let toks = encode_dataset(&ctx, &tk, &ds, 64).map_err(|e| e.to_string())?;
+    write_tokens(args, &ds, &toks, tk.cfg.grid())
+}
+
+/// The dataset named by `encode --data` (`builtin` means its training split), decoded for `channels`, `size`.
+fn encode_data(args: &TokenizerEncodeArgs, channels: u32, size: u32) -> Result<Dataset, String> {
     let spec = if args.data == "builtin" {
         "builtin:train"
     } else {
         args.data.as_str()
     };
-    let ds = crate::data::dataset::Dataset::open(
-        spec,
-        Decode::for_model(tk.cfg.num_channels, tk.cfg.image_size),
-    )
-    .map_err(|e| e.to_string())?;
+    let ds = Dataset::open(spec, Decode::for_model(channels, size)).map_err(|e| e.to_string())?;
     if let Some(s) = ds.skipped_summary() {
         eprintln!("note: {}: {s}", ds.source);
     }
-    let toks = encode_dataset(&ctx, &tk, &ds, 64).map_err(|e| e.to_string())?;
+    Ok(ds)
+}
+
+/// Write `tokens` i64 (images, grid, grid) (+ `labels` i64 (images)) to `args.output`.
+fn write_tokens(
+    args: &TokenizerEncodeArgs,
+    ds: &Dataset,
+    toks: &[u32],
+    grid: u32,
+) -> Result<(), String> {
     let mut t = std::collections::BTreeMap::new();
-    let n = tk.cfg.tokens() as usize;
+    let g = grid as usize;
     t.insert(
         "tokens".to_string(),
         crate::tensorfile::HostTensor::i64(
-            vec![ds.len(), n],
+            vec![ds.len(), g, g],
             toks.iter().map(|&v| v as i64).collect(),
         ),
     );
@@ -202,10 +306,43 @@ fn encode(args: &TokenizerEncodeArgs) -> Result<(), String> {
     }
     crate::tensorfile::write(&args.output, &t).map_err(|e| e.to_string())?;
     println!(
-        "wrote tokens of {} images ({} per image) to {}",
+        "wrote tokens of {} images ({g}x{g} per image) to {}",
         ds.len(),
-        n,
         args.output.display()
     );
     Ok(())
+}
+
+/// `tokenizer encode` with a DALL-E tokenizer: evaluation views at `--image-size`, pixels mapped as 0.8x + 0.1,
+/// encoded on the GPU a batch at a time.
+fn encode_dalle(ctx: &crate::gpu::GpuContext, args: &TokenizerEncodeArgs) -> Result<(), String> {
+    use crate::tokenizer::dalle::{DalleGraph, DalleTokenizer, PixelOut};
+    use crate::tokenizer::VisualTokenizer;
+    let tk = DalleTokenizer::load(ctx, &args.tokenizer).map_err(|e| e.to_string())?;
+    let down = tk.encoder.shape.downsampling();
+    if !args.image_size.is_multiple_of(down) {
+        return Err(format!(
+            "--image-size {} is not a multiple of {down}, the DALL-E encoder's downsampling",
+            args.image_size
+        ));
+    }
+    let grid = args.image_size / down;
+    let ds = encode_data(args, tk.image_channels(), args.image_size)?;
+    let view = VisualTokenizer::Dalle(tk.clone()).view(grid);
+    let aug = view.augment(&crate::data::augment::Augment::beit(
+        view.size,
+        view.channels,
+    ));
+    let batch = 64u32.min(ds.len().max(1) as u32);
+    let g = DalleGraph::new(ctx, &tk, batch, grid, PixelOut::UNIT).map_err(|e| e.to_string())?;
+    let mut toks = Vec::with_capacity(ds.len() * (grid * grid) as usize);
+    for start in (0..ds.len()).step_by(batch as usize) {
+        let end = (start + batch as usize).min(ds.len());
+        g.pixels
+            .write(ctx, &aug.eval_batch(&ds.images[start..end], batch as usize));
+        crate::gpu::Dispatch::submit(ctx, "dall-e encode", &g.encode).map_err(|e| e.to_string())?;
+        let t = ctx.read_u32(&g.tokens).map_err(|e| e.to_string())?;
+        toks.extend_from_slice(&t[..(end - start) * (grid * grid) as usize]);
+    }
+    write_tokens(args, &ds, &toks, grid)
 }

@@ -1,5 +1,5 @@
 //! CPU twin of `ops::spatial`: 2x2 max-pooling, 2x nearest upsampling, argmax over channels, ReLU and the DALL-E
-//! decoder's sigmoid-unmap, on images (B, C, H, W).
+//! decoder's sigmoid-unmap and bilinear resizing, on images (B, C, H, W).
 
 use super::Real;
 use crate::ops::spatial::ImageShape;
@@ -82,6 +82,33 @@ pub fn sigmoid_unmap<T: Real>(
                     .f64()
                     .clamp(0.0, 1.0);
                 out[(b * c + ch) * hw + q] = T::of(scale * u + shift);
+            }
+        }
+    }
+}
+
+/// (lower index, upper index, weight of the upper) of destination `i` along an axis of `n_in` -> `n_out`
+/// samples, align_corners = False.
+fn source_index(i: usize, n_in: usize, n_out: usize) -> (usize, usize, f64) {
+    let s = ((i as f64 + 0.5) * n_in as f64 / n_out as f64 - 0.5).max(0.0);
+    let lo = (s.floor() as usize).min(n_in - 1);
+    (lo, (lo + 1).min(n_in - 1), s - lo as f64)
+}
+
+/// `out (B, C, out_h, out_w)` = bilinear resize of every plane (PyTorch's interpolate, align_corners = False).
+pub fn resize_bilinear<T: Real>(out: &mut [T], x: &[T], s: ImageShape, out_side: (usize, usize)) {
+    let (h, w) = (s.height as usize, s.width as usize);
+    let (oh, ow) = out_side;
+    for plane in 0..(s.batch * s.channels) as usize {
+        for oy in 0..oh {
+            let (y0, y1, ly) = source_index(oy, h, oh);
+            for ox in 0..ow {
+                let (x0, x1, lx) = source_index(ox, w, ow);
+                let at = |yy: usize, xx: usize| x[(plane * h + yy) * w + xx];
+                let (lx, ly) = (T::of(lx), T::of(ly));
+                let top = at(y0, x0) + lx * (at(y0, x1) - at(y0, x0));
+                let bottom = at(y1, x0) + lx * (at(y1, x1) - at(y1, x0));
+                out[(plane * oh + oy) * ow + ox] = top + ly * (bottom - top);
             }
         }
     }

@@ -76,6 +76,31 @@ impl Augment {
         );
     }
 
+    /// One augmented view for this augmentation and the same crop and flip resampled for `second` (another size
+    /// or normalisation: the tokenizer's view in BEiT's two-view pretraining), appended to `out` and `out2`.
+    /// Draws the same random numbers as [`Augment::apply`].
+    pub fn apply_pair(
+        &self,
+        img: &Image,
+        rng: &mut Rng,
+        out: &mut Vec<f32>,
+        second: &Augment,
+        out2: &mut Vec<f32>,
+    ) {
+        let crop = self.crop_box(img.width, img.height, rng);
+        let flip = self.flip && rng.uniform() < 0.5;
+        resample(img, crop, self.size, flip, &self.mean, &self.std, out);
+        resample(
+            img,
+            crop,
+            second.size,
+            flip,
+            &second.mean,
+            &second.std,
+            out2,
+        );
+    }
+
     /// Evaluation views of `images` as one batch of `batch` images (C, S, S) each, zero-padded past the last image
     /// (the final batch of a dataset is usually short).
     pub fn eval_batch(&self, images: &[Image], batch: usize) -> Vec<f32> {

@@ -2,7 +2,7 @@
 //! and the 1x1 convolution of a one-hot token image. Shapes: x (B, Ci, H, W), w (Co, Ci, k, k), bias (Co),
 //! out (B, Co, H + 2·pad − k + 1, W + 2·pad − k + 1); tokens (B, H, W) u32.
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
+use super::{fits_u32, gpu_params, grid_for, launch, launch_with, need, ELEMENT_WG};
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -15,6 +15,25 @@ gpu_params!(
 
 /// Output and input tile side of `conv2d` (64 x 64 outputs per workgroup).
 const CONV_TILE: u64 = 64;
+
+/// How `conv2d` runs: tiles in workgroup memory (GPUs) or one thread per 4 x 4 outputs with no barriers
+/// (software adapters), shrunk to the layer so small layers do not pad to a whole tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    Tiled,
+    Direct,
+}
+
+impl ConvKernel {
+    /// `Direct` on CPU adapters (lavapipe, SwiftShader), `Tiled` elsewhere.
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+            Self::Direct
+        } else {
+            Self::Tiled
+        }
+    }
+}
 
 /// The geometry of one stride-1 convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +135,30 @@ pub fn conv2d(
     shape: ConvShape,
     epilogue: ConvEpilogue,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    conv2d_with(
+        ctx,
+        ConvKernel::for_adapter(ctx),
+        out,
+        x,
+        w,
+        bias,
+        shape,
+        epilogue,
+    )
+}
+
+/// [`conv2d`] with the kernel chosen by the caller (tests run both on any adapter).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with(
+    ctx: &GpuContext,
+    kernel: ConvKernel,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    bias: Option<&GpuSlice>,
+    shape: ConvShape,
+    epilogue: ConvEpilogue,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "conv::conv2d";
     if shape.kernel == 0 {
         return Err(GpuError::BadLaunch {
@@ -137,15 +180,29 @@ pub fn conv2d(
         return Ok(Vec::new());
     }
     let u = GpuSlice::uniform(ctx, "ConvParams", &params(&shape, bias.is_some(), epilogue));
-    let mut grid = workgroup_grid(pixels.div_ceil(CONV_TILE));
-    grid[2] = fits_u32(K, (shape.out_channels as u64).div_ceil(CONV_TILE))?;
-    Ok(vec![launch(
-        ctx,
-        "conv",
-        "conv2d",
-        &[out, x, w, bias.unwrap_or(w), &u],
-        grid,
-    )?])
+    let args = [out, x, w, bias.unwrap_or(w), &u];
+    match kernel {
+        ConvKernel::Tiled => {
+            let mut grid = workgroup_grid(pixels.div_ceil(CONV_TILE));
+            grid[2] = fits_u32(K, (shape.out_channels as u64).div_ceil(CONV_TILE))?;
+            Ok(vec![launch(ctx, "conv", "conv2d", &args, grid)?])
+        }
+        ConvKernel::Direct => {
+            // Threads along pixels and channels, each owning 4 x 4 outputs, at most 8 x 8 per workgroup.
+            let tx = pixels.div_ceil(4).min(8);
+            let ty = (shape.out_channels as u64).div_ceil(4).min(8);
+            let mut grid = workgroup_grid(pixels.div_ceil(4 * tx));
+            grid[2] = fits_u32(K, (shape.out_channels as u64).div_ceil(4 * ty))?;
+            Ok(vec![launch_with(
+                ctx,
+                "conv",
+                "conv2d_direct",
+                &[("DIRECT_X", tx as f64), ("DIRECT_Y", ty as f64)],
+                &args,
+                grid,
+            )?])
+        }
+    }
 }
 
 /// `out (B, Co, H, W) = w[:, tokens] + bias`: the 1x1 convolution of the one-hot image of `tokens (B, H, W)`

@@ -1,5 +1,5 @@
 //! Launchers for `shaders/spatial.wgsl`: 2x2 max-pooling, 2x nearest upsampling, argmax over channels and the
-//! DALL-E decoder's sigmoid-unmap of pixel means, on images (B, C, H, W).
+//! DALL-E decoder's sigmoid-unmap of pixel means and bilinear resizing, on images (B, C, H, W).
 
 use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
@@ -8,7 +8,7 @@ gpu_params!(
     /// Mirrors `SpatialParams` in spatial.wgsl.
     SpatialParams in "spatial" as "SpatialParams" {
         batch: u32, channels: u32, height: u32, width: u32, in_channels: u32, eps: f32, scale: f32, shift: f32,
-        token_offset: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+        token_offset: u32, out_h: u32, out_w: u32, _pad0: u32,
     }
 );
 
@@ -167,4 +167,36 @@ pub fn sigmoid_unmap(
         ..plain(s)
     };
     run(ctx, "sigmoid_unmap", out, x, x, p, s.len())
+}
+
+/// `out (B, C, out_h, out_w)` = `x (B, C, H, W)` resized bilinearly (PyTorch's interpolate, align_corners =
+/// False, no antialiasing).
+pub fn resize_bilinear(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    s: ImageShape,
+    out_side: (u32, u32),
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::resize_bilinear";
+    let o = ImageShape {
+        height: out_side.0,
+        width: out_side.1,
+        ..s
+    };
+    if s.is_empty() && !o.is_empty() {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "cannot resize an empty image to a non-empty one".into(),
+        });
+    }
+    need(K, "x", x, s.len())?;
+    need(K, "out", out, o.len())?;
+    fits_u32(K, s.len().max(o.len()))?;
+    let p = SpatialParams {
+        out_h: out_side.0,
+        out_w: out_side.1,
+        ..plain(s)
+    };
+    run(ctx, "resize_bilinear", out, x, x, p, o.len())
 }

@@ -9,6 +9,8 @@ pub mod dalle;
 pub mod graph;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;
+pub mod visual;
 
 pub use config::TokenizerConfig;
 pub use graph::{Tokenizer, TokenizerGraph};
+pub use visual::{TokenizerView, VisualGraph, VisualTokenizer};

@@ -3,10 +3,11 @@
 //! masked patches become the labels on the GPU, and the runner that records forward, backward, clip and AdamW.
 
 use super::runner::StepRunner;
+use crate::data::augment::Augment;
 use crate::gpu::{GpuContext, GpuSlice};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
 use crate::ops::vq;
-use crate::tokenizer::{Tokenizer, TokenizerGraph};
+use crate::tokenizer::{VisualGraph, VisualTokenizer};
 
 /// The GPU side of a masked-image-modeling step, built once: the ViT's graph with room for `cap` masked rows and,
 /// for visual-token targets, the tokenizer's graph whose tokens of the masked patches become the labels on the
@@ -14,7 +15,9 @@ use crate::tokenizer::{Tokenizer, TokenizerGraph};
 pub struct MimStep {
     pub graph: BeitGraph,
     /// `None` for pixel targets (the graph gathers them from the patches).
-    tokenizer: Option<TokenizerGraph>,
+    tokenizer: Option<VisualGraph>,
+    /// The tokenizer reads its own view (DALL-E): the caller writes it next to the ViT's.
+    own_view: bool,
     /// Indices of the masked patches in the batch (cap) u32, padded with 0.
     positions: GpuSlice,
     cap: u32,
@@ -27,7 +30,7 @@ impl MimStep {
     pub fn new(
         ctx: &GpuContext,
         model: &BeitModel,
-        tokenizer: Option<&Tokenizer>,
+        tokenizer: Option<&VisualTokenizer>,
         batch: u32,
         cap: u32,
         seed: u64,
@@ -46,9 +49,11 @@ impl MimStep {
                 label_smoothing: 0.0,
             },
         )?;
-        let tokenizer = tokenizer
-            .map(|t| TokenizerGraph::new(ctx, t, batch))
-            .transpose()?;
+        if let Some(t) = tokenizer {
+            t.check_model(cfg)?;
+        }
+        let own_view = tokenizer.is_some_and(|t| t.is_dalle());
+        let tokenizer = tokenizer.map(|t| t.graph(ctx, batch, cfg)).transpose()?;
         let positions = GpuSlice::new(ctx, "masked positions", cap as u64);
         let mut before = Vec::new();
         if let Some(tg) = &tokenizer {
@@ -69,6 +74,7 @@ impl MimStep {
             Self {
                 graph,
                 tokenizer,
+                own_view,
                 positions,
                 cap,
                 seed,
@@ -77,12 +83,23 @@ impl MimStep {
         ))
     }
 
-    /// Write step `step`'s batch: pixels (B, C, S, S) normalised and mask (B·N, 1 = masked). Returns the number
-    /// of masked patches (at most `cap`).
+    /// The augmentation of the tokenizer's own view (the ViT's crop and flip at its size and pixel mapping),
+    /// when it reads one: the caller passes that view to [`MimStep::write`].
+    pub fn tokenizer_augment(&self, vit: &Augment) -> Option<Augment> {
+        match &self.tokenizer {
+            Some(g) if self.own_view => Some(g.view.augment(vit)),
+            _ => None,
+        }
+    }
+
+    /// Write step `step`'s batch: pixels (B, C, S, S) normalised, the tokenizer's view (B, C, S', S') when
+    /// [`MimStep::tokenizer_augment`] asks for one, and mask (B·N, 1 = masked). Returns the number of masked
+    /// patches (at most `cap`).
     pub fn write(
         &self,
         ctx: &GpuContext,
         pixels: &[f32],
+        tokenizer_pixels: Option<&[f32]>,
         mask: &[u8],
         step: u32,
     ) -> Result<u32, ModelError> {
@@ -99,7 +116,16 @@ impl MimStep {
         positions.resize(self.cap as usize, 0);
         self.graph.write_batch(ctx, pixels, Some(mask), None)?;
         if let Some(tg) = &self.tokenizer {
-            tg.pixels.write(ctx, pixels);
+            let view = match (self.own_view, tokenizer_pixels) {
+                (false, _) => pixels,
+                (true, Some(v)) if v.len() as u64 == tg.pixels.len => v,
+                (true, _) => {
+                    return Err(ModelError::Input(
+                        "the tokenizer reads its own view of the batch but none (or one of another size) was given".into(),
+                    ))
+                }
+            };
+            tg.pixels.write(ctx, view);
             self.graph.use_device_labels(ctx, masked)?;
         }
         self.positions.write(ctx, &positions);

@@ -15,7 +15,7 @@ use crate::data::masking::{random_mask, BlockMasking};
 use crate::gpu::GpuContext;
 use crate::model::{BeitModel, ModelError};
 use crate::rng::Rng;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::VisualTokenizer;
 
 /// Masking of the pretraining views.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,30 +65,53 @@ impl PretrainOptions {
     }
 }
 
+#[derive(Default)]
 struct Batch {
     pixels: Vec<f32>,
+    /// The tokenizer's own view of the same crops (empty when it reads the ViT's).
+    tokenizer_pixels: Vec<f32>,
     mask: Vec<u8>,
 }
 
-fn make_batch(data: &Dataset, opts: &PretrainOptions, n: u32, rng: &mut Rng) -> Batch {
+fn make_batch(
+    data: &Dataset,
+    opts: &PretrainOptions,
+    second: Option<&Augment>,
+    n: u32,
+    rng: &mut Rng,
+) -> Batch {
     let mut pixels = Vec::new();
+    let mut tokenizer_pixels = Vec::new();
     let mut mask = Vec::with_capacity((opts.batch * n) as usize);
     for _ in 0..opts.batch {
         let i = ((rng.uniform() * data.len() as f64) as usize).min(data.len() - 1);
-        opts.augment.apply(&data.images[i], rng, &mut pixels);
+        match second {
+            Some(aug) => opts.augment.apply_pair(
+                &data.images[i],
+                rng,
+                &mut pixels,
+                aug,
+                &mut tokenizer_pixels,
+            ),
+            None => opts.augment.apply(&data.images[i], rng, &mut pixels),
+        }
         mask.extend(match opts.masking {
             Masking::Blockwise(g) => g.generate(rng),
             Masking::Random(k) => random_mask(n, k, rng),
         });
     }
-    Batch { pixels, mask }
+    Batch {
+        pixels,
+        tokenizer_pixels,
+        mask,
+    }
 }
 
 /// Pretrain `model` on `data` with `tokenizer`'s tokens as targets. `report` receives metrics as they arrive.
 pub fn pretrain(
     ctx: &GpuContext,
     model: &BeitModel,
-    tokenizer: Option<&Tokenizer>,
+    tokenizer: Option<&VisualTokenizer>,
     data: &Dataset,
     opts: &PretrainOptions,
     mut report: impl FnMut(StepMetrics),
@@ -104,21 +127,8 @@ pub fn pretrain(
             ))
         }
     };
-    if let Some(tc) = tokenizer.map(|t| &t.cfg) {
-        if (tc.image_size, tc.patch_size, tc.num_channels)
-            != (cfg.image_size, cfg.patch_size, cfg.num_channels)
-        {
-            return Err(ModelError::Config(format!(
-            "the tokenizer works on {}-pixel images in {}-pixel patches with {} channels but the model on {} / {} / {}",
-            tc.image_size, tc.patch_size, tc.num_channels, cfg.image_size, cfg.patch_size, cfg.num_channels
-        )));
-        }
-        if tc.codebook_size > cfg.vocab_size {
-            return Err(ModelError::Config(format!(
-                "the tokenizer has {} codes but the model's vocabulary is {}",
-                tc.codebook_size, cfg.vocab_size
-            )));
-        }
+    if let Some(t) = tokenizer {
+        t.check_model(cfg)?;
     }
     if data.is_empty() {
         return Err(ModelError::Input("the training set is empty".into()));
@@ -143,22 +153,18 @@ pub fn pretrain(
     let last_step = opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps));
     // `rng_next` is the generator state that draws the batch in `next`: what a checkpoint must remember.
     let mut rng_next = rng.state();
-    let mut next = make_batch(data, opts, n, &mut rng);
+    let second = mim_step.tokenizer_augment(&opts.augment);
+    let mut next = make_batch(data, opts, second.as_ref(), n, &mut rng);
     for step in first_step..=last_step {
-        let batch = std::mem::replace(
-            &mut next,
-            Batch {
-                pixels: Vec::new(),
-                mask: Vec::new(),
-            },
-        );
-        let masked = mim_step.write(ctx, &batch.pixels, &batch.mask, step)?;
+        let batch = std::mem::take(&mut next);
+        let own_view = (!batch.tokenizer_pixels.is_empty()).then_some(&batch.tokenizer_pixels[..]);
+        let masked = mim_step.write(ctx, &batch.pixels, own_view, &batch.mask, step)?;
         let lr = warmup_cosine(step, opts.steps, opts.warmup, opts.lr, opts.min_lr);
         runner.submit(step, lr, Some(opts.clip), masked);
         // The next batch is prepared while the GPU runs this step.
         rng_next = rng.state();
         if step < last_step {
-            next = make_batch(data, opts, n, &mut rng);
+            next = make_batch(data, opts, second.as_ref(), n, &mut rng);
         }
         runner.settle(&mut report)?;
         if let Some(out) = &opts.out {

@@ -14,7 +14,7 @@ use crate::data::masking::BlockMasking;
 use crate::gpu::GpuContext;
 use crate::model::{BeitModel, ModelError};
 use crate::rng::Rng;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::VisualTokenizer;
 
 /// Frames of the MIM view, collected during pretraining and written as one GIF.
 pub struct MimRecorder {
@@ -46,7 +46,7 @@ impl MimRecorder {
     pub fn capture(
         &mut self,
         ctx: &GpuContext,
-        tk: &Tokenizer,
+        tk: &VisualTokenizer,
         model: &BeitModel,
         val: &Dataset,
         step: u32,

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Entries beitlab writes into a run folder; `--overwrite` removes these and nothing else.
-const RUN_ENTRIES: [&str; 17] = [
+const RUN_ENTRIES: [&str; 20] = [
     "checkpoint",
     ".checkpoint.saving",
     ".checkpoint.previous",
@@ -19,6 +19,9 @@ const RUN_ENTRIES: [&str; 17] = [
     "curves.png",
     "tokenizer_config.json",
     "tokenizer.safetensors",
+    "dalle_config.json",
+    "dalle_encoder.safetensors",
+    "dalle_decoder.safetensors",
     "results.md",
     "config.json",
     "model.safetensors",

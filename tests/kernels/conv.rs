@@ -4,7 +4,7 @@
 
 use super::common::*;
 use beitlab::cpu;
-use beitlab::ops::conv::{self, ConvEpilogue, ConvShape};
+use beitlab::ops::conv::{self, ConvEpilogue, ConvKernel, ConvShape};
 
 fn case(s: ConvShape, e: ConvEpilogue, bias: bool, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -13,13 +13,6 @@ fn case(s: ConvShape, e: ConvEpilogue, bias: bool, seed: u64) {
     let b = rng.vec(s.out_channels as usize, 1.0);
     let n = s.output_len() as usize;
     let start = rng.vec(n, 1.0);
-    let out = if e.accumulate {
-        with(&start)
-    } else {
-        poisoned(n)
-    };
-    let bg = up(&b);
-    run(conv::conv2d(ctx(), &out, &up(&x), &up(&w), bias.then_some(&bg), s, e).unwrap());
     let mut want = f64s(&start);
     let bf = f64s(&b);
     cpu::conv::conv2d(
@@ -30,13 +23,23 @@ fn case(s: ConvShape, e: ConvEpilogue, bias: bool, seed: u64) {
         s,
         e,
     );
-    assert_close(
-        &format!("conv2d {s:?} {e:?}"),
-        &read(&out),
-        &want,
-        1e-5,
-        1e-4,
-    );
+    let (xg, wg, bg) = (up(&x), up(&w), up(&b));
+    // Both kernels on any adapter: the tiled one (GPUs) and the direct one (software adapters).
+    for kernel in [ConvKernel::Tiled, ConvKernel::Direct] {
+        let out = if e.accumulate {
+            with(&start)
+        } else {
+            poisoned(n)
+        };
+        run(conv::conv2d_with(ctx(), kernel, &out, &xg, &wg, bias.then_some(&bg), s, e).unwrap());
+        assert_close(
+            &format!("conv2d {kernel:?} {s:?} {e:?}"),
+            &read(&out),
+            &want,
+            1e-5,
+            1e-4,
+        );
+    }
 }
 
 fn same(batch: u32, ci: u32, co: u32, side: (u32, u32), k: u32) -> ConvShape {

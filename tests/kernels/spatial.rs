@@ -99,3 +99,57 @@ fn relu_twin_clamps_negatives() {
     cpu::spatial::relu(&mut out, &[-1.0, 0.0, 2.5]);
     assert_eq!(out, [0.0, 0.0, 2.5]);
 }
+
+fn resize(s: ImageShape, out_side: (u32, u32), seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = rng.vec(s.len() as usize, 2.0);
+    let o = ImageShape {
+        height: out_side.0,
+        width: out_side.1,
+        ..s
+    };
+    let out = poisoned(o.len() as usize);
+    run(spatial::resize_bilinear(ctx(), &out, &up(&x), s, out_side).unwrap());
+    let mut want = vec![0.0f64; o.len() as usize];
+    cpu::spatial::resize_bilinear(
+        &mut want,
+        &f64s(&x),
+        s,
+        (out_side.0 as usize, out_side.1 as usize),
+    );
+    // Convex combinations of four inputs in f32: a few ulps.
+    assert_close(
+        &format!("resize_bilinear {s:?} -> {out_side:?}"),
+        &read(&out),
+        &want,
+        1e-6,
+        1e-6,
+    );
+}
+
+#[test]
+fn resize_bilinear_down_up_and_odd() {
+    resize(shape(1, 1, 1, 1), (1, 1), 30);
+    resize(shape(1, 1, 1, 1), (3, 2), 31);
+    resize(shape(2, 3, 112, 112), (224, 224), 32);
+    resize(shape(2, 3, 56, 56), (28, 28), 33);
+    resize(shape(3, 5, 13, 7), (5, 19), 34);
+}
+
+#[test]
+fn resize_bilinear_past_65535_workgroups() {
+    resize(shape(1, 1, 1000, 1000), (4100, 4100), 35);
+}
+
+#[test]
+fn resize_twin_matches_the_position_table_interpolation() {
+    // The twin and the f32 helper that resizes relative position tables (as PyTorch) agree.
+    let mut rng = Rng::new(36);
+    let x = rng.vec(7 * 5, 1.0);
+    let want = beitlab::cpu::interpolate::bilinear(&x, 7, 5, 11, 3);
+    let mut got = vec![0.0f32; 33];
+    cpu::spatial::resize_bilinear(&mut got, &x, shape(1, 1, 7, 5), (11, 3));
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+    }
+}

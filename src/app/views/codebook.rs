@@ -1,10 +1,13 @@
 //! The codebook atlas: every code of the tokenizer decoded to a patch, most used first, with how often each is
-//! used over validation images.
+//! used over validation images; large codebooks (DALL-E's 8192 codes) in pages.
 
 use egui::Sense;
 
 use super::{code_texture, explain, picture, waiting};
 use crate::app::BeitApp;
+
+/// Codes per page.
+pub const PAGE: usize = 256;
 
 pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     explain(
@@ -38,6 +41,32 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     let mut order: Vec<u32> = (0..atlas.usage.len() as u32).collect();
     order.sort_by_key(|&c| std::cmp::Reverse(atlas.usage[c as usize]));
     let usage = atlas.usage.clone();
+    let pages = order.len().div_ceil(PAGE).max(1);
+    let page = app.views.codebook_page.min(pages - 1);
+    if pages > 1 {
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(page > 0, egui::Button::new("◀ more used"))
+                .clicked()
+            {
+                app.views.codebook_page = page - 1;
+            }
+            ui.label(format!(
+                "codes {}..{} of {} (page {} of {pages})",
+                page * PAGE + 1,
+                ((page + 1) * PAGE).min(order.len()),
+                order.len(),
+                page + 1
+            ));
+            if ui
+                .add_enabled(page + 1 < pages, egui::Button::new("less used ▶"))
+                .clicked()
+            {
+                app.views.codebook_page = page + 1;
+            }
+        });
+    }
+    let order: Vec<u32> = order.into_iter().skip(page * PAGE).take(PAGE).collect();
     let ctx = ui.ctx().clone();
     let columns = ((ui.available_width() / 52.0) as usize).max(4);
     egui::Grid::new("atlas").spacing([4.0, 4.0]).show(ui, |ui| {

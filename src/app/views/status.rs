@@ -54,10 +54,10 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
         row(
             "model",
             format!(
-                "{} ({} parameters), tokenizer with {} codes",
+                "{} ({} parameters), {}",
                 s.settings.preset,
                 s.mim.table.trainable_count(),
-                s.tokenizer.cfg.codebook_size
+                s.tokenizer.describe()
             ),
         );
         row(

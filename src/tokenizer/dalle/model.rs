@@ -30,6 +30,20 @@ pub struct DalleConfig {
     pub decoder: Option<NetShape>,
 }
 
+impl DalleConfig {
+    /// Read `dir/dalle_config.json` (what a folder holds, without loading the weights).
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            ModelError::Config(format!(
+                "{}: not a valid DALL-E tokenizer config: {e}",
+                path.display()
+            ))
+        })
+    }
+}
+
 /// One half's weights on the GPU.
 #[derive(Clone)]
 pub struct DalleNet {
@@ -51,6 +65,16 @@ impl DalleNet {
         for (n, s) in &specs {
             layout.push(n, s);
         }
+        let (bytes, max) = (layout.total * 4, ctx.limits.max_buffer_size);
+        if bytes > max {
+            return Err(ModelError::Config(format!(
+                "{source}: the DALL-E {half:?} needs {} MiB of weights in one buffer but this device allows {} MiB",
+                bytes >> 20,
+                max >> 20
+            )
+            .replace("Encoder", "encoder")
+            .replace("Decoder", "decoder")));
+        }
         let mut flat = vec![0.0f32; layout.total as usize];
         for ((name, _), e) in specs.iter().zip(&layout.entries) {
             let v = t[name].to_f32();
@@ -64,6 +88,19 @@ impl DalleNet {
         let weights = FlatBuffer::new(ctx, &format!("dall-e {half:?} weights"), layout);
         weights.whole.write(ctx, &flat);
         Ok(Self { shape, weights })
+    }
+
+    /// The tensors of `flat` (this net's weights read back), by name.
+    pub fn tensors(&self, flat: &[f32]) -> BTreeMap<String, HostTensor> {
+        self.weights
+            .layout
+            .entries
+            .iter()
+            .map(|e| {
+                let v = flat[e.offset as usize..(e.offset + e.len) as usize].to_vec();
+                (e.name.clone(), HostTensor::f32(e.shape.clone(), v))
+            })
+            .collect()
     }
 
     /// Read a safetensors file of one half.
@@ -127,14 +164,7 @@ impl DalleTokenizer {
 
     /// Load a folder written by `tokenizer import-dalle`.
     pub fn load(ctx: &GpuContext, dir: &Path) -> Result<Self, ModelError> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-        let cfg: DalleConfig = serde_json::from_str(&text).map_err(|e| {
-            ModelError::Config(format!(
-                "{}: not a valid DALL-E tokenizer config: {e}",
-                cfg_path.display()
-            ))
-        })?;
+        let cfg = DalleConfig::read(dir)?;
         let encoder = DalleNet::load(ctx, &dir.join(ENCODER_FILE), Half::Encoder)?;
         let dec_path = dir.join(DECODER_FILE);
         let decoder = if dec_path.is_file() {
@@ -150,6 +180,80 @@ impl DalleTokenizer {
             )));
         }
         Ok(tk)
+    }
+
+    /// The text of `dalle_config.json`.
+    pub fn config_json(&self) -> Result<String, ModelError> {
+        serde_json::to_string_pretty(&self.config()).map_err(|e| ModelError::Config(e.to_string()))
+    }
+
+    /// A tokenizer from a config text and tensors named `encoder.<name>` / `decoder.<name>` (a one-file
+    /// checkpoint's tokenizer entry); the architecture must be the one the config describes.
+    pub fn from_prefixed(
+        ctx: &GpuContext,
+        config_json: &str,
+        t: &BTreeMap<String, HostTensor>,
+        source: &str,
+    ) -> Result<Self, ModelError> {
+        let cfg: DalleConfig = serde_json::from_str(config_json).map_err(|e| {
+            ModelError::Config(format!(
+                "{source}: not a valid DALL-E tokenizer config: {e}"
+            ))
+        })?;
+        let half = |prefix: &str| -> BTreeMap<String, HostTensor> {
+            t.iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
+                .collect()
+        };
+        let encoder = DalleNet::from_tensors(ctx, &half("encoder."), Half::Encoder, source)?;
+        let dec = half("decoder.");
+        let decoder = if dec.is_empty() {
+            None
+        } else {
+            Some(DalleNet::from_tensors(ctx, &dec, Half::Decoder, source)?)
+        };
+        let tk = Self::new(encoder, decoder)?;
+        if tk.config() != cfg {
+            return Err(ModelError::Checkpoint(format!(
+                "{source}: the weights do not match the architecture its config describes"
+            )));
+        }
+        Ok(tk)
+    }
+
+    /// The GPU buffers of the weights: the encoder's, then the decoder's when there is one.
+    pub fn state_slices(&self) -> Vec<&crate::gpu::GpuSlice> {
+        let mut v = vec![&self.encoder.weights.whole];
+        if let Some(d) = &self.decoder {
+            v.push(&d.weights.whole);
+        }
+        v
+    }
+
+    /// The tensors of [`DalleTokenizer::state_slices`] read back, named `encoder.<name>` / `decoder.<name>`.
+    pub fn prefixed_tensors(&self, values: &[Vec<f32>]) -> BTreeMap<String, HostTensor> {
+        let mut out = BTreeMap::new();
+        let nets = std::iter::once(("encoder.", &self.encoder))
+            .chain(self.decoder.iter().map(|d| ("decoder.", d)));
+        for ((prefix, net), flat) in nets.zip(values) {
+            for (k, v) in net.tensors(flat) {
+                out.insert(format!("{prefix}{k}"), v);
+            }
+        }
+        out
+    }
+
+    /// Save the folder from the weights on the GPU.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save(&self, ctx: &GpuContext, dir: &Path) -> Result<(), ModelError> {
+        let enc = self
+            .encoder
+            .tensors(&ctx.read_f32(&self.encoder.weights.whole)?);
+        let dec = match &self.decoder {
+            Some(d) => Some(d.tensors(&ctx.read_f32(&d.weights.whole)?)),
+            None => None,
+        };
+        self.save_folder(dir, &enc, dec.as_ref())
     }
 
     /// Write a tokenizer folder: the weights as read (`encoder` / `decoder` tensors) and the config, each
@@ -177,8 +281,6 @@ impl DalleTokenizer {
                 _ => {}
             },
         }
-        let text = serde_json::to_string_pretty(&self.config())
-            .map_err(|e| ModelError::Config(e.to_string()))?;
-        tensorfile::write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
+        tensorfile::write_atomic(&dir.join(CONFIG_FILE), self.config_json()?.as_bytes())
     }
 }
