@@ -186,7 +186,10 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         None => {
             let mut c = BeitConfig::preset(&args.preset).map_err(|e| e.to_string())?;
             // A DALL-E tokenizer fixes the images' channels and the vocabulary.
-            if let Some(d) = tokenizer_dir.as_ref().filter(|d| DalleTokenizer::is_folder(d)) {
+            if let Some(d) = tokenizer_dir
+                .as_ref()
+                .filter(|d| DalleTokenizer::is_folder(d))
+            {
                 let dc = DalleConfig::read(d).map_err(|e| e.to_string())?;
                 c.num_channels = dc.encoder.image_channels;
                 c.vocab_size = dc.encoder.vocab_size;
