@@ -311,7 +311,7 @@ fn every_view_shows_the_live_model() {
     );
 
     // The one-file checkpoint (the browser's format): read back without blocking, written, dropped back on.
-    let codebook = s.ctx.read_f32(&s.tokenizer.codebook).unwrap();
+    let codebook = s.ctx.read_f32(&s.tokenizer.as_patch().unwrap().codebook).unwrap();
     let classifier = s.finetuned.as_ref().unwrap().flat(&s.ctx).unwrap();
     h.get_by_label("Save one file").click();
     h.step();
@@ -334,7 +334,7 @@ fn every_view_shows_the_live_model() {
     );
     let s = h.state().session.as_ref().unwrap();
     assert_eq!(s.mim.flat(&s.ctx).unwrap(), before);
-    assert_eq!(s.ctx.read_f32(&s.tokenizer.codebook).unwrap(), codebook);
+    assert_eq!(s.ctx.read_f32(&s.tokenizer.as_patch().unwrap().codebook).unwrap(), codebook);
     assert_eq!(
         s.finetuned.as_ref().unwrap().flat(&s.ctx).unwrap(),
         classifier
@@ -679,4 +679,85 @@ fn the_guided_lesson_walks_through_the_live_views() {
         e.contains("chapters 1 to 6") && e.contains("3 Blockwise vs random masking"),
         "{e}"
     );
+}
+
+/// The fixture DALL-E weights (tests/fixtures/dalle/rgb) as a tokenizer folder in `dir`.
+fn dalle_folder(dir: &Path) {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dalle/rgb");
+    let read = |f: &str| beitlab::tensorfile::read(&fx.join(f)).unwrap();
+    let (enc, dec) = (read("encoder.safetensors"), read("decoder.safetensors"));
+    let ctx = gpu();
+    use beitlab::tokenizer::dalle::{DalleNet, DalleTokenizer, Half};
+    let tk = DalleTokenizer::new(
+        DalleNet::from_tensors(&ctx, &enc, Half::Encoder, "encoder").unwrap(),
+        Some(DalleNet::from_tensors(&ctx, &dec, Half::Decoder, "decoder").unwrap()),
+    )
+    .unwrap();
+    tk.save_folder(dir, &enc, Some(&dec)).unwrap();
+}
+
+#[test]
+fn a_dalle_tokenizer_loads_frozen_and_pretraining_predicts_its_tokens() {
+    let dir = tempdir("dalle-app");
+    dalle_folder(&dir.join("tokenizer"));
+    let mut h = harness(Settings {
+        steps: [30, 6, 4],
+        ..small_settings()
+    });
+    let s = h.state_mut().session.as_mut().unwrap();
+    let msg = s.load(&dir).unwrap();
+    assert!(
+        msg.contains("DALL-E tokenizer") && msg.contains("made to fit"),
+        "{msg}"
+    );
+    assert!(s.tokenizer.is_dalle());
+    assert_eq!((s.mim.cfg.vocab_size, s.mim.cfg.num_channels), (40, 3));
+    assert!(
+        s.train.images[0].channels == 3,
+        "data decoded as RGB for it"
+    );
+    // Start: the frozen tokenizer is not trained; pretraining and fine-tuning run on its tokens.
+    h.get_by_label("Start").click();
+    run_until(&mut h, "pretraining and fine-tuning", |a| {
+        a.session
+            .as_ref()
+            .is_some_and(|s| s.finished == [false, true, true])
+    });
+    assert_eq!(h.state().session.as_ref().unwrap().done, [0, 6, 4]);
+    // The MIM view's tokens are DALL-E's (40 codes) with predictions and decoded pixels at the model's size.
+    open(&mut h, View::Mim);
+    run_until(&mut h, "MIM results", results_ready);
+    let r = h.state().inspector.results.clone().unwrap();
+    assert!(r.tokens.iter().all(|&t| t < 40) && !r.tokens.is_empty());
+    let cfg = h.state().session.as_ref().unwrap().mim.cfg.clone();
+    let per = (cfg.num_channels * cfg.image_size * cfg.image_size) as usize;
+    assert_eq!(r.recon_true.len(), 6 * per);
+    assert!(
+        r.recon_true.iter().any(|&v| v != 0.0),
+        "decoded by the DALL-E decoder"
+    );
+    // The codebook view: every code decoded, usage counted.
+    open(&mut h, View::Codebook);
+    run_until(&mut h, "the codebook atlas", |a| {
+        a.inspector.atlas.is_some()
+    });
+    assert_eq!(
+        h.state().inspector.atlas.as_ref().unwrap().patches.len(),
+        40
+    );
+    assert!(has(&h, "of 40 codes used"));
+    // Training the tokenizer is refused with a sentence; a one-file checkpoint keeps the DALL-E tokenizer.
+    let s = h.state_mut().session.as_mut().unwrap();
+    let mut export = s.start_export();
+    let bytes = loop {
+        if let Some(b) = export.poll(&s.ctx) {
+            break b.unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let msg = s
+        .load_files(&[("run.safetensors".to_string(), bytes)])
+        .unwrap();
+    assert!(msg.contains("DALL-E tokenizer"), "{msg}");
+    assert!(s.tokenizer.is_dalle());
 }

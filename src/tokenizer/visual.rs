@@ -144,6 +144,14 @@ impl VisualTokenizer {
         }
     }
 
+    /// The patch tokenizer, when it is one.
+    pub fn as_patch(&self) -> Option<&Tokenizer> {
+        match self {
+            Self::Patch(t) => Some(t),
+            Self::Dalle(_) => None,
+        }
+    }
+
     pub fn is_dalle(&self) -> bool {
         matches!(self, Self::Dalle(_))
     }
