@@ -311,7 +311,10 @@ fn every_view_shows_the_live_model() {
     );
 
     // The one-file checkpoint (the browser's format): read back without blocking, written, dropped back on.
-    let codebook = s.ctx.read_f32(&s.tokenizer.as_patch().unwrap().codebook).unwrap();
+    let codebook = s
+        .ctx
+        .read_f32(&s.tokenizer.as_patch().unwrap().codebook)
+        .unwrap();
     let classifier = s.finetuned.as_ref().unwrap().flat(&s.ctx).unwrap();
     h.get_by_label("Save one file").click();
     h.step();
@@ -334,7 +337,12 @@ fn every_view_shows_the_live_model() {
     );
     let s = h.state().session.as_ref().unwrap();
     assert_eq!(s.mim.flat(&s.ctx).unwrap(), before);
-    assert_eq!(s.ctx.read_f32(&s.tokenizer.as_patch().unwrap().codebook).unwrap(), codebook);
+    assert_eq!(
+        s.ctx
+            .read_f32(&s.tokenizer.as_patch().unwrap().codebook)
+            .unwrap(),
+        codebook
+    );
     assert_eq!(
         s.finetuned.as_ref().unwrap().flat(&s.ctx).unwrap(),
         classifier

@@ -259,3 +259,24 @@ fn files_that_are_not_dall_e_halves_are_refused_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn the_published_architecture_matches_the_package_defaults() {
+    use beitlab::tokenizer::dalle::bench::{flops_per_image, public_shape};
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dalle/public_shapes.json"),
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (half, key) in [(Half::Encoder, "encoder"), (Half::Decoder, "decoder")] {
+        let want: BTreeMap<String, Vec<usize>> = serde_json::from_value(json[key].clone()).unwrap();
+        let got: BTreeMap<String, Vec<usize>> =
+            public_shape(half).tensor_specs().into_iter().collect();
+        assert_eq!(got, want, "{key}");
+    }
+    let e = public_shape(Half::Encoder);
+    assert_eq!((e.parameters() / 100_000, e.downsampling()), (537, 8));
+    // About 40 GFLOP per 112 x 112 image for the encoder (multiply-adds x 2).
+    let f = flops_per_image(&e, 14) / 1e9;
+    assert!((30.0..60.0).contains(&f), "{f}");
+}

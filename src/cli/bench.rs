@@ -18,6 +18,33 @@ pub enum BenchCommand {
     /// A long pretraining run that samples memory as it goes (beitlab's GPU buffers, wgpu's live objects,
     /// resident memory) and reports whether anything grew; exits with status 1 when something did.
     Soak(SoakArgs),
+    /// The DALL-E tokenizer's encoder (and decoder) at a view size: images/s, ms per batch, GFLOP/s; the public
+    /// weights' architecture with random weights, or --tokenizer DIR's.
+    Dalle(DalleBenchArgs),
+}
+
+/// `bench dalle`: see [`BenchCommand::Dalle`].
+#[derive(Args, Debug)]
+pub struct DalleBenchArgs {
+    /// A DALL-E tokenizer folder (default: the published architecture, 8192 codes, random weights).
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
+    /// Side of the view encoded (112: the tokenizer's view of a 224-pixel BEiT/16).
+    #[arg(long, default_value_t = 112)]
+    pub image_size: u32,
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 16)]
+    pub batch: u32,
+    /// Timed batches per pass (after one untimed).
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 3)]
+    pub steps: u32,
+    /// Time the decoder too.
+    #[arg(long)]
+    pub decoder: bool,
+    /// The card's peak TFLOP/s, to print achieved / peak.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `bench soak`: see [`BenchCommand::Soak`].
@@ -113,6 +140,7 @@ pub fn run(what: &BenchCommand) -> Result<(), String> {
         }),
         BenchCommand::Train(a) => train(a),
         BenchCommand::Soak(a) => soak(a),
+        BenchCommand::Dalle(a) => dalle(a),
         BenchCommand::Kernels(a) => {
             let presets = BENCH_PRESETS
                 .iter()
@@ -271,6 +299,61 @@ fn print_kernels(opts: &BenchOptions, json: bool) -> Result<(), String> {
         println!("adapter: {}", ctx.describe());
         println!("batch {} per preset; each row: one warm-up, then repetitions in one compute pass, one submit", opts.batch);
         print!("{}", bench::format_table(&rows, opts.peak_tflops));
+    }
+    Ok(())
+}
+
+fn dalle(a: &DalleBenchArgs) -> Result<(), String> {
+    use crate::tokenizer::dalle::{bench, DalleTokenizer};
+    let e = |e: crate::model::ModelError| e.to_string();
+    // The published encoder's weights are 216 MB in one buffer.
+    let ctx = super::common::device(&crate::tokenizer::dalle::model::requirements(256 << 20))?;
+    let tk = match &a.tokenizer {
+        Some(d) => DalleTokenizer::load(&ctx, d).map_err(e)?,
+        None => bench::public_random(&ctx, a.decoder).map_err(e)?,
+    };
+    let tk = if a.decoder {
+        tk
+    } else {
+        DalleTokenizer {
+            decoder: None,
+            ..tk
+        }
+    };
+    let rows = bench::bench(&ctx, &tk, a.image_size, a.batch, a.steps).map_err(e)?;
+    if a.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+        }
+        return Ok(());
+    }
+    println!(
+        "DALL-E tokenizer on {}: {}",
+        ctx.describe(),
+        tk.encoder.shape.describe()
+    );
+    println!(
+        "{:<8} {:>6} {:>6} {:>12} {:>10} {:>9}{}",
+        "pass",
+        "size",
+        "batch",
+        "ms/batch",
+        "images/s",
+        "GFLOP/s",
+        if a.peak_tflops.is_some() {
+            "  of peak"
+        } else {
+            ""
+        }
+    );
+    for r in &rows {
+        let peak = a.peak_tflops.map_or(String::new(), |p| {
+            format!(" {:>7.1}%", 100.0 * r.gflops / (p * 1e3))
+        });
+        println!(
+            "{:<8} {:>6} {:>6} {:>12.1} {:>10.1} {:>9.1}{peak}",
+            r.pass, r.image_size, r.batch, r.ms_per_batch, r.images_per_s, r.gflops
+        );
     }
     Ok(())
 }

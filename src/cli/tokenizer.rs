@@ -124,16 +124,13 @@ fn import_dalle(args: &TokenizerImportArgs) -> Result<(), String> {
     let read = |p: &PathBuf| crate::tensorfile::read(p).map_err(|e| e.to_string());
     let enc_t = read(&args.encoder)?;
     let dec_t = args.decoder.as_ref().map(read).transpose()?;
-    let ctx = device(
-        &gpu::Requirements::kernels().with_buffer_bytes(
-            4 * [Some(&enc_t), dec_t.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|t| t.values().map(|x| x.len() as u64 + 64).sum::<u64>())
-                .max()
-                .unwrap_or(0),
-        ),
-    )?;
+    let weight_bytes = [Some(&enc_t), dec_t.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|t| t.values().map(|x| 4 * (x.len() as u64 + 64)).sum::<u64>())
+        .max()
+        .unwrap_or(0);
+    let ctx = device(&crate::tokenizer::dalle::model::requirements(weight_bytes))?;
     let e = |e: crate::model::ModelError| e.to_string();
     let encoder = DalleNet::from_tensors(
         &ctx,

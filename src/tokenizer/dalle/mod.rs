@@ -2,6 +2,8 @@
 //! pixels), frozen, imported from the `dall-e` package's weights and run by WGSL convolutions.
 
 pub mod arch;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod graph;
 pub mod model;
 

@@ -44,6 +44,15 @@ impl DalleConfig {
     }
 }
 
+/// The device limits for DALL-E weights of `weight_bytes` in one buffer (each tensor is bound on its own, so
+/// the binding limit stays WebGPU's default).
+pub fn requirements(weight_bytes: u64) -> crate::gpu::Requirements {
+    let mut r = crate::gpu::Requirements::kernels()
+        .with_hint("the DALL-E weights need a device that allows larger buffers");
+    r.max_buffer_size = r.max_buffer_size.max(weight_bytes);
+    r
+}
+
 /// One half's weights on the GPU.
 #[derive(Clone)]
 pub struct DalleNet {
