@@ -11,6 +11,7 @@ use beitlab::data::dataset::{Dataset, Split};
 use beitlab::data::masking::BlockMasking;
 use beitlab::model::{BeitConfig, BeitModel};
 use beitlab::tokenizer::train::{train as train_tokenizer, TrainOptions};
+use beitlab::tokenizer::VisualTokenizer;
 use beitlab::tokenizer::{Tokenizer, TokenizerConfig};
 use beitlab::train::finetune::{
     classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
@@ -70,7 +71,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 #[test]
 fn pretraining_lowers_the_loss_and_nan_keeps_the_last_checkpoint() {
     let d = data(64);
-    let tk = micro_tokenizer(&d);
+    let tk = VisualTokenizer::Patch(micro_tokenizer(&d));
     let mut cfg = BeitConfig::preset("micro").unwrap();
     cfg.vocab_size = 64;
     let model = BeitModel::new_random(ctx(), &cfg, 2).unwrap();
@@ -183,7 +184,7 @@ fn fine_tuning_lowers_the_loss_and_evaluation_counts_every_image() {
 #[test]
 fn resuming_a_run_equals_the_uninterrupted_run() {
     let d = data(64);
-    let tk = micro_tokenizer(&d);
+    let tk = VisualTokenizer::Patch(micro_tokenizer(&d));
     let mut cfg = BeitConfig::preset("micro").unwrap();
     cfg.vocab_size = 64;
     cfg.drop_path_rate = 0.2;
@@ -316,7 +317,7 @@ fn an_image_folder_with_broken_files_trains_and_reports_them() {
         .skipped_summary()
         .unwrap()
         .contains("skipped 4 unreadable files"));
-    let tk = micro_tokenizer(&ds);
+    let tk = VisualTokenizer::Patch(micro_tokenizer(&ds));
     let mut cfg = BeitConfig::preset("micro").unwrap();
     cfg.vocab_size = 64;
     let model = BeitModel::new_random(ctx(), &cfg, 9).unwrap();

@@ -351,7 +351,7 @@ fn dalle(a: &DalleBenchArgs) -> Result<(), String> {
             format!(" {:>7.1}%", 100.0 * r.gflops / (p * 1e3))
         });
         println!(
-            "{:<8} {:>6} {:>6} {:>12.1} {:>10.1} {:>9.1}{peak}",
+            "{:<8} {:>6} {:>6} {:>12.1} {:>10.3} {:>9.1}{peak}",
             r.pass, r.image_size, r.batch, r.ms_per_batch, r.images_per_s, r.gflops
         );
     }

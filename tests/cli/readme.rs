@@ -60,6 +60,14 @@ fn as_run(command: &str) -> Option<(String, Vec<String>)> {
         ),
         // The app's window (scripts/app_screenshot.sh), the browser (web/test.sh), the tests themselves.
         ["cargo", "run", "--release"] | ["web/build.sh", ..] | ["scripts/test.sh", ..] => return None,
+        // The converter needs torch, the `dall-e` package and OpenAI's pickles; it writes the package's tensors
+        // as safetensors, the format of the committed fixture weights (which it was checked to reproduce), so the
+        // fixture's stand in for its output and the commands after it run on them.
+        ["python", "tools/dalle_to_safetensors.py", rest @ ..] => {
+            let i = rest.iter().position(|a| *a == "--out-dir").expect("--out-dir");
+            let out = std::path::Path::new(rest[i + 1]);
+            return Some(("dalle-fixture".to_string(), vec![out.display().to_string()]));
+        }
         ["scripts/quickstart.sh", rest @ ..] => (
             repo().join("scripts/quickstart.sh").display().to_string(),
             rest.iter().map(|s| s.to_string()).collect(),
@@ -95,6 +103,19 @@ fn every_readme_command_runs_as_typed() {
         let Some((program, args)) = as_run(c) else {
             continue;
         };
+        if program == "dalle-fixture" {
+            let out = dir.join(&args[0]);
+            std::fs::create_dir_all(&out).unwrap();
+            let fx = repo().join("tests/fixtures/dalle/rgb");
+            for (from, to) in [
+                ("encoder.safetensors", "dalle_encoder.safetensors"),
+                ("decoder.safetensors", "dalle_decoder.safetensors"),
+            ] {
+                std::fs::copy(fx.join(from), out.join(to)).unwrap();
+            }
+            ran += 1;
+            continue;
+        }
         let out = if program.ends_with("quickstart.sh") {
             // The script builds beitlab unless told which binary to use; the tests already built it.
             let mut cmd = super::helpers::command(&dir, &program, &args);

@@ -95,7 +95,7 @@ impl NetShape {
         let (mut wide, mut hidden) = (0u64, 0u64);
         for (gi, group) in self.groups.iter().enumerate() {
             let side = match self.half {
-                Half::Encoder => grid * d >> gi,
+                Half::Encoder => (grid * d) >> gi,
                 Half::Decoder => grid << gi,
             } as u64;
             for b in group {

@@ -290,7 +290,7 @@ impl DalleGraph {
             per_image = per_image.max(per_image_elements(&d.shape, grid));
         }
         let chunk = chunk_size(batch, per_image, max, |n| {
-            (n as u64 * img_elems * 4) % align == 0 && n <= max_chunk
+            (n as u64 * img_elems * 4).is_multiple_of(align) && n <= max_chunk
         })?;
         let pixels = GpuSlice::new(ctx, "dall-e pixels", batch as u64 * img_elems);
         let tokens = GpuSlice::new(ctx, "dall-e tokens", batch as u64 * tok_elems);
