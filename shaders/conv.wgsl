@@ -8,9 +8,14 @@
 // token_conv: out (B, Co, H, W) = scale · (w[co, tokens[offset + (b, y, x)]] + bias[co]): a 1x1 convolution of the one-hot image of
 //             the tokens (B, H, W) u32, with w (Co, V, 1, 1), read without building the one-hot image.
 //
-// The weight and patch reads each go through one function (weight_at, patch_at), so the input gradient (the same
-// product with the weights transposed and flipped) and the weight gradient (patches as the other operand) can be
-// added as entry points of this file.
+// conv2d with flag bit 3 is the input gradient of a convolution: dX = conv(dY, W transposed and flipped) with
+// padding k − 1 − pad; the launcher passes the backward's shape (in = the forward's out) and the flag makes
+// weight_at read w (Co_fwd, Ci_fwd, k, k) as (Ci_fwd, Co_fwd, k, k) flipped. Bit 4 then zeroes dX where the
+// forward's input (binding `saved`) was not positive (the ReLU the forward applied on read).
+// conv2d_weight_grad: partial dW (split, Co, Ci·k·k) = dY (Co, pixels of the split) · patchesᵀ, the patches read
+//             from x as the forward read them (ReLU included); same tiles, the reduction over pixels split in
+//             chunks of `aux` (grid z = channel tiles x splits); the launcher sums the splits into dW.
+// (The bias gradient is two reductions, in ops::conv::conv2d_bias_grad.)
 
 struct ConvParams {
     batch: u32,
@@ -22,11 +27,13 @@ struct ConvParams {
     out_w: u32,
     kernel: u32,
     pad: u32,
-    // bit 0: add bias; bit 1: accumulate into out; bit 2: ReLU on the input as it is read.
+    // bit 0: add bias; bit 1: accumulate into out; bit 2: ReLU on the input as it is read; bit 3: weights read
+    // transposed and flipped (input gradient); bit 4: zero the result where `saved` <= 0.
     flags: u32,
     scale: f32,
-    // token_conv: index of the first token read (a chunk of a larger batch).
-    token_offset: u32,
+    // token_conv: index of the first token read (a chunk of a larger batch); conv2d_weight_grad: pixels per
+    // split of the reduction.
+    aux: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;  // (B, Co, Ho, Wo)
@@ -35,6 +42,7 @@ struct ConvParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;       // (Co)
 @group(0) @binding(4) var<uniform> p: ConvParams;
 @group(0) @binding(5) var<storage, read> tokens: array<u32>;     // (B, H, W), token_conv only
+@group(0) @binding(6) var<storage, read> saved: array<f32>;      // the forward's input (input gradient, bit 4)
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
@@ -43,12 +51,23 @@ const TILE_K: u32 = 16u;
 var<workgroup> tile_w: array<f32, 1024>;
 var<workgroup> tile_x: array<f32, 1024>;
 
-// W viewed as (Co, Ci·k·k): row m, column kk.
+// W viewed as (Co, Ci·k·k): row m, column kk. With bit 3, the forward's W (in_channels, out_channels, k, k)
+// (its out = this pass's in) read transposed and flipped.
+fn weight_index(m: u32, kk: u32, kdim: u32) -> u32 {
+    if ((p.flags & 8u) == 0u) {
+        return m * kdim + kk;
+    }
+    let kk2 = p.kernel * p.kernel;
+    let c = kk / kk2;
+    let r = kk - c * kk2;
+    return (c * p.out_channels + m) * kk2 + (kk2 - 1u - r);
+}
+
 fn weight_at(m: u32, kk: u32, kdim: u32) -> f32 {
     if (m >= p.out_channels || kk >= kdim) {
         return 0.0;
     }
-    return w[m * kdim + kk];
+    return w[weight_index(m, kk, kdim)];
 }
 
 // The patch matrix (Ci·k·k, B·Ho·Wo): row kk = (ci, ky, kx), column n = (b, oy, ox); zero outside the image.
@@ -91,6 +110,9 @@ fn store_out(co: u32, n: u32, pixels: u32, acc: f32) {
     let b = n / per_image;
     let q = n - b * per_image;
     let idx = (b * p.out_channels + co) * per_image + q;
+    if ((p.flags & 16u) != 0u && saved[idx] <= 0.0) {
+        v = 0.0;
+    }
     if ((p.flags & 2u) != 0u) {
         v += out[idx];
     }
@@ -156,7 +178,7 @@ fn token_conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let co = (i / per_image) % p.out_channels;
     let b = i / (per_image * p.out_channels);
     // Tokens past the vocabulary (never produced by an argmax) read the last column rather than out of bounds.
-    let t = min(tokens[p.token_offset + b * per_image + q], p.in_channels - 1u);
+    let t = min(tokens[p.aux + b * per_image + q], p.in_channels - 1u);
     var v = w[co * p.in_channels + t];
     if ((p.flags & 1u) != 0u) {
         v += bias[co];
@@ -204,10 +226,9 @@ fn conv2d_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let kk2 = p.kernel * p.kernel;
     let kdim = p.in_channels * kk2;
     let last_m = p.out_channels - 1u;
-    let w0 = min(m0, last_m) * kdim;
-    let w1 = min(m0 + 1u, last_m) * kdim;
-    let w2 = min(m0 + 2u, last_m) * kdim;
-    let w3 = min(m0 + 3u, last_m) * kdim;
+    let m1 = min(m0 + 1u, last_m);
+    let m2 = min(m0 + 2u, last_m);
+    let m3 = min(m0 + 3u, last_m);
     var acc: array<vec4<f32>, 4>;
     for (var i = 0u; i < 4u; i++) {
         acc[i] = vec4<f32>(0.0);
@@ -216,7 +237,8 @@ fn conv2d_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         for (var ky = 0u; ky < p.kernel; ky++) {
             for (var kx = 0u; kx < p.kernel; kx++) {
                 let kk = ci * kk2 + ky * p.kernel + kx;
-                let wv = vec4<f32>(w[w0 + kk], w[w1 + kk], w[w2 + kk], w[w3 + kk]);
+                let wv = vec4<f32>(w[weight_index(m0, kk, kdim)], w[weight_index(m1, kk, kdim)],
+                                   w[weight_index(m2, kk, kdim)], w[weight_index(m3, kk, kdim)]);
                 let xv = vec4<f32>(
                     input_at(b[0], ci, oy[0] + i32(ky), ox[0] + i32(kx)),
                     input_at(b[1], ci, oy[1] + i32(ky), ox[1] + i32(kx)),
@@ -234,5 +256,65 @@ fn conv2d_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         store_out(m0 + i, n0 + 1u, pixels, acc[i].y);
         store_out(m0 + i, n0 + 2u, pixels, acc[i].z);
         store_out(m0 + i, n0 + 3u, pixels, acc[i].w);
+    }
+}
+
+// Partial dW of one split: M = Co, N = Ci·k·k, reduction over pixels [split·aux, (split + 1)·aux). `x` is the
+// forward's input, `out` the partials (splits, Co, Ci·k·k), `saved` dY (B, Co, Ho, Wo). Grid: x·y (folded) =
+// tiles of N, z = tiles of Co x splits.
+@compute @workgroup_size(16, 16)
+fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let pixels = p.batch * p.out_h * p.out_w;
+    let kdim = p.in_channels * p.kernel * p.kernel;
+    let per_image = p.out_h * p.out_w;
+    let n0 = (wg.x + wg.y * nwg.x) * TILE;
+    let m_tiles = (p.out_channels + TILE - 1u) / TILE;
+    let split = wg.z / m_tiles;
+    let m0 = (wg.z % m_tiles) * TILE;
+    if (n0 >= kdim) {
+        return;
+    }
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    let load_k = li / 16u;
+    let load_j = (li % 16u) * 4u;
+    let first = split * p.aux;
+    let end = min(first + p.aux, pixels);
+    for (var k0 = first; k0 < end; k0 += TILE_K) {
+        let px = k0 + load_k;
+        for (var j = 0u; j < 4u; j++) {
+            let co = m0 + load_j + j;
+            var g = 0.0;
+            if (co < p.out_channels && px < end) {
+                let b = px / per_image;
+                g = saved[(b * p.out_channels + co) * per_image + (px - b * per_image)];
+            }
+            tile_w[load_k * TILE + load_j + j] = g;
+            tile_x[load_k * TILE + load_j + j] = patch_at(n0 + load_j + j, px, kdim, end);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let a = vec4<f32>(tile_w[kk * TILE + lid.y * 4u], tile_w[kk * TILE + lid.y * 4u + 1u],
+                              tile_w[kk * TILE + lid.y * 4u + 2u], tile_w[kk * TILE + lid.y * 4u + 3u]);
+            let bv = vec4<f32>(tile_x[kk * TILE + lid.x * 4u], tile_x[kk * TILE + lid.x * 4u + 1u],
+                               tile_x[kk * TILE + lid.x * 4u + 2u], tile_x[kk * TILE + lid.x * 4u + 3u]);
+            acc[0] += a.x * bv;
+            acc[1] += a.y * bv;
+            acc[2] += a.z * bv;
+            acc[3] += a.w * bv;
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + lid.y * 4u + i;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lid.x * 4u + j;
+            if (co < p.out_channels && n < kdim) {
+                out[(split * p.out_channels + co) * kdim + n] = acc[i][j];
+            }
+        }
     }
 }

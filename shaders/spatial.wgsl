@@ -106,11 +106,18 @@ fn sigmoid_unmap(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
 }
 
 fn source_index(i: u32, n_in: u32, n_out: u32) -> vec3<f32> {
-    // (lower index, upper index, weight of the upper) along one axis.
-    let s = max((f32(i) + 0.5) * f32(n_in) / f32(n_out) - 0.5, 0.0);
-    let lo = min(u32(floor(s)), n_in - 1u);
-    let hi = min(lo + 1u, n_in - 1u);
-    return vec3<f32>(f32(lo), f32(hi), s - f32(lo));
+    // (lower index, upper index, weight of the upper) along one axis. The source coordinate
+    // (i + 0.5)·n_in/n_out − 0.5 = ((2i + 1)·n_in − n_out) / (2·n_out) in integers (sides up to 32768), so its
+    // whole part is exact and only the fraction is rounded.
+    let num = (2u * i + 1u) * n_in;
+    let den = 2u * n_out;
+    if (num <= n_out) {
+        return vec3<f32>(0.0, f32(min(1u, n_in - 1u)), 0.0);
+    }
+    // The coordinate stays below n_in − 0.5, so lo <= n_in − 1.
+    let q = num - n_out;
+    let lo = q / den;
+    return vec3<f32>(f32(lo), f32(min(lo + 1u, n_in - 1u)), f32(q - lo * den) / f32(den));
 }
 
 @compute @workgroup_size(256)

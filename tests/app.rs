@@ -590,7 +590,7 @@ fn an_unknown_preset_and_a_folder_without_checkpoints_are_explained() {
     let s = h.state().session.as_ref().unwrap();
     let err = s.error.clone().unwrap_or_default();
     assert!(
-        err.contains("holds no tokenizer (tokenizer_config.json) or BEiT folder (config.json)"),
+        err.contains("holds no tokenizer (tokenizer_config.json or dalle_config.json) or BEiT folder (config.json)"),
         "{err}"
     );
     assert_eq!(s.tokenizer_version, 0, "nothing was replaced");

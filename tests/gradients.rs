@@ -414,3 +414,51 @@ fn mse_backward_matches_fd() {
         l.iter().sum::<f64>() * scale as f64
     });
 }
+
+#[test]
+fn conv2d_backward_matches_fd() {
+    use beitlab::cpu::conv;
+    use beitlab::ops::conv::{ConvEpilogue, ConvShape};
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for (s, relu) in [
+        (ConvShape::same(2, 3, 4, (5, 4), 3), false),
+        (ConvShape::same(1, 2, 3, (4, 5), 5), true),
+        (
+            ConvShape {
+                pad: 0,
+                ..ConvShape::same(2, 2, 3, (6, 5), 2)
+            },
+            false,
+        ),
+    ] {
+        let (x, w, b) = (
+            rng.vec(s.input_len() as usize),
+            rng.vec(s.weight_len() as usize),
+            rng.vec(s.out_channels as usize),
+        );
+        // Keep inputs away from the ReLU's kink, where the derivative is not defined.
+        let x: Vec<f64> = x
+            .iter()
+            .map(|&v| if v.abs() < 0.05 { v + 0.1 } else { v })
+            .collect();
+        let up = rng.vec(s.output_len() as usize);
+        let e = ConvEpilogue {
+            relu_input: relu,
+            ..Default::default()
+        };
+        let fwd = |x: &[f64], w: &[f64], b: &[f64]| {
+            let mut out = vec![0.0; s.output_len() as usize];
+            conv::conv2d(&mut out, x, w, Some(b), s, e);
+            dot(&out, &up)
+        };
+        let mut dx = vec![0.0; x.len()];
+        conv::conv2d_input_grad(&mut dx, &up, &w, relu.then_some(&x[..]), s, false);
+        fd("conv2d dx", &x, &dx, |xx| fwd(xx, &w, &b));
+        let mut dw = vec![0.0; w.len()];
+        conv::conv2d_weight_grad(&mut dw, &x, &up, s, relu, false);
+        fd("conv2d dw", &w, &dw, |ww| fwd(&x, ww, &b));
+        let mut db = vec![0.0; b.len()];
+        conv::conv2d_bias_grad(&mut db, &up, s, false);
+        fd("conv2d dbias", &b, &db, |bb| fwd(&x, &w, bb));
+    }
+}

@@ -1,5 +1,6 @@
 //! CPU twin of `ops::conv`: stride-1 2D convolution with zero padding (optional ReLU on the input, scale,
-//! accumulate) and the 1x1 convolution of a one-hot token image. Shapes as the launchers'.
+//! accumulate), its input, weight and bias gradients, and the 1x1 convolution of a one-hot token image. Shapes
+//! as the launchers'.
 
 use super::Real;
 use crate::ops::conv::{ConvEpilogue, ConvShape};
@@ -81,5 +82,97 @@ pub fn token_conv<T: Real>(
                 out[(b * out_channels + co) * hw + q] = v;
             }
         }
+    }
+}
+
+/// Visit every (output index, weight index, input index) triple of a convolution: `f(o, w, i)`.
+fn for_each_tap(s: ConvShape, mut f: impl FnMut(usize, usize, usize)) {
+    let (oh, ow) = s.out_size();
+    let (h, wd, k) = (s.height as usize, s.width as usize, s.kernel as usize);
+    let (ci_n, co_n) = (s.in_channels as usize, s.out_channels as usize);
+    let (oh, ow, pad) = (oh as usize, ow as usize, s.pad as i64);
+    for b in 0..s.batch as usize {
+        for co in 0..co_n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = ((b * co_n + co) * oh + oy) * ow + ox;
+                    for ci in 0..ci_n {
+                        for ky in 0..k {
+                            let iy = (oy + ky) as i64 - pad;
+                            if iy < 0 || iy >= h as i64 {
+                                continue;
+                            }
+                            for kx in 0..k {
+                                let ix = (ox + kx) as i64 - pad;
+                                if ix < 0 || ix >= wd as i64 {
+                                    continue;
+                                }
+                                let i = ((b * ci_n + ci) * h + iy as usize) * wd + ix as usize;
+                                f(o, ((co * ci_n + ci) * k + ky) * k + kx, i);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dx (=|+=) dL/dx` of [`conv2d`] (scale 1); with `relu_of`, zero where the forward's input was not positive.
+pub fn conv2d_input_grad<T: Real>(
+    dx: &mut [T],
+    dy: &[T],
+    w: &[T],
+    relu_of: Option<&[T]>,
+    s: ConvShape,
+    accumulate: bool,
+) {
+    let mut g = vec![T::zero(); s.input_len() as usize];
+    for_each_tap(s, |o, wi, i| g[i] += w[wi] * dy[o]);
+    for (i, v) in g.into_iter().enumerate() {
+        let v = match relu_of {
+            Some(x) if x[i] <= T::zero() => T::zero(),
+            _ => v,
+        };
+        dx[i] = if accumulate { dx[i] + v } else { v };
+    }
+}
+
+/// `dw (=|+=) dL/dw` of [`conv2d`] (scale 1), the input read as the forward read it.
+pub fn conv2d_weight_grad<T: Real>(
+    dw: &mut [T],
+    x: &[T],
+    dy: &[T],
+    s: ConvShape,
+    relu_input: bool,
+    accumulate: bool,
+) {
+    let mut g = vec![T::zero(); s.weight_len() as usize];
+    let act = |v: T| {
+        if relu_input && v < T::zero() {
+            T::zero()
+        } else {
+            v
+        }
+    };
+    for_each_tap(s, |o, wi, i| g[wi] += dy[o] * act(x[i]));
+    for (i, v) in g.into_iter().enumerate() {
+        dw[i] = if accumulate { dw[i] + v } else { v };
+    }
+}
+
+/// `dbias (=|+=) Σ dy` over images and pixels.
+pub fn conv2d_bias_grad<T: Real>(dbias: &mut [T], dy: &[T], s: ConvShape, accumulate: bool) {
+    let (oh, ow) = s.out_size();
+    let per = (oh * ow) as usize;
+    let co_n = s.out_channels as usize;
+    for co in 0..co_n {
+        let mut sum = T::zero();
+        for b in 0..s.batch as usize {
+            for q in 0..per {
+                sum += dy[(b * co_n + co) * per + q];
+            }
+        }
+        dbias[co] = if accumulate { dbias[co] + sum } else { sum };
     }
 }

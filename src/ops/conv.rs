@@ -1,6 +1,7 @@
 //! Launchers for `shaders/conv.wgsl`: stride-1 2D convolution with zero padding as an implicit matrix product,
-//! and the 1x1 convolution of a one-hot token image. Shapes: x (B, Ci, H, W), w (Co, Ci, k, k), bias (Co),
-//! out (B, Co, H + 2·pad − k + 1, W + 2·pad − k + 1); tokens (B, H, W) u32.
+//! its input, weight and bias gradients, and the 1x1 convolution of a one-hot token image. Shapes:
+//! x (B, Ci, H, W), w (Co, Ci, k, k), bias (Co), out (B, Co, H + 2·pad − k + 1, W + 2·pad − k + 1);
+//! tokens (B, H, W) u32.
 
 use super::{fits_u32, gpu_params, grid_for, launch, launch_with, need, ELEMENT_WG};
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
@@ -9,7 +10,7 @@ gpu_params!(
     /// Mirrors `ConvParams` in conv.wgsl.
     ConvParams in "conv" as "ConvParams" {
         batch: u32, in_channels: u32, out_channels: u32, in_h: u32, in_w: u32, out_h: u32, out_w: u32,
-        kernel: u32, pad: u32, flags: u32, scale: f32, token_offset: u32,
+        kernel: u32, pad: u32, flags: u32, scale: f32, aux: u32,
     }
 );
 
@@ -121,7 +122,7 @@ fn params(s: &ConvShape, bias: bool, e: ConvEpilogue) -> ConvParams {
         pad: s.pad,
         flags: bias as u32 | (e.accumulate as u32) << 1 | (e.relu_input as u32) << 2,
         scale: e.scale,
-        token_offset: 0,
+        aux: 0,
     }
 }
 
@@ -180,25 +181,38 @@ pub fn conv2d_with(
         return Ok(Vec::new());
     }
     let u = GpuSlice::uniform(ctx, "ConvParams", &params(&shape, bias.is_some(), epilogue));
-    let args = [out, x, w, bias.unwrap_or(w), &u];
+    // Binding 5 (tokens) is unused here; binding 6 (saved) is read only by the input gradient.
+    let args = [out, x, w, bias.unwrap_or(w), &u, w, x];
+    launch_conv(ctx, kernel, &args, pixels, shape.out_channels)
+}
+
+/// One launch of `conv2d` (tiled) or `conv2d_direct` over `pixels` output pixels and `channels` output channels.
+fn launch_conv(
+    ctx: &GpuContext,
+    kernel: ConvKernel,
+    args: &[&GpuSlice],
+    pixels: u64,
+    channels: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv2d";
     match kernel {
         ConvKernel::Tiled => {
             let mut grid = workgroup_grid(pixels.div_ceil(CONV_TILE));
-            grid[2] = fits_u32(K, (shape.out_channels as u64).div_ceil(CONV_TILE))?;
-            Ok(vec![launch(ctx, "conv", "conv2d", &args, grid)?])
+            grid[2] = fits_u32(K, (channels as u64).div_ceil(CONV_TILE))?;
+            Ok(vec![launch(ctx, "conv", "conv2d", args, grid)?])
         }
         ConvKernel::Direct => {
             // Threads along pixels and channels, each owning 4 x 4 outputs, at most 8 x 8 per workgroup.
             let tx = pixels.div_ceil(4).min(8);
-            let ty = (shape.out_channels as u64).div_ceil(4).min(8);
+            let ty = (channels as u64).div_ceil(4).min(8);
             let mut grid = workgroup_grid(pixels.div_ceil(4 * tx));
-            grid[2] = fits_u32(K, (shape.out_channels as u64).div_ceil(4 * ty))?;
+            grid[2] = fits_u32(K, (channels as u64).div_ceil(4 * ty))?;
             Ok(vec![launch_with(
                 ctx,
                 "conv",
                 "conv2d_direct",
                 &[("DIRECT_X", tx as f64), ("DIRECT_Y", ty as f64)],
-                &args,
+                args,
                 grid,
             )?])
         }
@@ -249,7 +263,7 @@ pub fn token_conv(
         pad: 0,
     };
     let p = ConvParams {
-        token_offset,
+        aux: token_offset,
         ..params(&shape, bias.is_some(), ConvEpilogue::default())
     };
     let u = GpuSlice::uniform(ctx, "ConvParams", &p);
@@ -260,4 +274,198 @@ pub fn token_conv(
         &[out, w, w, bias.unwrap_or(w), &u, tokens],
         grid_for(n, ELEMENT_WG),
     )?])
+}
+
+/// `dx (=|+=) dL/dx` of [`conv2d`] with `shape` and scale 1, from `dy (B, Co, Ho, Wo)`: the same kernel reading the
+/// weights transposed and flipped, over `dy` padded by k − 1 − pad. With `relu_of` (the forward's input, when the
+/// forward applied ReLU on read), zero where it was not positive.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_input_grad(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dy: &GpuSlice,
+    w: &GpuSlice,
+    relu_of: Option<&GpuSlice>,
+    shape: ConvShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv2d_input_grad";
+    if shape.kernel == 0 || shape.pad >= shape.kernel {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!(
+                "the input gradient needs padding below the kernel side (pad {}, kernel {})",
+                shape.pad, shape.kernel
+            ),
+        });
+    }
+    let (oh, ow) = shape.out_size();
+    need(K, "dy", dy, shape.output_len())?;
+    need(K, "dx", dx, shape.input_len())?;
+    need(K, "w", w, shape.weight_len())?;
+    if let Some(x) = relu_of {
+        need(K, "relu_of", x, shape.input_len())?;
+    }
+    fits_u32(K, shape.input_len().max(shape.output_len()))?;
+    let back = ConvShape {
+        batch: shape.batch,
+        in_channels: shape.out_channels,
+        out_channels: shape.in_channels,
+        height: oh,
+        width: ow,
+        kernel: shape.kernel,
+        pad: shape.kernel - 1 - shape.pad,
+    };
+    debug_assert_eq!(back.out_size(), (shape.height, shape.width));
+    let pixels = shape.batch as u64 * shape.height as u64 * shape.width as u64;
+    if pixels == 0 || shape.in_channels == 0 {
+        return Ok(Vec::new());
+    }
+    let mut p = params(
+        &back,
+        false,
+        ConvEpilogue {
+            accumulate,
+            ..Default::default()
+        },
+    );
+    p.flags |= 8 | (relu_of.is_some() as u32) << 4;
+    let u = GpuSlice::uniform(ctx, "ConvParams", &p);
+    let saved = relu_of.unwrap_or(dy);
+    let args = [dx, dy, w, w, &u, w, saved];
+    launch_conv(
+        ctx,
+        ConvKernel::for_adapter(ctx),
+        &args,
+        pixels,
+        back.out_channels,
+    )
+}
+
+/// Pixels per split of the weight gradient's reduction: enough splits to fill a GPU, each long enough to amortise
+/// its tile loads; at most 1024 splits and at most 65535 workgroups along z with `channel_tiles` tiles each.
+fn pixels_per_split(pixels: u64, channel_tiles: u64) -> u64 {
+    let max_splits = (65535 / channel_tiles.max(1)).clamp(1, 1024);
+    pixels.div_ceil(max_splits).max(4096).min(pixels.max(1))
+}
+
+/// `dw (Co, Ci, k, k) (=|+=) dL/dw` of [`conv2d`] (scale 1) from its input `x` and `dy`; the input read as the
+/// forward read it (`relu_input`). Split-K: partial products over chunks of pixels into a scratch buffer, then
+/// their sum (two dispatches).
+pub fn conv2d_weight_grad(
+    ctx: &GpuContext,
+    dw: &GpuSlice,
+    x: &GpuSlice,
+    dy: &GpuSlice,
+    shape: ConvShape,
+    relu_input: bool,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv2d_weight_grad";
+    need(K, "x", x, shape.input_len())?;
+    need(K, "dy", dy, shape.output_len())?;
+    need(K, "dw", dw, shape.weight_len())?;
+    fits_u32(K, shape.input_len().max(shape.output_len()))?;
+    let kdim = shape.in_channels as u64 * shape.kernel as u64 * shape.kernel as u64;
+    let (oh, ow) = shape.out_size();
+    let pixels = shape.batch as u64 * oh as u64 * ow as u64;
+    if kdim == 0 || shape.out_channels == 0 {
+        return Ok(Vec::new());
+    }
+    if pixels == 0 {
+        return if accumulate {
+            Ok(Vec::new())
+        } else {
+            Ok(super::elementwise::fill(
+                ctx,
+                dw,
+                fits_u32(K, shape.weight_len())?,
+                0.0,
+            )?)
+        };
+    }
+    let channel_tiles = (shape.out_channels as u64).div_ceil(CONV_TILE);
+    if channel_tiles > 65535 {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!(
+                "{} output channels is too many for one launch",
+                shape.out_channels
+            ),
+        });
+    }
+    let chunk = pixels_per_split(pixels, channel_tiles);
+    let splits = pixels.div_ceil(chunk);
+    let partials = GpuSlice::new(
+        ctx,
+        "conv weight-gradient partials",
+        splits * shape.weight_len(),
+    );
+    let mut p = params(
+        &shape,
+        false,
+        ConvEpilogue {
+            relu_input,
+            ..Default::default()
+        },
+    );
+    p.aux = fits_u32(K, chunk)?;
+    let u = GpuSlice::uniform(ctx, "ConvParams", &p);
+    let mut grid = workgroup_grid(kdim.div_ceil(CONV_TILE));
+    grid[2] = fits_u32(K, channel_tiles * splits)?;
+    let mut d = vec![launch(
+        ctx,
+        "conv",
+        "conv2d_weight_grad",
+        &[&partials, x, x, x, &u, x, dy],
+        grid,
+    )?];
+    d.extend(super::reduce::col_sum(
+        ctx,
+        dw,
+        &partials,
+        fits_u32(K, splits)?,
+        fits_u32(K, shape.weight_len())?,
+        accumulate,
+    )?);
+    Ok(d)
+}
+
+/// `dbias (Co) (=|+=) Σ dy` over images and pixels: row sums of dy viewed as (B·Co, Ho·Wo), then column sums
+/// of those viewed as (B, Co) (two reductions that split their work, never one thread over every pixel).
+pub fn conv2d_bias_grad(
+    ctx: &GpuContext,
+    dbias: &GpuSlice,
+    dy: &GpuSlice,
+    shape: ConvShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv2d_bias_grad";
+    need(K, "dy", dy, shape.output_len())?;
+    need(K, "dbias", dbias, shape.out_channels as u64)?;
+    fits_u32(K, shape.output_len())?;
+    if shape.out_channels == 0 {
+        return Ok(Vec::new());
+    }
+    let (oh, ow) = shape.out_size();
+    let planes = shape.batch as u64 * shape.out_channels as u64;
+    let per_plane = GpuSlice::new(ctx, "conv bias-gradient plane sums", planes.max(1));
+    let mut d = super::reduce::row_sum(
+        ctx,
+        &per_plane,
+        dy,
+        fits_u32(K, planes)?,
+        oh * ow,
+        1.0,
+        false,
+    )?;
+    d.extend(super::reduce::col_sum(
+        ctx,
+        dbias,
+        &per_plane,
+        shape.batch,
+        shape.out_channels,
+        accumulate,
+    )?);
+    Ok(d)
 }

@@ -184,6 +184,15 @@ pub fn resize_bilinear(
         width: out_side.1,
         ..s
     };
+    if [s.height, s.width, out_side.0, out_side.1]
+        .iter()
+        .any(|&v| v > 32768)
+    {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "image sides above 32768 are not supported".into(),
+        });
+    }
     if s.is_empty() && !o.is_empty() {
         return Err(GpuError::BadLaunch {
             kernel: K.into(),

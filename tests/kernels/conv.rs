@@ -203,3 +203,95 @@ fn conv_twin_matches_a_hand_computed_case() {
         vec![12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0]
     );
 }
+
+fn backward_case(s: ConvShape, relu: bool, accumulate: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = rng.vec(s.input_len() as usize, 1.0);
+    let w = rng.vec(s.weight_len() as usize, 1.0);
+    let dy = rng.vec(s.output_len() as usize, 1.0);
+    let (xg, wg, dyg) = (up(&x), up(&w), up(&dy));
+    let start = |n: usize, seed: u64| Rng::new(seed).vec(n, 1.0);
+    let out = |n: usize, seed: u64| {
+        if accumulate {
+            with(&start(n, seed))
+        } else {
+            poisoned(n)
+        }
+    };
+    let want_start = |n: usize, seed: u64| {
+        if accumulate {
+            f64s(&start(n, seed))
+        } else {
+            vec![0.0; n]
+        }
+    };
+    let (nx, nw, nb) = (x.len(), w.len(), s.out_channels as usize);
+    let xf = f64s(&x);
+
+    let dx = out(nx, seed + 1);
+    run(
+        conv::conv2d_input_grad(ctx(), &dx, &dyg, &wg, relu.then_some(&xg), s, accumulate).unwrap(),
+    );
+    let mut want = want_start(nx, seed + 1);
+    cpu::conv::conv2d_input_grad(
+        &mut want,
+        &f64s(&dy),
+        &f64s(&w),
+        relu.then_some(&xf[..]),
+        s,
+        accumulate,
+    );
+    assert_close(
+        &format!("conv2d_input_grad {s:?}"),
+        &read(&dx),
+        &want,
+        1e-5,
+        1e-4,
+    );
+
+    let dw = out(nw, seed + 2);
+    run(conv::conv2d_weight_grad(ctx(), &dw, &xg, &dyg, s, relu, accumulate).unwrap());
+    let mut want = want_start(nw, seed + 2);
+    cpu::conv::conv2d_weight_grad(&mut want, &xf, &f64s(&dy), s, relu, accumulate);
+    // Sums over every pixel of the batch: more terms than the forward's.
+    assert_close(
+        &format!("conv2d_weight_grad {s:?}"),
+        &read(&dw),
+        &want,
+        1e-4,
+        1e-4,
+    );
+
+    let db = out(nb, seed + 3);
+    run(conv::conv2d_bias_grad(ctx(), &db, &dyg, s, accumulate).unwrap());
+    let mut want = want_start(nb, seed + 3);
+    cpu::conv::conv2d_bias_grad(&mut want, &f64s(&dy), s, accumulate);
+    assert_close(
+        &format!("conv2d_bias_grad {s:?}"),
+        &read(&db),
+        &want,
+        1e-4,
+        1e-4,
+    );
+}
+
+#[test]
+fn conv_backward_tiny_odd_and_several_tiles() {
+    backward_case(same(1, 1, 1, (1, 1), 1), false, false, 70);
+    backward_case(same(1, 2, 3, (2, 2), 3), true, false, 71);
+    for (i, k) in [1u32, 3, 5, 7].into_iter().enumerate() {
+        backward_case(same(3, 5, 7, (11, 9), k), i % 2 == 0, i == 1, 72 + i as u64);
+    }
+    // A kernel wider than "same" padding: pad 0 (the output is smaller than the input).
+    let mut s = same(2, 3, 5, (9, 6), 3);
+    s.pad = 0;
+    backward_case(s, false, true, 80);
+    // Several tiles each way: 70 channels out, 20 · 9 = 180 columns of dW, 2 · 15 · 15 = 450 pixels.
+    backward_case(same(2, 20, 70, (15, 15), 3), true, false, 81);
+}
+
+#[test]
+fn conv_backward_past_65535_workgroups() {
+    // 2100² pixels of dX (68,907 tiles of 64).
+    backward_case(same(1, 1, 2, (2100, 2100), 1), false, false, 90);
+}

@@ -46,7 +46,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     if pages > 1 {
         ui.horizontal(|ui| {
             if ui
-                .add_enabled(page > 0, egui::Button::new("◀ more used"))
+                .add_enabled(page > 0, egui::Button::new("< more used"))
                 .clicked()
             {
                 app.views.codebook_page = page - 1;
@@ -59,7 +59,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                 page + 1
             ));
             if ui
-                .add_enabled(page + 1 < pages, egui::Button::new("less used ▶"))
+                .add_enabled(page + 1 < pages, egui::Button::new("less used >"))
                 .clicked()
             {
                 app.views.codebook_page = page + 1;
