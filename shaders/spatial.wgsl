@@ -7,6 +7,10 @@
 //                    from the first C of x's `in_channels` channels (the DALL-E decoder's pixel means).
 // resize_bilinear:   out (B, C, out_h, out_w) = x resized bilinearly as PyTorch's interpolate with
 //                    align_corners = False (no antialiasing): source = (dst + 0.5) · in / out − 0.5, clamped.
+// resize_bilinear_backward: its adjoint, gathered: out (B, C, H, W) (=|+=) Σ over the output pixels that read
+//                    input pixel (y, x) of their weight · x[...] (x here is dL/d(resized), (B, C, out_h, out_w));
+//                    one thread per input pixel, no atomics. `height`/`width` are the input's, out_h/out_w the
+//                    resized sides; flags bit 0 (in `token_offset`): accumulate.
 
 struct SpatialParams {
     batch: u32,
@@ -138,4 +142,55 @@ fn resize_bilinear(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let top = mix(x[row0 + u32(sx.x)], x[row0 + u32(sx.y)], sx.z);
     let bottom = mix(x[row1 + u32(sx.x)], x[row1 + u32(sx.y)], sx.z);
     out[i] = mix(top, bottom, sy.z);
+}
+
+// The weight with which output index o (of n_out) reads input index i (of n_in) along one axis.
+fn axis_weight(o: u32, i: u32, n_in: u32, n_out: u32) -> f32 {
+    let s = source_index(o, n_in, n_out);
+    var w = 0.0;
+    if (u32(s.x) == i) {
+        w += 1.0 - s.z;
+    }
+    if (u32(s.y) == i) {
+        w += s.z;
+    }
+    return w;
+}
+
+// First and one-past-last output index along an axis that can read input index i: output o reads input
+// floor((o + 0.5)·n_in/n_out − 0.5) and the next, so o lies within (i − 1.5)·n_out/n_in .. (i + 1.5)·n_out/n_in.
+fn axis_range(i: u32, n_in: u32, n_out: u32) -> vec2<u32> {
+    let lo = max(i32(floor((f32(i) - 1.5) * f32(n_out) / f32(n_in))) - 1, 0);
+    let hi = min(i32(ceil((f32(i) + 1.5) * f32(n_out) / f32(n_in))) + 2, i32(n_out));
+    return vec2<u32>(u32(lo), u32(max(hi, lo)));
+}
+
+@compute @workgroup_size(256)
+fn resize_bilinear_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    if (i >= p.batch * p.channels * p.height * p.width) {
+        return;
+    }
+    let ix = i % p.width;
+    let iy = (i / p.width) % p.height;
+    let plane = i / (p.width * p.height);
+    let ry = axis_range(iy, p.height, p.out_h);
+    let rx = axis_range(ix, p.width, p.out_w);
+    var acc = 0.0;
+    for (var oy = ry.x; oy < ry.y; oy++) {
+        let wy = axis_weight(oy, iy, p.height, p.out_h);
+        if (wy == 0.0) {
+            continue;
+        }
+        let row = (plane * p.out_h + oy) * p.out_w;
+        for (var ox = rx.x; ox < rx.y; ox++) {
+            let wx = axis_weight(ox, ix, p.width, p.out_w);
+            acc += wy * wx * x[row + ox];
+        }
+    }
+    if ((p.token_offset & 1u) != 0u) {
+        acc += out[i];
+    }
+    out[i] = acc;
 }

@@ -462,3 +462,70 @@ fn conv2d_backward_matches_fd() {
         fd("conv2d dbias", &b, &db, |bb| fwd(&x, &w, bb));
     }
 }
+
+#[test]
+fn resize_bilinear_backward_and_pixel_cross_entropy_match_fd() {
+    use beitlab::cpu::{pixel_loss, spatial};
+    use beitlab::ops::spatial::ImageShape;
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let s = ImageShape {
+        batch: 2,
+        channels: 2,
+        height: 5,
+        width: 3,
+    };
+    for out_side in [(9, 7), (2, 2)] {
+        let x = rng.vec(s.len() as usize);
+        let up = rng.vec(2 * 2 * out_side.0 * out_side.1);
+        let mut dx = vec![0.0; x.len()];
+        spatial::resize_bilinear_backward(&mut dx, &up, s, out_side, false);
+        fd("resize_bilinear dx", &x, &dx, |xx| {
+            let mut y = vec![0.0; up.len()];
+            spatial::resize_bilinear(&mut y, xx, s, out_side);
+            dot(&y, &up)
+        });
+    }
+    // Mean loss over counted pixels: d(mean loss)/d logits.
+    let (batch, classes, pixels) = (2, 4, 6);
+    let logits = rng.vec(batch * classes * pixels);
+    let labels: Vec<u32> = (0..batch * pixels)
+        .map(|i| {
+            if i % 4 == 0 {
+                u32::MAX
+            } else {
+                (i % classes) as u32
+            }
+        })
+        .collect();
+    let loss = |l: &[f64]| {
+        let mut st = vec![0.0; 3 * batch * pixels];
+        pixel_loss::pixel_cross_entropy(
+            &mut st,
+            None,
+            l,
+            &labels,
+            batch,
+            classes,
+            pixels,
+            u32::MAX,
+            1.0 / 9.0,
+            false,
+        );
+        st.chunks(3).map(|c| c[0]).sum::<f64>()
+    };
+    let mut st = vec![0.0; 3 * batch * pixels];
+    let mut g = vec![0.0; logits.len()];
+    pixel_loss::pixel_cross_entropy(
+        &mut st,
+        Some(&mut g),
+        &logits,
+        &labels,
+        batch,
+        classes,
+        pixels,
+        u32::MAX,
+        1.0 / 9.0,
+        false,
+    );
+    fd("pixel cross-entropy dlogits", &logits, &g, loss);
+}

@@ -13,6 +13,7 @@ pub mod interpolate;
 pub mod layernorm;
 pub mod matmul;
 pub mod patches;
+pub mod pixel_loss;
 pub mod reduce;
 pub mod spatial;
 pub mod tokens;

@@ -113,3 +113,37 @@ pub fn resize_bilinear<T: Real>(out: &mut [T], x: &[T], s: ImageShape, out_side:
         }
     }
 }
+
+/// `dx (=|+=)` the adjoint of [`resize_bilinear`]: each output pixel's gradient added to the four input pixels it
+/// read, with their weights.
+pub fn resize_bilinear_backward<T: Real>(
+    dx: &mut [T],
+    dy: &[T],
+    s: ImageShape,
+    out_side: (usize, usize),
+    accumulate: bool,
+) {
+    let (h, w) = (s.height as usize, s.width as usize);
+    let (oh, ow) = out_side;
+    if !accumulate {
+        dx.iter_mut()
+            .take(s.len() as usize)
+            .for_each(|v| *v = T::zero());
+    }
+    for plane in 0..(s.batch * s.channels) as usize {
+        for oy in 0..oh {
+            let (y0, y1, ly) = source_index(oy, h, oh);
+            for ox in 0..ow {
+                let (x0, x1, lx) = source_index(ox, w, ow);
+                let g = dy[(plane * oh + oy) * ow + ox];
+                let (lx, ly) = (T::of(lx), T::of(ly));
+                let one = T::one();
+                for (yy, wy) in [(y0, one - ly), (y1, ly)] {
+                    for (xx, wx) in [(x0, one - lx), (x1, lx)] {
+                        dx[(plane * h + yy) * w + xx] += wy * wx * g;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("vq", include_str!("../../shaders/vq.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
     ("spatial", include_str!("../../shaders/spatial.wgsl")),
+    ("pixel_loss", include_str!("../../shaders/pixel_loss.wgsl")),
 ];
 
 /// (name, source) of the render shaders the app draws with (not compute kernels).

@@ -13,6 +13,7 @@ pub mod gelu;
 pub mod layernorm;
 pub mod matmul;
 pub mod patches;
+pub mod pixel_loss;
 pub mod reduce;
 pub mod spatial;
 pub mod tokens;
@@ -67,6 +68,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<vq::VqParams>(),
         row::<conv::ConvParams>(),
         row::<spatial::SpatialParams>(),
+        row::<pixel_loss::PixelLossParams>(),
     ]
 }
 

@@ -209,3 +209,52 @@ pub fn resize_bilinear(
     };
     run(ctx, "resize_bilinear", out, x, x, p, o.len())
 }
+
+/// `dx (B, C, H, W) (=|+=)` the adjoint of [`resize_bilinear`] from `s` to `out_side` applied to
+/// `dy (B, C, out_h, out_w)`: every output pixel's gradient shared among the four input pixels it read.
+pub fn resize_bilinear_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dy: &GpuSlice,
+    s: ImageShape,
+    out_side: (u32, u32),
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::resize_bilinear_backward";
+    let o = ImageShape {
+        height: out_side.0,
+        width: out_side.1,
+        ..s
+    };
+    if [s.height, s.width, out_side.0, out_side.1]
+        .iter()
+        .any(|&v| v > 32768)
+    {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "image sides above 32768 are not supported".into(),
+        });
+    }
+    need(K, "dy", dy, o.len())?;
+    need(K, "dx", dx, s.len())?;
+    fits_u32(K, s.len().max(o.len()))?;
+    if o.is_empty() {
+        return if accumulate || s.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Ok(super::elementwise::fill(
+                ctx,
+                dx,
+                fits_u32(K, s.len())?,
+                0.0,
+            )?)
+        };
+    }
+    let p = SpatialParams {
+        out_h: out_side.0,
+        out_w: out_side.1,
+        token_offset: accumulate as u32,
+        ..plain(s)
+    };
+    run(ctx, "resize_bilinear_backward", dx, dy, dy, p, s.len())
+}

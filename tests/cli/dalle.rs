@@ -220,6 +220,26 @@ fn pretraining_with_dalle_tokens_resumes_exactly_and_continues_from_init() {
         ],
     );
     assert!(e.contains("--init needs --tokenizer"), "{e}");
+    // A HuggingFace BEiT MIM folder (transformers 4.x names) whose vocabulary is smaller than the tokenizer's.
+    let hf = repo().join("tests/fixtures/mim_shared/model");
+    let e = fails(
+        &dir,
+        &[
+            "pretrain",
+            "--init",
+            path(&hf),
+            "--tokenizer",
+            path(&tk),
+            "--data",
+            path(&data),
+            "--out",
+            "hf",
+        ],
+    );
+    assert!(
+        e.contains("the tokenizer has 40 codes but the model's vocabulary is 37"),
+        "{e}"
+    );
     let more = dir.join("more");
     ok(
         &dir,

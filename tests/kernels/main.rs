@@ -15,6 +15,7 @@ mod gelu;
 mod layernorm;
 mod matmul;
 mod patches;
+mod pixel_loss;
 mod readback;
 mod reduce;
 mod spatial;

@@ -153,3 +153,67 @@ fn resize_twin_matches_the_position_table_interpolation() {
         assert!((g - w).abs() < 1e-6, "{g} vs {w}");
     }
 }
+
+fn resize_back(s: ImageShape, out_side: (u32, u32), accumulate: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let o = ImageShape {
+        height: out_side.0,
+        width: out_side.1,
+        ..s
+    };
+    let dy = rng.vec(o.len() as usize, 1.0);
+    let start = rng.vec(s.len() as usize, 1.0);
+    let dx = if accumulate {
+        with(&start)
+    } else {
+        poisoned(s.len() as usize)
+    };
+    run(spatial::resize_bilinear_backward(ctx(), &dx, &up(&dy), s, out_side, accumulate).unwrap());
+    let mut want = f64s(&start);
+    cpu::spatial::resize_bilinear_backward(
+        &mut want,
+        &f64s(&dy),
+        s,
+        (out_side.0 as usize, out_side.1 as usize),
+        accumulate,
+    );
+    // Sums of a few (upsampling) to a few dozen (downsampling) weighted terms.
+    assert_close(
+        &format!("resize_bilinear_backward {s:?} -> {out_side:?}"),
+        &read(&dx),
+        &want,
+        1e-5,
+        1e-5,
+    );
+}
+
+#[test]
+fn resize_bilinear_backward_is_the_adjoint() {
+    resize_back(shape(1, 1, 1, 1), (1, 1), false, 40);
+    resize_back(shape(1, 1, 1, 1), (3, 2), true, 41);
+    resize_back(shape(2, 3, 14, 14), (56, 56), false, 42);
+    resize_back(shape(2, 3, 56, 56), (14, 14), false, 43);
+    resize_back(shape(3, 5, 13, 7), (5, 19), true, 44);
+    resize_back(shape(1, 2, 7, 7), (224, 224), false, 45);
+    // <dy, resize(x)> = <resize_backward(dy), x> for the twins.
+    let s = shape(2, 2, 9, 5);
+    let mut rng = Rng::new(46);
+    let (x, dy) = (
+        f64s(&rng.vec(s.len() as usize, 1.0)),
+        f64s(&rng.vec(2 * 2 * 4 * 11, 1.0)),
+    );
+    let mut y = vec![0.0; dy.len()];
+    cpu::spatial::resize_bilinear(&mut y, &x, s, (4, 11));
+    let mut dx = vec![0.0; x.len()];
+    cpu::spatial::resize_bilinear_backward(&mut dx, &dy, s, (4, 11), false);
+    let (a, b): (f64, f64) = (
+        y.iter().zip(&dy).map(|(p, q)| p * q).sum(),
+        dx.iter().zip(&x).map(|(p, q)| p * q).sum(),
+    );
+    assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+}
+
+#[test]
+fn resize_bilinear_backward_past_65535_workgroups() {
+    resize_back(shape(1, 1, 4100, 4100), (1000, 1000), false, 47);
+}
