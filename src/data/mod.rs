@@ -3,3 +3,4 @@
 pub mod augment;
 pub mod dataset;
 pub mod masking;
+pub mod segmentation;
