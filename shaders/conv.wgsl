@@ -119,6 +119,20 @@ fn store_out(co: u32, n: u32, pixels: u32, acc: f32) {
     out[idx] = v;
 }
 
+// acc[i][j] += Σ_kk tile_w[kk][4·ty + i] · tile_x[kk][4·tx + j]: one k tile of a thread's 4 x 4 outputs.
+fn multiply_tiles(lid: vec3<u32>, acc: ptr<function, array<vec4<f32>, 4>>) {
+    for (var kk = 0u; kk < TILE_K; kk++) {
+        let a = vec4<f32>(tile_w[kk * TILE + lid.y * 4u], tile_w[kk * TILE + lid.y * 4u + 1u],
+                          tile_w[kk * TILE + lid.y * 4u + 2u], tile_w[kk * TILE + lid.y * 4u + 3u]);
+        let bv = vec4<f32>(tile_x[kk * TILE + lid.x * 4u], tile_x[kk * TILE + lid.x * 4u + 1u],
+                           tile_x[kk * TILE + lid.x * 4u + 2u], tile_x[kk * TILE + lid.x * 4u + 3u]);
+        (*acc)[0] += a.x * bv;
+        (*acc)[1] += a.y * bv;
+        (*acc)[2] += a.z * bv;
+        (*acc)[3] += a.w * bv;
+    }
+}
+
 // Grid: x·y (folded) = pixel tiles, z = output-channel tiles. 16 x 16 threads, each 4 channels x 4 pixels.
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -143,16 +157,7 @@ fn conv2d(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
             tile_x[load_k * TILE + load_j + j] = patch_at(k0 + load_k, n0 + load_j + j, kdim, pixels);
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let a = vec4<f32>(tile_w[kk * TILE + lid.y * 4u], tile_w[kk * TILE + lid.y * 4u + 1u],
-                              tile_w[kk * TILE + lid.y * 4u + 2u], tile_w[kk * TILE + lid.y * 4u + 3u]);
-            let bv = vec4<f32>(tile_x[kk * TILE + lid.x * 4u], tile_x[kk * TILE + lid.x * 4u + 1u],
-                               tile_x[kk * TILE + lid.x * 4u + 2u], tile_x[kk * TILE + lid.x * 4u + 3u]);
-            acc[0] += a.x * bv;
-            acc[1] += a.y * bv;
-            acc[2] += a.z * bv;
-            acc[3] += a.w * bv;
-        }
+        multiply_tiles(lid, &acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
@@ -296,16 +301,7 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
             tile_x[load_k * TILE + load_j + j] = patch_at(n0 + load_j + j, px, kdim, end);
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            let a = vec4<f32>(tile_w[kk * TILE + lid.y * 4u], tile_w[kk * TILE + lid.y * 4u + 1u],
-                              tile_w[kk * TILE + lid.y * 4u + 2u], tile_w[kk * TILE + lid.y * 4u + 3u]);
-            let bv = vec4<f32>(tile_x[kk * TILE + lid.x * 4u], tile_x[kk * TILE + lid.x * 4u + 1u],
-                               tile_x[kk * TILE + lid.x * 4u + 2u], tile_x[kk * TILE + lid.x * 4u + 3u]);
-            acc[0] += a.x * bv;
-            acc[1] += a.y * bv;
-            acc[2] += a.z * bv;
-            acc[3] += a.w * bv;
-        }
+        multiply_tiles(lid, &acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {

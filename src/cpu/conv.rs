@@ -14,10 +14,6 @@ pub fn conv2d<T: Real>(
     s: ConvShape,
     e: ConvEpilogue,
 ) {
-    let (oh, ow) = s.out_size();
-    let (h, wd, k) = (s.height as usize, s.width as usize, s.kernel as usize);
-    let (ci_n, co_n) = (s.in_channels as usize, s.out_channels as usize);
-    let (oh, ow, pad) = (oh as usize, ow as usize, s.pad as i64);
     let act = |v: T| {
         if e.relu_input && v < T::zero() {
             T::zero()
@@ -25,36 +21,17 @@ pub fn conv2d<T: Real>(
             v
         }
     };
-    for b in 0..s.batch as usize {
-        for co in 0..co_n {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = T::zero();
-                    for ci in 0..ci_n {
-                        for ky in 0..k {
-                            let iy = (oy + ky) as i64 - pad;
-                            if iy < 0 || iy >= h as i64 {
-                                continue;
-                            }
-                            for kx in 0..k {
-                                let ix = (ox + kx) as i64 - pad;
-                                if ix < 0 || ix >= wd as i64 {
-                                    continue;
-                                }
-                                let xv = x[((b * ci_n + ci) * h + iy as usize) * wd + ix as usize];
-                                acc += w[((co * ci_n + ci) * k + ky) * k + kx] * act(xv);
-                            }
-                        }
-                    }
-                    if let Some(bias) = bias {
-                        acc += bias[co];
-                    }
-                    let v = T::of(e.scale as f64) * acc;
-                    let o = &mut out[((b * co_n + co) * oh + oy) * ow + ox];
-                    *o = if e.accumulate { *o + v } else { v };
-                }
-            }
-        }
+    let mut acc = vec![T::zero(); s.output_len() as usize];
+    for_each_tap(s, |o, wi, i| acc[o] += w[wi] * act(x[i]));
+    let (oh, ow) = s.out_size();
+    let per = (oh * ow) as usize;
+    for (o, a) in acc.into_iter().enumerate() {
+        let a = match bias {
+            Some(b) => a + b[(o / per) % s.out_channels as usize],
+            None => a,
+        };
+        let v = T::of(e.scale as f64) * a;
+        out[o] = if e.accumulate { out[o] + v } else { v };
     }
 }
 

@@ -169,6 +169,20 @@ pub fn sigmoid_unmap(
     run(ctx, "sigmoid_unmap", out, x, x, p, s.len())
 }
 
+/// Resizing computes source coordinates in 32-bit integers: sides up to 32768.
+fn check_resize_sides(kernel: &str, s: ImageShape, out_side: (u32, u32)) -> Result<(), GpuError> {
+    if [s.height, s.width, out_side.0, out_side.1]
+        .iter()
+        .any(|&v| v > 32768)
+    {
+        return Err(GpuError::BadLaunch {
+            kernel: kernel.into(),
+            message: "image sides above 32768 are not supported".into(),
+        });
+    }
+    Ok(())
+}
+
 /// `out (B, C, out_h, out_w)` = `x (B, C, H, W)` resized bilinearly (PyTorch's interpolate, align_corners =
 /// False, no antialiasing).
 pub fn resize_bilinear(
@@ -184,15 +198,7 @@ pub fn resize_bilinear(
         width: out_side.1,
         ..s
     };
-    if [s.height, s.width, out_side.0, out_side.1]
-        .iter()
-        .any(|&v| v > 32768)
-    {
-        return Err(GpuError::BadLaunch {
-            kernel: K.into(),
-            message: "image sides above 32768 are not supported".into(),
-        });
-    }
+    check_resize_sides(K, s, out_side)?;
     if s.is_empty() && !o.is_empty() {
         return Err(GpuError::BadLaunch {
             kernel: K.into(),
@@ -226,15 +232,7 @@ pub fn resize_bilinear_backward(
         width: out_side.1,
         ..s
     };
-    if [s.height, s.width, out_side.0, out_side.1]
-        .iter()
-        .any(|&v| v > 32768)
-    {
-        return Err(GpuError::BadLaunch {
-            kernel: K.into(),
-            message: "image sides above 32768 are not supported".into(),
-        });
-    }
+    check_resize_sides(K, s, out_side)?;
     need(K, "dy", dy, o.len())?;
     need(K, "dx", dx, s.len())?;
     fits_u32(K, s.len().max(o.len()))?;
