@@ -314,3 +314,97 @@ fn conv2d_weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
         }
     }
 }
+
+// Transposed convolution with a 2x2 kernel and stride 2 (PyTorch's ConvTranspose2d(Ci, Co, 2, stride=2)): every
+// output pixel reads one input pixel through one kernel tap. Weights w (Ci, Co, 2, 2) as PyTorch's.
+// conv_transpose2:            out (B, Co, 2H, 2W) (=|+=) scale · (Σ_ci x[b, ci, y/2, x/2] · w[ci, co, y%2, x%2] + bias)
+// conv_transpose2_input_grad: out = dx (B, Ci, H, W) (=|+=) Σ_{co, a, c} dy[b, co, 2y+a, 2x+c] · w[ci, co, a, c]
+//                             (dy in `saved`; in_channels/out_channels are the forward's).
+// conv_transpose2_weight_grad: partials (split, Ci·Co·4) of Σ over the split's input pixels of x · dy, one thread
+//                             per (split, weight); the launcher sums the splits.
+
+fn transpose_w(ci: u32, co: u32, a: u32, c: u32) -> u32 {
+    return ((ci * p.out_channels + co) * 2u + a) * 2u + c;
+}
+
+@compute @workgroup_size(256)
+fn conv_transpose2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * nwg.x) * 256u + li;
+    let per = p.out_h * p.out_w;
+    if (i >= p.batch * p.out_channels * per) {
+        return;
+    }
+    let ox = i % p.out_w;
+    let oy = (i / p.out_w) % p.out_h;
+    let co = (i / per) % p.out_channels;
+    let b = i / (per * p.out_channels);
+    let src = (oy / 2u) * p.in_w + ox / 2u;
+    var acc = 0.0;
+    for (var ci = 0u; ci < p.in_channels; ci++) {
+        acc += x[(b * p.in_channels + ci) * p.in_h * p.in_w + src] * w[transpose_w(ci, co, oy % 2u, ox % 2u)];
+    }
+    if ((p.flags & 1u) != 0u) {
+        acc += bias[co];
+    }
+    var v = p.scale * acc;
+    if ((p.flags & 2u) != 0u) {
+        v += out[i];
+    }
+    out[i] = v;
+}
+
+@compute @workgroup_size(256)
+fn conv_transpose2_input_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * nwg.x) * 256u + li;
+    let per = p.in_h * p.in_w;
+    if (i >= p.batch * p.in_channels * per) {
+        return;
+    }
+    let ix = i % p.in_w;
+    let iy = (i / p.in_w) % p.in_h;
+    let ci = (i / per) % p.in_channels;
+    let b = i / (per * p.in_channels);
+    var acc = 0.0;
+    for (var co = 0u; co < p.out_channels; co++) {
+        let base = ((b * p.out_channels + co) * p.out_h + 2u * iy) * p.out_w + 2u * ix;
+        acc += saved[base] * w[transpose_w(ci, co, 0u, 0u)] + saved[base + 1u] * w[transpose_w(ci, co, 0u, 1u)]
+            + saved[base + p.out_w] * w[transpose_w(ci, co, 1u, 0u)]
+            + saved[base + p.out_w + 1u] * w[transpose_w(ci, co, 1u, 1u)];
+    }
+    if ((p.flags & 2u) != 0u) {
+        acc += out[i];
+    }
+    out[i] = acc;
+}
+
+@compute @workgroup_size(256)
+fn conv_transpose2_weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                               @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * nwg.x) * 256u + li;
+    let weights = p.in_channels * p.out_channels * 4u;
+    let per = p.in_h * p.in_w;
+    let pixels = p.batch * per;
+    let splits = (pixels + p.aux - 1u) / p.aux;
+    if (i >= splits * weights) {
+        return;
+    }
+    let split = i / weights;
+    let j = i % weights;
+    let c = j % 2u;
+    let a = (j / 2u) % 2u;
+    let co = (j / 4u) % p.out_channels;
+    let ci = j / (4u * p.out_channels);
+    var acc = 0.0;
+    let end = min((split + 1u) * p.aux, pixels);
+    for (var px = split * p.aux; px < end; px++) {
+        let b = px / per;
+        let q = px % per;
+        let iy = q / p.in_w;
+        let ix = q % p.in_w;
+        acc += x[(b * p.in_channels + ci) * per + q]
+            * saved[((b * p.out_channels + co) * p.out_h + 2u * iy + a) * p.out_w + 2u * ix + c];
+    }
+    out[i] = acc;
+}

@@ -7,6 +7,10 @@
 //                    from the first C of x's `in_channels` channels (the DALL-E decoder's pixel means).
 // resize_bilinear:   out (B, C, out_h, out_w) = x resized bilinearly as PyTorch's interpolate with
 //                    align_corners = False (no antialiasing): source = (dst + 0.5) · in / out − 0.5, clamped.
+// max_pool2_backward: dx (B, C, H, W) (=|+=, flag bit 0 in `token_offset`) dy[.., y/2, x/2] where x[...] is the
+//                    first maximum of its 2x2 block (row-major, as the forward's comparison order), else 0; rows and
+//                    columns the pooling dropped get 0. `x` binding: the forward's input; `tokens` unused; dy in `aux`.
+// upsample_nearest2_backward: dx (B, C, H, W) (=|+=) the sum of dy's 2x2 block over it.
 // resize_bilinear_backward: its adjoint, gathered: out (B, C, H, W) (=|+=) Σ over the output pixels that read
 //                    input pixel (y, x) of their weight · x[...] (x here is dL/d(resized), (B, C, out_h, out_w));
 //                    one thread per input pixel, no atomics. `height`/`width` are the input's, out_h/out_w the
@@ -35,6 +39,7 @@ struct SpatialParams {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<uniform> p: SpatialParams;
 @group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
+@group(0) @binding(4) var<storage, read> aux: array<f32>;         // dy of max_pool2_backward
 
 fn gid(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wg.x + wg.y * nwg.x) * 256u + li;
@@ -193,4 +198,59 @@ fn resize_bilinear_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
         acc += out[i];
     }
     out[i] = acc;
+}
+
+@compute @workgroup_size(256)
+fn max_pool2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    if (i >= p.batch * p.channels * p.height * p.width) {
+        return;
+    }
+    let ix = i % p.width;
+    let iy = (i / p.width) % p.height;
+    let plane = i / (p.width * p.height);
+    let oh = p.height / 2u;
+    let ow = p.width / 2u;
+    var g = 0.0;
+    if (iy / 2u < oh && ix / 2u < ow) {
+        let base = (plane * p.height + (iy & ~1u)) * p.width + (ix & ~1u);
+        // The forward's max(max(a, b), max(c, d)) picks the first of equal values in the order a, b, c, d.
+        let a = x[base];
+        let b = x[base + 1u];
+        let c = x[base + p.width];
+        let d = x[base + p.width + 1u];
+        let m = max(max(a, b), max(c, d));
+        var first = 3u;
+        if (c == m) { first = 2u; }
+        if (b == m) { first = 1u; }
+        if (a == m) { first = 0u; }
+        let mine = (iy & 1u) * 2u + (ix & 1u);
+        if (mine == first) {
+            g = aux[(plane * oh + iy / 2u) * ow + ix / 2u];
+        }
+    }
+    if ((p.token_offset & 1u) != 0u) {
+        g += out[i];
+    }
+    out[i] = g;
+}
+
+@compute @workgroup_size(256)
+fn upsample_nearest2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) li: u32) {
+    let i = gid(wg, nwg, li);
+    if (i >= p.batch * p.channels * p.height * p.width) {
+        return;
+    }
+    let ix = i % p.width;
+    let iy = (i / p.width) % p.height;
+    let plane = i / (p.width * p.height);
+    let w2 = 2u * p.width;
+    let base = (plane * 2u * p.height + 2u * iy) * w2 + 2u * ix;
+    var g = x[base] + x[base + 1u] + x[base + w2] + x[base + w2 + 1u];
+    if ((p.token_offset & 1u) != 0u) {
+        g += out[i];
+    }
+    out[i] = g;
 }

@@ -529,3 +529,67 @@ fn resize_bilinear_backward_and_pixel_cross_entropy_match_fd() {
     );
     fd("pixel cross-entropy dlogits", &logits, &g, loss);
 }
+
+#[test]
+fn pooling_and_upsampling_backward_match_fd() {
+    use beitlab::cpu::spatial;
+    use beitlab::ops::spatial::ImageShape;
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let s = ImageShape {
+        batch: 2,
+        channels: 2,
+        height: 5,
+        width: 4,
+    };
+    // Distinct values: the maximum of each block is unique, so the pooling is differentiable there.
+    let x: Vec<f64> = (0..s.len())
+        .map(|i| i as f64 * 0.37 % 1.9 + rng.unit() * 1e-3)
+        .collect();
+    let up = rng.vec(2 * 2 * 2 * 2);
+    let mut dx = vec![0.0; x.len()];
+    spatial::max_pool2_backward(&mut dx, &up, &x, s, false);
+    fd("max_pool2 dx", &x, &dx, |xx| {
+        let mut y = vec![0.0; up.len()];
+        spatial::max_pool2(&mut y, xx, s);
+        dot(&y, &up)
+    });
+    let up4 = rng.vec(4 * s.len() as usize);
+    let mut dx = vec![0.0; x.len()];
+    spatial::upsample_nearest2_backward(&mut dx, &up4, s, false);
+    fd("upsample_nearest2 dx", &x, &dx, |xx| {
+        let mut y = vec![0.0; up4.len()];
+        spatial::upsample_nearest2(&mut y, xx, s);
+        dot(&y, &up4)
+    });
+}
+
+#[test]
+fn transposed_conv_backward_matches_fd() {
+    use beitlab::cpu::conv;
+    use beitlab::ops::conv::{ConvEpilogue, TransposeShape};
+    let mut rng = Rng(0x9FB2_1C65_1E98_DF25);
+    let s = TransposeShape {
+        batch: 2,
+        in_channels: 3,
+        out_channels: 2,
+        height: 3,
+        width: 2,
+    };
+    let (x, w, b) = (
+        rng.vec(s.input_len() as usize),
+        rng.vec(s.weight_len() as usize),
+        rng.vec(2),
+    );
+    let up = rng.vec(s.output_len() as usize);
+    let fwd = |x: &[f64], w: &[f64]| {
+        let mut y = vec![0.0; up.len()];
+        conv::conv_transpose2(&mut y, x, w, Some(&b), s, ConvEpilogue::default());
+        dot(&y, &up)
+    };
+    let mut dx = vec![0.0; x.len()];
+    conv::conv_transpose2_input_grad(&mut dx, &up, &w, s, false);
+    fd("conv_transpose2 dx", &x, &dx, |xx| fwd(xx, &w));
+    let mut dw = vec![0.0; w.len()];
+    conv::conv_transpose2_weight_grad(&mut dw, &x, &up, s, false);
+    fd("conv_transpose2 dw", &w, &dw, |ww| fwd(&x, ww));
+}

@@ -3,7 +3,7 @@
 //! as the launchers'.
 
 use super::Real;
-use crate::ops::conv::{ConvEpilogue, ConvShape};
+use crate::ops::conv::{ConvEpilogue, ConvShape, TransposeShape};
 
 /// `out (=|+=) scale · (conv(act(x), w) + bias)`.
 pub fn conv2d<T: Real>(
@@ -151,5 +151,80 @@ pub fn conv2d_bias_grad<T: Real>(dbias: &mut [T], dy: &[T], s: ConvShape, accumu
             }
         }
         dbias[co] = if accumulate { dbias[co] + sum } else { sum };
+    }
+}
+
+/// Visit every (output index, weight index, input index) of a 2x2 stride-2 transposed convolution.
+fn for_each_transpose_tap(s: TransposeShape, mut f: impl FnMut(usize, usize, usize)) {
+    let (h, w) = (s.height as usize, s.width as usize);
+    let (ci_n, co_n) = (s.in_channels as usize, s.out_channels as usize);
+    for b in 0..s.batch as usize {
+        for ci in 0..ci_n {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = ((b * ci_n + ci) * h + y) * w + x;
+                    for co in 0..co_n {
+                        for a in 0..2 {
+                            for c in 0..2 {
+                                let o = ((b * co_n + co) * 2 * h + 2 * y + a) * 2 * w + 2 * x + c;
+                                f(o, ((ci * co_n + co) * 2 + a) * 2 + c, i);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out (=|+=) scale · (conv_transpose_2x2_stride2(x, w) + bias)`.
+pub fn conv_transpose2<T: Real>(
+    out: &mut [T],
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    s: TransposeShape,
+    e: ConvEpilogue,
+) {
+    let mut acc = vec![T::zero(); s.output_len() as usize];
+    for_each_transpose_tap(s, |o, wi, i| acc[o] += w[wi] * x[i]);
+    let per = 4 * (s.height * s.width) as usize;
+    for (o, a) in acc.into_iter().enumerate() {
+        let a = match bias {
+            Some(b) => a + b[(o / per) % s.out_channels as usize],
+            None => a,
+        };
+        let v = T::of(e.scale as f64) * a;
+        out[o] = if e.accumulate { out[o] + v } else { v };
+    }
+}
+
+/// `dx (=|+=)` the input gradient of [`conv_transpose2`].
+pub fn conv_transpose2_input_grad<T: Real>(
+    dx: &mut [T],
+    dy: &[T],
+    w: &[T],
+    s: TransposeShape,
+    accumulate: bool,
+) {
+    let mut g = vec![T::zero(); s.input_len() as usize];
+    for_each_transpose_tap(s, |o, wi, i| g[i] += w[wi] * dy[o]);
+    for (i, v) in g.into_iter().enumerate() {
+        dx[i] = if accumulate { dx[i] + v } else { v };
+    }
+}
+
+/// `dw (=|+=)` the weight gradient of [`conv_transpose2`].
+pub fn conv_transpose2_weight_grad<T: Real>(
+    dw: &mut [T],
+    x: &[T],
+    dy: &[T],
+    s: TransposeShape,
+    accumulate: bool,
+) {
+    let mut g = vec![T::zero(); s.weight_len() as usize];
+    for_each_transpose_tap(s, |o, wi, i| g[wi] += x[i] * dy[o]);
+    for (i, v) in g.into_iter().enumerate() {
+        dw[i] = if accumulate { dw[i] + v } else { v };
     }
 }

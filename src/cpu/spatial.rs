@@ -147,3 +147,56 @@ pub fn resize_bilinear_backward<T: Real>(
         }
     }
 }
+
+/// `dx (=|+=)` the gradient of [`max_pool2`]: each block's `dy` to its first maximum (row-major order).
+pub fn max_pool2_backward<T: Real>(
+    dx: &mut [T],
+    dy: &[T],
+    x: &[T],
+    s: ImageShape,
+    accumulate: bool,
+) {
+    let (h, w) = (s.height as usize, s.width as usize);
+    let (oh, ow) = (h / 2, w / 2);
+    if !accumulate {
+        dx.iter_mut()
+            .take(s.len() as usize)
+            .for_each(|v| *v = T::zero());
+    }
+    for plane in 0..(s.batch * s.channels) as usize {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let at = |dy_: usize, dx_: usize| (plane * h + 2 * oy + dy_) * w + 2 * ox + dx_;
+                let mut best = at(0, 0);
+                for i in [at(0, 1), at(1, 0), at(1, 1)] {
+                    if x[i] > x[best] {
+                        best = i;
+                    }
+                }
+                dx[best] += dy[(plane * oh + oy) * ow + ox];
+            }
+        }
+    }
+}
+
+/// `dx (=|+=)` the gradient of [`upsample_nearest2`]: sums of 2x2 blocks of `dy`.
+pub fn upsample_nearest2_backward<T: Real>(
+    dx: &mut [T],
+    dy: &[T],
+    s: ImageShape,
+    accumulate: bool,
+) {
+    let (h, w) = (s.height as usize, s.width as usize);
+    for plane in 0..(s.batch * s.channels) as usize {
+        for y in 0..h {
+            for x in 0..w {
+                let at = |dy_: usize, dx_: usize| {
+                    dy[(plane * 2 * h + 2 * y + dy_) * 2 * w + 2 * x + dx_]
+                };
+                let g = at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1);
+                let o = &mut dx[(plane * h + y) * w + x];
+                *o = if accumulate { *o + g } else { g };
+            }
+        }
+    }
+}

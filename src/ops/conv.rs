@@ -469,3 +469,203 @@ pub fn conv2d_bias_grad(
     )?);
     Ok(d)
 }
+
+/// The geometry of a 2x2, stride-2 transposed convolution: x (B, Ci, H, W) -> out (B, Co, 2H, 2W), w (Ci, Co, 2, 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransposeShape {
+    pub batch: u32,
+    pub in_channels: u32,
+    pub out_channels: u32,
+    pub height: u32,
+    pub width: u32,
+}
+
+impl TransposeShape {
+    pub fn input_len(&self) -> u64 {
+        self.batch as u64 * self.in_channels as u64 * self.height as u64 * self.width as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        4 * self.batch as u64 * self.out_channels as u64 * self.height as u64 * self.width as u64
+    }
+    pub fn weight_len(&self) -> u64 {
+        4 * self.in_channels as u64 * self.out_channels as u64
+    }
+    fn params(&self, bias: bool, e: ConvEpilogue, aux: u32) -> ConvParams {
+        ConvParams {
+            batch: self.batch,
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            in_h: self.height,
+            in_w: self.width,
+            out_h: 2 * self.height,
+            out_w: 2 * self.width,
+            kernel: 2,
+            pad: 0,
+            flags: bias as u32 | (e.accumulate as u32) << 1,
+            scale: e.scale,
+            aux,
+        }
+    }
+    /// The output as a convolution's output shape (for the bias gradient's reductions).
+    fn as_output(&self) -> ConvShape {
+        ConvShape {
+            batch: self.batch,
+            in_channels: self.out_channels,
+            out_channels: self.out_channels,
+            height: 2 * self.height,
+            width: 2 * self.width,
+            kernel: 1,
+            pad: 0,
+        }
+    }
+}
+
+fn transpose_checks(
+    k: &str,
+    s: &TransposeShape,
+    x: (&str, &GpuSlice, u64),
+    y: (&str, &GpuSlice, u64),
+    w: &GpuSlice,
+) -> Result<(), GpuError> {
+    need(k, x.0, x.1, x.2)?;
+    need(k, y.0, y.1, y.2)?;
+    need(k, "w", w, s.weight_len())?;
+    fits_u32(k, s.output_len().max(s.weight_len()))?;
+    Ok(())
+}
+
+/// `out (B, Co, 2H, 2W) (=|+=) scale · (conv_transpose_2x2_stride2(x, w) + bias)`.
+pub fn conv_transpose2(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    bias: Option<&GpuSlice>,
+    s: TransposeShape,
+    e: ConvEpilogue,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv_transpose2";
+    transpose_checks(
+        K,
+        &s,
+        ("x", x, s.input_len()),
+        ("out", out, s.output_len()),
+        w,
+    )?;
+    if let Some(b) = bias {
+        need(K, "bias", b, s.out_channels as u64)?;
+    }
+    if s.output_len() == 0 {
+        return Ok(Vec::new());
+    }
+    let u = GpuSlice::uniform(ctx, "ConvParams", &s.params(bias.is_some(), e, 0));
+    Ok(vec![launch(
+        ctx,
+        "conv",
+        "conv_transpose2",
+        &[out, x, w, bias.unwrap_or(w), &u, w, x],
+        grid_for(s.output_len(), ELEMENT_WG),
+    )?])
+}
+
+/// `dx (B, Ci, H, W) (=|+=)` the input gradient of [`conv_transpose2`] from `dy (B, Co, 2H, 2W)`.
+pub fn conv_transpose2_input_grad(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dy: &GpuSlice,
+    w: &GpuSlice,
+    s: TransposeShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv_transpose2_input_grad";
+    transpose_checks(
+        K,
+        &s,
+        ("dx", dx, s.input_len()),
+        ("dy", dy, s.output_len()),
+        w,
+    )?;
+    if s.input_len() == 0 {
+        return Ok(Vec::new());
+    }
+    let e = ConvEpilogue {
+        accumulate,
+        ..Default::default()
+    };
+    let u = GpuSlice::uniform(ctx, "ConvParams", &s.params(false, e, 0));
+    Ok(vec![launch(
+        ctx,
+        "conv",
+        "conv_transpose2_input_grad",
+        &[dx, dy, w, w, &u, w, dy],
+        grid_for(s.input_len(), ELEMENT_WG),
+    )?])
+}
+
+/// `dw (Ci, Co, 2, 2) (=|+=)` and `dbias (Co) (=|+=)` of [`conv_transpose2`] from its input `x` and `dy`: the
+/// weight gradient as partial sums over chunks of input pixels then their sum, the bias gradient as reductions.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2_param_grads(
+    ctx: &GpuContext,
+    dw: &GpuSlice,
+    dbias: Option<&GpuSlice>,
+    x: &GpuSlice,
+    dy: &GpuSlice,
+    s: TransposeShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "conv::conv_transpose2_weight_grad";
+    transpose_checks(
+        K,
+        &s,
+        ("x", x, s.input_len()),
+        ("dy", dy, s.output_len()),
+        dw,
+    )?;
+    let pixels = s.batch as u64 * s.height as u64 * s.width as u64;
+    let mut d = Vec::new();
+    if s.weight_len() > 0 {
+        if pixels == 0 {
+            if !accumulate {
+                d.extend(super::elementwise::fill(
+                    ctx,
+                    dw,
+                    fits_u32(K, s.weight_len())?,
+                    0.0,
+                )?);
+            }
+        } else {
+            let chunk = pixels.div_ceil(256).max(1024).min(pixels);
+            let splits = pixels.div_ceil(chunk);
+            let partials = GpuSlice::new(
+                ctx,
+                "transposed-conv weight-gradient partials",
+                splits * s.weight_len(),
+            );
+            let u = GpuSlice::uniform(
+                ctx,
+                "ConvParams",
+                &s.params(false, ConvEpilogue::default(), fits_u32(K, chunk)?),
+            );
+            d.push(launch(
+                ctx,
+                "conv",
+                "conv_transpose2_weight_grad",
+                &[&partials, x, x, x, &u, x, dy],
+                grid_for(splits * s.weight_len(), ELEMENT_WG),
+            )?);
+            d.extend(super::reduce::col_sum(
+                ctx,
+                dw,
+                &partials,
+                fits_u32(K, splits)?,
+                fits_u32(K, s.weight_len())?,
+                accumulate,
+            )?);
+        }
+    }
+    if let Some(db) = dbias {
+        d.extend(conv2d_bias_grad(ctx, db, dy, s.as_output(), accumulate)?);
+    }
+    Ok(d)
+}

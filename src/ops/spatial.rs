@@ -39,16 +39,28 @@ fn run(
     params: SpatialParams,
     items: u64,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    run_with(ctx, entry, &[out, x, tokens, x], params, items)
+}
+
+/// [`run`] with every binding given: out, x, tokens, aux.
+fn run_with(
+    ctx: &GpuContext,
+    entry: &str,
+    args: &[&GpuSlice; 4],
+    params: SpatialParams,
+    items: u64,
+) -> Result<Vec<Dispatch>, GpuError> {
     fits_u32(entry, items)?;
     if items == 0 {
         return Ok(Vec::new());
     }
     let u = GpuSlice::uniform(ctx, "SpatialParams", &params);
+    let [out, x, tokens, aux] = *args;
     Ok(vec![launch(
         ctx,
         "spatial",
         entry,
-        &[out, x, &u, tokens],
+        &[out, x, &u, tokens, aux],
         grid_for(items, ELEMENT_WG),
     )?])
 }
@@ -255,4 +267,62 @@ pub fn resize_bilinear_backward(
         ..plain(s)
     };
     run(ctx, "resize_bilinear_backward", dx, dy, dy, p, s.len())
+}
+
+/// `dx (B, C, H, W) (=|+=)` the gradient of [`max_pool2`] from `dy (B, C, H/2, W/2)`: each block's gradient to
+/// its first maximum of `x` (the forward's input), 0 elsewhere and on the rows and columns pooling dropped.
+pub fn max_pool2_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    s: ImageShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::max_pool2_backward";
+    let pooled = ImageShape {
+        height: s.height / 2,
+        width: s.width / 2,
+        ..s
+    };
+    need(K, "x", x, s.len())?;
+    need(K, "dx", dx, s.len())?;
+    need(K, "dy", dy, pooled.len())?;
+    if pooled.is_empty() {
+        // Nothing was pooled: no gradient reaches the input.
+        return if accumulate || s.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Ok(super::elementwise::fill(
+                ctx,
+                dx,
+                fits_u32(K, s.len())?,
+                0.0,
+            )?)
+        };
+    }
+    let p = SpatialParams {
+        token_offset: accumulate as u32,
+        ..plain(s)
+    };
+    run_with(ctx, "max_pool2_backward", &[dx, x, x, dy], p, s.len())
+}
+
+/// `dx (B, C, H, W) (=|+=)` the gradient of [`upsample_nearest2`]: the sum of each 2x2 block of
+/// `dy (B, C, 2H, 2W)`.
+pub fn upsample_nearest2_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dy: &GpuSlice,
+    s: ImageShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "spatial::upsample_nearest2_backward";
+    need(K, "dy", dy, 4 * s.len())?;
+    need(K, "dx", dx, s.len())?;
+    let p = SpatialParams {
+        token_offset: accumulate as u32,
+        ..plain(s)
+    };
+    run(ctx, "upsample_nearest2_backward", dx, dy, dy, p, s.len())
 }

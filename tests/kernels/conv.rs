@@ -295,3 +295,102 @@ fn conv_backward_past_65535_workgroups() {
     // 2100² pixels of dX (68,907 tiles of 64).
     backward_case(same(1, 1, 2, (2100, 2100), 1), false, false, 90);
 }
+
+fn transpose_case(s: conv::TransposeShape, accumulate: bool, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = rng.vec(s.input_len() as usize, 1.0);
+    let w = rng.vec(s.weight_len() as usize, 1.0);
+    let b = rng.vec(s.out_channels as usize, 1.0);
+    let dy = rng.vec(s.output_len() as usize, 1.0);
+    let (xg, wg, bg, dyg) = (up(&x), up(&w), up(&b), up(&dy));
+    let starting = |n: usize, seed: u64| Rng::new(seed).vec(n, 1.0);
+    let out = |n: usize, seed: u64| {
+        if accumulate {
+            with(&starting(n, seed))
+        } else {
+            poisoned(n)
+        }
+    };
+    let want0 = |n: usize, seed: u64| {
+        if accumulate {
+            f64s(&starting(n, seed))
+        } else {
+            vec![0.0; n]
+        }
+    };
+    let e = ConvEpilogue {
+        scale: 0.5,
+        accumulate,
+        relu_input: false,
+    };
+    let (no, ni, nw, nb) = (dy.len(), x.len(), w.len(), b.len());
+    let y = out(no, seed + 1);
+    run(conv::conv_transpose2(ctx(), &y, &xg, &wg, Some(&bg), s, e).unwrap());
+    let mut want = want0(no, seed + 1);
+    cpu::conv::conv_transpose2(&mut want, &f64s(&x), &f64s(&w), Some(&f64s(&b)), s, e);
+    assert_close(
+        &format!("conv_transpose2 {s:?}"),
+        &read(&y),
+        &want,
+        1e-5,
+        1e-4,
+    );
+    let dx = out(ni, seed + 2);
+    run(conv::conv_transpose2_input_grad(ctx(), &dx, &dyg, &wg, s, accumulate).unwrap());
+    let mut want = want0(ni, seed + 2);
+    cpu::conv::conv_transpose2_input_grad(&mut want, &f64s(&dy), &f64s(&w), s, accumulate);
+    assert_close(
+        &format!("conv_transpose2_input_grad {s:?}"),
+        &read(&dx),
+        &want,
+        1e-5,
+        1e-4,
+    );
+    let (dw, db) = (out(nw, seed + 3), out(nb, seed + 4));
+    run(
+        conv::conv_transpose2_param_grads(ctx(), &dw, Some(&db), &xg, &dyg, s, accumulate).unwrap(),
+    );
+    let mut want = want0(nw, seed + 3);
+    cpu::conv::conv_transpose2_weight_grad(&mut want, &f64s(&x), &f64s(&dy), s, accumulate);
+    assert_close(
+        &format!("conv_transpose2 dw {s:?}"),
+        &read(&dw),
+        &want,
+        1e-4,
+        1e-4,
+    );
+    let mut want = want0(nb, seed + 4);
+    let out_shape = ConvShape {
+        batch: s.batch,
+        in_channels: s.out_channels,
+        out_channels: s.out_channels,
+        height: 2 * s.height,
+        width: 2 * s.width,
+        kernel: 1,
+        pad: 0,
+    };
+    cpu::conv::conv2d_bias_grad(&mut want, &f64s(&dy), out_shape, accumulate);
+    assert_close(
+        &format!("conv_transpose2 dbias {s:?}"),
+        &read(&db),
+        &want,
+        1e-4,
+        1e-4,
+    );
+}
+
+#[test]
+fn transposed_conv_2x2_stride_2_and_its_gradients() {
+    let t = |batch, in_channels, out_channels, height, width| conv::TransposeShape {
+        batch,
+        in_channels,
+        out_channels,
+        height,
+        width,
+    };
+    transpose_case(t(1, 1, 1, 1, 1), false, 100);
+    transpose_case(t(2, 3, 5, 7, 4), true, 101);
+    transpose_case(t(3, 16, 8, 14, 14), false, 102);
+    // 2 x 700 x 700 input pixels: several weight-gradient splits; 3.9 M outputs.
+    transpose_case(t(2, 1, 1, 700, 700), false, 103);
+}

@@ -217,3 +217,60 @@ fn resize_bilinear_backward_is_the_adjoint() {
 fn resize_bilinear_backward_past_65535_workgroups() {
     resize_back(shape(1, 1, 4100, 4100), (1000, 1000), false, 47);
 }
+
+fn pool_upsample_back(s: ImageShape, accumulate: bool, seed: u64, upsample: bool) {
+    let mut rng = Rng::new(seed);
+    // Few distinct values, so 2x2 blocks hold ties that must go to the first maximum.
+    let x: Vec<f32> = (0..s.len()).map(|_| rng.below(4) as f32).collect();
+    let pooled = shape(s.batch, s.channels, s.height / 2, s.width / 2);
+    let dy = rng.vec(pooled.len() as usize, 1.0);
+    let start = rng.vec(s.len() as usize, 1.0);
+    let fresh = || {
+        if accumulate {
+            with(&start)
+        } else {
+            poisoned(s.len() as usize)
+        }
+    };
+    let want0 = if accumulate {
+        f64s(&start)
+    } else {
+        vec![0.0; s.len() as usize]
+    };
+    let dx = fresh();
+    run(spatial::max_pool2_backward(ctx(), &dx, &up(&dy), &up(&x), s, accumulate).unwrap());
+    let mut want = want0.clone();
+    cpu::spatial::max_pool2_backward(&mut want, &f64s(&dy), &f64s(&x), s, accumulate);
+    assert_close(
+        &format!("max_pool2_backward {s:?}"),
+        &read(&dx),
+        &want,
+        1e-6,
+        0.0,
+    );
+    if !upsample {
+        return;
+    }
+    let dy4 = rng.vec(4 * s.len() as usize, 1.0);
+    let dx = fresh();
+    run(spatial::upsample_nearest2_backward(ctx(), &dx, &up(&dy4), s, accumulate).unwrap());
+    let mut want = want0;
+    cpu::spatial::upsample_nearest2_backward(&mut want, &f64s(&dy4), s, accumulate);
+    assert_close(
+        &format!("upsample_nearest2_backward {s:?}"),
+        &read(&dx),
+        &want,
+        1e-6,
+        0.0,
+    );
+}
+
+#[test]
+fn pool_and_upsample_backward() {
+    pool_upsample_back(shape(1, 1, 2, 2), false, 50, true);
+    pool_upsample_back(shape(1, 1, 1, 1), true, 51, true);
+    pool_upsample_back(shape(3, 5, 13, 7), false, 52, true);
+    pool_upsample_back(shape(2, 3, 56, 56), true, 53, true);
+    // Past 65535 workgroups of dx for pooling (upsampling's dy would pass the 256 MiB buffer limit).
+    pool_upsample_back(shape(1, 1, 4100, 4100), false, 54, false);
+}
