@@ -593,3 +593,31 @@ fn transposed_conv_backward_matches_fd() {
     conv::conv_transpose2_weight_grad(&mut dw, &x, &up, s, false);
     fd("conv_transpose2 dw", &w, &dw, |ww| fwd(&x, ww));
 }
+
+#[test]
+fn group_norm_backward_matches_fd() {
+    use beitlab::cpu::groupnorm as gn;
+    use beitlab::ops::groupnorm::GroupNormShape;
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let s = GroupNormShape {
+        batch: 2,
+        channels: 4,
+        pixels: 3,
+        groups: 2,
+        eps: 1e-5,
+    };
+    let n = s.len() as usize;
+    let (x, gamma, beta, up) = (rng.vec(n), rng.vec(4), rng.vec(4), rng.vec(n));
+    let fwd = |x: &[f64], g: &[f64], b: &[f64]| {
+        let (mut y, mut m, mut r) = (vec![0.0; n], vec![0.0; 4], vec![0.0; 4]);
+        gn::group_norm_forward(&mut y, &mut m, &mut r, x, g, b, s);
+        dot(&y, &up)
+    };
+    let (mut y, mut m, mut r) = (vec![0.0; n], vec![0.0; 4], vec![0.0; 4]);
+    gn::group_norm_forward(&mut y, &mut m, &mut r, &x, &gamma, &beta, s);
+    let (mut dx, mut dg, mut db) = (vec![0.0; n], vec![0.0; 4], vec![0.0; 4]);
+    gn::group_norm_backward(&mut dx, &mut dg, &mut db, &up, &x, &gamma, &m, &r, s, false);
+    fd("group norm dx", &x, &dx, |xx| fwd(xx, &gamma, &beta));
+    fd("group norm dgamma", &gamma, &dg, |gg| fwd(&x, gg, &beta));
+    fd("group norm dbeta", &beta, &db, |bb| fwd(&x, &gamma, bb));
+}

@@ -9,6 +9,7 @@ pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;
 pub mod gelu;
+pub mod groupnorm;
 pub mod interpolate;
 pub mod layernorm;
 pub mod matmul;

@@ -22,6 +22,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("vq", include_str!("../../shaders/vq.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
     ("spatial", include_str!("../../shaders/spatial.wgsl")),
+    ("groupnorm", include_str!("../../shaders/groupnorm.wgsl")),
     ("pixel_loss", include_str!("../../shaders/pixel_loss.wgsl")),
 ];
 

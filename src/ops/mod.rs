@@ -10,6 +10,7 @@ pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;
 pub mod gelu;
+pub mod groupnorm;
 pub mod layernorm;
 pub mod matmul;
 pub mod patches;
@@ -69,6 +70,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<conv::ConvParams>(),
         row::<spatial::SpatialParams>(),
         row::<pixel_loss::PixelLossParams>(),
+        row::<groupnorm::GroupNormParams>(),
     ]
 }
 

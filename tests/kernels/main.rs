@@ -12,6 +12,7 @@ mod crossentropy;
 mod droppath;
 mod elementwise;
 mod gelu;
+mod groupnorm;
 mod layernorm;
 mod matmul;
 mod patches;
