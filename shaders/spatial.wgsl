@@ -7,14 +7,14 @@
 //                    from the first C of x's `in_channels` channels (the DALL-E decoder's pixel means).
 // resize_bilinear:   out (B, C, out_h, out_w) = x resized bilinearly as PyTorch's interpolate with
 //                    align_corners = False (no antialiasing): source = (dst + 0.5) · in / out − 0.5, clamped.
-// max_pool2_backward: dx (B, C, H, W) (=|+=, flag bit 0 in `token_offset`) dy[.., y/2, x/2] where x[...] is the
+// max_pool2_backward: dx (B, C, H, W) (=|+=, flags bit 0) dy[.., y/2, x/2] where x[...] is the
 //                    first maximum of its 2x2 block (row-major, as the forward's comparison order), else 0; rows and
 //                    columns the pooling dropped get 0. `x` binding: the forward's input; `tokens` unused; dy in `aux`.
 // upsample_nearest2_backward: dx (B, C, H, W) (=|+=) the sum of dy's 2x2 block over it.
 // resize_bilinear_backward: its adjoint, gathered: out (B, C, H, W) (=|+=) Σ over the output pixels that read
 //                    input pixel (y, x) of their weight · x[...] (x here is dL/d(resized), (B, C, out_h, out_w));
 //                    one thread per input pixel, no atomics. `height`/`width` are the input's, out_h/out_w the
-//                    resized sides; flags bit 0 (in `token_offset`): accumulate.
+//                    resized sides; flags bit 0: accumulate.
 
 struct SpatialParams {
     batch: u32,
@@ -32,7 +32,8 @@ struct SpatialParams {
     // resize_bilinear: output sides.
     out_h: u32,
     out_w: u32,
-    _pad0: u32,
+    // The backward kernels: bit 0 = accumulate into out.
+    flags: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
@@ -194,7 +195,7 @@ fn resize_bilinear_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
             acc += wy * wx * x[row + ox];
         }
     }
-    if ((p.token_offset & 1u) != 0u) {
+    if ((p.flags & 1u) != 0u) {
         acc += out[i];
     }
     out[i] = acc;
@@ -230,7 +231,7 @@ fn max_pool2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
             g = aux[(plane * oh + iy / 2u) * ow + ix / 2u];
         }
     }
-    if ((p.token_offset & 1u) != 0u) {
+    if ((p.flags & 1u) != 0u) {
         g += out[i];
     }
     out[i] = g;
@@ -249,7 +250,7 @@ fn upsample_nearest2_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num
     let w2 = 2u * p.width;
     let base = (plane * 2u * p.height + 2u * iy) * w2 + 2u * ix;
     var g = x[base] + x[base + 1u] + x[base + w2] + x[base + w2 + 1u];
-    if ((p.token_offset & 1u) != 0u) {
+    if ((p.flags & 1u) != 0u) {
         g += out[i];
     }
     out[i] = g;

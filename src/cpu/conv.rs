@@ -2,7 +2,7 @@
 //! accumulate), its input, weight and bias gradients, and the 1x1 convolution of a one-hot token image. Shapes
 //! as the launchers'.
 
-use super::Real;
+use super::{put, Real};
 use crate::ops::conv::{ConvEpilogue, ConvShape, TransposeShape};
 
 /// `out (=|+=) scale · (conv(act(x), w) + bias)`.
@@ -31,7 +31,7 @@ pub fn conv2d<T: Real>(
             None => a,
         };
         let v = T::of(e.scale as f64) * a;
-        out[o] = if e.accumulate { out[o] + v } else { v };
+        put(&mut out[o], v, e.accumulate);
     }
 }
 
@@ -111,7 +111,7 @@ pub fn conv2d_input_grad<T: Real>(
             Some(x) if x[i] <= T::zero() => T::zero(),
             _ => v,
         };
-        dx[i] = if accumulate { dx[i] + v } else { v };
+        put(&mut dx[i], v, accumulate);
     }
 }
 
@@ -134,7 +134,7 @@ pub fn conv2d_weight_grad<T: Real>(
     };
     for_each_tap(s, |o, wi, i| g[wi] += dy[o] * act(x[i]));
     for (i, v) in g.into_iter().enumerate() {
-        dw[i] = if accumulate { dw[i] + v } else { v };
+        put(&mut dw[i], v, accumulate);
     }
 }
 
@@ -150,7 +150,7 @@ pub fn conv2d_bias_grad<T: Real>(dbias: &mut [T], dy: &[T], s: ConvShape, accumu
                 sum += dy[(b * co_n + co) * per + q];
             }
         }
-        dbias[co] = if accumulate { dbias[co] + sum } else { sum };
+        put(&mut dbias[co], sum, accumulate);
     }
 }
 
@@ -195,7 +195,7 @@ pub fn conv_transpose2<T: Real>(
             None => a,
         };
         let v = T::of(e.scale as f64) * a;
-        out[o] = if e.accumulate { out[o] + v } else { v };
+        put(&mut out[o], v, e.accumulate);
     }
 }
 
@@ -210,7 +210,7 @@ pub fn conv_transpose2_input_grad<T: Real>(
     let mut g = vec![T::zero(); s.input_len() as usize];
     for_each_transpose_tap(s, |o, wi, i| g[i] += w[wi] * dy[o]);
     for (i, v) in g.into_iter().enumerate() {
-        dx[i] = if accumulate { dx[i] + v } else { v };
+        put(&mut dx[i], v, accumulate);
     }
 }
 
@@ -225,6 +225,6 @@ pub fn conv_transpose2_weight_grad<T: Real>(
     let mut g = vec![T::zero(); s.weight_len() as usize];
     for_each_transpose_tap(s, |o, wi, i| g[wi] += x[i] * dy[o]);
     for (i, v) in g.into_iter().enumerate() {
-        dw[i] = if accumulate { dw[i] + v } else { v };
+        put(&mut dw[i], v, accumulate);
     }
 }

@@ -1,6 +1,6 @@
 //! CPU twin of `ops::groupnorm`: group normalisation of (B, C, H·W) maps with a per-channel affine.
 
-use super::Real;
+use super::{put, Real};
 use crate::ops::groupnorm::GroupNormShape;
 
 /// `y = (x − mean) · rstd · γ[c] + β[c]` per (image, group); mean and rstd (B·G) saved.
@@ -66,11 +66,11 @@ pub fn group_norm_backward<T: Real>(
             let c = c0 + i / hw;
             let xhat = (x[bg * n + i] - m) * r;
             let v = r * (dy[bg * n + i] * gamma[c] - m1 - xhat * m2);
-            dx[bg * n + i] = if accumulate { dx[bg * n + i] + v } else { v };
+            put(&mut dx[bg * n + i], v, accumulate);
         }
     }
     for c in 0..s.channels as usize {
-        dgamma[c] = if accumulate { dgamma[c] + dg[c] } else { dg[c] };
-        dbeta[c] = if accumulate { dbeta[c] + db[c] } else { db[c] };
+        put(&mut dgamma[c], dg[c], accumulate);
+        put(&mut dbeta[c], db[c], accumulate);
     }
 }

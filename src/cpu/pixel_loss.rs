@@ -1,6 +1,6 @@
 //! CPU twin of `ops::pixel_loss`: per-pixel softmax cross-entropy with an ignored label.
 
-use super::Real;
+use super::{put, Real};
 
 /// stats (B·H·W, 3) = (scale · loss, scale · correct, counted) and dlogits (=|+=) scale · (softmax − one-hot),
 /// zero at ignored pixels (label `ignore` or not below `classes`).
@@ -56,7 +56,7 @@ pub fn pixel_cross_entropy<T: Real>(
     }
     if let Some(d) = dlogits {
         for (o, g) in d.iter_mut().zip(grad) {
-            *o = if accumulate { *o + g } else { g };
+            put(o, g, accumulate);
         }
     }
 }

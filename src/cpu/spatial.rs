@@ -1,7 +1,7 @@
-//! CPU twin of `ops::spatial`: 2x2 max-pooling, 2x nearest upsampling, argmax over channels, ReLU and the DALL-E
+//! CPU twin of `ops::spatial`: 2x2 max-pooling, 2x nearest upsampling, argmax over channels and the DALL-E
 //! decoder's sigmoid-unmap and bilinear resizing, on images (B, C, H, W).
 
-use super::Real;
+use super::{put, Real};
 use crate::ops::spatial::ImageShape;
 
 /// `out (B, C, H/2, W/2)` = max of each 2x2 block.
@@ -51,13 +51,6 @@ pub fn argmax_channels<T: Real>(tokens: &mut [u32], x: &[T], s: ImageShape) {
             }
             tokens[b * hw + q] = arg as u32;
         }
-    }
-}
-
-/// `out = max(x, 0)` (the ReLU the GPU applies as a convolution reads its input).
-pub fn relu<T: Real>(out: &mut [T], x: &[T]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = if v > T::zero() { v } else { T::zero() };
     }
 }
 
@@ -194,8 +187,7 @@ pub fn upsample_nearest2_backward<T: Real>(
                     dy[(plane * 2 * h + 2 * y + dy_) * 2 * w + 2 * x + dx_]
                 };
                 let g = at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1);
-                let o = &mut dx[(plane * h + y) * w + x];
-                *o = if accumulate { *o + g } else { g };
+                put(&mut dx[(plane * h + y) * w + x], g, accumulate);
             }
         }
     }

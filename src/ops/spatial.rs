@@ -8,7 +8,7 @@ gpu_params!(
     /// Mirrors `SpatialParams` in spatial.wgsl.
     SpatialParams in "spatial" as "SpatialParams" {
         batch: u32, channels: u32, height: u32, width: u32, in_channels: u32, eps: f32, scale: f32, shift: f32,
-        token_offset: u32, out_h: u32, out_w: u32, _pad0: u32,
+        token_offset: u32, out_h: u32, out_w: u32, flags: u32,
     }
 );
 
@@ -263,7 +263,7 @@ pub fn resize_bilinear_backward(
     let p = SpatialParams {
         out_h: out_side.0,
         out_w: out_side.1,
-        token_offset: accumulate as u32,
+        flags: accumulate as u32,
         ..plain(s)
     };
     run(ctx, "resize_bilinear_backward", dx, dy, dy, p, s.len())
@@ -302,7 +302,7 @@ pub fn max_pool2_backward(
         };
     }
     let p = SpatialParams {
-        token_offset: accumulate as u32,
+        flags: accumulate as u32,
         ..plain(s)
     };
     run_with(ctx, "max_pool2_backward", &[dx, x, x, dy], p, s.len())
@@ -321,7 +321,7 @@ pub fn upsample_nearest2_backward(
     need(K, "dy", dy, 4 * s.len())?;
     need(K, "dx", dx, s.len())?;
     let p = SpatialParams {
-        token_offset: accumulate as u32,
+        flags: accumulate as u32,
         ..plain(s)
     };
     run(ctx, "upsample_nearest2_backward", dx, dy, dy, p, s.len())

@@ -127,9 +127,6 @@ pub fn pretrain(
             ))
         }
     };
-    if let Some(t) = tokenizer {
-        t.check_model(cfg)?;
-    }
     if data.is_empty() {
         return Err(ModelError::Input("the training set is empty".into()));
     }

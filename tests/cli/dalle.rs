@@ -133,6 +133,25 @@ fn encode_writes_the_tokens_of_every_image_in_file_name_order() {
     );
     let t = beitlab::tensorfile::read(&out).unwrap();
     assert_eq!(t["tokens"].shape, vec![6, 3, 3]);
+    // A view size the encoder cannot divide into tokens: one sentence, nothing written.
+    let bad = dir.join("bad.safetensors");
+    let e = fails(
+        &dir,
+        &[
+            "tokenizer",
+            "encode",
+            "--tokenizer",
+            path(&tk_dir),
+            "--data",
+            path(&data),
+            "--image-size",
+            "30",
+            "--output",
+            path(&bad),
+        ],
+    );
+    assert!(e.contains("--image-size 30 is not a multiple of 8"), "{e}");
+    assert!(!bad.exists());
     assert_eq!(t["labels"].to_i64().unwrap(), vec![0, 0, 0, 1, 1, 1]);
     // The same images through the library: RGB evaluation views at 24 pixels, mapped as 0.8x + 0.1.
     let ctx =
@@ -220,6 +239,28 @@ fn pretraining_with_dalle_tokens_resumes_exactly_and_continues_from_init() {
         ],
     );
     assert!(e.contains("--init needs --tokenizer"), "{e}");
+    // An image classifier cannot continue masked image modeling.
+    let cls = repo().join("tests/fixtures/cls_interp/model");
+    let e = fails(
+        &dir,
+        &[
+            "pretrain",
+            "--init",
+            path(&cls),
+            "--tokenizer",
+            path(&tk),
+            "--data",
+            path(&data),
+            "--out",
+            "cls",
+        ],
+    );
+    assert!(
+        e.contains(
+            "is an image classifier; continuing pretraining needs a masked-image-modeling model"
+        ),
+        "{e}"
+    );
     // A HuggingFace BEiT MIM folder (transformers 4.x names) whose vocabulary is smaller than the tokenizer's.
     let hf = repo().join("tests/fixtures/mim_shared/model");
     let e = fails(

@@ -93,13 +93,6 @@ fn spatial_past_65535_workgroups() {
     argmax_and_unmap(shape(1, 1, 4097, 4097), 21);
 }
 
-#[test]
-fn relu_twin_clamps_negatives() {
-    let mut out = [0.0f64; 3];
-    cpu::spatial::relu(&mut out, &[-1.0, 0.0, 2.5]);
-    assert_eq!(out, [0.0, 0.0, 2.5]);
-}
-
 fn resize(s: ImageShape, out_side: (u32, u32), seed: u64) {
     let mut rng = Rng::new(seed);
     let x = rng.vec(s.len() as usize, 2.0);

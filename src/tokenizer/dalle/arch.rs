@@ -24,7 +24,8 @@ pub enum Half {
 }
 
 impl Half {
-    fn name(self) -> &'static str {
+    /// "encoder" or "decoder".
+    pub fn name(self) -> &'static str {
         match self {
             Self::Encoder => "encoder",
             Self::Decoder => "decoder",

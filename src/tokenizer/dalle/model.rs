@@ -77,12 +77,11 @@ impl DalleNet {
         let (bytes, max) = (layout.total * 4, ctx.limits.max_buffer_size);
         if bytes > max {
             return Err(ModelError::Config(format!(
-                "{source}: the DALL-E {half:?} needs {} MiB of weights in one buffer but this device allows {} MiB",
+                "{source}: the DALL-E {} needs {} MiB of weights in one buffer but this device allows {} MiB",
+                half.name(),
                 bytes >> 20,
                 max >> 20
-            )
-            .replace("Encoder", "encoder")
-            .replace("Decoder", "decoder")));
+            )));
         }
         let mut flat = vec![0.0f32; layout.total as usize];
         for ((name, _), e) in specs.iter().zip(&layout.entries) {
@@ -94,7 +93,7 @@ impl DalleNet {
             }
             flat[e.offset as usize..(e.offset + e.len) as usize].copy_from_slice(&v);
         }
-        let weights = FlatBuffer::new(ctx, &format!("dall-e {half:?} weights"), layout);
+        let weights = FlatBuffer::new(ctx, &format!("dall-e {} weights", half.name()), layout);
         weights.whole.write(ctx, &flat);
         Ok(Self { shape, weights })
     }
