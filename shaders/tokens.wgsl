@@ -8,6 +8,7 @@
 // assemble_grad_pos:   dpos (T, D) (+)= Σ_b dx[b, t].
 // gather_rows:         out (M, D) = src[idx[i]] rows.      scatter_rows: out[idx[i]] (+)= src (M, D) rows.
 // mean_patches / mean_patches_backward: the mean of the patch tokens (mean pooling) and its gradient.
+// patch_map / patch_map_backward: the patch tokens as a feature map (B, D, N) (dense heads) and its gradient.
 
 struct TokenParams {
     batch: u32,
@@ -183,6 +184,37 @@ fn mean_patches_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     var v = 0.0;
     if (t != 0u) {
         v = src[b * p.dim + d] / f32(p.patches);
+    }
+    put(e, v);
+}
+
+// patch_map:          out (B, C, N) = x[b, 1 + n, c]  (the patch tokens as a C-channel feature map on the patch grid).
+// patch_map_backward: dx (B, T, C) (=|+=) dmap[b, c, t − 1] on patch rows, 0 on the CLS row.
+@compute @workgroup_size(256)
+fn patch_map(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = gid(wg, nwg, li);
+    if (e >= p.batch * p.dim * p.patches) {
+        return;
+    }
+    let n = e % p.patches;
+    let d = (e / p.patches) % p.dim;
+    let b = e / (p.patches * p.dim);
+    put(e, src[(b * (p.patches + 1u) + 1u + n) * p.dim + d]);
+}
+
+@compute @workgroup_size(256)
+fn patch_map_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let e = gid(wg, nwg, li);
+    let t_count = p.patches + 1u;
+    if (e >= p.batch * t_count * p.dim) {
+        return;
+    }
+    let d = e % p.dim;
+    let t = (e / p.dim) % t_count;
+    let b = e / (p.dim * t_count);
+    var v = 0.0;
+    if (t != 0u) {
+        v = src[(b * p.dim + d) * p.patches + t - 1u];
     }
     put(e, v);
 }

@@ -385,6 +385,24 @@ fn mean_patches_backward_matches_fd() {
 }
 
 #[test]
+fn patch_map_backward_matches_fd() {
+    let s = TokenShape {
+        batch: 2,
+        patches: 3,
+        dim: 2,
+    };
+    let mut r = Rng(13);
+    let (x, wy) = (r.vec(2 * 4 * 2), r.vec(2 * 2 * 3));
+    let mut dx = vec![0.0; x.len()];
+    cpu::tokens::patch_map_backward(&mut dx, &wy, s, false);
+    fd("patch_map dx", &x, &dx, |v| {
+        let mut o = vec![0.0; 12];
+        cpu::tokens::patch_map(&mut o, v, s);
+        dot(&o, &wy)
+    });
+}
+
+#[test]
 fn l2norm_backward_matches_fd() {
     let (rows, dim) = (3, 5);
     let mut r = Rng(13);

@@ -636,6 +636,11 @@ impl Session {
             match m.cfg.architecture() {
                 crate::model::Architecture::MaskedImageModeling => mim = Some(m),
                 crate::model::Architecture::ImageClassification => cls = Some(m),
+                crate::model::Architecture::SemanticSegmentation => {
+                    return Err(format!(
+                        "{source} holds a segmentation model; the app opens pretrained and classification models (use `beitlab segment` and `beitlab eval` for segmentation)"
+                    ))
+                }
             }
         }
         let tk = tokenizer.as_ref().unwrap_or(&self.tokenizer);

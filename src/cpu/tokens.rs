@@ -158,3 +158,32 @@ pub fn mean_patches_backward<T: Real>(dx: &mut [T], dout: &[T], s: TokenShape, a
         }
     }
 }
+
+/// `out (B, C, N) = x (B, T, C)` patch rows transposed.
+pub fn patch_map<T: Real>(out: &mut [T], x: &[T], s: TokenShape) {
+    let (b_, n_, c_) = (s.batch as usize, s.patches as usize, s.dim as usize);
+    for b in 0..b_ {
+        for d in 0..c_ {
+            for n in 0..n_ {
+                out[(b * c_ + d) * n_ + n] = x[(b * (n_ + 1) + 1 + n) * c_ + d];
+            }
+        }
+    }
+}
+
+/// `dx (B, T, C) (=|+=) dmap (B, C, N)` transposed back, 0 on CLS rows.
+pub fn patch_map_backward<T: Real>(dx: &mut [T], dmap: &[T], s: TokenShape, accumulate: bool) {
+    let (b_, n_, c_) = (s.batch as usize, s.patches as usize, s.dim as usize);
+    for b in 0..b_ {
+        for t in 0..=n_ {
+            for d in 0..c_ {
+                let v = if t == 0 {
+                    T::zero()
+                } else {
+                    dmap[(b * c_ + d) * n_ + t - 1]
+                };
+                put(&mut dx[(b * (n_ + 1) + t) * c_ + d], v, accumulate);
+            }
+        }
+    }
+}

@@ -14,6 +14,36 @@ pub enum Architecture {
     MaskedImageModeling,
     /// `BeitForImageClassification`: pooled (mean of patches or CLS) -> LayerNorm -> Linear(C, labels).
     ImageClassification,
+    /// `BeitForSemanticSegmentation`: per-pixel class logits from patch features (beitlab's linear or pyramid
+    /// head, [`SegmentationHead`]), upsampled bilinearly to the image.
+    SemanticSegmentation,
+}
+
+/// The dense head of a segmentation model (`segmentation_head` in config.json).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentationHead {
+    /// LayerNorm -> 1x1 conv (a linear classifier per patch) on the last block's patch tokens.
+    Linear,
+    /// Features of four evenly spaced blocks as a 4-scale pyramid (2x2 transposed conv / identity / 2x2 max-pool
+    /// / two max-pools), 1x1 lateral convs, top-down fusion, 3x3 convs with group norm, a 3x3 fuse conv over all
+    /// scales and a 1x1 classifier.
+    Pyramid,
+}
+
+impl SegmentationHead {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "linear" => Some(Self::Linear),
+            "pyramid" => Some(Self::Pyramid),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Pyramid => "pyramid",
+        }
+    }
 }
 
 impl Architecture {
@@ -21,6 +51,7 @@ impl Architecture {
         match self {
             Self::MaskedImageModeling => "BeitForMaskedImageModeling",
             Self::ImageClassification => "BeitForImageClassification",
+            Self::SemanticSegmentation => "BeitForSemanticSegmentation",
         }
     }
 }
@@ -119,6 +150,12 @@ pub struct BeitConfig {
     /// normalised pixels of each masked patch, the paper's ablation). Omitted from config.json for tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mim_target: Option<String>,
+    /// beitlab's own field: the dense head of a segmentation model, "linear" or "pyramid".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segmentation_head: Option<String>,
+    /// transformers' field: the blocks (1-based; block i's output) whose features the pyramid head reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_indices: Vec<u32>,
 }
 
 /// The largest configs beitlab accepts, checked before anything is allocated (a config.json with hidden_size 10^9
@@ -252,6 +289,36 @@ impl BeitConfig {
         if self.architecture() == Architecture::ImageClassification && self.labels() == 0 {
             return bad("num_labels must be positive for image classification".into());
         }
+        if self.architecture() == Architecture::SemanticSegmentation {
+            if self.labels() == 0 {
+                return bad("num_labels must be positive for semantic segmentation".into());
+            }
+            let head = self.segmentation_head.as_deref().unwrap_or("");
+            match SegmentationHead::parse(head) {
+                None => return bad(format!(
+                    "segmentation_head \"{head}\" is not supported; use \"linear\" or \"pyramid\""
+                )),
+                Some(SegmentationHead::Pyramid) => {
+                    if self.out_indices.len() != 4 {
+                        return bad(format!(
+                            "the pyramid head reads 4 blocks but out_indices names {}",
+                            self.out_indices.len()
+                        ));
+                    }
+                    if let Some(&i) = self
+                        .out_indices
+                        .iter()
+                        .find(|&&i| i == 0 || i > self.num_hidden_layers)
+                    {
+                        return bad(format!(
+                            "out_indices names block {i} but the blocks are 1 to {}",
+                            self.num_hidden_layers
+                        ));
+                    }
+                }
+                Some(SegmentationHead::Linear) => {}
+            }
+        }
         Ok(())
     }
 
@@ -282,6 +349,7 @@ impl BeitConfig {
             match a.as_str() {
                 "BeitForImageClassification" => return Architecture::ImageClassification,
                 "BeitForMaskedImageModeling" => return Architecture::MaskedImageModeling,
+                "BeitForSemanticSegmentation" => return Architecture::SemanticSegmentation,
                 _ => {}
             }
         }
@@ -290,6 +358,13 @@ impl BeitConfig {
 
     pub fn set_architecture(&mut self, a: Architecture) {
         self.architectures = vec![a.hf_name().to_string()];
+    }
+
+    /// The segmentation head, `None` for other architectures (or an unknown name, refused by `validate`).
+    pub fn segmentation_head(&self) -> Option<SegmentationHead> {
+        (self.architecture() == Architecture::SemanticSegmentation)
+            .then(|| SegmentationHead::parse(self.segmentation_head.as_deref()?))
+            .flatten()
     }
 
     /// Number of classes (num_labels, else the size of id2label, else 2 as transformers does).
@@ -338,6 +413,10 @@ impl BeitConfig {
                 b * head_rows_per_image as u64 * super::params::mim_head(self).1 as u64
             }
             Architecture::ImageClassification => b * self.labels() as u64,
+            // Per-pixel logits at the image's size.
+            Architecture::SemanticSegmentation => {
+                b * self.labels() as u64 * (self.image_size as u64).pow(2)
+            }
         };
         let candidates = [
             params,
@@ -376,6 +455,8 @@ impl BeitConfig {
             id2label: BTreeMap::new(),
             label2id: BTreeMap::new(),
             mim_target: None,
+            segmentation_head: None,
+            out_indices: Vec::new(),
         };
         match name {
             "base" => Ok(base),

@@ -146,6 +146,12 @@ pub fn forward_files(
     let logits_shape = match arch {
         Architecture::MaskedImageModeling => vec![b, n, cfg.vocab_size as usize],
         Architecture::ImageClassification => vec![b, cfg.labels() as usize],
+        Architecture::SemanticSegmentation => vec![
+            b,
+            cfg.labels() as usize,
+            cfg.image_size as usize,
+            cfg.image_size as usize,
+        ],
     };
     let logits_len: usize = logits_shape.iter().product();
     out.insert(

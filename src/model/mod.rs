@@ -9,7 +9,7 @@ pub mod io_forward;
 pub mod params;
 
 pub use checkpoint::BeitModel;
-pub use config::{Architecture, BeitConfig};
+pub use config::{Architecture, BeitConfig, SegmentationHead};
 pub use error::ModelError;
 pub use graph::{BeitGraph, GraphOptions, MimRows};
 pub use params::ParamTable;

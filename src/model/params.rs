@@ -60,6 +60,48 @@ pub fn mim_head(cfg: &BeitConfig) -> (&'static str, usize) {
     }
 }
 
+/// The tensors of a segmentation head (name, shape, initialisation); C channels everywhere inside the head, K
+/// classes. Linear: `decode_head.norm.{weight,bias}` (C), `decode_head.classifier.weight` (K, C, 1, 1) and
+/// `.bias` (K). Pyramid: `fpn1.{weight (C, C, 2, 2), bias}` (the transposed conv of the finest scale),
+/// `decode_head.lateral_convs.{i}.{weight (C, C, 1, 1), bias}`, `decode_head.fpn_convs.{i}.{weight (C, C, 3, 3),
+/// bias}` and `.norm.{weight,bias}` (group norm) for the 4 scales i, `decode_head.fuse.{i}.weight (C, C, 3, 3)`
+/// (the fuse conv's slice over scale i's channels), `decode_head.fuse.{bias,norm.weight,norm.bias}`, and the
+/// classifier as for the linear head.
+pub fn segmentation_head(cfg: &BeitConfig) -> Vec<(String, Vec<usize>, Init)> {
+    use super::config::SegmentationHead;
+    let (c, k) = (cfg.hidden_size as usize, cfg.labels() as usize);
+    let tn = Init::TruncNormal(1.0);
+    let mut out: Vec<(String, Vec<usize>, Init)> = Vec::new();
+    let norm = |out: &mut Vec<_>, prefix: &str| {
+        out.push((format!("{prefix}.weight"), vec![c], Init::Ones));
+        out.push((format!("{prefix}.bias"), vec![c], Init::Zeros));
+    };
+    match cfg.segmentation_head() {
+        Some(SegmentationHead::Pyramid) => {
+            out.push(("fpn1.weight".into(), vec![c, c, 2, 2], tn));
+            out.push(("fpn1.bias".into(), vec![c], Init::Zeros));
+            for i in 0..4 {
+                let lat = format!("decode_head.lateral_convs.{i}");
+                out.push((format!("{lat}.weight"), vec![c, c, 1, 1], tn));
+                out.push((format!("{lat}.bias"), vec![c], Init::Zeros));
+                let fpn = format!("decode_head.fpn_convs.{i}");
+                out.push((format!("{fpn}.weight"), vec![c, c, 3, 3], tn));
+                out.push((format!("{fpn}.bias"), vec![c], Init::Zeros));
+                norm(&mut out, &format!("{fpn}.norm"));
+            }
+            for i in 0..4 {
+                out.push((format!("decode_head.fuse.{i}.weight"), vec![c, c, 3, 3], tn));
+            }
+            out.push(("decode_head.fuse.bias".into(), vec![c], Init::Zeros));
+            norm(&mut out, "decode_head.fuse.norm");
+        }
+        _ => norm(&mut out, "decode_head.norm"),
+    }
+    out.push(("decode_head.classifier.weight".into(), vec![k, c, 1, 1], tn));
+    out.push(("decode_head.classifier.bias".into(), vec![k], Init::Zeros));
+    out
+}
+
 /// Prefix of block i.
 pub fn block(i: u32) -> String {
     format!("beit.encoder.layer.{i}.")
@@ -293,6 +335,11 @@ impl ParamTable {
                     l + 1,
                     false,
                 );
+            }
+            Architecture::SemanticSegmentation => {
+                for (name, shape, init) in segmentation_head(cfg) {
+                    add(name, shape, init, l + 1, false);
+                }
             }
             Architecture::ImageClassification => {
                 if cfg.use_mean_pooling {

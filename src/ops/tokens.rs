@@ -1,5 +1,6 @@
 //! Launchers for `shaders/tokens.wgsl`: token assembly (mask-token substitution, CLS, position embeddings)
-//! with its backward, and row gather / scatter for heads that run on selected tokens only.
+//! with its backward, row gather / scatter for heads that run on selected tokens only, and the patch tokens as a
+//! feature map (B, C, N) for dense heads.
 //! Shapes: `emb (B, N, C)`, `x (B, T, C)` with `T = N + 1`, `mask (B, N)` u32 (1 = masked),
 //! `mask_token, cls (C)`, `pos (T, C)`.
 
@@ -226,23 +227,15 @@ pub fn mean_patches(
     const K: &str = "tokens::mean_patches";
     need(K, "x", x, s.tokens_len())?;
     need(K, "out", out, s.batch as u64 * s.dim as u64)?;
-    if s.batch == 0 || s.dim == 0 {
-        return Ok(Vec::new());
-    }
-    let params = TokenParams {
-        batch: s.batch,
-        patches: s.patches,
-        dim: s.dim,
-        ..Default::default()
-    };
-    let u = GpuSlice::uniform(ctx, "TokenParams", &params);
-    Ok(vec![launch(
+    token_launch(
         ctx,
-        "tokens",
         "mean_patches",
-        &[out, x, x, &u, x, x, x],
-        grid_for(s.batch as u64 * s.dim as u64, ELEMENT_WG),
-    )?])
+        out,
+        x,
+        s,
+        0,
+        s.batch as u64 * s.dim as u64,
+    )
 }
 
 /// `dx (B, T, C) (=|+=) dout (B, C) / N` on patch rows, 0 on CLS rows.
@@ -257,10 +250,69 @@ pub fn mean_patches_backward(
     need(K, "dx", dx, s.tokens_len())?;
     need(K, "dout", dout, s.batch as u64 * s.dim as u64)?;
     fits_u32(K, s.tokens_len())?;
-    if s.tokens_len() == 0 {
+    let flags = if accumulate { ACCUMULATE } else { 0 };
+    token_launch(
+        ctx,
+        "mean_patches_backward",
+        dx,
+        dout,
+        s,
+        flags,
+        s.tokens_len(),
+    )
+}
+
+/// `out (B, C, N) = x (B, T, C)` patch rows transposed: the patch tokens as a C-channel map on the patch grid.
+pub fn patch_map(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x: &GpuSlice,
+    s: TokenShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "tokens::patch_map";
+    need(K, "x", x, s.tokens_len())?;
+    need(K, "out", out, s.emb_len())?;
+    fits_u32(K, s.tokens_len())?;
+    token_launch(ctx, "patch_map", out, x, s, 0, s.emb_len())
+}
+
+/// `dx (B, T, C) (=|+=) dmap (B, C, N)` transposed back onto the patch rows, 0 on CLS rows.
+pub fn patch_map_backward(
+    ctx: &GpuContext,
+    dx: &GpuSlice,
+    dmap: &GpuSlice,
+    s: TokenShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "tokens::patch_map_backward";
+    need(K, "dx", dx, s.tokens_len())?;
+    need(K, "dmap", dmap, s.emb_len())?;
+    fits_u32(K, s.tokens_len())?;
+    let flags = if accumulate { ACCUMULATE } else { 0 };
+    token_launch(
+        ctx,
+        "patch_map_backward",
+        dx,
+        dmap,
+        s,
+        flags,
+        s.tokens_len(),
+    )
+}
+
+/// One launch of `entry` over `items` elements with `out` and `src` bound (the other bindings unused).
+fn token_launch(
+    ctx: &GpuContext,
+    entry: &str,
+    out: &GpuSlice,
+    src: &GpuSlice,
+    s: TokenShape,
+    flags: u32,
+    items: u64,
+) -> Result<Vec<Dispatch>, GpuError> {
+    if items == 0 {
         return Ok(Vec::new());
     }
-    let flags = if accumulate { ACCUMULATE } else { 0 };
     let params = TokenParams {
         batch: s.batch,
         patches: s.patches,
@@ -272,8 +324,8 @@ pub fn mean_patches_backward(
     Ok(vec![launch(
         ctx,
         "tokens",
-        "mean_patches_backward",
-        &[dx, dout, dout, &u, dout, dout, dout],
-        grid_for(s.tokens_len(), ELEMENT_WG),
+        entry,
+        &[out, src, src, &u, src, src, src],
+        grid_for(items, ELEMENT_WG),
     )?])
 }

@@ -22,3 +22,5 @@ pub mod record;
 pub mod run_dir;
 pub mod runner;
 pub mod schedule;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod segment;

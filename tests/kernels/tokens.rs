@@ -89,6 +89,30 @@ fn case(batch: u32, patches: u32, dim: u32, seed: u64) {
     cpu::tokens::mean_patches_backward(&mut wdx, &f64s(&dpool), s, true);
     assert_close("mean_patches_backward", &read(&mdx), &wdx, 1e-7, 1e-6);
 
+    // The patch tokens as a feature map (B, C, N), and back (written over poison, then accumulated).
+    let map = poisoned(b * c * n);
+    run(tokens::patch_map(ctx(), &map, &up(&xin), s).unwrap());
+    let mut wmap = vec![0.0; b * c * n];
+    cpu::tokens::patch_map(&mut wmap, &f64s(&xin), s);
+    assert_close("patch_map", &read(&map), &wmap, 0.0, 0.0);
+    let dmap = rng.vec(b * c * n, 1.0);
+    let pdx = poisoned(b * t * c);
+    run(tokens::patch_map_backward(ctx(), &pdx, &up(&dmap), s, false).unwrap());
+    let mut wpdx = vec![0.0; b * t * c];
+    cpu::tokens::patch_map_backward(&mut wpdx, &f64s(&dmap), s, false);
+    assert_close("patch_map_backward", &read(&pdx), &wpdx, 0.0, 0.0);
+    let adx = with(&base_dx);
+    run(tokens::patch_map_backward(ctx(), &adx, &up(&dmap), s, true).unwrap());
+    let mut wadx = f64s(&base_dx);
+    cpu::tokens::patch_map_backward(&mut wadx, &f64s(&dmap), s, true);
+    assert_close(
+        "patch_map_backward accumulate",
+        &read(&adx),
+        &wadx,
+        1e-7,
+        1e-6,
+    );
+
     // Gather the masked rows of emb, scatter them back into a fresh buffer.
     let idx: Vec<u32> = (0..(b * n) as u32)
         .filter(|&i| mask[i as usize] != 0)

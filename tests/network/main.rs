@@ -8,4 +8,5 @@ mod common;
 
 mod checkpoints;
 mod hf_fixtures;
+mod segmentation;
 mod training;

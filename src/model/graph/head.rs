@@ -119,6 +119,12 @@ impl Builder<'_> {
                 (rows, params::mim_head(cfg).1 as u32)
             }
             Architecture::ImageClassification => (b, cfg.labels()),
+            Architecture::SemanticSegmentation => {
+                return Err(ModelError::Config(
+                    "a segmentation model's head is the dense head (segment.rs), not this one"
+                        .into(),
+                ))
+            }
         };
         let backbone_norm = if cfg.use_mean_pooling {
             None
@@ -180,7 +186,7 @@ impl Builder<'_> {
                 )?);
                 Head::MeanPool { pooled, pn }
             }
-            Architecture::ImageClassification => {
+            Architecture::ImageClassification | Architecture::SemanticSegmentation => {
                 let cls: Vec<u32> = (0..b).map(|i| i * d.t).collect();
                 let rows = GpuSlice::from_slice(ctx, "CLS rows", &cls);
                 self.fwd.extend(tokens::gather_rows(

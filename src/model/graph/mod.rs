@@ -19,6 +19,7 @@ mod block;
 mod builder;
 mod embed;
 mod head;
+mod segment;
 
 use super::config::{Architecture, BeitConfig};
 use super::error::ModelError;
@@ -82,6 +83,8 @@ pub struct BeitGraph {
     pixel_target_rows: Option<GpuSlice>,
     /// The token rows the MIM head reads (every patch, or the masked ones written with each batch).
     head_rows: Option<GpuSlice>,
+    /// Segmentation: the per-pixel loss (its scale set per batch).
+    pixel_loss: Option<crate::ops::pixel_loss::PixelLoss>,
 }
 
 impl BeitGraph {
@@ -111,6 +114,19 @@ impl BeitGraph {
             let (a, x_out) = g.block_forward(&shared, li, &hidden[li as usize])?;
             hidden.push(x_out);
             acts.push(a);
+        }
+        if cfg.architecture() == Architecture::SemanticSegmentation {
+            return Self::finish_segmentation(
+                ctx,
+                cfg,
+                opts,
+                g,
+                (&emb, &shared),
+                &mask,
+                pixels,
+                hidden,
+                acts,
+            );
         }
         let head = g.head_forward(&emb, &hidden[d.layers as usize])?;
         let loss = g.loss_forward(&emb, &head)?;
@@ -160,6 +176,61 @@ impl BeitGraph {
             counted: std::cell::Cell::new(0),
             drop_uniforms: g.drop_uniforms,
             pixel_target_rows: loss.pixel_target.map(|(rows, _)| rows),
+            pixel_loss: None,
+        })
+    }
+
+    /// The rest of a segmentation graph after the blocks' forward: the dense head and per-pixel loss, then the
+    /// whole backward (the head's feature gradients joining the blocks' where the head read them).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_segmentation(
+        ctx: &GpuContext,
+        cfg: &BeitConfig,
+        opts: GraphOptions,
+        mut g: builder::Builder<'_>,
+        (emb, shared): (&embed::Embedding, &block::BlockShared),
+        mask: &GpuSlice,
+        pixels: GpuSlice,
+        hidden: Vec<GpuSlice>,
+        acts: Vec<block::BlockActs>,
+    ) -> Result<Self, ModelError> {
+        let d = g.dims;
+        let seg = g.segment_forward(&hidden)?;
+        g.zero_gradients()?;
+        let dx = g.buf("d hidden", d.btc());
+        let dmaps = g.segment_backward(&seg, &hidden, &dx)?;
+        let scratch = g.block_scratch();
+        for li in (0..d.layers).rev() {
+            g.segment_inject(&dx, &dmaps, li + 1)?;
+            let (a, x_in) = (&acts[li as usize], &hidden[li as usize]);
+            g.block_backward(shared, &scratch, li, a, x_in, &dx)?;
+        }
+        g.embeddings_backward(emb, mask, &dx)?;
+        let unused = |label| GpuSlice::uniform(ctx, label, &CrossEntropyParams::default());
+        Ok(Self {
+            cfg: cfg.clone(),
+            opts,
+            pixels,
+            mask: mask.clone(),
+            ce_rows: GpuSlice::new(ctx, "loss rows (unused)", 1),
+            labels: seg.labels.clone(),
+            hidden,
+            attentions: acts.iter().map(|a| a.probs.clone()).collect(),
+            logits: seg.logits.clone(),
+            stats: seg.stats.clone(),
+            grads: g.grads,
+            forward: g.fwd,
+            backward: g.bwd,
+            logit_rows: d.b,
+            head_rows: None,
+            ce_cap: 0,
+            ce_fwd_params: unused("CrossEntropyParams (unused)"),
+            ce_bwd_params: unused("CrossEntropyParams (unused)"),
+            smoothing: 0.0,
+            counted: std::cell::Cell::new(0),
+            drop_uniforms: g.drop_uniforms,
+            pixel_target_rows: None,
+            pixel_loss: Some(seg.loss),
         })
     }
 
@@ -191,6 +262,10 @@ impl BeitGraph {
 
     /// (mean loss, top-1 accuracy) from the raw `stats` buffer (sums over the counted examples).
     pub fn metrics(&self, raw_stats: &[f32]) -> (f32, f32) {
+        // Segmentation: the per-pixel loss already averaged over the counted pixels.
+        if self.pixel_loss.is_some() {
+            return (raw_stats[0], raw_stats[1]);
+        }
         // Pixel regression: mean squared error per value (no accuracy).
         let per = if self.pixel_target_rows.is_some() {
             self.cfg.patch_dim() as f32
@@ -293,6 +368,7 @@ impl BeitGraph {
                 }
                 self.set_counted(ctx, counted);
             }
+            Architecture::SemanticSegmentation => self.write_pixel_labels(ctx, labels)?,
             Architecture::ImageClassification => {
                 if let Some(lab) = labels {
                     if lab.len() != b {
@@ -335,12 +411,56 @@ impl BeitGraph {
         Ok(())
     }
 
+    /// Segmentation labels: one class per pixel (B, H, W), `IGNORE` for pixels that count for nothing; none
+    /// (inference) counts no pixel. The loss becomes the mean over the counted pixels.
+    fn write_pixel_labels(
+        &self,
+        ctx: &GpuContext,
+        labels: Option<&[u32]>,
+    ) -> Result<(), ModelError> {
+        use crate::ops::pixel_loss::{set_scale, IGNORE};
+        let cfg = &self.cfg;
+        let want = self.opts.batch as usize * (cfg.image_size as usize).pow(2);
+        let ignored;
+        let lab = match labels {
+            Some(l) => l,
+            None => {
+                ignored = vec![IGNORE; want];
+                &ignored
+            }
+        };
+        if lab.len() != want {
+            return Err(ModelError::Input(format!(
+                "the label maps hold {} values but the model expects {} x {} x {}",
+                lab.len(),
+                self.opts.batch,
+                cfg.image_size,
+                cfg.image_size
+            )));
+        }
+        if let Some(&bad) = lab.iter().find(|&&v| v >= cfg.labels() && v != IGNORE) {
+            return Err(ModelError::Input(format!(
+                "pixel label {bad} is outside the {} classes",
+                cfg.labels()
+            )));
+        }
+        self.labels.write(ctx, lab);
+        let counted = lab.iter().filter(|&&v| v != IGNORE).count() as u32;
+        self.counted.set(counted);
+        if let Some(loss) = &self.pixel_loss {
+            set_scale(ctx, loss, 1.0 / counted.max(1) as f32);
+        }
+        Ok(())
+    }
+
     /// Tell the loss how many examples this batch has (0: no loss).
     fn set_counted(&self, ctx: &GpuContext, m: u32) {
         self.counted.set(m);
         let vocab = match self.cfg.architecture() {
             Architecture::MaskedImageModeling => super::params::mim_head(&self.cfg).1 as u32,
-            Architecture::ImageClassification => self.cfg.labels(),
+            Architecture::ImageClassification | Architecture::SemanticSegmentation => {
+                self.cfg.labels()
+            }
         };
         let fwd = CrossEntropyParams {
             m,
