@@ -38,6 +38,9 @@ fn model_classes(cfg: &BeitConfig) -> Vec<String> {
 pub fn run(args: &EvalArgs) -> Result<(), String> {
     let folder = model_folder(&args.model);
     let ck = crate::model::checkpoint::read_folder(&folder).map_err(|e| e.to_string())?;
+    if ck.config.architecture() == crate::model::Architecture::SemanticSegmentation {
+        return run_segmentation(args, &folder, &ck.config);
+    }
     let spec = if args.data == "builtin" {
         "builtin:val"
     } else {
@@ -108,6 +111,57 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
             classes[i],
             row.iter().map(|v| format!("{v:>5}")).collect::<String>()
         );
+    }
+    Ok(())
+}
+
+/// `beitlab eval` of a segmentation model: pixel accuracy, mIoU and per-class IoU on the validation part of the
+/// built-in segmentation set (`builtin`, `builtin-seg`) or of an ADE20K-layout folder.
+fn run_segmentation(
+    args: &EvalArgs,
+    folder: &std::path::Path,
+    cfg: &BeitConfig,
+) -> Result<(), String> {
+    use super::segment::{class_names, print_scores, scores_json, BUILTIN_CANVAS};
+    let spec = if args.data == "builtin" {
+        "builtin-seg"
+    } else {
+        args.data.as_str()
+    };
+    let decode = crate::data::dataset::Decode::for_model(cfg.num_channels, cfg.image_size);
+    let ds = crate::data::segmentation::SegDataset::open(
+        spec,
+        crate::data::dataset::Split::Val,
+        decode,
+        BUILTIN_CANVAS,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(s) = ds.skipped_summary() {
+        eprintln!("note: {}: {s}", ds.source);
+    }
+    if ds.is_empty() {
+        return Err(format!(
+            "{} has no validation image with a label map",
+            ds.source
+        ));
+    }
+    if ds.classes() > cfg.labels() {
+        return Err(format!(
+            "{} has {} classes but the model predicts {}",
+            ds.source,
+            ds.classes(),
+            cfg.labels()
+        ));
+    }
+    let ctx = device(&model_requirements(cfg, 16))?;
+    let model = BeitModel::load(&ctx, folder, None).map_err(|e| e.to_string())?;
+    let scores = crate::train::segment::evaluate_segmentation(&ctx, &model, &ds, 16)
+        .map_err(|e| e.to_string())?;
+    let names = class_names(cfg);
+    if args.json {
+        println!("{}", scores_json(&scores, &names, &ds.source, ds.len()));
+    } else {
+        print_scores(&scores, &names, &ds.source, ds.len());
     }
     Ok(())
 }

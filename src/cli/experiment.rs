@@ -21,7 +21,8 @@ use crate::train::run_dir::{RunDir, RunMode};
 /// validation part (--val-data, or every 10th image of each class). Writes OUT/results.md.
 #[derive(Args, Debug)]
 pub struct ExperimentArgs {
-    /// Only `pretrain-vs-scratch` exists.
+    /// `pretrain-vs-scratch` (classification, top-1) or `segment-pretrained-vs-scratch` (segmentation, mIoU on
+    /// the built-in segmentation set or an ADE20K-layout --data folder).
     pub which: String,
     #[command(flatten)]
     pub data: TrainValData,
@@ -49,6 +50,12 @@ pub struct ExperimentArgs {
     /// deviation per arm, so a difference can be told from run-to-run noise.
     #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 1)]
     pub seeds: u32,
+    /// Segmentation: the head, `linear` or `pyramid`.
+    #[arg(long, default_value = "linear")]
+    pub head: String,
+    /// Segmentation: the model's input side (default: twice the preset's; position tables are interpolated).
+    #[arg(long)]
+    pub image_size: Option<u32>,
     #[arg(long)]
     pub out: PathBuf,
     /// Replace the experiment already in --out (without it, a folder holding one is refused).
@@ -90,7 +97,7 @@ struct SeedResult {
 }
 
 /// Mean and sample standard deviation (0 for one value).
-fn mean_std(v: &[f64]) -> (f64, f64) {
+pub(super) fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 {
@@ -116,9 +123,12 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         ref out,
         ..
     } = *args;
+    if which == "segment-pretrained-vs-scratch" {
+        return super::experiment_segment::run(args);
+    }
     if which != "pretrain-vs-scratch" {
         return Err(format!(
-            "unknown experiment \"{which}\"; the one there is: pretrain-vs-scratch"
+            "unknown experiment \"{which}\"; there are: pretrain-vs-scratch, segment-pretrained-vs-scratch"
         ));
     }
     let run_dir = RunDir::acquire(out, RunMode::of(false, args.overwrite))?;

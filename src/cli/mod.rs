@@ -7,6 +7,7 @@ mod common;
 mod config_file;
 mod eval;
 mod experiment;
+mod experiment_segment;
 mod finetune;
 mod forward;
 mod info;
@@ -14,6 +15,7 @@ mod init;
 mod linprobe;
 mod masks;
 mod pretrain;
+mod segment;
 mod tokenizer;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,7 @@ pub use init::InitArgs;
 pub use linprobe::LinprobeArgs;
 pub use masks::MasksArgs;
 pub use pretrain::PretrainArgs;
+pub use segment::SegmentArgs;
 pub use tokenizer::{TokenizerCommand, TokenizerEncodeArgs, TokenizerTrainArgs};
 
 #[derive(Parser, Debug)]
@@ -66,10 +69,15 @@ pub enum Command {
     /// built-in data or your own labelled images; reports validation top-1 accuracy. Writes OUT/checkpoint and
     /// OUT/metrics.jsonl.
     Finetune(FinetuneArgs),
+    /// Fine-tune for semantic segmentation (a linear or pyramid head on the encoder) from a pretrained run or model
+    /// folder (--init), or from scratch, on the built-in segmentation set or an ADE20K-layout folder; reports pixel
+    /// accuracy and mIoU. Writes OUT/checkpoint and OUT/metrics.jsonl.
+    Segment(SegmentArgs),
     /// Linear probe: the encoder frozen, a softmax-regression head on the average-pooled patch tokens of one block
     /// (BEiT-base's best is block 9 of 12); reports validation top-1.
     Linprobe(LinprobeArgs),
-    /// Top-1 accuracy, per-class accuracy and confusion matrix of a classification model on labelled data.
+    /// Top-1 accuracy, per-class accuracy and confusion matrix of a classification model on labelled data; pixel
+    /// accuracy, mIoU and per-class IoU of a segmentation model on label maps.
     Eval(EvalArgs),
     /// The paper's claim in miniature: tokenizer -> pretrain -> fine-tune, against the same fine-tuning from
     /// scratch, on the built-in data or your own labelled images. Writes OUT/results.md and OUT/results.png.
@@ -96,6 +104,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Masks(a) => masks::run(&a),
         Command::Pretrain(a) => pretrain::run(&a),
         Command::Finetune(a) => finetune::run(&a),
+        Command::Segment(a) => segment::run(&a),
         Command::Linprobe(a) => linprobe::run(&a),
         Command::Eval(a) => eval::run(&a),
         Command::Experiment(a) => experiment::run(&a),

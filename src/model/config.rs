@@ -295,9 +295,11 @@ impl BeitConfig {
             }
             let head = self.segmentation_head.as_deref().unwrap_or("");
             match SegmentationHead::parse(head) {
-                None => return bad(format!(
+                None => {
+                    return bad(format!(
                     "segmentation_head \"{head}\" is not supported; use \"linear\" or \"pyramid\""
-                )),
+                ))
+                }
                 Some(SegmentationHead::Pyramid) => {
                     if self.out_indices.len() != 4 {
                         return bad(format!(
@@ -415,7 +417,7 @@ impl BeitConfig {
             Architecture::ImageClassification => b * self.labels() as u64,
             // Per-pixel logits at the image's size.
             Architecture::SemanticSegmentation => {
-                b * self.labels() as u64 * (self.image_size as u64).pow(2)
+                b * self.labels().max(3) as u64 * (self.image_size as u64).pow(2)
             }
         };
         let candidates = [

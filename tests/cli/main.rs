@@ -9,3 +9,4 @@ mod helpers;
 mod own_data;
 mod readme;
 mod record;
+mod segment;
