@@ -188,6 +188,22 @@ fn report(
             each.join(", ")
         ));
     }
+    let stats: Vec<(f64, f64)> = (0..2)
+        .map(|i| mean_std(&rows.iter().map(|r| r[i].miou).collect::<Vec<_>>()))
+        .collect();
+    let (diff, spread) = (stats[0].0 - stats[1].0, stats[0].1 + stats[1].1);
+    md.push_str(&format!(
+        "\nPretrained minus scratch: {:+.2} mIoU points; the two seed spreads (one standard deviation each) add up to {:.2}: {}.\n",
+        100.0 * diff,
+        100.0 * spread,
+        if rows.len() < 2 {
+            "one seed cannot tell a difference from noise (use --seeds 3 or more)"
+        } else if diff.abs() > spread {
+            "the difference exceeds the seed spread"
+        } else {
+            "the difference is within the seed spread"
+        }
+    ));
     md.push_str("\nPer-class IoU (first seed):\n\n| class | BEiT pretrained | from scratch |\n|---|---|---|\n");
     let cell = |v: Option<f64>| v.map_or("absent".to_string(), |x| format!("{:.2}%", 100.0 * x));
     for (c, name) in names.iter().enumerate() {

@@ -42,18 +42,18 @@ struct Scale {
 }
 
 enum Dense {
-    Linear {
-        mean: GpuSlice,
-        rstd: GpuSlice,
-    },
-    Pyramid {
-        /// The feature maps f0..f3 and, for f3, the map after its first max-pool.
-        features: Vec<GpuSlice>,
-        pooled_once: GpuSlice,
-        scales: Vec<Scale>,
-        fused_pre: GpuSlice,
-        fused: GroupNormed,
-    },
+    Linear { mean: GpuSlice, rstd: GpuSlice },
+    Pyramid(Box<Pyramid>),
+}
+
+/// What the pyramid head's backward reads.
+struct Pyramid {
+    /// The feature maps f0..f3 and, for f3, the map after its first max-pool.
+    features: Vec<GpuSlice>,
+    pooled_once: GpuSlice,
+    scales: Vec<Scale>,
+    fused_pre: GpuSlice,
+    fused: GroupNormed,
 }
 
 /// The head's forward, with what its backward reads.
@@ -173,6 +173,7 @@ impl Builder<'_> {
     }
 
     /// A convolution's weight and bias gradients (accumulated).
+    #[allow(clippy::too_many_arguments)]
     fn conv_param_grads(
         &self,
         v: &mut Vec<Dispatch>,
@@ -388,19 +389,19 @@ impl Builder<'_> {
                 let fused = self.group_norm(&fused_pre, "decode_head.fuse.norm", sides[0])?;
                 let input = fused.y.clone();
                 (
-                    Dense::Pyramid {
+                    Dense::Pyramid(Box::new(Pyramid {
                         features,
                         pooled_once,
                         scales,
                         fused_pre,
                         fused,
-                    },
+                    })),
                     input,
                     sides[0],
                 )
             }
         };
-        let relu_input = matches!(dense, Dense::Pyramid { .. });
+        let relu_input = matches!(dense, Dense::Pyramid(_));
         let coarse = self.buf("coarse logits", (b * k * side * side) as u64);
         self.fwd.extend(conv::conv2d(
             ctx,
@@ -487,7 +488,7 @@ impl Builder<'_> {
             false,
         )?);
         let cls_shape = self.conv_shape(c, k, h.side, 1);
-        let relu = matches!(h.dense, Dense::Pyramid { .. });
+        let relu = matches!(h.dense, Dense::Pyramid(_));
         let dcls_in = self.buf("d classifier input", (b * c * h.side * h.side) as u64);
         v.extend(conv::conv2d_input_grad(
             ctx,
@@ -533,13 +534,14 @@ impl Builder<'_> {
                     false,
                 )?);
             }
-            Dense::Pyramid {
-                features,
-                pooled_once,
-                scales,
-                fused_pre,
-                fused,
-            } => {
+            Dense::Pyramid(pyramid) => {
+                let Pyramid {
+                    features,
+                    pooled_once,
+                    scales,
+                    fused_pre,
+                    fused,
+                } = pyramid.as_ref();
                 let s0 = scales[0].side;
                 let dfused = self.buf("d fused", (b * c * s0 * s0) as u64);
                 self.group_norm_backward(
