@@ -23,7 +23,7 @@ fn gpu() -> GpuContext {
 fn small_settings() -> Settings {
     Settings {
         batch: 4,
-        steps: [30, 30, 10],
+        steps: [30, 30, 10, 10],
         seed: 3,
         ..Settings::for_adapter(true)
     }
@@ -74,10 +74,12 @@ fn start_runs_tokenizer_pretraining_and_finetuning_with_curves() {
     let mut h = harness(small_settings());
     h.get_by_label("Start").click();
     run_until(&mut h, "all three phases", |a| {
-        a.session.as_ref().is_some_and(|s| s.finished == [true; 3])
+        a.session
+            .as_ref()
+            .is_some_and(|s| s.finished == [true, true, true, false])
     });
     let s = h.state().session.as_ref().expect("session");
-    assert_eq!(s.done, [30, 30, 10]);
+    assert_eq!(s.done, [30, 30, 10, 0]);
     assert!(s.finetuned.is_some(), "the fine-tuned classifier is kept");
     assert!(!s.running && s.active.is_none());
     let panels: Vec<String> = s.curves.series.keys().map(|(_, n)| n.clone()).collect();
@@ -162,11 +164,13 @@ fn pause_step_and_settings_between_steps() {
 #[test]
 fn every_view_shows_the_live_model() {
     let mut settings = small_settings();
-    settings.steps = [20, 10, 4];
+    settings.steps = [20, 10, 4, 4];
     let mut h = harness(settings);
     h.get_by_label("Start").click();
     run_until(&mut h, "training", |a| {
-        a.session.as_ref().is_some_and(|s| s.finished == [true; 3])
+        a.session
+            .as_ref()
+            .is_some_and(|s| s.finished == [true, true, true, false])
     });
     run_until(&mut h, "inspector results", results_ready);
 
@@ -486,7 +490,7 @@ fn a_dropped_image_becomes_a_sample() {
 #[test]
 fn a_non_finite_loss_returns_to_the_last_good_state() {
     let mut settings = small_settings();
-    settings.steps = [10, 60, 4];
+    settings.steps = [10, 60, 4, 4];
     let mut h = harness(settings);
     h.get_by_label("Pretrain").click();
     run_until(&mut h, "the first snapshot", |a| {
@@ -624,7 +628,7 @@ fn every_view_has_a_short_name_that_opens_it() {
     }
     let e = View::from_name("visual").unwrap_err();
     assert!(
-        e.contains("mim, tokens, codebook, attention, paint, curves, status, data"),
+        e.contains("mim, tokens, codebook, attention, paint, segment, curves, status, data"),
         "{e}"
     );
 }
@@ -709,7 +713,7 @@ fn a_dalle_tokenizer_loads_frozen_and_pretraining_predicts_its_tokens() {
     let dir = tempdir("dalle-app");
     dalle_folder(&dir.join("tokenizer"));
     let mut h = harness(Settings {
-        steps: [30, 6, 4],
+        steps: [30, 6, 4, 4],
         ..small_settings()
     });
     let s = h.state_mut().session.as_mut().unwrap();
@@ -729,9 +733,9 @@ fn a_dalle_tokenizer_loads_frozen_and_pretraining_predicts_its_tokens() {
     run_until(&mut h, "pretraining and fine-tuning", |a| {
         a.session
             .as_ref()
-            .is_some_and(|s| s.finished == [false, true, true])
+            .is_some_and(|s| s.finished == [false, true, true, false])
     });
-    assert_eq!(h.state().session.as_ref().unwrap().done, [0, 6, 4]);
+    assert_eq!(h.state().session.as_ref().unwrap().done, [0, 6, 4, 0]);
     // The MIM view's tokens are DALL-E's (40 codes) with predictions and decoded pixels at the model's size.
     open(&mut h, View::Mim);
     run_until(&mut h, "MIM results", results_ready);
@@ -768,4 +772,101 @@ fn a_dalle_tokenizer_loads_frozen_and_pretraining_predicts_its_tokens() {
         .unwrap();
     assert!(msg.contains("DALL-E tokenizer"), "{msg}");
     assert!(s.tokenizer.is_dalle());
+}
+
+#[test]
+fn the_segment_phase_trains_a_segmenter_and_the_view_shows_its_predictions() {
+    let mut h = harness(small_settings());
+    open(&mut h, View::Segment);
+    assert!(
+        has(&h, "No segmentation model yet"),
+        "the view says how to get one"
+    );
+    h.get_by_label("Segment").click();
+    run_until(&mut h, "the segment phase to finish", |a| {
+        a.session
+            .as_ref()
+            .is_some_and(|s| s.finished[PhaseKind::Segment.index()])
+    });
+    let s = h.state().session.as_ref().unwrap();
+    assert!(s.segmenter.is_some(), "the segmentation model is kept");
+    let (step, scores) = s.seg_scores.clone().expect("validation scores");
+    assert_eq!(step, 10);
+    assert_eq!(scores.iou.len(), 11, "background + 10 item classes");
+    assert!((0.0..=1.0).contains(&scores.miou) && scores.pixels > 0);
+    assert!(s
+        .curves
+        .last(beitlab::app::curves::Panel::Loss, "segment loss")
+        .is_some_and(|l| l.is_finite()));
+    run_until(&mut h, "a prediction", |a| {
+        a.session
+            .as_ref()
+            .and_then(|s| s.seg_preview.as_ref())
+            .is_some_and(|p| p.result.is_some())
+    });
+    h.step();
+    assert!(has(&h, "mIoU"), "the IoU summary is shown");
+    assert!(
+        has(&h, "Ankle boot"),
+        "the legend and bars name the classes"
+    );
+    // Hovering the prediction shows the pixel's class probabilities.
+    let rect = h
+        .state()
+        .views
+        .image_rect
+        .expect("the prediction was drawn");
+    h.hover_at(rect.center());
+    for _ in 0..4 {
+        h.step();
+    }
+    assert!(
+        has(&h, "class probabilities"),
+        "hovering a pixel shows its probabilities"
+    );
+    // Another canvas, then a dropped image, is segmented.
+    let before = h
+        .state()
+        .session
+        .as_ref()
+        .and_then(|s| s.seg_preview.as_ref())
+        .and_then(|p| p.result.as_ref())
+        .map(|r| r.key);
+    h.state_mut().views.seg_canvas = 5;
+    run_until(&mut h, "the new canvas's prediction", |a| {
+        a.session
+            .as_ref()
+            .and_then(|s| s.seg_preview.as_ref())
+            .and_then(|p| p.result.as_ref())
+            .is_some_and(|r| Some(r.key) != before && r.key.0 == 5)
+    });
+    let dir = tempdir("segment-drop");
+    let path = dir.join("blob.png");
+    image::GrayImage::from_fn(40, 40, |x, _| image::Luma([if x < 20 { 255 } else { 0 }]))
+        .save(&path)
+        .unwrap();
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(File(path)));
+    h.step();
+    assert!(h
+        .state()
+        .notice
+        .as_deref()
+        .unwrap_or("")
+        .contains("blob.png is now the segmented image"));
+    run_until(&mut h, "the dropped image's prediction", |a| {
+        a.session
+            .as_ref()
+            .and_then(|s| s.seg_preview.as_ref())
+            .and_then(|p| p.result.as_ref())
+            .is_some_and(|r| r.key.0 > 1 << 32)
+    });
+    h.step();
+    assert!(
+        has(&h, "showing blob.png"),
+        "{:?} {:?}",
+        h.state().views.seg_custom.as_ref().map(|c| &c.0),
+        h.state().view
+    );
 }

@@ -26,7 +26,7 @@ pub fn bench_app(opts: &AppBenchOptions) -> Result<(), String> {
     let cpu = probe.adapter_info.device_type == wgpu::DeviceType::Cpu;
     drop(probe);
     let mut settings = Settings::chosen(cpu, opts.preset.as_deref(), opts.batch);
-    settings.steps = [1_000_000; 3];
+    settings.steps = [1_000_000; 4];
     let cfg = super::session::mim_config(&settings.preset).map_err(|e| e.to_string())?;
     let req = Requirements::kernels()
         .with_buffer_bytes(cfg.largest_buffer_bytes(settings.batch, cfg.patches()));

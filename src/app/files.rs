@@ -131,6 +131,16 @@ impl BeitApp {
             return;
         };
         match decoded {
+            // On the segmentation view (with a model to run), the image is segmented.
+            Ok(img) if self.view == View::Segment && s.seg_preview.is_some() => {
+                self.views.seg_custom_generation += 1;
+                let short = std::path::Path::new(name)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or(name);
+                self.views.seg_custom = Some((short.to_string(), img));
+                self.notice = Some(format!("{name} is now the segmented image"));
+            }
             Ok(img) => {
                 self.inspector.replace_image(&s.mim, self.views.sample, img);
                 self.notice = Some(format!("{name} is now sample {}", self.views.sample + 1));

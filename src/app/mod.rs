@@ -17,6 +17,8 @@ pub mod mim_gif;
 pub mod phases;
 pub mod picture;
 pub mod recording;
+pub mod seg_preview;
+pub mod segment_phase;
 pub mod session;
 pub mod settings;
 pub mod shell;
@@ -51,15 +53,17 @@ pub enum View {
     Curves,
     Status,
     Files,
+    Segment,
 }
 
 impl View {
-    pub const ALL: [View; 8] = [
+    pub const ALL: [View; 9] = [
         Self::Mim,
         Self::Tokens,
         Self::Codebook,
         Self::Attention,
         Self::Paint,
+        Self::Segment,
         Self::Curves,
         Self::Status,
         Self::Files,
@@ -76,10 +80,11 @@ impl View {
             Self::Curves => "curves",
             Self::Status => "status",
             Self::Files => "data",
+            Self::Segment => "segment",
         }
     }
 
-    /// "mim, tokens, codebook, attention, paint, curves, status, data".
+    /// "mim, tokens, codebook, attention, paint, segment, curves, status, data".
     pub fn short_names() -> String {
         Self::ALL.map(Self::short_name).join(", ")
     }
@@ -108,6 +113,7 @@ impl View {
             Self::Curves => "Curves",
             Self::Status => "Status",
             Self::Files => "Data & checkpoints",
+            Self::Segment => "Segmentation",
         }
     }
 }
@@ -172,6 +178,11 @@ pub struct ViewState {
     pub masking_frequency: Option<((u32, settings::MaskMode, u32), Vec<f32>)>,
     /// Page of the codebook view (codes most used first, `views::codebook::PAGE` per page).
     pub codebook_page: usize,
+    /// Validation canvas shown by the segmentation view, or an image dropped on it (name, image) and a counter
+    /// that tells dropped images apart.
+    pub seg_canvas: usize,
+    pub seg_custom: Option<(String, crate::data::dataset::Image)>,
+    pub seg_custom_generation: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,6 +281,9 @@ impl BeitApp {
                 browse_target: BrowseTarget::Data,
                 masking_frequency: None,
                 codebook_page: 0,
+                seg_canvas: 0,
+                seg_custom: None,
+                seg_custom_generation: 0,
             },
             frames: FrameStats::default(),
             textures: textures::Textures::default(),

@@ -1,4 +1,5 @@
-//! The app's three training phases (tokenizer, BEiT pretraining, fine-tuning), each run one step at a time
+//! The app's training phases (tokenizer, BEiT pretraining, fine-tuning; segmentation in `segment_phase.rs`), each
+//! run one step at a time
 //! without ever waiting on the GPU: a step is one submit, metrics come back through the runner's readback ring,
 //! and a two-slot snapshot of the weights and AdamW moments lets a phase return to its last good state after a
 //! non-finite loss.
@@ -23,21 +24,45 @@ pub enum PhaseKind {
     Tokenizer,
     Pretrain,
     Finetune,
+    /// Fine-tuning the pretrained encoder for semantic segmentation (run on its own, after the pipeline).
+    Segment,
 }
 
 impl PhaseKind {
-    pub const ALL: [PhaseKind; 3] = [Self::Tokenizer, Self::Pretrain, Self::Finetune];
+    pub const ALL: [PhaseKind; 4] = [
+        Self::Tokenizer,
+        Self::Pretrain,
+        Self::Finetune,
+        Self::Segment,
+    ];
+    /// What Start runs, in order.
+    pub const PIPELINE: [PhaseKind; 3] = [Self::Tokenizer, Self::Pretrain, Self::Finetune];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Tokenizer => "tokenizer",
             Self::Pretrain => "pretrain",
             Self::Finetune => "fine-tune",
+            Self::Segment => "segment",
         }
     }
 
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// The phase called `name` (its name, any case), for `--run` and the page's `?run=`.
+    pub fn from_name(name: &str) -> Result<Self, String> {
+        let wanted = name.trim().to_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "there is no phase \"{name}\"; the phases are {}",
+                    Self::ALL.map(Self::name).join(", ")
+                )
+            })
     }
 }
 
@@ -119,11 +144,16 @@ pub enum PhaseEvent {
     Step(StepMetrics),
     /// Validation accuracy of the fine-tuned model after `step`.
     Validation { step: u32, accuracy: f32 },
+    /// Validation scores of the segmentation model after `step`.
+    Segmentation {
+        step: u32,
+        scores: crate::train::segment::SegScores,
+    },
 }
 
 /// What every phase shares: the runner, its progress, and the snapshots.
 pub struct PhaseCore {
-    runner: StepRunner,
+    pub(super) runner: StepRunner,
     snapshots: Snapshots,
     /// Last step submitted, and the last whose metrics came back.
     pub submitted: u32,
@@ -133,7 +163,7 @@ pub struct PhaseCore {
 }
 
 impl PhaseCore {
-    fn new(
+    pub(super) fn new(
         ctx: &GpuContext,
         runner: StepRunner,
         mut extra: Vec<GpuSlice>,
@@ -170,7 +200,7 @@ impl PhaseCore {
         self.reported >= self.total && self.in_flight() == 0
     }
 
-    fn submit(&mut self, lr: f32, clip: Option<f32>, counted: u32) {
+    pub(super) fn submit(&mut self, lr: f32, clip: Option<f32>, counted: u32) {
         self.submitted += 1;
         let step = self.submitted;
         let snapshot = (step.is_multiple_of(25) || step == self.total) && self.snapshots.wants();
@@ -184,7 +214,11 @@ impl PhaseCore {
     }
 
     /// Collect metrics; on a non-finite value, return to the last good state and say so.
-    fn poll(&mut self, ctx: &GpuContext, events: &mut Vec<PhaseEvent>) -> Result<(), String> {
+    pub(super) fn poll(
+        &mut self,
+        ctx: &GpuContext,
+        events: &mut Vec<PhaseEvent>,
+    ) -> Result<(), String> {
         let mut got = Vec::new();
         let result = self.runner.poll(&mut |m| got.push(m));
         for m in got {
@@ -208,7 +242,7 @@ impl PhaseCore {
 }
 
 /// Learning rate at `step` of `total`: linear warm-up over the first tenth, cosine down to 1% of `peak`.
-fn schedule(step: u32, total: u32, peak: f32) -> f32 {
+pub(super) fn schedule(step: u32, total: u32, peak: f32) -> f32 {
     warmup_cosine(step, total, (total / 10).max(1), peak, peak * 0.01)
 }
 

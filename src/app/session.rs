@@ -1,5 +1,5 @@
-//! A training session in the app: the data, the three networks (tokenizer, BEiT for masked image modeling, the
-//! fine-tuned classifier), the phase that is running, and the curves. `tick` is called once per frame and never
+//! A training session in the app: the data, the networks (tokenizer, BEiT for masked image modeling, the
+//! fine-tuned classifier, the segmentation model), the phase that is running, and the curves. `tick` is called once per frame and never
 //! waits on the GPU: it collects what came back, then submits steps until the frame's time budget is spent or
 //! enough steps are in flight.
 
@@ -7,14 +7,22 @@ use std::collections::VecDeque;
 
 use super::curves::{Curves, Panel};
 use super::phases::{FinetunePhase, PhaseEvent, PhaseKind, PretrainPhase, TokenizerPhase};
+use super::seg_preview::SegPreview;
+use super::segment_phase::SegmentPhase;
 use super::settings::Settings;
 use super::time::{Duration, Instant};
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, Split};
+use crate::data::segmentation::SegDataset;
 use crate::gpu::{GpuContext, Requirements};
 use crate::model::{BeitConfig, BeitModel, ModelError};
 use crate::rng::Rng;
 use crate::tokenizer::{Tokenizer, TokenizerConfig, VisualTokenizer};
 use crate::train::finetune::{classification_config, from_pretrained};
+use crate::train::segment::{segmentation_config, SegScores};
+
+/// Side of the built-in segmentation canvases the app trains on (three 28-pixel items each), resized to the
+/// model's input.
+pub const SEGMENT_CANVAS: u32 = 56;
 
 /// Codes of the visual tokenizer the app trains.
 pub const CODEBOOK_SIZE: u32 = 512;
@@ -24,6 +32,7 @@ pub enum Active {
     Tokenizer(Box<TokenizerPhase>),
     Pretrain(Box<PretrainPhase>),
     Finetune(Box<FinetunePhase>),
+    Segment(Box<SegmentPhase>),
 }
 
 impl Active {
@@ -32,6 +41,7 @@ impl Active {
             Self::Tokenizer(_) => PhaseKind::Tokenizer,
             Self::Pretrain(_) => PhaseKind::Pretrain,
             Self::Finetune(_) => PhaseKind::Finetune,
+            Self::Segment(_) => PhaseKind::Segment,
         }
     }
 
@@ -40,6 +50,7 @@ impl Active {
             Self::Tokenizer(p) => &p.core,
             Self::Pretrain(p) => &p.core,
             Self::Finetune(p) => &p.core,
+            Self::Segment(p) => &p.core,
         }
     }
 }
@@ -88,8 +99,8 @@ pub struct Session {
     /// The last error, shown in the app until dismissed; training state is kept.
     pub error: Option<String>,
     /// Steps done in each phase (for display), and which phases have finished since the last reset.
-    pub done: [u32; 3],
-    pub finished: [bool; 3],
+    pub done: [u32; 4],
+    pub finished: [bool; 4],
     /// Bumped whenever the tokenizer's or the BEiT model's weights change.
     pub tokenizer_version: u64,
     pub mim_version: u64,
@@ -104,6 +115,15 @@ pub struct Session {
     /// Fine-tune from scratch after the pretrained fine-tune (the comparison), and: the next fine-tune is it.
     scratch_next: bool,
     scratch_pending: bool,
+    /// The built-in segmentation canvases (made when the segment phase first runs) and their channels.
+    pub seg_data: Option<(u32, SegDataset, SegDataset)>,
+    /// The latest segmentation model (kept after its phase), the view's prediction from it, and its latest
+    /// validation scores (step, scores).
+    pub segmenter: Option<BeitModel>,
+    pub seg_preview: Option<SegPreview>,
+    pub seg_scores: Option<(u32, SegScores)>,
+    /// Bumped whenever the segmentation model's weights change.
+    pub seg_version: u64,
 }
 
 /// The adapter limits a preset and batch need, checked against what the device was created with.
@@ -156,8 +176,8 @@ impl Session {
             single_step: false,
             curves: Curves::default(),
             error: None,
-            done: [0; 3],
-            finished: [false; 3],
+            done: [0; 4],
+            finished: [false; 4],
             tokenizer_version: 0,
             mim_version: 0,
             max_in_flight: if cpu { 1 } else { 2 },
@@ -166,6 +186,11 @@ impl Session {
             speed: Speed::default(),
             scratch_next: false,
             scratch_pending: false,
+            seg_data: None,
+            segmenter: None,
+            seg_preview: None,
+            seg_scores: None,
+            seg_version: 0,
         })
     }
 
@@ -194,8 +219,11 @@ impl Session {
         self.active = None;
         self.plan.clear();
         self.running = false;
-        self.done = [0; 3];
-        self.finished = [false; 3];
+        self.done = [0; 4];
+        self.finished = [false; 4];
+        self.segmenter = None;
+        self.seg_preview = None;
+        self.seg_scores = None;
         self.tokenizer_version += 1;
         self.mim_version += 1;
         self.curves = Curves::default();
@@ -232,7 +260,7 @@ impl Session {
         }
         // A DALL-E tokenizer is frozen: the pipeline starts at pretraining.
         let dalle = self.tokenizer.is_dalle();
-        self.plan = PhaseKind::ALL
+        self.plan = PhaseKind::PIPELINE
             .into_iter()
             .filter(|&k| !(dalle && k == PhaseKind::Tokenizer))
             .collect();
@@ -336,6 +364,34 @@ impl Session {
                         .map_err(e)?,
                 ))
             }
+            PhaseKind::Segment => {
+                let channels = self.mim.cfg.num_channels;
+                if self.seg_data.as_ref().is_none_or(|d| d.0 != channels) {
+                    let open = |split| SegDataset::builtin(split, channels, SEGMENT_CANVAS);
+                    let (train, val) = (open(Split::Train), open(Split::Val));
+                    self.seg_data = Some((
+                        channels,
+                        train.map_err(|e| e.to_string())?,
+                        val.map_err(|e| e.to_string())?,
+                    ));
+                }
+                let Some((_, train, val)) = &self.seg_data else {
+                    return Err("the segmentation canvases are missing".into());
+                };
+                let cfg = segmentation_config(
+                    &self.mim.cfg,
+                    &train.class_names,
+                    crate::model::SegmentationHead::Linear,
+                    0.1,
+                );
+                let model = from_pretrained(ctx, &self.mim, &cfg, seed).map_err(e)?;
+                self.seg_preview = Some(SegPreview::new(ctx, &model).map_err(e)?);
+                self.seg_scores = None;
+                self.curves.clear_prefix("segment");
+                Active::Segment(Box::new(
+                    SegmentPhase::new(ctx, model, val, batch, steps, seed).map_err(e)?,
+                ))
+            }
         })
     }
 
@@ -350,6 +406,7 @@ impl Session {
             Active::Tokenizer(p) => p.poll(&self.ctx, &mut events),
             Active::Pretrain(p) => p.poll(&self.ctx, &mut events),
             Active::Finetune(p) => p.poll(&self.ctx, &mut events),
+            Active::Segment(p) => p.poll(&self.ctx, &mut events),
         };
         let kind = active.kind();
         let images = active.core().images_per_step();
@@ -376,8 +433,14 @@ impl Session {
             return;
         };
         let submitted = (|| -> Result<(), ModelError> {
-            if let Active::Finetune(p) = active {
-                p.submit_validation(&self.ctx)?;
+            match active {
+                Active::Finetune(p) => {
+                    p.submit_validation(&self.ctx)?;
+                }
+                Active::Segment(p) => {
+                    p.submit_validation(&self.ctx)?;
+                }
+                _ => {}
             }
             while want
                 && active.core().submitted < active.core().total
@@ -392,6 +455,12 @@ impl Session {
                     }
                     Active::Finetune(p) => {
                         p.submit(&self.ctx, &self.train, &mut self.rng, &self.settings)?
+                    }
+                    Active::Segment(p) => {
+                        let Some((_, train, _)) = &self.seg_data else {
+                            break;
+                        };
+                        p.submit(&self.ctx, train, &mut self.rng, &self.settings)?
                     }
                 }
                 self.frames_since_submit = 0;
@@ -412,6 +481,7 @@ impl Session {
         }
         let finished = match active {
             Active::Finetune(p) => p.core.finished() && !p.validation_pending(),
+            Active::Segment(p) => p.core.finished() && !p.validation_pending(),
             other => other.core().finished(),
         };
         if finished {
@@ -424,6 +494,7 @@ impl Session {
             PhaseKind::Tokenizer => self.tokenizer_version += 1,
             PhaseKind::Pretrain => self.mim_version += 1,
             PhaseKind::Finetune => {}
+            PhaseKind::Segment => self.seg_version += 1,
         }
     }
 
@@ -451,6 +522,11 @@ impl Session {
                             (Panel::Accuracy, "pretrain MIM accuracy".to_string()),
                             "pretrain".to_string(),
                         ),
+                        PhaseKind::Segment => (
+                            "segment loss".to_string(),
+                            (Panel::Accuracy, "segment pixel accuracy".to_string()),
+                            "segment".to_string(),
+                        ),
                         PhaseKind::Finetune => {
                             let n = format!("fine-tune ({ft_name})");
                             (
@@ -474,6 +550,15 @@ impl Session {
                     self.curves
                         .push(Panel::Accuracy, &n, step as f64, accuracy as f64);
                 }
+                PhaseEvent::Segmentation { step, ref scores } => {
+                    self.curves.push(
+                        Panel::Accuracy,
+                        "segment validation mIoU",
+                        step as f64,
+                        scores.miou,
+                    );
+                    self.seg_scores = Some((step, scores.clone()));
+                }
             }
         }
         if events.iter().any(|e| matches!(e, PhaseEvent::Step(_))) {
@@ -487,7 +572,9 @@ impl Session {
         };
         let kind = active.kind();
         self.finished[kind.index()] = true;
-        if let Active::Finetune(p) = active {
+        if let Active::Segment(p) = active {
+            self.segmenter = Some(p.model);
+        } else if let Active::Finetune(p) = active {
             let scratch_follows = p.name == "pretrained" && self.scratch_next;
             // The pretrained model's classifier is the one kept; a scratch run is only for comparison.
             if p.name == "pretrained" {

@@ -16,9 +16,9 @@ pub struct Settings {
     pub preset: String,
     pub batch: u32,
     /// Steps of each phase, indexed by [`PhaseKind::index`].
-    pub steps: [u32; 3],
+    pub steps: [u32; 4],
     /// Peak learning rate of each phase (warm-up over a tenth, then cosine to 1%).
-    pub lr: [f32; 3],
+    pub lr: [f32; 4],
     /// Fraction of the patches masked in each pretraining image (BEiT: 0.4).
     pub mask_ratio: f32,
     pub masking: MaskMode,
@@ -34,15 +34,15 @@ impl Settings {
         // On a GPU, batch 16 keeps a tiny step near 35 ms on an H100, so a frame never waits longer than that
         // behind training; a larger batch trains faster per image but makes frames wait for longer steps.
         let (preset, batch, steps) = if cpu {
-            ("micro", 32, [200, 300, 300])
+            ("micro", 32, [200, 300, 300, 300])
         } else {
-            ("tiny", 16, [1000, 4000, 2000])
+            ("tiny", 16, [1000, 4000, 2000, 2000])
         };
         Self {
             preset: preset.into(),
             batch,
             steps,
-            lr: [2e-3, 1.5e-3, 3e-3],
+            lr: [2e-3, 1.5e-3, 3e-3, 2e-3],
             mask_ratio: 0.4,
             masking: MaskMode::Blockwise,
             compare_scratch: false,
@@ -95,7 +95,7 @@ mod tests {
         let s = Settings::chosen(false, Some("micro"), Some(8));
         assert_eq!(
             (s.preset.as_str(), s.batch, s.steps),
-            ("micro", 8, [200, 300, 300])
+            ("micro", 8, [200, 300, 300, 300])
         );
         let g = Settings::chosen(false, None, None);
         assert_eq!((g.preset.as_str(), g.batch), ("tiny", 16));

@@ -26,6 +26,8 @@ pub struct WindowOptions {
     pub save_view_after: Option<f64>,
     /// Open the guided lesson at this chapter (1-based).
     pub lesson: Option<usize>,
+    /// Run this phase alone as soon as the app is up (as its "run alone" button does).
+    pub run: Option<super::phases::PhaseKind>,
 }
 
 /// Largest single buffer any preset of the app needs at its default batch.
@@ -77,10 +79,12 @@ pub struct Shell {
     opts: WindowOptions,
     started: bool,
     /// Progress last written to the console (web): (phase steps done, seconds since opening).
-    logged: ([u32; 3], f64),
+    logged: ([u32; 4], f64),
     logged_query: Option<usize>,
     /// Lesson chapter last written to the console (web).
     logged_lesson: Option<usize>,
+    /// The segmentation prediction (image, model version) and validation step last reported.
+    logged_segment: (Option<(u64, u64)>, Option<u32>),
     logged_error: Option<String>,
     logged_notice: Option<String>,
     /// Data view buttons whose position has been printed.
@@ -125,12 +129,13 @@ impl Shell {
             opened: Instant::now(),
             opts,
             started: false,
-            logged: ([0; 3], 0.0),
+            logged: ([0; 4], 0.0),
             logged_query: None,
             logged_lesson: None,
             logged_error: None,
             logged_notice: None,
             logged_buttons: Vec::new(),
+            logged_segment: (None, None),
             memory: Vec::new(),
         };
         if let Some(v) = shell.opts.view {
@@ -211,6 +216,7 @@ impl Shell {
                     }
                     super::phases::PhaseKind::Pretrain => "pretrain MIM loss".to_string(),
                     super::phases::PhaseKind::Finetune => "fine-tune (pretrained) loss".to_string(),
+                    super::phases::PhaseKind::Segment => "segment loss".to_string(),
                 };
                 let last = s.curves.last(super::curves::Panel::Loss, &loss);
                 lines.push(format!(
@@ -278,16 +284,47 @@ impl Shell {
             }
             self.logged_lesson = chapter;
         }
+        if let Some(s) = self.app.session.as_ref() {
+            let prediction = s
+                .seg_preview
+                .as_ref()
+                .and_then(|p| p.result.as_ref())
+                .map(|r| r.key);
+            if self.app.view == View::Segment
+                && prediction.is_some()
+                && prediction != self.logged_segment.0
+            {
+                if let Some((image, version)) = prediction {
+                    lines.push(format!(
+                        "beitlab segment: prediction for image {image} from model version {version}"
+                    ));
+                }
+                self.logged_segment.0 = prediction;
+            }
+            let scored = s.seg_scores.as_ref().map(|(step, _)| *step);
+            if scored.is_some() && scored != self.logged_segment.1 {
+                if let Some((step, scores)) = &s.seg_scores {
+                    lines.push(format!(
+                        "beitlab segment: validation after step {step} mIoU {:.4} pixel accuracy {:.4}",
+                        scores.miou, scores.pixel_accuracy
+                    ));
+                }
+                self.logged_segment.1 = scored;
+            }
+        }
         lines
     }
 }
 
 impl eframe::App for Shell {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        if self.opts.start && !self.started {
+        if (self.opts.start || self.opts.run.is_some()) && !self.started {
             self.started = true;
             if let Some(s) = self.app.session.as_mut() {
-                s.start();
+                match self.opts.run {
+                    Some(kind) => s.run_phase(kind),
+                    None => s.start(),
+                }
             }
         }
         self.app.frame(ui);

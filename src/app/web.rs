@@ -1,5 +1,5 @@
 //! The browser entry: eframe's web runner on the page's `<canvas id="beitlab">`, wgpu on WebGPU only (WebGL has no
-//! compute shaders), options from the page's query string (`?start`, `?view=attention`, `?preset=micro`,
+//! compute shaders), options from the page's query string (`?start`, `?run=segment`, `?view=attention`, `?preset=micro`,
 //! `?batch=16`). Failures are written into the page's `#status` element in plain words.
 
 use eframe::wasm_bindgen::JsCast;
@@ -33,6 +33,13 @@ fn options_from_url() -> WindowOptions {
                 }
             },
             "batch" => opts.batch = v.parse().ok(),
+            "run" => match super::phases::PhaseKind::from_name(v) {
+                Ok(kind) => opts.run = Some(kind),
+                Err(e) => {
+                    log::error!("{e}");
+                    status(&e);
+                }
+            },
             _ => {}
         }
     }

@@ -22,7 +22,7 @@ pub struct AppArgs {
     /// When the window closes, write frame times and progress to this JSON file.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Open on this view: mim, tokens, codebook, attention, paint, curves, status or data.
+    /// Open on this view: mim, tokens, codebook, attention, paint, segment, curves, status or data.
     #[arg(long, value_parser = crate::app::View::from_name)]
     pub view: Option<crate::app::View>,
     /// Save the view as a PNG (beitlab-VIEW.png) after this many seconds, as the "Save view as PNG" button does.
@@ -32,6 +32,9 @@ pub struct AppArgs {
     /// tokens, attention, fine-tuning.
     #[arg(long, value_parser = crate::app::lesson::parse_chapter)]
     pub lesson: Option<usize>,
+    /// Run one phase alone as soon as the window opens: tokenizer, pretrain, fine-tune or segment.
+    #[arg(long, value_parser = crate::app::phases::PhaseKind::from_name)]
+    pub run: Option<crate::app::phases::PhaseKind>,
 }
 
 /// Open the window.
@@ -45,5 +48,6 @@ pub fn run(args: AppArgs) -> Result<(), String> {
         view: args.view,
         save_view_after: args.save_view_after,
         lesson: args.lesson,
+        run: args.run,
     })
 }

@@ -22,18 +22,6 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// The model's class names in label order (`id2label`), or numbers when it has none.
-fn model_classes(cfg: &BeitConfig) -> Vec<String> {
-    (0..cfg.labels())
-        .map(|i| {
-            cfg.id2label
-                .get(&i.to_string())
-                .cloned()
-                .unwrap_or_else(|| i.to_string())
-        })
-        .collect()
-}
-
 /// Run `beitlab eval`.
 pub fn run(args: &EvalArgs) -> Result<(), String> {
     let folder = model_folder(&args.model);
@@ -61,7 +49,7 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         ));
     }
     // The data's classes are matched to the model's by name (a folder may hold some of them, in any order).
-    let classes = model_classes(&ck.config);
+    let classes = ck.config.class_names();
     let ds = ds.with_classes_of(&classes).map_err(|e| e.to_string())?;
     let ctx = device(&model_requirements(&ck.config, 64))?;
     let model = BeitModel::load(&ctx, &folder, None).map_err(|e| e.to_string())?;
@@ -122,7 +110,7 @@ fn run_segmentation(
     folder: &std::path::Path,
     cfg: &BeitConfig,
 ) -> Result<(), String> {
-    use super::segment::{class_names, print_scores, scores_json, BUILTIN_CANVAS};
+    use super::segment::{print_scores, scores_json, BUILTIN_CANVAS};
     let spec = if args.data == "builtin" {
         "builtin-seg"
     } else {
@@ -157,7 +145,7 @@ fn run_segmentation(
     let model = BeitModel::load(&ctx, folder, None).map_err(|e| e.to_string())?;
     let scores = crate::train::segment::evaluate_segmentation(&ctx, &model, &ds, 16)
         .map_err(|e| e.to_string())?;
-    let names = class_names(cfg);
+    let names = cfg.class_names();
     if args.json {
         println!("{}", scores_json(&scores, &names, &ds.source, ds.len()));
     } else {

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::common::device;
 use super::experiment::{mean_std, ExperimentArgs};
 use super::pretrain::PretrainArgs;
-use super::segment::{class_names, load_seg_data, parse_head, starting_model};
+use super::segment::{load_seg_data, parse_head, starting_model};
 use crate::data::augment::Augment;
 use crate::train::run_dir::{RunDir, RunMode};
 use crate::train::segment::{
@@ -125,12 +125,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         let pre = pair.pop().ok_or("no pretrained result")?;
         rows.push([pre, scratch]);
     }
-    let names = class_names(&segmentation_config(
-        &sized,
-        &train_set.class_names,
-        head,
-        0.1,
-    ));
+    let names = segmentation_config(&sized, &train_set.class_names, head, 0.1).class_names();
     let md = report(
         args,
         &rows,

@@ -256,18 +256,6 @@ pub fn scores_json(
     serde_json::json!({"pixel_accuracy": scores.pixel_accuracy, "miou": scores.miou, "iou": iou, "pixels": scores.pixels, "images": images, "data": source})
 }
 
-/// The class names of a model, in label order.
-pub fn class_names(cfg: &BeitConfig) -> Vec<String> {
-    (0..cfg.labels())
-        .map(|i| {
-            cfg.id2label
-                .get(&i.to_string())
-                .cloned()
-                .unwrap_or_else(|| i.to_string())
-        })
-        .collect()
-}
-
 /// Run `beitlab segment`.
 pub fn run(args: &SegmentArgs) -> Result<(), String> {
     let out = run_folder(&args.out, &args.resume)?;
@@ -379,7 +367,7 @@ pub fn run(args: &SegmentArgs) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let scores = evaluate_segmentation(&ctx, &model, &val_set, batch).map_err(|e| e.to_string())?;
-    let model_names = class_names(&model.cfg);
+    let model_names = model.cfg.class_names();
     if args.json {
         println!(
             "{}",

@@ -378,6 +378,18 @@ impl BeitConfig {
         })
     }
 
+    /// The class names in label order (`id2label`), numbers where it has none.
+    pub fn class_names(&self) -> Vec<String> {
+        (0..self.labels())
+            .map(|i| {
+                self.id2label
+                    .get(&i.to_string())
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string())
+            })
+            .collect()
+    }
+
     /// Patch grid side (image_size / patch_size).
     pub fn grid(&self) -> u32 {
         self.image_size / self.patch_size

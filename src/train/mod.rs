@@ -22,5 +22,4 @@ pub mod record;
 pub mod run_dir;
 pub mod runner;
 pub mod schedule;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod segment;

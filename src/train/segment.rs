@@ -3,17 +3,26 @@
 //! drop path, warm-up + cosine, one random resized crop + flip per image and label map. Evaluation: pixel
 //! accuracy, per-class IoU and their mean over the classes present, on whole images resized to the model.
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::checkpoint::{save_run, start_or_resume};
+#[cfg(not(target_arch = "wasm32"))]
 use super::metrics::StepMetrics;
+#[cfg(not(target_arch = "wasm32"))]
 use super::runner::StepRunner;
+#[cfg(not(target_arch = "wasm32"))]
 use super::schedule::warmup_cosine;
 use crate::data::augment::Augment;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::data::segmentation::{augment_pair, eval_pair, SegDataset, IGNORE};
-use crate::gpu::{Dispatch, GpuContext, GpuSlice};
+use crate::gpu::GpuContext;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::{Dispatch, GpuSlice};
 use crate::model::checkpoint::BeitModel;
 use crate::model::SegmentationHead;
 use crate::model::{Architecture, BeitConfig, BeitGraph, GraphOptions, MimRows, ModelError};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::ops::spatial::{argmax_channels, ImageShape};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::rng::Rng;
 
 /// The segmentation config made from a (pretraining or classification) config: no final norm, one relative
@@ -69,7 +78,7 @@ impl SegmentOptions {
     }
 }
 
-fn graph_for(
+pub fn graph_for(
     ctx: &GpuContext,
     model: &BeitModel,
     batch: u32,
@@ -95,6 +104,7 @@ fn graph_for(
     )
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Fine-tune `model` (a segmentation model) on `data`. Reported loss: mean per-pixel cross-entropy over the
 /// labelled pixels; accuracy: pixel accuracy of the training crops.
 pub fn segment(
@@ -171,6 +181,50 @@ pub fn segment(
     Ok(())
 }
 
+impl SegScores {
+    /// Scores from per-class (intersection, labelled, predicted) pixel counts and the correct / scored totals.
+    pub fn from_counts(counts: &[(u64, u64, u64)], correct: u64, scored: u64) -> Self {
+        let iou: Vec<Option<f64>> = counts
+            .iter()
+            .map(|&(inter, lab, pred)| {
+                let union = lab + pred - inter;
+                (union > 0).then(|| inter as f64 / union as f64)
+            })
+            .collect();
+        let present: Vec<f64> = iou.iter().flatten().copied().collect();
+        Self {
+            pixel_accuracy: correct as f64 / scored.max(1) as f64,
+            miou: present.iter().sum::<f64>() / present.len().max(1) as f64,
+            iou,
+            pixels: scored,
+        }
+    }
+
+    /// Add the pixels of one predicted map to per-class (intersection, labelled, predicted) counts and the
+    /// (correct, scored) totals; ignored labels count for nothing.
+    pub fn count(
+        counts: &mut [(u64, u64, u64)],
+        totals: &mut (u64, u64),
+        predicted: &[u32],
+        labels: &[u32],
+    ) {
+        let k = counts.len();
+        for (&p, &t) in predicted.iter().zip(labels) {
+            if t as usize >= k || k == 0 {
+                continue;
+            }
+            let p = (p as usize).min(k - 1);
+            totals.1 += 1;
+            counts[t as usize].1 += 1;
+            counts[p].2 += 1;
+            if p == t as usize {
+                totals.0 += 1;
+                counts[p].0 += 1;
+            }
+        }
+    }
+}
+
 /// Scores of a segmentation model on labelled images.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SegScores {
@@ -184,6 +238,7 @@ pub struct SegScores {
     pub pixels: u64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Run `model` on `data` (whole images resized to the model's size, labels resized nearest) and score it.
 pub fn evaluate_segmentation(
     ctx: &GpuContext,
@@ -208,7 +263,8 @@ pub fn evaluate_segmentation(
     let aug = Augment::beit(size, cfg.num_channels);
     // (intersection, labelled, predicted) per class.
     let mut counts = vec![(0u64, 0u64, 0u64); k];
-    let (mut correct, mut scored) = (0u64, 0u64);
+    // (correct, scored) pixels.
+    let mut totals = (0u64, 0u64);
     for start in (0..data.len()).step_by(batch as usize) {
         let end = (start + batch as usize).min(data.len());
         let (mut px, mut lab) = (Vec::new(), Vec::new());
@@ -221,32 +277,7 @@ pub fn evaluate_segmentation(
         graph.write_batch(ctx, &px, None, Some(&lab))?;
         Dispatch::submit(ctx, "evaluate segmentation", &work)?;
         let pred = ctx.read_u32(&argmax)?;
-        for (&p, &t) in pred.iter().zip(&lab) {
-            if t == IGNORE || t as usize >= k {
-                continue;
-            }
-            let p = (p as usize).min(k - 1);
-            scored += 1;
-            counts[t as usize].1 += 1;
-            counts[p].2 += 1;
-            if p == t as usize {
-                correct += 1;
-                counts[p].0 += 1;
-            }
-        }
+        SegScores::count(&mut counts, &mut totals, &pred, &lab);
     }
-    let iou: Vec<Option<f64>> = counts
-        .iter()
-        .map(|&(inter, lab, pred)| {
-            let union = lab + pred - inter;
-            (union > 0).then(|| inter as f64 / union as f64)
-        })
-        .collect();
-    let present: Vec<f64> = iou.iter().flatten().copied().collect();
-    Ok(SegScores {
-        pixel_accuracy: correct as f64 / scored.max(1) as f64,
-        miou: present.iter().sum::<f64>() / present.len().max(1) as f64,
-        iou,
-        pixels: scored,
-    })
+    Ok(SegScores::from_counts(&counts, totals.0, totals.1))
 }

@@ -3,7 +3,8 @@
 // check that it became the query, drop an image file on the page and check that it became a sample, take a
 // screenshot. Then, in the data view: choose two images with the file picker (they become the dataset), choose a
 // folder with one sub-folder per class (it becomes a labelled dataset), save the checkpoint (a download, checked
-// to be a safetensors file with beitlab's metadata) and load that file back with the checkpoint picker.
+// to be a safetensors file with beitlab's metadata) and load that file back with the checkpoint picker. Then the
+// guided lesson from the address, and the segmentation phase run alone from the address on its view.
 // Fails on any console error or uncaught exception.
 //
 //   node web/test/e2e.mjs URL SCREENSHOT.png
@@ -62,9 +63,10 @@ async function waitFor(what, test, from = 0, withinMs = Infinity) {
 }
 
 function progress(text) {
-  const m = text.match(/beitlab progress: (\S+) steps \[(\d+), (\d+), (\d+)\] loss (\S+)/);
+  const m = text.match(/beitlab progress: (\S+) steps \[([\d, ]+)\] loss (\S+)/);
   if (!m) return null;
-  return { phase: m[1], steps: Number(m[2]) + Number(m[3]) + Number(m[4]), loss: Number(m[5]) };
+  const steps = m[2].split(",").reduce((sum, v) => sum + Number(v), 0);
+  return { phase: m[1], steps, loss: Number(m[3]) };
 }
 
 await page.goto(url);
@@ -193,6 +195,24 @@ await waitFor(
   (t) => t.includes("beitlab lesson: chapter 3 of 6 (Blockwise vs random masking) on the paint view"),
   from,
 );
+await lesson.close();
+// The segmentation phase run alone from the address, on the segmentation view: its steps train with a finite
+// loss and the view shows the model's prediction of a validation canvas.
+const seg = await context.newPage();
+seg.on("console", (msg) => {
+  const text = msg.text();
+  lines.push({ t: Date.now() - t0, text });
+  if (/beitlab (segment|error)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
+  if (msg.type() === "error" || text.includes("beitlab error")) failures.push(`console error: ${text}`);
+});
+seg.on("pageerror", (err) => failures.push(`uncaught exception: ${err.message}`));
+from = lines.length;
+await seg.goto(url.replace(/\?.*$/, "?run=segment&view=segment&batch=8"));
+const segSteps = await waitFor("3 segmentation steps with a finite loss", (t) => {
+  const p = progress(t);
+  return p && p.phase === "segment" && p.steps >= 3 && Number.isFinite(p.loss) ? p : null;
+}, from);
+await waitFor("the segmentation view's prediction", (t) => t.includes("beitlab segment: prediction for image 0"), from);
 if (failures.length) fail(failures[0]);
 console.log(
   `PASS: first training step after ${(first.t / 1000).toFixed(1)} s (page load to the first report), ` +
@@ -200,6 +220,7 @@ console.log(
     `attention query ${clicked.r} after the click, a dropped image became sample 1, two picked images became the ` +
     `dataset, a picked folder became 5 images in 2 classes, the checkpoint downloaded (${download.suggestedFilename()}, ` +
     `${(bytes.length / 1e6).toFixed(2)} MB, ${tensors.length} tensors) and loaded back, ?lesson=3 opened chapter 3 ` +
-    `on the paint view; screenshot ${shot}`,
+    `on the paint view, ?run=segment trained ${segSteps.r.steps} segmentation steps (loss ${segSteps.r.loss}) and ` +
+    `the segmentation view drew its prediction; screenshot ${shot}`,
 );
 await context.close();

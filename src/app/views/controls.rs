@@ -53,6 +53,7 @@ pub fn top(app: &mut BeitApp, ui: &mut egui::Ui) {
                 PhaseKind::Tokenizer => "Tokenizer",
                 PhaseKind::Pretrain => "Pretrain",
                 PhaseKind::Finetune => "Fine-tune",
+                PhaseKind::Segment => "Segment",
             };
             if ui
                 .button(label)

@@ -9,6 +9,7 @@ mod files;
 mod lesson;
 mod mim;
 mod paint;
+pub mod segment;
 mod status;
 mod tokens;
 
@@ -61,6 +62,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
             View::Curves => curves::show(app, ui),
             View::Status => status::show(app, ui),
             View::Files => files::show(app, ui),
+            View::Segment => segment::show(app, ui),
         });
     });
 }
