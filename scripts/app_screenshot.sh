@@ -102,7 +102,7 @@ python3 - "$WORK/report.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"adapter: {r['adapter']}")
-print(f"preset {r['preset']}: steps done (tokenizer, pretrain, fine-tune) {r['steps_done']}, "
+print(f"preset {r['preset']}: steps done (tokenizer, pretrain, fine-tune, segment) {r['steps_done']}, "
       f"{(r['images_per_s'] or 0):.0f} images/s, last MIM loss {r['last_pretrain_loss']}")
 print(f"frame time while training over {r['training_frames']} frames: mean {r['frame_ms_mean']:.1f} ms, "
       f"median {r['frame_ms_p50']:.1f} ms, 95th percentile {r['frame_ms_p95']:.1f} ms, max {r['frame_ms_max']:.1f} ms")
