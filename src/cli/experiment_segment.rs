@@ -27,7 +27,8 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         "builtin" | "builtin-seg" => "builtin-seg",
         other => other,
     };
-    let (train_set, val_set) = load_seg_data(data, base.num_channels, size)?;
+    let (train_set, val_set) =
+        load_seg_data(data, args.data.val_data.as_deref(), base.num_channels, size)?;
     let pretrain_data = if data == "builtin-seg" {
         "builtin".to_string()
     } else {

@@ -39,6 +39,9 @@ pub struct SegmentArgs {
     /// folder (images/{training,validation}, annotations/{training,validation}, optional classes.txt).
     #[arg(long, default_value = "builtin-seg")]
     pub data: String,
+    /// Score on the validation part of this set (`builtin-seg` or an ADE20K-layout folder) instead of --data's.
+    #[arg(long)]
+    pub val_data: Option<String>,
     /// `linear` (a classifier per patch, upsampled) or `pyramid` (four blocks' features as a 4-scale pyramid).
     #[arg(long, default_value = "linear")]
     pub head: String,
@@ -92,6 +95,8 @@ struct SegmentSettings {
     scratch: bool,
     preset: String,
     data: String,
+    #[serde(default)]
+    val_data: Option<String>,
     head: String,
     image_size: Option<u32>,
     patch_size: Option<u32>,
@@ -112,6 +117,7 @@ impl SegmentSettings {
             scratch: a.scratch,
             preset: a.preset.clone(),
             data: a.data.clone(),
+            val_data: a.val_data.clone(),
             head: a.head.clone(),
             image_size: a.image_size,
             patch_size: a.patch_size,
@@ -127,16 +133,22 @@ impl SegmentSettings {
     }
 }
 
-/// Training and validation parts of `spec` for a model of `channels` at `size` pixels (skipped pairs on stderr).
+/// The training part of `spec` and the validation part of `val_spec` (default: `spec`'s), for a model of
+/// `channels` at `size` pixels (skipped pairs on stderr).
 pub fn load_seg_data(
     spec: &str,
+    val_spec: Option<&str>,
     channels: u32,
     size: u32,
 ) -> Result<(SegDataset, SegDataset), String> {
     let decode = Decode::for_model(channels, size);
-    let open =
-        |split| SegDataset::open(spec, split, decode, BUILTIN_CANVAS).map_err(|e| e.to_string());
-    let (train, val) = (open(Split::Train)?, open(Split::Val)?);
+    let open = |spec, split| {
+        SegDataset::open(spec, split, decode, BUILTIN_CANVAS).map_err(|e| e.to_string())
+    };
+    let (train, val) = (
+        open(spec, Split::Train)?,
+        open(val_spec.unwrap_or(spec), Split::Val)?,
+    );
     for set in [&train, &val] {
         if let Some(s) = set.skipped_summary() {
             eprintln!("note: {}: {s}", set.source);
@@ -149,11 +161,12 @@ pub fn load_seg_data(
         ));
     }
     println!(
-        "data: {} training and {} validation images with label maps, {} classes ({})",
+        "data: {} training and {} validation images with label maps, {} classes ({}; validation: {})",
         train.len(),
         val.len(),
         train.classes(),
-        train.source
+        train.source,
+        val.source
     );
     Ok((train, val))
 }
@@ -288,7 +301,8 @@ pub fn run(args: &SegmentArgs) -> Result<(), String> {
             (cfg.num_channels, cfg.image_size)
         }
     };
-    let (train_set, val_set) = load_seg_data(&settings.data, channels, size)?;
+    let (train_set, val_set) =
+        load_seg_data(&settings.data, settings.val_data.as_deref(), channels, size)?;
     let names = train_set.class_names.clone();
     let batch = settings.batch;
     let steps = args.epochs.map_or(args.steps, |e| {
