@@ -25,6 +25,7 @@ pub mod shell;
 pub mod snapshot;
 pub mod textures;
 pub mod time;
+pub mod validation;
 mod views;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

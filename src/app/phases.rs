@@ -5,10 +5,11 @@
 //! non-finite loss.
 
 use super::settings::{MaskMode, Settings};
+use super::validation::ValidationPasses;
 use crate::data::augment::Augment;
 use crate::data::dataset::Dataset;
 use crate::data::masking::{random_mask, BlockMasking};
-use crate::gpu::{Dispatch, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
+use crate::gpu::{GpuContext, GpuSlice};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
 use crate::rng::Rng;
 use crate::tokenizer::batches as tktrain;
@@ -394,14 +395,11 @@ pub struct FinetunePhase {
     pub name: &'static str,
     graph: BeitGraph,
     eval: BeitGraph,
-    eval_ring: ReadbackRing,
-    /// (ticket, step, batch index) of validation batches in flight; sums per step.
-    eval_pending: Vec<(ReadbackTicket, u32)>,
+    validation: ValidationPasses,
+    /// Per step being validated: (Σ correct, batches back).
     eval_sums: Vec<(u32, f32, u32)>,
     /// Validation batches: (pixels, labels), evaluation views.
     val_batches: Vec<(Vec<f32>, Vec<u32>)>,
-    /// Validation passes still to submit: (step, next batch).
-    eval_queue: Vec<(u32, usize)>,
     aug: Augment,
     batch: u32,
     seed: u64,
@@ -443,7 +441,7 @@ impl FinetunePhase {
         let eval_aug = Augment::beit(cfg.image_size, cfg.num_channels);
         // Up to 8 batches of the validation set, fixed for the whole run.
         let count = (val.len() / batch as usize).clamp(1, 8) * batch as usize;
-        let val_batches = (0..count)
+        let val_batches: Vec<(Vec<f32>, Vec<u32>)> = (0..count)
             .step_by(batch as usize)
             .map(|start| {
                 let idx: Vec<usize> = (start..start + batch as usize)
@@ -462,11 +460,9 @@ impl FinetunePhase {
             name,
             graph,
             eval,
-            eval_ring: ReadbackRing::new(ctx, 4, 8),
-            eval_pending: Vec::new(),
+            validation: ValidationPasses::new(ctx, val_batches.len(), 8),
             eval_sums: Vec::new(),
             val_batches,
-            eval_queue: Vec::new(),
             aug,
             batch,
             seed,
@@ -496,51 +492,25 @@ impl FinetunePhase {
         self.graph.set_drop_path_step(ctx, self.seed, step);
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Finetune.index()]);
         self.core.submit(lr, None, self.batch);
-        let every = (self.core.total / 10).max(1);
-        if step.is_multiple_of(every) || step == self.core.total {
-            self.eval_queue.push((step, 0));
-        }
+        self.validation.after_step(step, self.core.total);
         Ok(())
     }
 
     /// Submit at most one validation batch (a forward pass; its stats come back through the ring).
     pub fn submit_validation(&mut self, ctx: &GpuContext) -> Result<bool, ModelError> {
-        let Some(&(step, next)) = self.eval_queue.first() else {
-            return Ok(false);
-        };
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("validation"),
-            });
-        let (px, lab) = &self.val_batches[next];
-        self.eval.write_batch(ctx, px, None, Some(lab))?;
-        Dispatch::record_all(&mut enc, "validation", &self.eval.forward);
-        let Some(ticket) = self.eval_ring.record(&mut enc, &self.eval.stats) else {
-            return Ok(false);
-        };
-        ctx.queue.submit([enc.finish()]);
-        self.eval_ring.after_submit();
-        self.eval_pending.push((ticket, step));
-        if next + 1 == self.val_batches.len() {
-            self.eval_queue.remove(0);
-        } else {
-            self.eval_queue[0].1 += 1;
-        }
-        Ok(true)
+        let (eval, batches) = (&self.eval, &self.val_batches);
+        let write = |b: usize| eval.write_batch(ctx, &batches[b].0, None, Some(&batches[b].1));
+        self.validation
+            .submit(ctx, write, &self.eval.forward, &self.eval.stats)
     }
 
     /// Validation passes not yet reported.
     pub fn validation_pending(&self) -> bool {
-        !self.eval_queue.is_empty() || !self.eval_pending.is_empty()
+        self.validation.busy()
     }
 
     pub fn poll(&mut self, ctx: &GpuContext, events: &mut Vec<PhaseEvent>) -> Result<(), String> {
-        for (ticket, bytes) in self.eval_ring.collect(ctx) {
-            let Some(pos) = self.eval_pending.iter().position(|(t, _)| *t == ticket) else {
-                continue;
-            };
-            let (_, step) = self.eval_pending.remove(pos);
+        for (step, _, bytes) in self.validation.collect(ctx) {
             let stats: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
             let entry = match self.eval_sums.iter_mut().find(|e| e.0 == step) {
                 Some(e) => e,

@@ -5,9 +5,10 @@
 
 use super::phases::{schedule, PhaseCore, PhaseEvent, PhaseKind};
 use super::settings::Settings;
+use super::validation::ValidationPasses;
 use crate::data::augment::Augment;
 use crate::data::segmentation::{augment_pair, eval_pair, SegDataset, IGNORE};
-use crate::gpu::{Dispatch, GpuContext, GpuSlice, ReadbackRing, ReadbackTicket};
+use crate::gpu::{Dispatch, GpuContext, GpuSlice};
 use crate::model::{BeitGraph, BeitModel, ModelError};
 use crate::ops::spatial::{argmax_channels, ImageShape};
 use crate::rng::Rng;
@@ -28,15 +29,11 @@ pub struct SegmentPhase {
     /// The eval forward followed by the argmax of its logits into `predicted` (B, S, S) u32.
     eval_work: Vec<Dispatch>,
     predicted: GpuSlice,
-    eval_ring: ReadbackRing,
-    /// (ticket, step, batch index) of validation batches in flight.
-    eval_pending: Vec<(ReadbackTicket, u32, usize)>,
+    validation: ValidationPasses,
     /// Passes being summed, by step.
     passes: Vec<(u32, PassCounts)>,
     /// Validation batches: (pixels, labels), whole canvases resized to the model.
     val_batches: Vec<(Vec<f32>, Vec<u32>)>,
-    /// Validation passes still to submit: (step, next batch).
-    eval_queue: Vec<(u32, usize)>,
     aug: Augment,
     batch: u32,
     seed: u64,
@@ -76,7 +73,7 @@ impl SegmentPhase {
         )?);
         let eval_aug = Augment::beit(size, cfg.num_channels);
         let count = (val.len() / batch as usize).clamp(1, VAL_BATCHES) * batch as usize;
-        let val_batches = (0..count)
+        let val_batches: Vec<(Vec<f32>, Vec<u32>)> = (0..count)
             .step_by(batch as usize)
             .map(|start| {
                 let (mut px, mut lab) = (Vec::new(), Vec::new());
@@ -98,12 +95,14 @@ impl SegmentPhase {
             graph,
             eval,
             eval_work,
-            eval_ring: ReadbackRing::new(ctx, 4, 4 * (batch as usize * pixels) as u64),
+            validation: ValidationPasses::new(
+                ctx,
+                val_batches.len(),
+                4 * (batch as usize * pixels) as u64,
+            ),
             predicted,
-            eval_pending: Vec::new(),
             passes: Vec::new(),
             val_batches,
-            eval_queue: Vec::new(),
             aug,
             batch,
             seed,
@@ -141,52 +140,26 @@ impl SegmentPhase {
         let lr = schedule(step, self.core.total, s.lr[PhaseKind::Segment.index()]);
         // The loss is already a mean over the labelled pixels.
         self.core.submit(lr, None, 1);
-        let every = (self.core.total / 10).max(1);
-        if step.is_multiple_of(every) || step == self.core.total {
-            self.eval_queue.push((step, 0));
-        }
+        self.validation.after_step(step, self.core.total);
         Ok(())
     }
 
     /// Submit at most one validation batch (forward + argmax; the classes come back through the ring).
     pub fn submit_validation(&mut self, ctx: &GpuContext) -> Result<bool, ModelError> {
-        let Some(&(step, next)) = self.eval_queue.first() else {
-            return Ok(false);
-        };
-        let (px, lab) = &self.val_batches[next];
-        self.eval.write_batch(ctx, px, None, Some(lab))?;
-        let mut enc = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("segmentation validation"),
-            });
-        Dispatch::record_all(&mut enc, "segmentation validation", &self.eval_work);
-        let Some(ticket) = self.eval_ring.record(&mut enc, &self.predicted) else {
-            return Ok(false);
-        };
-        ctx.queue.submit([enc.finish()]);
-        self.eval_ring.after_submit();
-        self.eval_pending.push((ticket, step, next));
-        if next + 1 == self.val_batches.len() {
-            self.eval_queue.remove(0);
-        } else {
-            self.eval_queue[0].1 += 1;
-        }
-        Ok(true)
+        let (eval, batches) = (&self.eval, &self.val_batches);
+        let write = |b: usize| eval.write_batch(ctx, &batches[b].0, None, Some(&batches[b].1));
+        self.validation
+            .submit(ctx, write, &self.eval_work, &self.predicted)
     }
 
     /// Validation passes not yet reported.
     pub fn validation_pending(&self) -> bool {
-        !self.eval_queue.is_empty() || !self.eval_pending.is_empty()
+        self.validation.busy()
     }
 
     pub fn poll(&mut self, ctx: &GpuContext, events: &mut Vec<PhaseEvent>) -> Result<(), String> {
         let classes = self.model.cfg.labels() as usize;
-        for (ticket, bytes) in self.eval_ring.collect(ctx) {
-            let Some(pos) = self.eval_pending.iter().position(|(t, ..)| *t == ticket) else {
-                continue;
-            };
-            let (_, step, batch) = self.eval_pending.remove(pos);
+        for (step, batch, bytes) in self.validation.collect(ctx) {
             let predicted: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
             let i = match self.passes.iter().position(|p| p.0 == step) {
                 Some(i) => i,
@@ -199,7 +172,7 @@ impl SegmentPhase {
             let (counts, totals, done) = &mut self.passes[i].1;
             SegScores::count(counts, totals, &predicted, &self.val_batches[batch].1);
             *done += 1;
-            if *done == self.val_batches.len() {
+            if *done == self.validation.batches() {
                 let scores = SegScores::from_counts(counts, totals.0, totals.1);
                 events.push(PhaseEvent::Segmentation { step, scores });
                 self.passes.remove(i);

@@ -286,39 +286,30 @@ pub fn run(args: &SegmentArgs) -> Result<(), String> {
         return Err("give --init DIR (a pretrained run or model) or --scratch".into());
     }
     let head = parse_head(&settings.head)?;
-    // The input size and channels decide how the data is decoded.
-    let (channels, size) = match &settings.init {
+    // The encoder's config at the run's input size: its channels and size decide how the data is decoded.
+    let base_cfg = match &settings.init {
         Some(dir) => {
-            let ck = crate::model::checkpoint::read_folder(&model_folder(dir))
-                .map_err(|e| e.to_string())?;
-            (
-                ck.config.num_channels,
-                settings.image_size.unwrap_or(ck.config.image_size),
-            )
+            let mut c = crate::model::checkpoint::read_folder(&model_folder(dir))
+                .map_err(|e| e.to_string())?
+                .config;
+            c.image_size = settings.image_size.unwrap_or(c.image_size);
+            c
         }
-        None => {
-            let cfg = sized_preset(&settings.preset, settings.image_size, settings.patch_size)?;
-            (cfg.num_channels, cfg.image_size)
-        }
+        None => sized_preset(&settings.preset, settings.image_size, settings.patch_size)?,
     };
-    let (train_set, val_set) =
-        load_seg_data(&settings.data, settings.val_data.as_deref(), channels, size)?;
+    let (train_set, val_set) = load_seg_data(
+        &settings.data,
+        settings.val_data.as_deref(),
+        base_cfg.num_channels,
+        base_cfg.image_size,
+    )?;
     let names = train_set.class_names.clone();
     let batch = settings.batch;
     let steps = args.epochs.map_or(args.steps, |e| {
         super::common::steps_for_epochs(e, train_set.len(), batch)
     });
-    let probe_cfg = match &settings.init {
-        Some(dir) => {
-            let mut c = crate::model::checkpoint::read_folder(&model_folder(dir))
-                .map_err(|e| e.to_string())?
-                .config;
-            c.image_size = size;
-            c
-        }
-        None => sized_preset(&settings.preset, settings.image_size, settings.patch_size)?,
-    };
-    let req_cfg = segmentation_config(&probe_cfg, &names, head, settings.drop_path);
+    let req_cfg = segmentation_config(&base_cfg, &names, head, settings.drop_path);
+    req_cfg.validate().map_err(|e| e.to_string())?;
     let ctx = device(&super::common::model_requirements(&req_cfg, batch))?;
     let model = if resume {
         BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?

@@ -301,6 +301,12 @@ impl BeitConfig {
                 ))
                 }
                 Some(SegmentationHead::Pyramid) => {
+                    if self.grid() < 4 {
+                        return bad(format!(
+                            "the pyramid head pools the {0}x{0} patch grid twice; it needs a grid of at least 4x4 (a larger image or smaller patches)",
+                            self.grid()
+                        ));
+                    }
                     if self.out_indices.len() != 4 {
                         return bad(format!(
                             "the pyramid head reads 4 blocks but out_indices names {}",

@@ -220,4 +220,31 @@ fn segment_refusals_name_the_problem() {
         ],
     );
     assert!(err.contains("nowhere"), "{err}");
+    let mut args = segment_args(path(&out), "2");
+    args.extend(["--head", "pyramid", "--overwrite"]);
+    args[5] = "12"; // --image-size 12 with --patch-size 4: a 3x3 grid
+    let err = fails(&dir, &args);
+    assert!(err.contains("needs a grid of at least 4x4"), "{err}");
+    // A pretrained model keeps its patches.
+    let init = dir.join("init");
+    ok(&dir, &["init", "--preset", "micro", "--out", path(&init)]);
+    let err = fails(
+        &dir,
+        &[
+            "segment",
+            "--init",
+            path(&init),
+            "--patch-size",
+            "4",
+            "--steps",
+            "1",
+            "--out",
+            path(&out),
+            "--overwrite",
+        ],
+    );
+    assert!(
+        err.contains("--patch-size 4 differs from the pretrained model's 7"),
+        "{err}"
+    );
 }

@@ -118,12 +118,13 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
         return;
     }
     let side = size as usize;
-    let base = picture::chw_image(&pixels, c as usize, side, side);
-    let shown = 3.0 * 96.0_f32.max(side as f32 * 3.0).min(240.0) / 3.0;
+    // The pictures are only built when their cached textures are older than the image or the prediction.
+    let base = || picture::chw_image(&pixels, c as usize, side, side);
+    let shown = (3.0 * side as f32).clamp(96.0, 240.0);
     let textures = &mut app.textures;
     let gen = image_key.wrapping_mul(1_000_003);
-    let img_tex = textures.get(&ctx, "segment image", gen, || base.clone());
-    let truth_tex = textures.get(&ctx, "segment truth", gen, || overlay(&base, &labels));
+    let img_tex = textures.get(&ctx, "segment image", gen, base);
+    let truth_tex = textures.get(&ctx, "segment truth", gen, || overlay(&base(), &labels));
     let pred = preview
         .result
         .as_ref()
@@ -148,7 +149,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                 Some(p) => {
                     let key = p.key.0.wrapping_mul(1_000_003) ^ p.key.1;
                     let tex = textures.get(&ctx, "segment prediction", key, || {
-                        overlay(&base, &p.predicted)
+                        overlay(&base(), &p.predicted)
                     });
                     let r = super::picture(ui, tex, shown, Sense::hover());
                     app.views.image_rect = Some(r.rect);

@@ -243,11 +243,6 @@ impl Builder<'_> {
                 (Dense::Linear { mean, rstd }, map, g)
             }
             SegmentationHead::Pyramid => {
-                if g < 4 {
-                    return Err(ModelError::Config(format!(
-                        "the pyramid head pools the {g}x{g} patch grid twice; it needs a grid of at least 4x4"
-                    )));
-                }
                 let mut features = Vec::new();
                 for &i in &self.segment_feature_indices() {
                     let f = self.buf("feature map", (b * c * g * g) as u64);
