@@ -20,12 +20,13 @@ fn gpu() -> GpuContext {
     .expect("a Vulkan adapter (install mesa-vulkan-drivers)")
 }
 
+/// The micro preset (a 4 x 4 grid) at a small batch and few steps: the UI logic, quickly.
 fn small_settings() -> Settings {
     Settings {
         batch: 4,
         steps: [30, 30, 10, 10],
         seed: 3,
-        ..Settings::for_adapter(true)
+        ..Settings::for_preset("micro")
     }
 }
 
@@ -38,10 +39,19 @@ fn harness(settings: Settings) -> Harness<'static, BeitApp> {
 
 /// Run frames until `done` holds (the GPU works between frames; nothing in a frame waits for it).
 fn run_until(h: &mut Harness<'static, BeitApp>, what: &str, done: impl Fn(&BeitApp) -> bool) {
+    run_until_within(h, what, 240, done)
+}
+
+fn run_until_within(
+    h: &mut Harness<'static, BeitApp>,
+    what: &str,
+    seconds: u64,
+    done: impl Fn(&BeitApp) -> bool,
+) {
     let t0 = Instant::now();
     while !done(h.state()) {
         assert!(
-            t0.elapsed() < Duration::from_secs(240),
+            t0.elapsed() < Duration::from_secs(seconds),
             "timed out waiting for {what}"
         );
         if let Some(e) = h.state().session.as_ref().and_then(|s| s.error.clone()) {
@@ -110,6 +120,66 @@ fn start_runs_tokenizer_pretraining_and_finetuning_with_curves() {
         h.query_by_label("(nothing yet)").is_none(),
         "every curve panel has data"
     );
+}
+
+/// The CPU default (mini: a 7 x 7 grid, 64 codes, 400 + 400 steps of 16 images) learns to predict hidden tokens
+/// by the end of its pretraining phase: at least 40% of masked tokens right over the phase's last quarter, and
+/// most of the MIM view's samples with some patches right. About 3 minutes on llvmpipe.
+#[test]
+fn the_cpu_default_learns_to_predict_masked_tokens() {
+    let settings = Settings::for_adapter(true);
+    assert_eq!(settings.preset, "mini");
+    let mut h = harness(settings);
+    h.get_by_label("Start").click();
+    run_until_within(
+        &mut h,
+        "the default tokenizer and pretraining phases",
+        1200,
+        |a| {
+            a.session
+                .as_ref()
+                .is_some_and(|s| s.finished[PhaseKind::Pretrain.index()])
+        },
+    );
+    let s = h.state().session.as_ref().expect("session");
+    let acc = &s.curves.series[&(
+        beitlab::app::curves::Panel::Accuracy,
+        "pretrain MIM accuracy".to_string(),
+    )];
+    let tail = &acc[acc.len() * 3 / 4..];
+    let mean = tail.iter().map(|p| p[1]).sum::<f64>() / tail.len() as f64;
+    println!(
+        "masked-token accuracy over the last quarter of pretraining: {:.1}%",
+        100.0 * mean
+    );
+    assert!(
+        mean >= 0.40,
+        "the default pretraining reached {:.1}%",
+        100.0 * mean
+    );
+    open(&mut h, View::Mim);
+    let version = h
+        .state()
+        .inspector
+        .results
+        .as_ref()
+        .map_or(0, |r| r.generation);
+    run_until(&mut h, "fresh inspector results", |a| {
+        results_ready(a)
+            && a.inspector
+                .results
+                .as_ref()
+                .is_some_and(|r| r.generation > version)
+    });
+    let n = h.state().session.as_ref().unwrap().mim.cfg.patches() as usize;
+    let summary = h.state().inspector.results.as_ref().unwrap().summary(n);
+    println!("{}", summary.line());
+    assert!(
+        2 * summary.samples_with_some_right > summary.samples,
+        "{}",
+        summary.line()
+    );
+    assert!(has(&h, "always guessing the most common"));
 }
 
 #[test]

@@ -30,6 +30,38 @@ pub struct Sample {
 /// The top predictions of one patch: (token, probability), best first.
 pub type Top5 = [(u32, f32); 5];
 
+/// The masked image modeling view's totals over its samples ([`Results::summary`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub right: usize,
+    pub top5: usize,
+    pub masked: usize,
+    /// Masked patches whose true token is the most common one among the samples' patches.
+    pub common_right: usize,
+    pub samples: usize,
+    pub samples_with_some_right: usize,
+}
+
+impl Summary {
+    fn percent(part: usize, whole: usize) -> f64 {
+        100.0 * part as f64 / whole.max(1) as f64
+    }
+
+    /// One line for the view: accuracy, top-5, the most-common-token baseline and the samples with a patch right.
+    pub fn line(&self) -> String {
+        format!(
+            "All samples: {:.0}% of {} masked patches right ({:.0}% in the top 5); always guessing the most common \
+             token would get {:.0}%. {} of {} samples have some patches right.",
+            Self::percent(self.right, self.masked),
+            self.masked,
+            Self::percent(self.top5, self.masked),
+            Self::percent(self.common_right, self.masked),
+            self.samples_with_some_right,
+            self.samples
+        )
+    }
+}
+
 /// Everything one refresh computed, for all samples (patch-major within each sample).
 #[derive(Clone, Debug, Default)]
 pub struct Results {
@@ -83,6 +115,35 @@ impl Results {
                     .is_some_and(|t| t.iter().any(|(tok, _)| Some(tok) == truth))
             })
             .count()
+    }
+
+    /// Over every shown sample: masked patches predicted right, in the top five, masked patches, and how many a
+    /// guesser that always answers the most common token of these samples' patches (masked or not) gets right,
+    /// the baseline that tells learning from guessing the background.
+    pub fn summary(&self, n: usize) -> Summary {
+        let samples = self.masks.len();
+        let mut counts = std::collections::HashMap::<u32, usize>::new();
+        for t in self.tokens.iter().take(samples * n) {
+            *counts.entry(*t).or_default() += 1;
+        }
+        // Ties go to the smaller token, so the baseline does not depend on the map's order.
+        let common = counts
+            .iter()
+            .max_by_key(|(t, c)| (**c, std::cmp::Reverse(**t)))
+            .map(|(t, _)| *t);
+        let mut out = Summary::default();
+        for k in 0..samples {
+            let (right, masked) = self.correct(k, n);
+            out.right += right;
+            out.masked += masked;
+            out.top5 += self.correct_top5(k, n);
+            out.common_right += (0..n)
+                .filter(|&i| self.is_masked(k, i) && self.tokens.get(k * n + i) == common.as_ref())
+                .count();
+            out.samples_with_some_right += (right > 0) as usize;
+        }
+        out.samples = samples;
+        out
     }
 
     /// How far the decoded prediction is from the tokenizer's own reconstruction over sample `k`'s masked
@@ -603,5 +664,30 @@ mod tests {
         assert_eq!(r.correct_top5(0, 4), 2);
         // |0 - 0.5| / 2 and |1 - 0| / 2 averaged: visible patches do not count.
         assert_eq!(r.masked_pixel_error(0, 1, 2, 1), Some(0.375));
+    }
+
+    #[test]
+    fn the_summary_counts_all_samples_against_the_most_common_token() {
+        // Two samples, 4 patches each; token 0 is the most common (5 of 8 patches).
+        let mut r = super::Results {
+            tokens: vec![0, 0, 3, 0, 0, 2, 0, 1],
+            predicted: vec![0, 1, 3, 0, 9, 9, 9, 9],
+            masks: vec![vec![1, 1, 1, 0], vec![1, 1, 0, 0]],
+            ..Default::default()
+        };
+        r.top5 = vec![[(0, 0.5), (1, 0.1), (2, 0.1), (3, 0.1), (4, 0.1)]; 8];
+        let s = r.summary(4);
+        // Sample 0: patches 0 and 2 right of 3; sample 1: none of 2.
+        assert_eq!((s.right, s.masked), (2, 5));
+        // Every true token (0, 2 or 3) is among the five guesses.
+        assert_eq!(s.top5, 5);
+        assert_eq!(s.common_right, 3);
+        assert_eq!((s.samples_with_some_right, s.samples), (1, 2));
+        assert!(
+            s.line().contains("40% of 5 masked patches right"),
+            "{}",
+            s.line()
+        );
+        assert!(s.line().contains("would get 60%"), "{}", s.line());
     }
 }

@@ -24,9 +24,6 @@ use crate::train::segment::{segmentation_config, SegScores};
 /// model's input.
 pub const SEGMENT_CANVAS: u32 = 56;
 
-/// Codes of the visual tokenizer the app trains.
-pub const CODEBOOK_SIZE: u32 = 512;
-
 /// The phase running now.
 pub enum Active {
     Tokenizer(Box<TokenizerPhase>),
@@ -139,7 +136,7 @@ pub fn check_limits(ctx: &GpuContext, cfg: &BeitConfig, batch: u32) -> Result<()
 /// The BEiT config of a preset whose vocabulary is the tokenizer's codebook.
 pub fn mim_config(preset: &str) -> Result<BeitConfig, ModelError> {
     let mut cfg = BeitConfig::preset(preset)?;
-    cfg.vocab_size = CODEBOOK_SIZE;
+    cfg.vocab_size = TokenizerConfig::preset_codebook_size(preset);
     Ok(cfg)
 }
 
@@ -154,7 +151,7 @@ impl Session {
     ) -> Result<Self, String> {
         let cfg = mim_config(&settings.preset).map_err(|e| e.to_string())?;
         check_limits(&ctx, &cfg, settings.batch)?;
-        let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
+        let tk_cfg = TokenizerConfig::for_model(&cfg, cfg.vocab_size);
         let tokenizer = VisualTokenizer::Patch(
             Tokenizer::new_random(&ctx, &tk_cfg, settings.seed).map_err(|e| e.to_string())?,
         );
@@ -207,7 +204,7 @@ impl Session {
             self.reload_data(cfg.num_channels, cfg.image_size)?;
         }
         if !self.tokenizer.is_dalle() {
-            let tk_cfg = TokenizerConfig::for_model(&cfg, CODEBOOK_SIZE);
+            let tk_cfg = TokenizerConfig::for_model(&cfg, cfg.vocab_size);
             self.tokenizer = VisualTokenizer::Patch(
                 Tokenizer::new_random(&self.ctx, &tk_cfg, self.settings.seed)
                     .map_err(|e| e.to_string())?,

@@ -10,7 +10,7 @@ use crate::gpu::{ErrorPolicy, GpuContext};
 /// How the app is opened.
 #[derive(Clone, Debug, Default)]
 pub struct WindowOptions {
-    /// Preset to open with (default: micro on a CPU adapter and in the browser, tiny on a native GPU).
+    /// Preset to open with (default: mini on a CPU adapter, tiny14 on a GPU).
     pub preset: Option<String>,
     /// Images per training step.
     pub batch: Option<u32>,
@@ -32,7 +32,7 @@ pub struct WindowOptions {
 
 /// Largest single buffer any preset of the app needs at its default batch.
 fn needed_buffer_bytes() -> u64 {
-    [("micro", 32), ("tiny", 64)]
+    [("mini", 16), ("micro", 32), ("tiny", 64), ("tiny14", 16)]
         .into_iter()
         .filter_map(|(p, b)| {
             super::session::mim_config(p)

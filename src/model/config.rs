@@ -508,8 +508,31 @@ impl BeitConfig {
                 drop_path_rate: 0.0,
                 ..base
             }),
+            // The CPU default: Fashion-MNIST's 28 px at patch 4, a 7 x 7 grid on which blockwise masks look like
+            // blocks, narrow enough that a step stays interactive on a 2-core software driver.
+            "mini" => Ok(Self {
+                image_size: 28,
+                patch_size: 4,
+                num_channels: 1,
+                hidden_size: 48,
+                num_hidden_layers: 3,
+                num_attention_heads: 3,
+                intermediate_size: 96,
+                vocab_size: 64,
+                drop_path_rate: 0.0,
+                ..base
+            }),
+            // The GPU default: the paper's 14 x 14 patch grid (56 px at patch 4) with tiny's network.
+            "tiny14" => Ok(Self {
+                image_size: 56,
+                patch_size: 4,
+                hidden_size: 192,
+                num_attention_heads: 3,
+                intermediate_size: 768,
+                ..base
+            }),
             other => Err(ModelError::Config(format!(
-                "unknown preset \"{other}\"; known presets: micro, tiny, small, base"
+                "unknown preset \"{other}\"; known presets: mini, micro, tiny, tiny14, small, base"
             ))),
         }
     }

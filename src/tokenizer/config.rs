@@ -44,13 +44,20 @@ impl TokenizerConfig {
         }
     }
 
-    /// The tokenizer for a BEiT preset (micro, tiny, small, base), with 512 codes (8192 for base).
+    /// The tokenizer for a BEiT preset, with the preset's codebook size ([`Self::preset_codebook_size`]).
     pub fn preset(name: &str) -> Result<Self, ModelError> {
         let beit = BeitConfig::preset(name)?;
-        Ok(Self::for_model(
-            &beit,
-            if name == "base" { 8192 } else { 512 },
-        ))
+        Ok(Self::for_model(&beit, Self::preset_codebook_size(name)))
+    }
+
+    /// Codes of the tokenizer trained for a preset: 8192 for base (DALL-E's count), 64 for mini (few enough that a
+    /// few hundred pretraining steps learn to predict them on the built-in data), 512 otherwise.
+    pub fn preset_codebook_size(name: &str) -> u32 {
+        match name {
+            "base" => 8192,
+            "mini" => 64,
+            _ => 512,
+        }
     }
 
     pub fn validate(&self) -> Result<(), ModelError> {

@@ -97,16 +97,14 @@ pub fn settings(app: &mut BeitApp, ui: &mut egui::Ui) {
     egui::ComboBox::from_label("preset")
         .selected_text(st.preset.clone())
         .show_ui(ui, |ui| {
-            ui.selectable_value(
-                &mut st.preset,
-                "micro".to_string(),
-                "micro (28 px, 4x4 patches)",
-            );
-            ui.selectable_value(
-                &mut st.preset,
-                "tiny".to_string(),
-                "tiny (32 px, 8x8 patches)",
-            );
+            for (name, what) in [
+                ("mini", "mini (28 px, 7x7 patches)"),
+                ("micro", "micro (28 px, 4x4 patches)"),
+                ("tiny", "tiny (32 px, 8x8 patches)"),
+                ("tiny14", "tiny14 (56 px, 14x14 patches)"),
+            ] {
+                ui.selectable_value(&mut st.preset, name.to_string(), what);
+            }
         });
     ui.add(
         egui::DragValue::new(&mut st.batch)

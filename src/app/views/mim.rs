@@ -40,6 +40,9 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
     let ctx = ui.ctx().clone();
     let grid = cfg.grid() as usize;
     let n = cfg.patches() as usize;
+    if let Some(res) = app.inspector.results.as_ref() {
+        ui.label(res.summary(n).line());
+    }
     let size = 84.0;
     egui::Grid::new("mim grid")
         .spacing([8.0, 6.0])
