@@ -182,6 +182,96 @@ fn the_cpu_default_learns_to_predict_masked_tokens() {
     assert!(has(&h, "always guessing the most common"));
 }
 
+/// Two runs side by side: pretrain, keep the model, switch to random masking and pretrain again from the same
+/// initialisation; the compare view overlays both runs' curves and shows both models' guesses on the same masked
+/// samples, and the kept model's weights do not move while the live one trains.
+#[test]
+fn a_kept_run_is_compared_with_the_live_one() {
+    let mut h = harness(small_settings());
+    h.get_by_label("Start").click();
+    run_until(&mut h, "the pipeline", |a| {
+        a.session
+            .as_ref()
+            .is_some_and(|s| s.finished == [true, true, true, false])
+    });
+    open(&mut h, View::Compare);
+    assert!(has(&h, "No run kept yet."));
+    let initial = {
+        let s = h.state().session.as_ref().unwrap();
+        let fresh =
+            beitlab::model::BeitModel::new_random(&s.ctx, &s.mim.cfg, s.settings.seed).unwrap();
+        s.ctx.read_f32(&fresh.params.whole).unwrap()
+    };
+    h.get_by_label("Keep this model").click();
+    h.step();
+    let notice = h.state().notice.clone().unwrap_or_default();
+    assert!(
+        notice.starts_with("kept the model pretrained with blockwise masking, ratio 0.40"),
+        "{notice}"
+    );
+    let (kept_weights, live_weights) = {
+        let s = h.state().session.as_ref().unwrap();
+        assert_eq!(
+            s.done[PhaseKind::Pretrain.index()],
+            0,
+            "the live run starts over"
+        );
+        let k = s.kept.as_ref().expect("a kept run");
+        (
+            s.ctx.read_f32(&k.mim.params.whole).unwrap(),
+            s.ctx.read_f32(&s.mim.params.whole).unwrap(),
+        )
+    };
+    assert_eq!(
+        live_weights, initial,
+        "the live model is the same initialisation again"
+    );
+    assert_ne!(
+        kept_weights, live_weights,
+        "the kept model is the pretrained one"
+    );
+    {
+        let s = h.state_mut().session.as_mut().unwrap();
+        s.settings.masking = MaskMode::Random;
+        s.run_phase(PhaseKind::Pretrain);
+    }
+    run_until(&mut h, "the second pretraining", |a| {
+        a.session.as_ref().unwrap().finished[PhaseKind::Pretrain.index()]
+    });
+    run_until(&mut h, "both runs' guesses", |a| {
+        results_ready(a)
+            && a.compare.results.as_ref().is_some_and(|r| {
+                r.masks
+                    .iter()
+                    .zip(&a.inspector.samples)
+                    .all(|(m, x)| *m == x.mask)
+            })
+    });
+    h.step();
+    assert!(has(&h, "kept: blockwise masking, ratio 0.40"));
+    assert!(has(&h, "live: random masking, ratio 0.40"));
+    assert!(has(&h, "kept: All samples:"));
+    assert!(has(&h, "live: All samples:"));
+    assert!(has(&h, "kept run's guess"));
+    let s = h.state().session.as_ref().unwrap();
+    for name in ["pretrain MIM accuracy", "kept: pretrain MIM accuracy"] {
+        let series = &s.curves.series[&(beitlab::app::curves::Panel::Accuracy, name.to_string())];
+        assert_eq!(series.len(), 30, "{name}: one point per step");
+    }
+    let k = s.kept.as_ref().unwrap();
+    assert_eq!(
+        s.ctx.read_f32(&k.mim.params.whole).unwrap(),
+        kept_weights,
+        "training the live model moved the kept one"
+    );
+    // Forgetting it drops the kept curves.
+    h.get_by_label("Forget the kept run").click();
+    h.step();
+    let s = h.state().session.as_ref().unwrap();
+    assert!(s.kept.is_none());
+    assert!(s.curves.series.keys().all(|(_, n)| !n.starts_with("kept")));
+}
+
 #[test]
 fn pause_step_and_settings_between_steps() {
     let mut h = harness(small_settings());
@@ -286,6 +376,17 @@ fn every_view_shows_the_live_model() {
         64 * 16,
         "every validation patch has a code"
     );
+    // 512 codes in pages of 256, most used first: the second page, then back.
+    assert!(has(&h, "codes 1..256 of 512 (page 1 of 2)"));
+    h.get_by_label("less used >").click();
+    h.step();
+    h.step();
+    assert!(has(&h, "codes 257..512 of 512 (page 2 of 2)"));
+    assert_eq!(h.state().views.codebook_page, 1);
+    h.get_by_label("< more used").click();
+    h.step();
+    h.step();
+    assert!(has(&h, "codes 1..256 of 512 (page 1 of 2)"));
 
     open(&mut h, View::Attention);
     let rect = h.state().views.image_rect.expect("attention image drawn");
@@ -698,7 +799,9 @@ fn every_view_has_a_short_name_that_opens_it() {
     }
     let e = View::from_name("visual").unwrap_err();
     assert!(
-        e.contains("mim, tokens, codebook, attention, paint, segment, curves, status, data"),
+        e.contains(
+            "mim, tokens, codebook, attention, paint, segment, compare, curves, status, data"
+        ),
         "{e}"
     );
 }

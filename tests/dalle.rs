@@ -280,3 +280,27 @@ fn the_published_architecture_matches_the_package_defaults() {
     let f = flops_per_image(&e, 14) / 1e9;
     assert!((30.0..60.0).contains(&f), "{f}");
 }
+
+/// A device whose buffers are smaller than the tokenizer's weights refuses it with one sentence naming the half
+/// and both sizes, instead of failing inside wgpu.
+#[test]
+fn weights_larger_than_the_device_allows_are_refused_by_name() {
+    let small = Requirements {
+        max_buffer_size: 256 << 10,
+        max_storage_buffer_binding_size: 256 << 10,
+        ..Requirements::kernels()
+    };
+    let ctx = GpuContext::new_headless_blocking(&small, ErrorPolicy::Panic).unwrap();
+    assert_eq!(ctx.limits.max_buffer_size, 256 << 10);
+    let file = case_dir("rgb").join("encoder.safetensors");
+    let e = match DalleNet::load(&ctx, &file, Half::Encoder) {
+        Ok(_) => panic!("a 600 KB encoder loaded into 256 KiB buffers"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("the DALL-E encoder needs "), "{e}");
+    assert!(
+        e.contains("KiB of weights in one buffer but this device allows 256 KiB"),
+        "{e}"
+    );
+    assert_eq!(e.matches(". ").count(), 0, "one sentence: {e}");
+}

@@ -40,7 +40,9 @@ pub const CHAPTERS: [Chapter; 6] = [
                shows how often each grid position is hidden under the current masking.",
         view: View::Paint,
         try_this: "Switch the masking mode between blockwise and random in the settings (left): the blocks in the \
-                   samples and the frequency map change at once; paint your own mask on the image.",
+                   samples and the frequency map change at once; paint your own mask on the image. Then see \
+                   what it does to learning: after pretraining, Keep this model in Compare runs, switch to random \
+                   masking and run Pretrain again.",
     },
     Chapter {
         title: "Predicting the hidden tokens",

@@ -7,6 +7,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod bundle;
+pub mod compare;
 pub mod curves;
 pub mod export;
 pub mod files;
@@ -55,16 +56,18 @@ pub enum View {
     Status,
     Files,
     Segment,
+    Compare,
 }
 
 impl View {
-    pub const ALL: [View; 9] = [
+    pub const ALL: [View; 10] = [
         Self::Mim,
         Self::Tokens,
         Self::Codebook,
         Self::Attention,
         Self::Paint,
         Self::Segment,
+        Self::Compare,
         Self::Curves,
         Self::Status,
         Self::Files,
@@ -82,10 +85,11 @@ impl View {
             Self::Status => "status",
             Self::Files => "data",
             Self::Segment => "segment",
+            Self::Compare => "compare",
         }
     }
 
-    /// "mim, tokens, codebook, attention, paint, segment, curves, status, data".
+    /// "mim, tokens, codebook, attention, paint, segment, compare, curves, status, data".
     pub fn short_names() -> String {
         Self::ALL.map(Self::short_name).join(", ")
     }
@@ -115,6 +119,7 @@ impl View {
             Self::Status => "Status",
             Self::Files => "Data & checkpoints",
             Self::Segment => "Segmentation",
+            Self::Compare => "Compare runs",
         }
     }
 }
@@ -195,6 +200,10 @@ pub enum BrowseTarget {
 pub struct BeitApp {
     pub session: Option<Session>,
     pub inspector: Inspector,
+    /// The kept run's predictions on the same samples and masks (the Compare view), and the sample generation
+    /// they were copied at.
+    pub compare: Inspector,
+    compare_samples: u64,
     pub view: View,
     pub views: ViewState,
     pub frames: FrameStats,
@@ -268,6 +277,8 @@ impl BeitApp {
         Self {
             session,
             inspector: Inspector::new(Duration::from_millis(if cpu { 1500 } else { 400 })),
+            compare: Inspector::new(Duration::from_millis(400)),
+            compare_samples: u64::MAX,
             view: View::Mim,
             views: ViewState {
                 sample: 0,
@@ -355,7 +366,37 @@ impl BeitApp {
         ) {
             s.error = Some(format!("the views could not be computed: {e}"));
         }
-        let busy = s.running || s.active.is_some() || self.inspector.dirty;
+        // The kept run sees the live run's samples and masks; its weights never change, so it refreshes only
+        // when they do.
+        if let (View::Compare, Some(k)) = (self.view, s.kept.as_ref()) {
+            if self.compare_samples != self.inspector.sample_generation
+                || self.compare.samples.iter().map(|x| &x.mask).ne(self
+                    .inspector
+                    .samples
+                    .iter()
+                    .map(|x| &x.mask))
+            {
+                self.compare.samples = self.inspector.samples.clone();
+                self.compare.sample_generation += 1;
+                self.compare.dirty = true;
+                self.compare_samples = self.inspector.sample_generation;
+            }
+            let same_input = k.mim.cfg.image_size == s.mim.cfg.image_size
+                && k.mim.cfg.patch_size == s.mim.cfg.patch_size
+                && k.mim.cfg.num_channels == s.mim.cfg.num_channels;
+            if same_input {
+                if let Err(e) = self
+                    .compare
+                    .tick(&s.ctx, &k.tokenizer, &k.mim, (0, 0), &s.val)
+                {
+                    s.error = Some(format!(
+                        "the kept run's predictions could not be computed: {e}"
+                    ));
+                }
+            }
+        }
+        let comparing = self.view == View::Compare && s.kept.is_some() && self.compare.dirty;
+        let busy = s.running || s.active.is_some() || self.inspector.dirty || comparing;
         self.record_frame();
         #[cfg(not(target_arch = "wasm32"))]
         let busy = busy || self.loading.is_some();

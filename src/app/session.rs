@@ -121,6 +121,8 @@ pub struct Session {
     pub seg_scores: Option<(u32, SegScores)>,
     /// Bumped whenever the segmentation model's weights change.
     pub seg_version: u64,
+    /// A run kept for comparison (the Compare view), with its curves under "kept: ..." names.
+    pub kept: Option<super::compare::KeptRun>,
 }
 
 /// The adapter limits a preset and batch need, checked against what the device was created with.
@@ -188,6 +190,7 @@ impl Session {
             seg_preview: None,
             seg_scores: None,
             seg_version: 0,
+            kept: None,
         })
     }
 
@@ -223,7 +226,9 @@ impl Session {
         self.seg_scores = None;
         self.tokenizer_version += 1;
         self.mim_version += 1;
-        self.curves = Curves::default();
+        // Fresh networks start fresh curves; a kept run's stay for comparison.
+        let kept = super::compare::KEPT;
+        self.curves.series.retain(|(_, n), _| n.starts_with(kept));
         Ok(())
     }
 
@@ -271,6 +276,47 @@ impl Session {
         self.plan = [kind].into_iter().collect();
         self.scratch_next = kind == PhaseKind::Finetune && self.settings.compare_scratch;
         self.begin_next();
+    }
+
+    /// Keep the pretrained model (with copies of its tokenizer and its pretraining curves) for comparison, and
+    /// make the live model fresh again (the same initialisation) on the same tokenizer, so that the next
+    /// pretraining differs from the kept one only in what the settings changed. Replaces an earlier kept run.
+    pub fn keep_for_comparison(&mut self) -> Result<String, String> {
+        let pretrain = PhaseKind::Pretrain.index();
+        if self.active.is_some() {
+            return Err(
+                "stop the running phase first: a model is kept between runs, not during one".into(),
+            );
+        }
+        if self.done[pretrain] == 0 {
+            return Err("pretrain first: there is no pretrained model to keep yet".into());
+        }
+        let label = super::compare::describe(&self.settings, self.done[pretrain]);
+        let kept =
+            super::compare::KeptRun::copy_of(&self.ctx, label.clone(), &self.tokenizer, &self.mim)
+                .map_err(|e| e.to_string())?;
+        let prefix = super::compare::KEPT;
+        self.curves
+            .series
+            .retain(|(_, n), _| !n.starts_with(prefix));
+        let renamed: Vec<_> = self
+            .curves
+            .series
+            .iter()
+            .filter(|((_, n), _)| n.starts_with("pretrain"))
+            .map(|((p, n), v)| ((*p, format!("{prefix}{n}")), v.clone()))
+            .collect();
+        self.curves.clear_prefix("pretrain");
+        self.curves.series.extend(renamed);
+        self.mim = BeitModel::new_random(&self.ctx, &self.mim.cfg, self.settings.seed)
+            .map_err(|e| e.to_string())?;
+        self.mim_version += 1;
+        self.done[pretrain] = 0;
+        self.finished[pretrain] = false;
+        self.kept = Some(kept);
+        Ok(format!(
+            "kept the model pretrained with {label}; the live model starts fresh on the same tokenizer: change a setting and run Pretrain"
+        ))
     }
 
     pub fn pause(&mut self) {

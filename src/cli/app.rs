@@ -22,7 +22,7 @@ pub struct AppArgs {
     /// When the window closes, write frame times and progress to this JSON file.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Open on this view: mim, tokens, codebook, attention, paint, segment, curves, status or data.
+    /// Open on this view: mim, tokens, codebook, attention, paint, segment, compare, curves, status or data.
     #[arg(long, value_parser = crate::app::View::from_name)]
     pub view: Option<crate::app::View>,
     /// Save the view as a PNG (beitlab-VIEW.png) after this many seconds, as the "Save view as PNG" button does.

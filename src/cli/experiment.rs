@@ -21,8 +21,10 @@ use crate::train::run_dir::{RunDir, RunMode};
 /// validation part (--val-data, or every 10th image of each class). Writes OUT/results.md.
 #[derive(Args, Debug)]
 pub struct ExperimentArgs {
-    /// `pretrain-vs-scratch` (classification, top-1) or `segment-pretrained-vs-scratch` (segmentation, mIoU on
-    /// the built-in segmentation set or an ADE20K-layout --data folder).
+    /// `pretrain-vs-scratch` (classification, top-1), `paper` (the paper's comparisons: BEiT against pixel
+    /// regression, random masking and no pretraining, each by fine-tuning and by a linear probe) or
+    /// `segment-pretrained-vs-scratch` (segmentation, mIoU on the built-in segmentation set or an ADE20K-layout
+    /// --data folder).
     pub which: String,
     #[command(flatten)]
     pub data: TrainValData,
@@ -37,6 +39,12 @@ pub struct ExperimentArgs {
     pub finetune_steps: u32,
     #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 32)]
     pub batch: u32,
+    /// Peak learning rate of pretraining (the mini preset learns fastest near 3e-3).
+    #[arg(value_parser = crate::train::checks::parse::learning_rate, long, default_value_t = 1.5e-3)]
+    pub pretrain_lr: f32,
+    /// `paper`: training images the linear probe fits its head on (a seeded draw; default: all).
+    #[arg(value_parser = crate::train::checks::parse::count, long)]
+    pub probe_images: Option<u32>,
     /// blockwise (BEiT) or random masking (the paper's ablation).
     #[arg(long, default_value = "blockwise")]
     pub masking: String,
@@ -82,12 +90,48 @@ fn builtin_eval_set(channels: u32) -> Result<crate::data::dataset::Dataset, Stri
     Ok(d)
 }
 
+/// What every classification experiment checks and loads once, before anything trains: the preset, the
+/// labelled training set, the evaluation set and the device.
+pub(super) struct Setup {
+    pub base: BeitConfig,
+    pub train_set: crate::data::dataset::Dataset,
+    pub eval_set: crate::data::dataset::Dataset,
+    pub ctx: crate::gpu::GpuContext,
+}
+
+/// Take the experiment folder, load and check the data and open the device (the settings are clap's); the
+/// folder is cleared only when all of it succeeded.
+pub(super) fn setup(args: &ExperimentArgs) -> Result<Setup, String> {
+    let run_dir = RunDir::acquire(&args.out, RunMode::of(false, args.overwrite))?;
+    let base = BeitConfig::preset(&args.preset).map_err(|e| e.to_string())?;
+    let (train_set, val_set) = args
+        .data
+        .load(Decode::for_model(base.num_channels, base.image_size))?;
+    super::common::require_classes(&train_set, "the experiment fine-tunes on")?;
+    let eval_set = if args.data.data == "builtin" && args.data.val_data.is_none() {
+        builtin_eval_set(base.num_channels)?
+    } else {
+        val_set
+    };
+    let ctx = device(&model_requirements(
+        &classification_config(&base, &train_set.class_names, 0.1),
+        args.batch,
+    ))?;
+    run_dir.clear_for_new_run()?;
+    Ok(Setup {
+        base,
+        train_set,
+        eval_set,
+        ctx,
+    })
+}
+
 /// One arm of one seed: its top-1, final training loss and fine-tuning curve (step, loss, accuracy).
-struct Arm {
-    name: &'static str,
-    top1: f64,
-    loss: f32,
-    curve: Vec<(f64, f64, f64)>,
+pub(super) struct Arm {
+    pub name: &'static str,
+    pub top1: f64,
+    pub loss: f32,
+    pub curve: Vec<(f64, f64, f64)>,
 }
 
 /// One seed's results.
@@ -123,31 +167,22 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         ref out,
         ..
     } = *args;
-    if which == "segment-pretrained-vs-scratch" {
-        return super::experiment_segment::run(args);
+    match which.as_str() {
+        "segment-pretrained-vs-scratch" => return super::experiment_segment::run(args),
+        "paper" => return super::experiment_paper::run(args),
+        "pretrain-vs-scratch" => {}
+        _ => {
+            return Err(format!(
+                "unknown experiment \"{which}\"; there are: pretrain-vs-scratch, paper, segment-pretrained-vs-scratch"
+            ))
+        }
     }
-    if which != "pretrain-vs-scratch" {
-        return Err(format!(
-            "unknown experiment \"{which}\"; there are: pretrain-vs-scratch, segment-pretrained-vs-scratch"
-        ));
-    }
-    let run_dir = RunDir::acquire(out, RunMode::of(false, args.overwrite))?;
-    // The data, its labels and the device, checked once before anything trains (the settings are clap's).
-    let base = BeitConfig::preset(preset).map_err(|e| e.to_string())?;
-    let (train_set, val_set) = args
-        .data
-        .load(Decode::for_model(base.num_channels, base.image_size))?;
-    super::common::require_classes(&train_set, "the experiment fine-tunes on")?;
-    let eval_set = if args.data.data == "builtin" && args.data.val_data.is_none() {
-        builtin_eval_set(base.num_channels)?
-    } else {
-        val_set
-    };
-    let ctx = device(&model_requirements(
-        &classification_config(&base, &train_set.class_names, 0.1),
-        batch,
-    ))?;
-    run_dir.clear_for_new_run()?;
+    let Setup {
+        base,
+        train_set,
+        eval_set,
+        ctx,
+    } = setup(args)?;
     let t0 = std::time::Instant::now();
     let mut results = Vec::new();
     for s in seed..seed + seeds as u64 {
@@ -288,6 +323,97 @@ fn write_plots(
     )
 }
 
+/// Pretrain one arm into `dir` (`masking`, `target`; a tokenizer is trained first unless `tokenizer` names one)
+/// and return its seconds.
+pub(super) fn pretrain_arm(
+    args: &ExperimentArgs,
+    seed: u64,
+    dir: &std::path::Path,
+    masking: &str,
+    target: &str,
+    tokenizer: Option<PathBuf>,
+) -> Result<f64, String> {
+    let t0 = std::time::Instant::now();
+    super::pretrain::run(&PretrainArgs {
+        data: args.data.data.clone(),
+        preset: args.preset.clone(),
+        tokenizer,
+        init: None,
+        tokenizer_steps: args.tokenizer_steps,
+        steps: args.pretrain_steps,
+        epochs: None,
+        batch: args.batch,
+        lr: args.pretrain_lr,
+        seed,
+        masking: masking.to_string(),
+        mask_ratio: None,
+        record: None,
+        record_every: None,
+        target: target.to_string(),
+        checkpoint_every: None,
+        json: false,
+        resume: None,
+        out: Some(dir.to_path_buf()),
+        overwrite: false,
+    })?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Fine-tune `model` (already shaped as the classifier) for `--finetune-steps` into `dir/checkpoint` and score it
+/// on the evaluation set.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finetune_arm(
+    args: &ExperimentArgs,
+    seed: u64,
+    ctx: &crate::gpu::GpuContext,
+    name: &'static str,
+    model: &BeitModel,
+    dir: &std::path::Path,
+    train_set: &crate::data::dataset::Dataset,
+    eval_set: &crate::data::dataset::Dataset,
+) -> Result<Arm, String> {
+    let steps = args.finetune_steps;
+    let mut augment = Augment::beit(model.cfg.image_size, model.cfg.num_channels);
+    augment.scale = (0.8, 1.0);
+    let opts = FinetuneOptions {
+        steps,
+        batch: args.batch,
+        lr: 3e-3,
+        warmup: (steps / 10).max(1),
+        weight_decay: 0.05,
+        layer_decay: 0.65,
+        label_smoothing: 0.1,
+        clip: None,
+        seed,
+        augment,
+        out: Some(dir.join("checkpoint")),
+        checkpoint_every: 0,
+        resume: None,
+        stop_after: None,
+    };
+    let t = std::time::Instant::now();
+    let mut last = None;
+    let mut curve = Vec::new();
+    finetune(ctx, model, train_set, &opts, |m| {
+        curve.push((m.step as f64, m.loss as f64, m.accuracy as f64));
+        last = Some(m)
+    })
+    .map_err(|e| e.to_string())?;
+    let (top1, _) = evaluate(ctx, model, eval_set, 64).map_err(|e| e.to_string())?;
+    println!(
+        "{name}: fine-tuned {steps} steps in {:.0} s, top-1 {:.2}% on {}",
+        t.elapsed().as_secs_f64(),
+        100.0 * top1,
+        eval_set.source
+    );
+    Ok(Arm {
+        name,
+        top1,
+        loss: last.map_or(f32::NAN, |m| m.loss),
+        curve,
+    })
+}
+
 /// Tokenizer -> pretraining -> fine-tuning and the same fine-tuning from scratch, for one seed, in `dir`.
 fn run_seed(
     args: &ExperimentArgs,
@@ -297,100 +423,34 @@ fn run_seed(
     train_set: &crate::data::dataset::Dataset,
     eval_set: &crate::data::dataset::Dataset,
 ) -> Result<SeedResult, String> {
-    let ExperimentArgs {
-        ref preset,
-        pretrain_steps,
-        finetune_steps,
-        batch,
-        ref masking,
-        ref target,
-        ..
-    } = *args;
-    let t0 = std::time::Instant::now();
     let pre_dir = dir.join("pretrain");
-    super::pretrain::run(&PretrainArgs {
-        data: args.data.data.clone(),
-        preset: preset.clone(),
-        tokenizer: None,
-        init: None,
-        tokenizer_steps: args.tokenizer_steps,
-        steps: pretrain_steps,
-        epochs: None,
-        batch,
-        lr: 1.5e-3,
-        seed,
-        masking: masking.clone(),
-        mask_ratio: None,
-        record: None,
-        record_every: None,
-        target: target.clone(),
-        checkpoint_every: None,
-        json: false,
-        resume: None,
-        out: Some(pre_dir.clone()),
-        overwrite: false,
-    })?;
-    let pretrain_seconds = t0.elapsed().as_secs_f64();
+    let pretrain_seconds = pretrain_arm(args, seed, &pre_dir, &args.masking, &args.target, None)?;
     let ck = crate::model::checkpoint::read_folder(&pre_dir.join("checkpoint"))
         .map_err(|e| e.to_string())?;
     let cfg = classification_config(&ck.config, &train_set.class_names, 0.1);
     let pre = BeitModel::load(ctx, &pre_dir.join("checkpoint"), None).map_err(|e| e.to_string())?;
-    let mut augment = Augment::beit(cfg.image_size, cfg.num_channels);
-    augment.scale = (0.8, 1.0);
-    let opts = |sub: &str| FinetuneOptions {
-        steps: finetune_steps,
-        batch,
-        lr: 3e-3,
-        warmup: (finetune_steps / 10).max(1),
-        weight_decay: 0.05,
-        layer_decay: 0.65,
-        label_smoothing: 0.1,
-        clip: None,
-        seed,
-        augment: augment.clone(),
-        out: Some(dir.join(sub).join("checkpoint")),
-        checkpoint_every: 0,
-        resume: None,
-        stop_after: None,
-    };
-    let mut arms = Vec::new();
-    for (name, model) in [
-        (
+    let arms = vec![
+        finetune_arm(
+            args,
+            seed,
+            ctx,
             "BEiT pretrained",
-            from_pretrained(ctx, &pre, &cfg, seed).map_err(|e| e.to_string())?,
-        ),
-        (
+            &from_pretrained(ctx, &pre, &cfg, seed).map_err(|e| e.to_string())?,
+            &dir.join("finetune"),
+            train_set,
+            eval_set,
+        )?,
+        finetune_arm(
+            args,
+            seed,
+            ctx,
             "from scratch",
-            BeitModel::new_random(ctx, &cfg, seed).map_err(|e| e.to_string())?,
-        ),
-    ] {
-        let sub = if name == "from scratch" {
-            "scratch"
-        } else {
-            "finetune"
-        };
-        let t = std::time::Instant::now();
-        let mut last = None;
-        let mut curve = Vec::new();
-        finetune(ctx, &model, train_set, &opts(sub), |m| {
-            curve.push((m.step as f64, m.loss as f64, m.accuracy as f64));
-            last = Some(m)
-        })
-        .map_err(|e| e.to_string())?;
-        let (top1, _) = evaluate(ctx, &model, eval_set, 64).map_err(|e| e.to_string())?;
-        println!(
-            "{name}: fine-tuned {finetune_steps} steps in {:.0} s, top-1 {:.2}% on {}",
-            t.elapsed().as_secs_f64(),
-            100.0 * top1,
-            eval_set.source
-        );
-        arms.push(Arm {
-            name,
-            top1,
-            loss: last.map_or(f32::NAN, |m| m.loss),
-            curve,
-        });
-    }
+            &BeitModel::new_random(ctx, &cfg, seed).map_err(|e| e.to_string())?,
+            &dir.join("scratch"),
+            train_set,
+            eval_set,
+        )?,
+    ];
     Ok(SeedResult {
         arms,
         pretrain_seconds,

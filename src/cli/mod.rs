@@ -7,6 +7,7 @@ mod common;
 mod config_file;
 mod eval;
 mod experiment;
+mod experiment_paper;
 mod experiment_segment;
 mod finetune;
 mod forward;

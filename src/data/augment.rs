@@ -166,3 +166,53 @@ pub fn resample(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 28 x 28 grey ramp, different along x and y, so that another crop or a flip changes the pixels.
+    fn ramp() -> Image {
+        let data = (0..28u32)
+            .flat_map(|y| (0..28u32).map(move |x| (4 * x + 3 * y) as u8))
+            .collect();
+        Image {
+            width: 28,
+            height: 28,
+            channels: 1,
+            data,
+        }
+    }
+
+    #[test]
+    fn the_two_views_share_one_crop_and_flip() {
+        let img = ramp();
+        let model = Augment::beit(28, 1);
+        // The tokenizer's view: twice the size, DALL-E's mapping (0.8x + 0.1 as a normalisation).
+        let mut tok = Augment::beit(56, 1);
+        tok.mean = vec![-0.125];
+        tok.std = vec![1.25];
+        for seed in 0..20 {
+            let (mut a, mut b, mut alone) = (Vec::new(), Vec::new(), Vec::new());
+            model.apply_pair(&img, &mut Rng::new(seed), &mut a, &tok, &mut b);
+            model.apply(&img, &mut Rng::new(seed), &mut alone);
+            assert_eq!(a, alone, "seed {seed}: the first view is apply()'s");
+            // Both views sample the same linear ramp: each 2 x 2 block of the second, back in [0, 1], averages to
+            // the first's pixel there.
+            for y in 0..28 {
+                for x in 0..28 {
+                    let first = a[y * 28 + x] * 0.5 + 0.5;
+                    let block: f32 = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                        .iter()
+                        .map(|(dy, dx)| b[(2 * y + dy) * 56 + 2 * x + dx] * 1.25 - 0.125)
+                        .sum::<f32>()
+                        / 4.0;
+                    assert!(
+                        (first - block).abs() < 0.03,
+                        "seed {seed} at ({x}, {y}): {first} vs {block}"
+                    );
+                }
+            }
+        }
+    }
+}

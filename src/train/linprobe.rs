@@ -30,7 +30,13 @@ pub fn extract_features(
         &model.params,
         GraphOptions {
             batch,
-            mim_rows: MimRows::All,
+            // The features come before any head; a pixel-regression head only exists on masked rows, so it
+            // gets one nominal row per image (no mask is written, its output is never read).
+            mim_rows: if cfg.predicts_pixels() {
+                MimRows::Masked(batch)
+            } else {
+                MimRows::All
+            },
             drop_path_seed: None,
             label_smoothing: 0.0,
         },

@@ -302,3 +302,41 @@ fn pretraining_with_dalle_tokens_resumes_exactly_and_continues_from_init() {
     );
     assert!(weights(&more) != weights(&whole));
 }
+
+#[test]
+fn bench_dalle_times_both_halves_of_a_tokenizer_folder() {
+    let dir = tempdir("dalle-bench");
+    let tk = dir.join("dalle");
+    import(&dir, &tk);
+    let r = ok(
+        &dir,
+        &[
+            "bench",
+            "dalle",
+            "--tokenizer",
+            path(&tk),
+            "--image-size",
+            "56",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--decoder",
+            "--json",
+        ],
+    );
+    let rows: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON row per line"))
+        .collect();
+    let passes: Vec<&str> = rows.iter().filter_map(|v| v["pass"].as_str()).collect();
+    assert_eq!(passes, ["encode", "decode"], "{}", r.stdout);
+    for v in &rows {
+        assert_eq!(v["image_size"], 56, "{v}");
+        assert_eq!(v["batch"], 2, "{v}");
+        let speed = v["images_per_s"].as_f64().unwrap_or(0.0);
+        assert!(speed.is_finite() && speed > 0.0, "{v}");
+        assert!(v["gflops"].as_f64().is_some_and(|g| g > 0.0), "{v}");
+    }
+}

@@ -108,7 +108,7 @@ fn options_that_cannot_train_are_refused_before_anything_runs() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(
-            "the views are mim, tokens, codebook, attention, paint, segment, curves, status, data"
+            "the views are mim, tokens, codebook, attention, paint, segment, compare, curves, status, data"
         ),
         "{err}"
     );

@@ -3,6 +3,7 @@
 
 mod attention;
 mod codebook;
+mod compare;
 mod controls;
 mod curves;
 mod files;
@@ -63,6 +64,7 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
             View::Status => status::show(app, ui),
             View::Files => files::show(app, ui),
             View::Segment => segment::show(app, ui),
+            View::Compare => compare::show(app, ui),
         });
     });
 }

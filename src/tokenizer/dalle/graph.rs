@@ -98,9 +98,9 @@ fn chunk_size(
     }
     (1..=fit).rev().find(|&c| aligned(c)).ok_or_else(|| {
         ModelError::Config(format!(
-            "one image needs {} MiB in a single buffer but this device binds at most {} MiB; use a smaller image size",
-            (4 * per_image) >> 20,
-            max_binding >> 20
+            "one image needs {} in a single buffer but this device binds at most {}; use a smaller image size",
+            super::model::byte_size(4 * per_image),
+            super::model::byte_size(max_binding)
         ))
     })
 }

@@ -60,6 +60,15 @@ pub struct DalleNet {
     pub weights: FlatBuffer,
 }
 
+/// A size for a message: MiB with one decimal from 1 MiB, KiB below.
+pub(crate) fn byte_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    }
+}
+
 impl DalleNet {
     /// Upload `t` after inferring and checking its architecture; non-finite values are refused by name.
     pub fn from_tensors(
@@ -77,10 +86,10 @@ impl DalleNet {
         let (bytes, max) = (layout.total * 4, ctx.limits.max_buffer_size);
         if bytes > max {
             return Err(ModelError::Config(format!(
-                "{source}: the DALL-E {} needs {} MiB of weights in one buffer but this device allows {} MiB",
+                "{source}: the DALL-E {} needs {} of weights in one buffer but this device allows {}",
                 half.name(),
-                bytes >> 20,
-                max >> 20
+                byte_size(bytes),
+                byte_size(max)
             )));
         }
         let mut flat = vec![0.0f32; layout.total as usize];
