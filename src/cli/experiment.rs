@@ -15,10 +15,12 @@ use crate::train::finetune::{
 };
 use crate::train::run_dir::{RunDir, RunMode};
 
-/// The paper's claim in miniature: tokenizer -> pretrain -> fine-tune, against the same fine-tuning from
-/// scratch. On the built-in data both are evaluated on the official Fashion-MNIST test split when installed
-/// (apt-get install dataset-fashion-mnist), on the validation split otherwise; on your own labelled data, on its
-/// validation part (--val-data, or every 10th image of each class). Writes OUT/results.md.
+/// The paper's claims in miniature, over seeds: `pretrain-vs-scratch` (tokenizer -> pretrain -> fine-tune, against
+/// the same fine-tuning from scratch), `paper` (also pixel regression and random masking as pretraining, every
+/// encoder scored by fine-tuning and by a linear probe) or `segment-pretrained-vs-scratch`. On the built-in data
+/// models are evaluated on the official Fashion-MNIST test split when installed (apt-get install
+/// dataset-fashion-mnist), on the validation split otherwise; on your own labelled data, on its validation part
+/// (--val-data, or every 10th image of each class). Writes OUT/results.md and OUT/results.png.
 #[derive(Args, Debug)]
 pub struct ExperimentArgs {
     /// `pretrain-vs-scratch` (classification, top-1), `paper` (the paper's comparisons: BEiT against pixel
