@@ -340,7 +340,7 @@ fn an_image_folder_with_broken_files_trains_and_reports_them() {
 
 #[test]
 fn curves_are_written_as_a_png() {
-    use beitlab::train::plot::{smooth, write_png};
+    use beitlab::train::plot::{smooth, write_png, Panel};
     let path = std::env::temp_dir().join(format!("beitlab-plot-{}.png", std::process::id()));
     let pts: Vec<(f64, f64)> = (1..=100).map(|s| (s as f64, 1.0 / s as f64)).collect();
     assert_eq!(smooth(&pts, 1), pts);
@@ -348,13 +348,22 @@ fn curves_are_written_as_a_png() {
     write_png(
         &path,
         &[
-            ("loss", vec![("run", pts.clone(), [200, 0, 0])]),
-            ("empty", vec![]),
+            Panel {
+                title: "loss",
+                x_axis: "step",
+                series: vec![("run", pts.clone(), [200, 0, 0])],
+            },
+            Panel {
+                title: "empty",
+                x_axis: "step",
+                series: vec![],
+            },
         ],
     )
     .unwrap();
     let img = image::open(&path).unwrap().to_rgb8();
-    assert_eq!((img.width(), img.height()), (900, 520));
+    // One legend row under the first title, none under the empty panel's.
+    assert_eq!((img.width(), img.height()), (900, 254 + 240));
     assert!(
         img.pixels().any(|p| p.0 == [200, 0, 0]),
         "the curve is drawn"

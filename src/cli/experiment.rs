@@ -281,7 +281,7 @@ fn write_plots(
     names: &[&str],
     knn: Option<f64>,
 ) -> Result<(), String> {
-    use crate::train::plot::{smooth, write_png, Series};
+    use crate::train::plot::{smooth, write_png, Panel, Series};
     let colors = [[30, 90, 200], [200, 80, 30], [40, 150, 60]];
     let mut per_seed: Vec<Series> = names
         .iter()
@@ -318,9 +318,21 @@ fn write_plots(
     write_png(
         &out.join("results.png"),
         &[
-            ("top-1 % per seed", per_seed),
-            ("fine-tuning loss (first seed)", curve(|p| p.1)),
-            ("fine-tuning train accuracy (first seed)", curve(|p| p.2)),
+            Panel {
+                title: "top-1 % per seed",
+                x_axis: "seed",
+                series: per_seed,
+            },
+            Panel {
+                title: "fine-tuning loss (first seed)",
+                x_axis: "step",
+                series: curve(|p| p.1),
+            },
+            Panel {
+                title: "fine-tuning train accuracy (first seed)",
+                x_axis: "step",
+                series: curve(|p| p.2),
+            },
         ],
     )
 }

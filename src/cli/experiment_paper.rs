@@ -323,7 +323,7 @@ fn report(
 /// results.png: fine-tune and linear-probe top-1 of every encoder per seed (with the k-NN line), and the first
 /// seed's fine-tuning loss curves.
 fn write_plot(out: &Path, seeds: &[SeedScores], knn: Option<f64>) -> Result<(), String> {
-    use crate::train::plot::{smooth, write_png, Series};
+    use crate::train::plot::{smooth, write_png, Panel, Series};
     let colors = [[30, 90, 200], [200, 80, 30], [40, 150, 60], [120, 120, 120]];
     let per_seed = |pick: fn(&SeedScores) -> [f64; 4]| -> Vec<Series> {
         let mut series: Vec<Series> = ENCODERS
@@ -360,9 +360,64 @@ fn write_plot(out: &Path, seeds: &[SeedScores], knn: Option<f64>) -> Result<(), 
     write_png(
         &out.join("results.png"),
         &[
-            ("fine-tune top-1 % per seed", per_seed(|s| s.finetune)),
-            ("linear probe top-1 % per seed", per_seed(|s| s.probe)),
-            ("fine-tuning loss (first seed)", curves),
+            Panel {
+                title: "fine-tune top-1 % per seed",
+                x_axis: "seed",
+                series: per_seed(|s| s.finetune),
+            },
+            Panel {
+                title: "linear probe top-1 % per seed",
+                x_axis: "seed",
+                series: per_seed(|s| s.probe),
+            },
+            Panel {
+                title: "fine-tuning loss (first seed)",
+                x_axis: "step",
+                series: curves,
+            },
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plot_keeps_its_legends_clear_of_the_lines() {
+        let arm = |name, drop: f64| super::super::experiment::Arm {
+            name,
+            top1: 0.5,
+            loss: 1.0,
+            curve: (1..=100)
+                .map(|s| (s as f64, 2.3 - drop * s as f64 / 100.0, 0.5))
+                .collect(),
+        };
+        let seeds: Vec<SeedScores> = (0..3)
+            .map(|s| SeedScores {
+                finetune: [0.55 + 0.01 * s as f64, 0.49, 0.53, 0.33],
+                probe: [0.50, 0.47, 0.50, 0.34],
+                curves: ENCODERS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| arm(e.name, 0.2 * (4 - i) as f64))
+                    .collect(),
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("beitlab-paper-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_plot(&dir, &seeds, Some(0.842)).unwrap();
+        let img = image::open(dir.join("results.png")).unwrap().to_rgb8();
+        // Five legend entries (four encoders and k-NN) wrap onto two rows in the two per-seed panels.
+        assert_eq!(img.height(), 2 * (240 + 2 * 14) + 240 + 2 * 14);
+        // The k-NN line is the top of the first panel: it must run below the legend band, not through it.
+        let black_rows: Vec<u32> = (0..img.height())
+            .filter(|&y| (300..800).all(|x| img.get_pixel(x, y).0 == [0, 0, 0]))
+            .collect();
+        assert!(
+            black_rows.first().is_some_and(|&y| y >= 30 + 2 * 14),
+            "k-NN line at rows {black_rows:?}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

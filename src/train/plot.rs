@@ -28,6 +28,8 @@ fn glyph(c: char) -> [u8; 5] {
         '(' => [1, 2, 2, 2, 1],
         ')' => [4, 2, 2, 2, 4],
         '/' => [1, 1, 2, 4, 4],
+        ',' => [0, 0, 0, 2, 4],
+        '+' => [0, 2, 7, 2, 0],
         'a' => [2, 5, 7, 5, 5],
         'b' => [6, 5, 6, 5, 6],
         'c' => [7, 4, 4, 4, 7],
@@ -107,14 +109,55 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// Draw panels (title, series) stacked vertically into a PNG at `path`.
-pub fn write_png(path: &Path, panels: &[(&str, Vec<Series<'_>>)]) -> Result<(), String> {
-    let (w, ph) = (900u32, 260u32);
-    let mut img = RgbImage::from_pixel(w, ph * panels.len().max(1) as u32, Rgb([255, 255, 255]));
-    let (left, right, top, bottom) = (70.0, 20.0, 30.0, 30.0);
-    for (pi, (title, series)) in panels.iter().enumerate() {
-        let y_off = pi as f64 * ph as f64;
-        let pts: Vec<(f64, f64)> = series
+/// One panel of a plot: its title, what its x axis counts ("step", "seed") and its curves.
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub x_axis: &'a str,
+    pub series: Vec<Series<'a>>,
+}
+
+const WIDTH: u32 = 900;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const LEGEND_ROW: i64 = 14;
+
+/// Where each legend entry of `series` goes: (x, row), flowing left to right under the title and wrapping at
+/// the panel's right edge.
+fn legend_layout(series: &[Series<'_>]) -> Vec<(i64, i64)> {
+    let (mut x, mut row) = (LEFT as i64, 0);
+    series
+        .iter()
+        .map(|(name, _, _)| {
+            let width = 22 + 8 * name.chars().count() as i64 + 18;
+            if x + width > (WIDTH as f64 - RIGHT) as i64 && x > LEFT as i64 {
+                x = LEFT as i64;
+                row += 1;
+            }
+            let at = (x, row);
+            x += width;
+            at
+        })
+        .collect()
+}
+
+/// Draw panels stacked vertically into a PNG at `path` (900 pixels wide; each panel 240 pixels plus its legend's
+/// rows). Series of at most 12 points get a square marker at every point; an axis whose points are all on a few
+/// integers (seeds) gets each integer written under it.
+pub fn write_png(path: &Path, panels: &[Panel<'_>]) -> Result<(), String> {
+    let layouts: Vec<Vec<(i64, i64)>> = panels.iter().map(|p| legend_layout(&p.series)).collect();
+    let legend_rows = |l: &[(i64, i64)]| l.iter().map(|a| a.1 + 1).max().unwrap_or(0);
+    let heights: Vec<u32> = layouts
+        .iter()
+        .map(|l| 240 + (LEGEND_ROW * legend_rows(l)) as u32)
+        .collect();
+    let total: u32 = heights.iter().sum();
+    let mut img = RgbImage::from_pixel(WIDTH, total.max(1), Rgb([255, 255, 255]));
+    let mut y_off = 0.0;
+    for ((panel, layout), ph) in panels.iter().zip(&layouts).zip(&heights) {
+        let panel_top = y_off;
+        y_off += *ph as f64;
+        let pts: Vec<(f64, f64)> = panel
+            .series
             .iter()
             .flat_map(|s| s.1.iter().copied())
             .filter(|p| p.0.is_finite() && p.1.is_finite())
@@ -132,11 +175,12 @@ pub fn write_png(path: &Path, panels: &[(&str, Vec<Series<'_>>)]) -> Result<(), 
             ymin -= 0.5;
             ymax += 0.5;
         }
+        let top = 38.0 + (LEGEND_ROW * legend_rows(layout)) as f64;
         let (x0, x1, y0, y1) = (
-            left,
-            w as f64 - right,
-            y_off + top,
-            y_off + ph as f64 - bottom,
+            LEFT,
+            WIDTH as f64 - RIGHT,
+            panel_top + top,
+            panel_top + *ph as f64 - 30.0,
         );
         let grey = [120, 120, 120];
         line(&mut img, (x0, y1), (x1, y1), grey);
@@ -144,45 +188,66 @@ pub fn write_png(path: &Path, panels: &[(&str, Vec<Series<'_>>)]) -> Result<(), 
         text(
             &mut img,
             x0 as i64,
-            (y_off + 8.0) as i64,
-            title,
+            (panel_top + 8.0) as i64,
+            panel.title,
             3,
             [0, 0, 0],
         );
         text(&mut img, 4, y0 as i64, &fmt(ymax), 2, grey);
         text(&mut img, 4, (y1 - 10.0) as i64, &fmt(ymin), 2, grey);
-        text(
-            &mut img,
-            x0 as i64,
-            (y1 + 8.0) as i64,
-            &format!("step {xmin:.0}"),
-            2,
-            grey,
-        );
-        let xmax_s = format!("{xmax:.0}");
-        text(
-            &mut img,
-            (x1 - 8.0 * xmax_s.len() as f64) as i64,
-            (y1 + 8.0) as i64,
-            &xmax_s,
-            2,
-            grey,
-        );
         let map = |p: (f64, f64)| {
             (
                 x0 + (p.0 - xmin) / (xmax - xmin).max(1e-12) * (x1 - x0),
                 y1 - (p.1 - ymin) / (ymax - ymin) * (y1 - y0),
             )
         };
-        for (si, (name, points, color)) in series.iter().enumerate() {
+        let few_integers = xmax - xmin <= 12.0 && pts.iter().all(|p| p.0.fract() == 0.0);
+        let ticks: Vec<f64> = if few_integers {
+            (0..=(xmax - xmin) as i64)
+                .map(|i| xmin + i as f64)
+                .collect()
+        } else {
+            vec![xmin, xmax]
+        };
+        for (i, x) in ticks.iter().enumerate() {
+            let label = if i == 0 {
+                format!("{} {x:.0}", panel.x_axis)
+            } else {
+                format!("{x:.0}")
+            };
+            let px = map((*x, ymin)).0;
+            let lx = if i == 0 {
+                x0
+            } else if i + 1 == ticks.len() {
+                px - 8.0 * label.len() as f64
+            } else {
+                px - 4.0 * label.len() as f64
+            };
+            text(&mut img, lx as i64, (y1 + 8.0) as i64, &label, 2, grey);
+        }
+        for ((name, points, color), (lx, row)) in panel.series.iter().zip(layout) {
             for pair in points.windows(2) {
                 if pair.iter().all(|p| p.0.is_finite() && p.1.is_finite()) {
                     line(&mut img, map(pair[0]), map(pair[1]), *color);
                 }
             }
-            // Legend: a swatch and the name, top right.
-            let lx = x1 as i64 - 260;
-            let ly = (y_off + 8.0) as i64 + si as i64 * 14;
+            if points.len() <= 12 {
+                for p in points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+                    let (mx, my) = map(*p);
+                    for dy in -3..=3 {
+                        for dx in -3..=3 {
+                            put(
+                                &mut img,
+                                mx.round() as i64 + dx,
+                                my.round() as i64 + dy,
+                                *color,
+                            );
+                        }
+                    }
+                }
+            }
+            // Legend: a swatch and the name, in the band between the title and the plot.
+            let ly = (panel_top + 30.0) as i64 + row * LEGEND_ROW;
             for dy in 0..8 {
                 for dx in 0..16 {
                     put(&mut img, lx + dx, ly + dy, *color);
@@ -230,15 +295,21 @@ pub fn plot_run(dir: &Path, what: &str) -> Result<std::path::PathBuf, String> {
     write_png(
         &out,
         &[
-            (&format!("{what} loss"), vec![("loss", get("loss"), blue)]),
-            (
-                &format!("{what} accuracy"),
-                vec![("accuracy", get("accuracy"), [200, 80, 30])],
-            ),
-            (
-                "gradient norm",
-                vec![("grad norm", get("grad_norm"), [60, 150, 60])],
-            ),
+            Panel {
+                title: &format!("{what} loss"),
+                x_axis: "step",
+                series: vec![("loss", get("loss"), blue)],
+            },
+            Panel {
+                title: &format!("{what} accuracy"),
+                x_axis: "step",
+                series: vec![("accuracy", get("accuracy"), [200, 80, 30])],
+            },
+            Panel {
+                title: "gradient norm",
+                x_axis: "step",
+                series: vec![("grad norm", get("grad_norm"), [60, 150, 60])],
+            },
         ],
     )?;
     Ok(out)

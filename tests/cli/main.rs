@@ -4,6 +4,7 @@
 //! binary in a temporary folder and checks its exit status, its output and the files it wrote.
 
 mod dalle;
+mod experiment;
 mod faults;
 mod helpers;
 mod own_data;

@@ -5,7 +5,7 @@
 use super::helpers::{image_folder, ok_program, repo, tempdir};
 
 /// Options whose value is shortened, and the value used.
-const SHORTER: [(&str, &str); 8] = [
+const SHORTER: [(&str, &str); 9] = [
     ("--steps", "3"),
     ("--pretrain-steps", "3"),
     ("--finetune-steps", "3"),
@@ -13,6 +13,7 @@ const SHORTER: [(&str, &str); 8] = [
     ("--epochs", "1"),
     ("--count", "50"),
     ("--seconds", "0.01"),
+    ("--probe-images", "64"),
     // Two seeds still run the several-seed path (OUT/seed-S, mean ± std).
     ("--seeds", "2"),
 ];
