@@ -5,7 +5,7 @@
 #   scripts/app_screenshot.sh [OUT.png] [SECONDS] [VIEW]
 #
 # Defaults: target/app-screenshot.png, 75 seconds, the masked image modeling view. The README's screenshot is
-# made with: scripts/app_screenshot.sh assets/screenshots/app.png 75
+# made with: scripts/app_screenshot.sh assets/screenshots/app.png 240 (the CPU default phases end in about 220 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-target/app-screenshot.png}"
