@@ -7,7 +7,7 @@ use clap::Args;
 /// Open the app: train BEiT on the built-in data (or your images) and watch it learn, live.
 #[derive(Args, Debug, Default)]
 pub struct AppArgs {
-    /// Preset to open with (micro or tiny; default: micro on a CPU adapter, tiny on a GPU).
+    /// Preset to open with (mini, micro, tiny or tiny14; default: mini on a CPU adapter, tiny14 on a GPU).
     #[arg(long)]
     pub preset: Option<String>,
     /// Images per training step (default: 32 for micro, 64 for tiny).

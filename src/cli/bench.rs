@@ -77,7 +77,7 @@ pub enum PresetChoice {
 /// `bench app`: see [`BenchCommand::App`].
 #[derive(Args, Debug)]
 pub struct AppBenchArgs {
-    /// micro or tiny (default: micro on a CPU adapter, tiny on a GPU).
+    /// mini, micro, tiny or tiny14 (default: mini on a CPU adapter, tiny14 on a GPU).
     #[arg(long)]
     pub preset: Option<String>,
     #[arg(value_parser = crate::train::checks::parse::count, long)]
