@@ -266,7 +266,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         }
     ));
     md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --data {}{} --preset {preset} --pretrain-steps {pretrain_steps}{} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --target {target} --seed {seed} --seeds {seeds} --out {}`\n", t0.elapsed().as_secs_f64(), args.data.data, args.data.val_data.as_ref().map(|v| format!(" --val-data {v}")).unwrap_or_default(), args.tokenizer_steps.map(|n| format!(" --tokenizer-steps {n}")).unwrap_or_default(), out.display()));
-    write_plots(out, &results, &names, knn)?;
+    write_plots(out, &results, &names, knn, seed)?;
     md.push_str("\n![top-1 per seed and fine-tuning curves](results.png)\n");
     crate::tensorfile::write_atomic(&out.join("results.md"), md.as_bytes())
         .map_err(|e| e.to_string())?;
@@ -280,6 +280,7 @@ fn write_plots(
     results: &[SeedResult],
     names: &[&str],
     knn: Option<f64>,
+    first_seed: u64,
 ) -> Result<(), String> {
     use crate::train::plot::{smooth, write_png, Panel, Series};
     let colors = [[30, 90, 200], [200, 80, 30], [40, 150, 60]];
@@ -290,18 +291,13 @@ fn write_plots(
             let pts = results
                 .iter()
                 .enumerate()
-                .map(|(s, r)| (s as f64, 100.0 * r.arms[i].top1))
+                .map(|(s, r)| ((first_seed + s as u64) as f64, 100.0 * r.arms[i].top1))
                 .collect();
             (*name, pts, colors[i % 3])
         })
         .collect();
     if let Some(k) = knn {
-        let last = (results.len().max(2) - 1) as f64;
-        per_seed.push((
-            "k-NN on pixels",
-            vec![(0.0, 100.0 * k), (last, 100.0 * k)],
-            colors[2],
-        ));
+        per_seed.push(knn_line(k, first_seed, results.len(), colors[2]));
     }
     let first = &results[0];
     let curve = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<Series> {
@@ -334,6 +330,25 @@ fn write_plots(
                 series: curve(|p| p.2),
             },
         ],
+    )
+}
+
+/// The k-NN baseline (a fraction) as a flat line in percent across a per-seed panel whose seeds are
+/// `first_seed`..`first_seed + seeds - 1` (at least one seed wide, so that one seed still draws a line).
+pub(super) fn knn_line(
+    knn: f64,
+    first_seed: u64,
+    seeds: usize,
+    color: [u8; 3],
+) -> crate::train::plot::Series<'static> {
+    let (first, last) = (
+        first_seed as f64,
+        (first_seed + seeds.max(2) as u64 - 1) as f64,
+    );
+    (
+        "k-NN on pixels",
+        vec![(first, 100.0 * knn), (last, 100.0 * knn)],
+        color,
     )
 }
 

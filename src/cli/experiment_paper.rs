@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use super::experiment::{finetune_arm, mean_std, pretrain_arm, setup, ExperimentArgs, Setup};
+use super::experiment::{
+    finetune_arm, knn_line, mean_std, pretrain_arm, setup, ExperimentArgs, Setup,
+};
 use crate::data::dataset::Dataset;
 use crate::gpu::GpuContext;
 use crate::model::BeitModel;
@@ -85,7 +87,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
     let md = report(
         args, &seeds, knn, &train_set, &eval_set, &probe_set, &ctx, t0,
     );
-    write_plot(&args.out, &seeds, knn)?;
+    write_plot(&args.out, &seeds, knn, args.seed)?;
     crate::tensorfile::write_atomic(&args.out.join("results.md"), md.as_bytes())
         .map_err(|e| e.to_string())?;
     println!("\n{md}");
@@ -322,7 +324,12 @@ fn report(
 
 /// results.png: fine-tune and linear-probe top-1 of every encoder per seed (with the k-NN line), and the first
 /// seed's fine-tuning loss curves.
-fn write_plot(out: &Path, seeds: &[SeedScores], knn: Option<f64>) -> Result<(), String> {
+fn write_plot(
+    out: &Path,
+    seeds: &[SeedScores],
+    knn: Option<f64>,
+    first_seed: u64,
+) -> Result<(), String> {
     use crate::train::plot::{smooth, write_png, Panel, Series};
     let colors = [[30, 90, 200], [200, 80, 30], [40, 150, 60], [120, 120, 120]];
     let per_seed = |pick: fn(&SeedScores) -> [f64; 4]| -> Vec<Series> {
@@ -333,18 +340,13 @@ fn write_plot(out: &Path, seeds: &[SeedScores], knn: Option<f64>) -> Result<(), 
                 let pts = seeds
                     .iter()
                     .enumerate()
-                    .map(|(s, r)| (s as f64, 100.0 * pick(r)[i]))
+                    .map(|(s, r)| ((first_seed + s as u64) as f64, 100.0 * pick(r)[i]))
                     .collect();
                 (enc.name, pts, colors[i])
             })
             .collect();
         if let Some(k) = knn {
-            let last = (seeds.len().max(2) - 1) as f64;
-            series.push((
-                "k-NN on pixels",
-                vec![(0.0, 100.0 * k), (last, 100.0 * k)],
-                [0, 0, 0],
-            ));
+            series.push(knn_line(k, first_seed, seeds.len(), [0, 0, 0]));
         }
         series
     };
@@ -406,7 +408,7 @@ mod tests {
             .collect();
         let dir = std::env::temp_dir().join(format!("beitlab-paper-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        write_plot(&dir, &seeds, Some(0.842)).unwrap();
+        write_plot(&dir, &seeds, Some(0.842), 5).unwrap();
         let img = image::open(dir.join("results.png")).unwrap().to_rgb8();
         // Five legend entries (four encoders and k-NN) wrap onto two rows in the two per-seed panels.
         assert_eq!(img.height(), 2 * (240 + 2 * 14) + 240 + 2 * 14);
