@@ -142,6 +142,18 @@ struct SeedResult {
     pretrain_seconds: f64,
 }
 
+/// Whether a difference of means `diff` exceeds `spread` (the two arms' standard deviations added), as the
+/// experiments' reports word it.
+pub(super) fn verdict(diff: f64, spread: f64, seeds: usize) -> &'static str {
+    if seeds < 2 {
+        "one seed cannot tell (use --seeds 3 or more)"
+    } else if diff.abs() > spread {
+        "exceeds the seed spread"
+    } else {
+        "within the seed spread"
+    }
+}
+
 /// Mean and sample standard deviation (0 for one value).
 pub(super) fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
@@ -257,13 +269,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
         "\nPretrained minus scratch: {:+.2} points; the two seed spreads (one standard deviation each) add up to {:.2}: {}.\n",
         100.0 * diff,
         100.0 * spread,
-        if seeds < 2 {
-            "one seed cannot tell a difference from noise (use --seeds 3 or more)"
-        } else if diff.abs() > spread {
-            "the difference exceeds the seed spread"
-        } else {
-            "the difference is within the seed spread"
-        }
+        verdict(diff, spread, seeds as usize)
     ));
     md.push_str(&format!("\nTotal time: {:.0} s. Command: `beitlab experiment pretrain-vs-scratch --data {}{} --preset {preset} --pretrain-steps {pretrain_steps}{} --finetune-steps {finetune_steps} --batch {batch} --masking {masking} --target {target} --seed {seed} --seeds {seeds} --out {}`\n", t0.elapsed().as_secs_f64(), args.data.data, args.data.val_data.as_ref().map(|v| format!(" --val-data {v}")).unwrap_or_default(), args.tokenizer_steps.map(|n| format!(" --tokenizer-steps {n}")).unwrap_or_default(), out.display()));
     write_plots(out, &results, &names, knn, seed)?;

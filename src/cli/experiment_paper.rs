@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::experiment::{
-    finetune_arm, knn_line, mean_std, pretrain_arm, setup, ExperimentArgs, Setup,
+    finetune_arm, knn_line, mean_std, pretrain_arm, setup, verdict, ExperimentArgs, Setup,
 };
 use crate::data::dataset::Dataset;
 use crate::gpu::GpuContext;
@@ -206,17 +206,6 @@ fn run_seed(
     Ok(out)
 }
 
-/// A row's verdict: whether a minus b exceeds the two seed spreads added.
-fn verdict(diff: f64, spread: f64, seeds: u32) -> &'static str {
-    if seeds < 2 {
-        "one seed cannot tell (use --seeds 3 or more)"
-    } else if diff.abs() > spread {
-        "exceeds the seed spread"
-    } else {
-        "within the seed spread"
-    }
-}
-
 /// results.md: the settings, the per-encoder table, the comparisons with their verdicts and the baseline.
 #[allow(clippy::too_many_arguments)]
 fn report(
@@ -296,7 +285,7 @@ fn report(
                 "{:+.2} points ({:.2}) | {}",
                 pct(diff),
                 pct(spread),
-                verdict(diff, spread, n)
+                verdict(diff, spread, n as usize)
             ));
         }
         md.push_str(&format!("| {what} | {} | {} |\n", cells[0], cells[1]));

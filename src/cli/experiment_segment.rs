@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::common::device;
-use super::experiment::{mean_std, ExperimentArgs};
+use super::experiment::{mean_std, verdict, ExperimentArgs};
 use super::pretrain::PretrainArgs;
 use super::segment::{load_seg_data, parse_head, starting_model};
 use crate::data::augment::Augment;
@@ -192,13 +192,7 @@ fn report(
         "\nPretrained minus scratch: {:+.2} mIoU points; the two seed spreads (one standard deviation each) add up to {:.2}: {}.\n",
         100.0 * diff,
         100.0 * spread,
-        if rows.len() < 2 {
-            "one seed cannot tell a difference from noise (use --seeds 3 or more)"
-        } else if diff.abs() > spread {
-            "the difference exceeds the seed spread"
-        } else {
-            "the difference is within the seed spread"
-        }
+        verdict(diff, spread, rows.len())
     ));
     md.push_str("\nPer-class IoU (first seed):\n\n| class | BEiT pretrained | from scratch |\n|---|---|---|\n");
     let cell = |v: Option<f64>| v.map_or("absent".to_string(), |x| format!("{:.2}%", 100.0 * x));
