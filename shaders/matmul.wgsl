@@ -1,4 +1,5 @@
-// matmul.wgsl: batched, strided matrix product C = alpha · A · B (+ bias) (+ C), tiled in workgroup memory
+// matmul.wgsl: batched, strided matrix product C = alpha · A · B (+ bias) (+ C). Kernels: gemm (64 x 64 tiles), gemm_big
+// (128 x 128, GPUs, optional split-K with gemm_splitk_sum), gemm_wide and gemm_direct (software adapters). gemm is tiled in workgroup memory
 // (64 x 64 x 16 tiles) with 8x8 register blocking per thread. Every operand is addressed through strides, so one kernel serves
 // nn.Linear forward (B = Wᵀ), its backward (dX = dY·W, dW += dYᵀ·X) and attention's per-head products.
 //
@@ -29,8 +30,10 @@ struct GemmParams {
     c_cs: u32,
     c_bo: u32,
     c_bi: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Split-K (gemm_big only): when non-zero, workgroup z computes k in [z·k_chunk, min(K, (z+1)·k_chunk)) of
+    // a single product into C batch item z (a partial-sum buffer); gemm_splitk_sum then adds the `splits` items.
+    k_chunk: u32,
+    splits: u32,
     _pad2: u32,
 }
 
@@ -510,4 +513,239 @@ fn gemm_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     store_row4(row0 + 1u, col0, c_base, s1);
     store_row4(row0 + 2u, col0, c_base, s2);
     store_row4(row0 + 3u, col0, c_base, s3);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// gemm_big: the product for GPUs when there is enough of it to fill the card: 128 x 128 x 16 tiles on 16 x 16
+// threads, 8 x 8 outputs per thread. Thread (x, y) owns rows 4y..4y+3 and 64+4y..64+4y+3 of the tile and the
+// same two groups of columns with x, so in every k step a warp reads A as a broadcast and B as 16 consecutive
+// vec4s (no workgroup-memory bank conflicts). Per k tile each thread loads one 4 x 4 block of one operand
+// (threads 0-127 of A, 128-255 of B). Rows or columns past the edge are read clamped (layouts contiguous along
+// k) or as zeros (layouts contiguous along m / n) and never stored, so edge tiles keep the vec4 reads; only a
+// partial k tile or an unaligned layout reads scalars. The k loop is unrolled four times by hand (drivers do
+// not unroll naga's loops). Fetching the next k tile into registers during the multiply-adds was measured
+// slower on an H200 (4096^3: 27.3 against 32.4 TFLOP/s; the registers it holds cost occupancy). With
+// p.k_chunk set, workgroup z computes one k range of a split-K product into batch item z of C (a partial-sum
+// buffer; see GemmParams). Same bindings and parameters as gemm.
+
+const BIG_QUADS: u32 = 32u; // vec4s per k row of a 128-wide tile
+var<workgroup> big_a: array<vec4<f32>, 512>; // [k][m / 4]
+var<workgroup> big_b: array<vec4<f32>, 512>; // [k][n / 4]
+
+// Block blk (0..127) of the A tile: 4 rows x 4 k, for k in [k0, k0 + 16) of a product ending at k_end.
+fn big_load_a(blk: u32, k0: u32, k_end: u32, m0: u32, a_base: u32, mode: u32) {
+    let k_inside = k0 + TILE_K <= k_end;
+    if (k_inside && mode == 1u) {
+        // Rows contiguous along k: four threads read one row's 16 k; rows past the edge read the last row.
+        let kq = blk % 4u;
+        let q = blk / 4u;
+        let last = p.m - 1u;
+        let m = m0 + q * 4u;
+        let kb = a_base + k0 + kq * 4u;
+        let r0 = a4[(kb + min(m, last) * p.a_rs) / 4u];
+        let r1 = a4[(kb + min(m + 1u, last) * p.a_rs) / 4u];
+        let r2 = a4[(kb + min(m + 2u, last) * p.a_rs) / 4u];
+        let r3 = a4[(kb + min(m + 3u, last) * p.a_rs) / 4u];
+        big_a[(kq * 4u) * BIG_QUADS + q] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+        big_a[(kq * 4u + 1u) * BIG_QUADS + q] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+        big_a[(kq * 4u + 2u) * BIG_QUADS + q] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+        big_a[(kq * 4u + 3u) * BIG_QUADS + q] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
+        return;
+    }
+    let q = blk % BIG_QUADS;
+    let kq = blk / BIG_QUADS;
+    let m = m0 + q * 4u;
+    if (k_inside && mode == 2u && (m0 + 128u <= p.m || (p.m & 3u) == 0u)) {
+        // Columns contiguous along m: 32 threads read 128 consecutive rows; quads past the edge are zeros.
+        for (var j = 0u; j < 4u; j++) {
+            var v = vec4<f32>(0.0);
+            if (m < p.m) {
+                v = a4[(a_base + (k0 + kq * 4u + j) * p.a_cs + m) / 4u];
+            }
+            big_a[(kq * 4u + j) * BIG_QUADS + q] = v;
+        }
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let k = k0 + kq * 4u + j;
+        var v = vec4<f32>(0.0);
+        if (k < k_end) {
+            let ka = a_base + k * p.a_cs;
+            if (m < p.m) { v.x = a[ka + m * p.a_rs]; }
+            if (m + 1u < p.m) { v.y = a[ka + (m + 1u) * p.a_rs]; }
+            if (m + 2u < p.m) { v.z = a[ka + (m + 2u) * p.a_rs]; }
+            if (m + 3u < p.m) { v.w = a[ka + (m + 3u) * p.a_rs]; }
+        }
+        big_a[(kq * 4u + j) * BIG_QUADS + q] = v;
+    }
+}
+
+// Block blk (0..127) of the B tile: 4 k x 4 columns.
+fn big_load_b(blk: u32, k0: u32, k_end: u32, n0: u32, b_base: u32, mode: u32) {
+    let k_inside = k0 + TILE_K <= k_end;
+    if (k_inside && mode == 1u) {
+        // Columns contiguous along k (B = Wᵀ of nn.Linear): four threads read one column's 16 k.
+        let kq = blk % 4u;
+        let q = blk / 4u;
+        let last = p.n - 1u;
+        let n = n0 + q * 4u;
+        let kb = b_base + k0 + kq * 4u;
+        let c0 = b4[(kb + min(n, last) * p.b_cs) / 4u];
+        let c1 = b4[(kb + min(n + 1u, last) * p.b_cs) / 4u];
+        let c2 = b4[(kb + min(n + 2u, last) * p.b_cs) / 4u];
+        let c3 = b4[(kb + min(n + 3u, last) * p.b_cs) / 4u];
+        big_b[(kq * 4u) * BIG_QUADS + q] = vec4<f32>(c0.x, c1.x, c2.x, c3.x);
+        big_b[(kq * 4u + 1u) * BIG_QUADS + q] = vec4<f32>(c0.y, c1.y, c2.y, c3.y);
+        big_b[(kq * 4u + 2u) * BIG_QUADS + q] = vec4<f32>(c0.z, c1.z, c2.z, c3.z);
+        big_b[(kq * 4u + 3u) * BIG_QUADS + q] = vec4<f32>(c0.w, c1.w, c2.w, c3.w);
+        return;
+    }
+    let q = blk % BIG_QUADS;
+    let kq = blk / BIG_QUADS;
+    let n = n0 + q * 4u;
+    if (k_inside && mode == 2u && (n0 + 128u <= p.n || (p.n & 3u) == 0u)) {
+        // Rows contiguous along n: 32 threads read 128 consecutive columns; quads past the edge are zeros.
+        for (var j = 0u; j < 4u; j++) {
+            var v = vec4<f32>(0.0);
+            if (n < p.n) {
+                v = b4[(b_base + (k0 + kq * 4u + j) * p.b_rs + n) / 4u];
+            }
+            big_b[(kq * 4u + j) * BIG_QUADS + q] = v;
+        }
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let k = k0 + kq * 4u + j;
+        var v = vec4<f32>(0.0);
+        if (k < k_end) {
+            let kb = b_base + k * p.b_rs;
+            if (n < p.n) { v.x = b[kb + n * p.b_cs]; }
+            if (n + 1u < p.n) { v.y = b[kb + (n + 1u) * p.b_cs]; }
+            if (n + 2u < p.n) { v.z = b[kb + (n + 2u) * p.b_cs]; }
+            if (n + 3u < p.n) { v.w = b[kb + (n + 3u) * p.b_cs]; }
+        }
+        big_b[(kq * 4u + j) * BIG_QUADS + q] = v;
+    }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn gemm_big(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let z = wg.z;
+    let zo = z / p.batch_inner;
+    let zi = z % p.batch_inner;
+    let a_base = p.a_off + zo * p.a_bo + zi * p.a_bi;
+    let b_base = p.b_off + zo * p.b_bo + zi * p.b_bi;
+    let c_base = p.c_off + zo * p.c_bo + zi * p.c_bi;
+    var k_begin = 0u;
+    var k_end = p.k;
+    if (p.k_chunk != 0u) {
+        // Split-K: item z is k range z of one product (the launcher gives A and B zero batch strides).
+        k_begin = z * p.k_chunk;
+        k_end = min(p.k, k_begin + p.k_chunk);
+    }
+    let m0 = wg.y * 128u;
+    let n0 = wg.x * 128u;
+    let a_mode = (p.flags >> 2u) & 3u;
+    let b_mode = (p.flags >> 4u) & 3u;
+
+    // g{r}l / g{r}h: the thread's row r (r < 4: 4y + r; r >= 4: 64 + 4y + r - 4), columns 4x.. and 64+4x..
+    var g0l = vec4<f32>(0.0); var g0h = vec4<f32>(0.0);
+    var g1l = vec4<f32>(0.0); var g1h = vec4<f32>(0.0);
+    var g2l = vec4<f32>(0.0); var g2h = vec4<f32>(0.0);
+    var g3l = vec4<f32>(0.0); var g3h = vec4<f32>(0.0);
+    var g4l = vec4<f32>(0.0); var g4h = vec4<f32>(0.0);
+    var g5l = vec4<f32>(0.0); var g5h = vec4<f32>(0.0);
+    var g6l = vec4<f32>(0.0); var g6h = vec4<f32>(0.0);
+    var g7l = vec4<f32>(0.0); var g7h = vec4<f32>(0.0);
+
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
+        if (li < 128u) {
+            big_load_a(li, k0, k_end, m0, a_base, a_mode);
+        } else {
+            big_load_b(li - 128u, k0, k_end, n0, b_base, b_mode);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk += 4u) {
+            let al0 = big_a[(kk + 0u) * BIG_QUADS + lid.y];
+            let ah0 = big_a[(kk + 0u) * BIG_QUADS + 16u + lid.y];
+            let bl0 = big_b[(kk + 0u) * BIG_QUADS + lid.x];
+            let bh0 = big_b[(kk + 0u) * BIG_QUADS + 16u + lid.x];
+            g0l += al0.x * bl0; g0h += al0.x * bh0;
+            g1l += al0.y * bl0; g1h += al0.y * bh0;
+            g2l += al0.z * bl0; g2h += al0.z * bh0;
+            g3l += al0.w * bl0; g3h += al0.w * bh0;
+            g4l += ah0.x * bl0; g4h += ah0.x * bh0;
+            g5l += ah0.y * bl0; g5h += ah0.y * bh0;
+            g6l += ah0.z * bl0; g6h += ah0.z * bh0;
+            g7l += ah0.w * bl0; g7h += ah0.w * bh0;
+            let al1 = big_a[(kk + 1u) * BIG_QUADS + lid.y];
+            let ah1 = big_a[(kk + 1u) * BIG_QUADS + 16u + lid.y];
+            let bl1 = big_b[(kk + 1u) * BIG_QUADS + lid.x];
+            let bh1 = big_b[(kk + 1u) * BIG_QUADS + 16u + lid.x];
+            g0l += al1.x * bl1; g0h += al1.x * bh1;
+            g1l += al1.y * bl1; g1h += al1.y * bh1;
+            g2l += al1.z * bl1; g2h += al1.z * bh1;
+            g3l += al1.w * bl1; g3h += al1.w * bh1;
+            g4l += ah1.x * bl1; g4h += ah1.x * bh1;
+            g5l += ah1.y * bl1; g5h += ah1.y * bh1;
+            g6l += ah1.z * bl1; g6h += ah1.z * bh1;
+            g7l += ah1.w * bl1; g7h += ah1.w * bh1;
+            let al2 = big_a[(kk + 2u) * BIG_QUADS + lid.y];
+            let ah2 = big_a[(kk + 2u) * BIG_QUADS + 16u + lid.y];
+            let bl2 = big_b[(kk + 2u) * BIG_QUADS + lid.x];
+            let bh2 = big_b[(kk + 2u) * BIG_QUADS + 16u + lid.x];
+            g0l += al2.x * bl2; g0h += al2.x * bh2;
+            g1l += al2.y * bl2; g1h += al2.y * bh2;
+            g2l += al2.z * bl2; g2h += al2.z * bh2;
+            g3l += al2.w * bl2; g3h += al2.w * bh2;
+            g4l += ah2.x * bl2; g4h += ah2.x * bh2;
+            g5l += ah2.y * bl2; g5h += ah2.y * bh2;
+            g6l += ah2.z * bl2; g6h += ah2.z * bh2;
+            g7l += ah2.w * bl2; g7h += ah2.w * bh2;
+            let al3 = big_a[(kk + 3u) * BIG_QUADS + lid.y];
+            let ah3 = big_a[(kk + 3u) * BIG_QUADS + 16u + lid.y];
+            let bl3 = big_b[(kk + 3u) * BIG_QUADS + lid.x];
+            let bh3 = big_b[(kk + 3u) * BIG_QUADS + 16u + lid.x];
+            g0l += al3.x * bl3; g0h += al3.x * bh3;
+            g1l += al3.y * bl3; g1h += al3.y * bh3;
+            g2l += al3.z * bl3; g2h += al3.z * bh3;
+            g3l += al3.w * bl3; g3h += al3.w * bh3;
+            g4l += ah3.x * bl3; g4h += ah3.x * bh3;
+            g5l += ah3.y * bl3; g5h += ah3.y * bh3;
+            g6l += ah3.z * bl3; g6h += ah3.z * bh3;
+            g7l += ah3.w * bl3; g7h += ah3.w * bh3;
+        }
+        workgroupBarrier();
+    }
+
+    let r_lo = m0 + lid.y * 4u;
+    let r_hi = r_lo + 64u;
+    let c_lo = n0 + lid.x * 4u;
+    let c_hi = c_lo + 64u;
+    store_row4(r_lo, c_lo, c_base, g0l); store_row4(r_lo, c_hi, c_base, g0h);
+    store_row4(r_lo + 1u, c_lo, c_base, g1l); store_row4(r_lo + 1u, c_hi, c_base, g1h);
+    store_row4(r_lo + 2u, c_lo, c_base, g2l); store_row4(r_lo + 2u, c_hi, c_base, g2h);
+    store_row4(r_lo + 3u, c_lo, c_base, g3l); store_row4(r_lo + 3u, c_hi, c_base, g3h);
+    store_row4(r_hi, c_lo, c_base, g4l); store_row4(r_hi, c_hi, c_base, g4h);
+    store_row4(r_hi + 1u, c_lo, c_base, g5l); store_row4(r_hi + 1u, c_hi, c_base, g5h);
+    store_row4(r_hi + 2u, c_lo, c_base, g6l); store_row4(r_hi + 2u, c_hi, c_base, g6h);
+    store_row4(r_hi + 3u, c_lo, c_base, g7l); store_row4(r_hi + 3u, c_hi, c_base, g7h);
+}
+
+// gemm_splitk_sum: C = alpha · Σ_z partial[z] (+ bias) (+ C) for a split-K product, one thread per element of
+// C; the partial sums (splits, M, N) row-major are bound as `a`. 256 threads per workgroup on a 2D grid.
+@compute @workgroup_size(256, 1, 1)
+fn gemm_splitk_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * groups.x) * 256u + li;
+    let mn = p.m * p.n;
+    if (i >= mn) {
+        return;
+    }
+    var s = 0.0;
+    for (var z = 0u; z < p.splits; z++) {
+        s += a[z * mn + i];
+    }
+    store_c(i / p.n, i % p.n, p.c_off, s);
 }

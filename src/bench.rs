@@ -550,6 +550,21 @@ pub fn bench_kernels(opts: &BenchOptions) -> Result<(GpuContext, Vec<BenchRow>),
         None,
     )?;
 
+    // The kernel-level target shape on GPUs (on a software adapter it would take minutes).
+    if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu {
+        let big = 4096u32;
+        let e = big as u64 * big as u64;
+        let (a, w, y) = (bench.buf(e), bench.buf(e), bench.buf(e));
+        let d = matmul::linear_forward(&ctx, &y, &a, &w, None, big, big, big)?;
+        bench.measure(
+            "matmul",
+            format!("{big}x{big}x{big}"),
+            d,
+            Some(2.0 * (big as f64).powi(3)),
+            None,
+        )?;
+    }
+
     // Dispatch overhead: a chain of 1000 small dependent dispatches in one compute pass.
     let chain_buf = bench.buf(256);
     let one = elementwise::copy(&ctx, &chain_buf, &a, 256, true)?;

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::buffers::GpuSlice;
 use super::error::GpuError;
 use super::pipelines::PipelineCache;
 
@@ -129,6 +130,9 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     pub pipelines: PipelineCache,
     first_error: Arc<Mutex<Option<String>>>,
+    /// One scratch buffer shared by the launches that need temporary space (split-K partial sums): launches in
+    /// a pass run one after another, so they can share it; it only grows.
+    scratch: Arc<Mutex<Option<GpuSlice>>>,
 }
 
 impl GpuContext {
@@ -234,6 +238,28 @@ impl GpuContext {
             features,
             pipelines,
             first_error,
+            scratch: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The shared scratch buffer, at least `len` elements long (a new, larger one when it is too short; launches
+    /// recorded earlier keep the old one). For temporaries that one launch writes and the next reads.
+    pub fn scratch(&self, len: u64) -> GpuSlice {
+        let mut slot = match self.scratch.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match slot.as_ref() {
+            Some(s) if s.buffer.size() >= len.max(1) * 4 => GpuSlice {
+                buffer: s.buffer.clone(),
+                offset: 0,
+                len,
+            },
+            _ => {
+                let s = GpuSlice::new(self, "shared scratch", len);
+                *slot = Some(s.clone());
+                s
+            }
         }
     }
 

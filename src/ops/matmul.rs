@@ -12,7 +12,7 @@ gpu_params!(
         a_rs: u32, a_cs: u32, a_bo: u32, a_bi: u32,
         b_rs: u32, b_cs: u32, b_bo: u32, b_bi: u32,
         c_rs: u32, c_cs: u32, c_bo: u32, c_bi: u32,
-        _pad0: u32, _pad1: u32, _pad2: u32,
+        k_chunk: u32, splits: u32, _pad2: u32,
     }
 );
 
@@ -112,7 +112,7 @@ pub fn gemm(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let kernel = GemmKernel::for_shape(ctx, shape.m, shape.n, shape.batch);
+    let kernel = GemmKernel::for_shape(ctx, shape.m, shape.n, shape.k, shape.batch);
     gemm_using(kernel, ctx, c, c_view, a, a_view, b, b_view, bias, shape)
 }
 
@@ -198,9 +198,7 @@ pub fn gemm_using(
         c_bi: c_view.bi,
         ..Default::default()
     };
-    let u = GpuSlice::uniform(ctx, "GemmParams", &params);
     let (a4, b4) = (vec4_view(ctx, a), vec4_view(ctx, b));
-    let args = [c, a, b, bias_slice, &u, &a4, &b4];
     let (tile_n, tile_m) = kernel.tile_for(m, n);
     let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), batch];
     if groups[0] > crate::gpu::MAX_WORKGROUPS_PER_DIM
@@ -213,6 +211,13 @@ pub fn gemm_using(
             ),
         });
     }
+    if kernel == GemmKernel::Big {
+        if let Some(split) = SplitK::for_shape(m, n, k, batch) {
+            return split_k(ctx, c, a, b, bias_slice, &a4, &b4, params, split, groups);
+        }
+    }
+    let u = GpuSlice::uniform(ctx, "GemmParams", &params);
+    let args = [c, a, b, bias_slice, &u, &a4, &b4];
     let constants: Vec<(&str, f64)> = match kernel {
         GemmKernel::Direct => vec![
             ("DIRECT_X", (tile_n / 4) as f64),
@@ -230,13 +235,105 @@ pub fn gemm_using(
     )?])
 }
 
-/// The gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs, `gemm_wide` (128 x 128 tiles,
+/// How a single product with few output tiles and a long k is split: `splits` workgroups along k, each
+/// `k_chunk` long (a multiple of the 16-wide k tile), their partial sums added by `gemm_splitk_sum`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitK {
+    pub splits: u32,
+    pub k_chunk: u32,
+}
+
+/// Workgroups a split-K product aims for: two per streaming multiprocessor of a large GPU (132 on an H100).
+const SPLIT_TARGET_WORKGROUPS: u32 = 264;
+/// The shortest k range one split-K workgroup takes (16 k tiles), so the partial sums stay a small cost.
+const SPLIT_MIN_K: u32 = 256;
+
+impl SplitK {
+    /// The split for one `m x n x k` product on 128 x 128 tiles, or `None` when its tiles alone fill the GPU,
+    /// its k is too short to share, or it is batched.
+    pub fn for_shape(m: u32, n: u32, k: u32, batch: u32) -> Option<Self> {
+        let tiles = m.div_ceil(128) * n.div_ceil(128);
+        if batch != 1 || tiles >= SPLIT_TARGET_WORKGROUPS / 2 || k < 2 * SPLIT_MIN_K {
+            return None;
+        }
+        let wanted = SPLIT_TARGET_WORKGROUPS.div_ceil(tiles).min(k / SPLIT_MIN_K);
+        let k_chunk = k.div_ceil(wanted).div_ceil(16) * 16;
+        let splits = k.div_ceil(k_chunk);
+        (splits >= 2).then_some(Self { splits, k_chunk })
+    }
+}
+
+/// A split-K product: `gemm_big` writes `splits` partial sums (splits, M, N) into the shared scratch buffer,
+/// then `gemm_splitk_sum` adds them into C with alpha, bias and accumulation as `params` ask.
+#[allow(clippy::too_many_arguments)]
+fn split_k(
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    a: &GpuSlice,
+    b: &GpuSlice,
+    bias: &GpuSlice,
+    a4: &GpuSlice,
+    b4: &GpuSlice,
+    params: GemmParams,
+    split: SplitK,
+    groups: [u32; 3],
+) -> Result<Vec<Dispatch>, GpuError> {
+    let (m, n) = (params.m, params.n);
+    let partial_len = split.splits as u64 * m as u64 * n as u64;
+    fits_u32("matmul::gemm (split-K)", partial_len)?;
+    let partial = ctx.scratch(partial_len);
+    let parts = GemmParams {
+        batch_inner: 1,
+        // Only the vec4 read modes: no bias, no accumulation, alpha 1 (the sum applies them).
+        flags: params.flags & 0b11_1100,
+        alpha: 1.0,
+        a_bo: 0,
+        a_bi: 0,
+        b_bo: 0,
+        b_bi: 0,
+        c_off: 0,
+        c_rs: n,
+        c_cs: 1,
+        c_bo: m * n,
+        c_bi: 0,
+        k_chunk: split.k_chunk,
+        splits: split.splits,
+        ..params
+    };
+    let u = GpuSlice::uniform(ctx, "GemmParams (split-K parts)", &parts);
+    let first = launch_with(
+        ctx,
+        "matmul",
+        "gemm_big",
+        &[],
+        &[&partial, a, b, bias, &u, a4, b4],
+        [groups[0], groups[1], split.splits],
+    )?;
+    let sum = GemmParams {
+        splits: split.splits,
+        ..params
+    };
+    let u = GpuSlice::uniform(ctx, "GemmParams (split-K sum)", &sum);
+    let second = launch_with(
+        ctx,
+        "matmul",
+        "gemm_splitk_sum",
+        &[],
+        &[c, &partial, b, bias, &u, a4, b4],
+        super::grid_for(m as u64 * n as u64, 256),
+    )?;
+    Ok(vec![first, second])
+}
+
+/// The gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs' smaller products, `gemm_big` (128 x 128
+/// tiles, 256 threads, optional split-K) for GPUs' large ones, `gemm_wide` (128 x 128 tiles,
 /// 16 x 16 per thread) for software adapters, where reads per multiply-add matter more than registers, and
 /// `gemm_direct` (32 x 32 tiles, 4 x 4 per thread, no workgroup memory, no barriers) for products too small
 /// or too narrow for a wide tile on software adapters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmKernel {
     Tiled,
+    Big,
     Wide,
     Direct,
 }
@@ -245,6 +342,26 @@ pub enum GemmKernel {
 /// per multiply-add); measured on llvmpipe with `BEITLAB_GEMM=wide|direct beitlab bench kernels --preset tiny`:
 /// 512^3 9.0 vs 3.5 GFLOP/s, tiny's linear layers 4.9-6.6 vs 2.8-3.6.
 const DIRECT_COST: f64 = 2.0;
+
+/// Streaming multiprocessors of the GPU the rules were set on (an H100 / H200 has 132); wgpu does not report it.
+const GPU_UNITS: u64 = 132;
+
+/// A GPU's time for `batch` products of `m x n`, in units of one round of a multiprocessor's resident work:
+/// `Big` keeps 2 workgroups of 128 x 128 resident per multiprocessor, `Tiled` 8 of 64 x 64 (the same area), so
+/// the time is the number of rounds times the kernel's cost per multiply-add (`Tiled` is slower per
+/// multiply-add: a 64 x 64 tile reads its operands twice as often per output).
+fn gpu_time(kernel: GemmKernel, m: u32, n: u32, batch: u32) -> f64 {
+    let (resident, cost) = match kernel {
+        GemmKernel::Big => (2, 1.0),
+        _ => (8, TILED_COST),
+    };
+    let (tn, tm) = kernel.tile_for(m, n);
+    let tiles = m.div_ceil(tm) as u64 * n.div_ceil(tn) as u64 * batch.max(1) as u64;
+    tiles.div_ceil(GPU_UNITS * resident) as f64 * cost
+}
+
+/// How much more a multiply-add costs in `gemm` (64 x 64) than in `gemm_big` on a GPU.
+const TILED_COST: f64 = 1.6;
 
 /// The CPU threads a software adapter spreads workgroups over (one per core, as llvmpipe does).
 fn cpu_cores() -> u64 {
@@ -264,6 +381,7 @@ impl GemmKernel {
         #[cfg(not(target_arch = "wasm32"))]
         match std::env::var("BEITLAB_GEMM").as_deref() {
             Ok("tiled") => return Some(Self::Tiled),
+            Ok("big") => return Some(Self::Big),
             Ok("wide") => return Some(Self::Wide),
             Ok("direct") => return Some(Self::Direct),
             _ => {}
@@ -271,7 +389,7 @@ impl GemmKernel {
         None
     }
 
-    /// `Wide` on CPU adapters (lavapipe, SwiftShader), `Tiled` elsewhere; `BEITLAB_GEMM=tiled|wide|direct`
+    /// `Wide` on CPU adapters (lavapipe, SwiftShader), `Big` elsewhere; `BEITLAB_GEMM=tiled|big|wide|direct`
     /// overrides (every product then takes that kernel).
     pub fn for_adapter(ctx: &GpuContext) -> Self {
         if let Some(k) = Self::forced() {
@@ -280,7 +398,7 @@ impl GemmKernel {
         if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
             Self::Wide
         } else {
-            Self::Tiled
+            Self::Big
         }
     }
 
@@ -288,10 +406,21 @@ impl GemmKernel {
     /// time by a simple model: workgroups run a core each, in rounds of as many as there are cores, and each
     /// costs its whole tile (padding included: a 17 x 17 attention product fills 2% of a 128-wide tile and 28%
     /// of a 32-wide one) times the kernel's cost per multiply-add.
-    pub fn for_shape(ctx: &GpuContext, m: u32, n: u32, batch: u32) -> Self {
+    ///
+    /// On GPUs, `Big` or `Tiled` by [`gpu_time`]: whole rounds of resident workgroups times the cost of a tile;
+    /// single products with a long k go to `Big` with split-K.
+    pub fn for_shape(ctx: &GpuContext, m: u32, n: u32, k: u32, batch: u32) -> Self {
         let base = Self::for_adapter(ctx);
-        if base != Self::Wide || Self::forced().is_some() {
+        if Self::forced().is_some() {
             return base;
+        }
+        if base == Self::Big {
+            if SplitK::for_shape(m, n, k, batch).is_some()
+                || gpu_time(Self::Big, m, n, batch) <= gpu_time(Self::Tiled, m, n, batch)
+            {
+                return Self::Big;
+            }
+            return Self::Tiled;
         }
         let cores = cpu_cores();
         let time = |kernel: Self, cost: f64| {
@@ -309,6 +438,7 @@ impl GemmKernel {
     pub fn entry_point(self) -> &'static str {
         match self {
             Self::Tiled => "gemm",
+            Self::Big => "gemm_big",
             Self::Wide => "gemm_wide",
             Self::Direct => "gemm_direct",
         }
@@ -318,7 +448,7 @@ impl GemmKernel {
     pub fn tile(self) -> u32 {
         match self {
             Self::Tiled => 64,
-            Self::Wide => 128,
+            Self::Big | Self::Wide => 128,
             Self::Direct => 32,
         }
     }

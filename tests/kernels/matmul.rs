@@ -4,7 +4,7 @@
 
 use super::common::*;
 use beitlab::cpu;
-use beitlab::ops::matmul::{self, GemmKernel, GemmShape, MatView};
+use beitlab::ops::matmul::{self, GemmKernel, GemmShape, MatView, SplitK};
 
 fn linear_case(m: usize, n: usize, k: usize, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -167,10 +167,16 @@ fn gemm_batched_strided_accumulate() {
 #[test]
 fn gemm_every_kernel_all_layouts() {
     let mut rng = Rng::new(11);
-    for kernel in [GemmKernel::Tiled, GemmKernel::Wide, GemmKernel::Direct] {
+    for kernel in [
+        GemmKernel::Tiled,
+        GemmKernel::Big,
+        GemmKernel::Wide,
+        GemmKernel::Direct,
+    ] {
         for &(m, n, k) in &[
             (128u32, 128u32, 32u32),
             (131, 257, 45),
+            (132, 260, 48),
             (256, 64, 16),
             (17, 19, 17),
             (1, 5, 3),
@@ -255,11 +261,14 @@ fn small_products_take_small_tiles_on_software_adapters() {
     {
         return;
     }
-    assert_eq!(GemmKernel::for_shape(c, 17, 17, 64), GemmKernel::Direct);
-    assert_eq!(GemmKernel::for_shape(c, 544, 32, 1), GemmKernel::Direct);
+    assert_eq!(GemmKernel::for_shape(c, 17, 17, 64, 64), GemmKernel::Direct);
+    assert_eq!(GemmKernel::for_shape(c, 544, 32, 64, 1), GemmKernel::Direct);
     // One 96 x 32 weight gradient: one wide tile would leave every core but one idle.
-    assert_eq!(GemmKernel::for_shape(c, 96, 32, 1), GemmKernel::Direct);
-    assert_eq!(GemmKernel::for_shape(c, 1024, 768, 1), GemmKernel::Wide);
+    assert_eq!(GemmKernel::for_shape(c, 96, 32, 544, 1), GemmKernel::Direct);
+    assert_eq!(
+        GemmKernel::for_shape(c, 1024, 768, 768, 1),
+        GemmKernel::Wide
+    );
 }
 
 /// Every kernel on batched operands that are contiguous along k with padded, aligned rows and a K that is not
@@ -300,7 +309,12 @@ fn gemm_every_kernel_k_contiguous_with_a_tail() {
         None,
         shape,
     );
-    for kernel in [GemmKernel::Tiled, GemmKernel::Wide, GemmKernel::Direct] {
+    for kernel in [
+        GemmKernel::Tiled,
+        GemmKernel::Big,
+        GemmKernel::Wide,
+        GemmKernel::Direct,
+    ] {
         let c = poisoned(want.len());
         run(matmul::gemm_using(
             kernel,
@@ -323,4 +337,82 @@ fn gemm_every_kernel_k_contiguous_with_a_tail() {
             1e-5,
         );
     }
+}
+
+/// Split-K (single products with few output tiles and a long k, the weight gradients): the partial sums and
+/// their sum with alpha, bias and accumulation, every operand layout, a k that ends inside a k tile, a C with
+/// padded rows.
+#[test]
+fn gemm_big_split_k_all_layouts() {
+    let mut rng = Rng::new(23);
+    for &(m, n, k) in &[(40u32, 36u32, 1000u32), (200, 130, 2048), (5, 3, 600)] {
+        let split = SplitK::for_shape(m, n, k, 1).expect("a long k with one tile splits");
+        assert!(split.splits >= 2 && split.k_chunk % 16 == 0 && split.splits * split.k_chunk >= k);
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a_view = if ta {
+                MatView::transposed(m, k)
+            } else {
+                MatView::row_major(m, k)
+            };
+            let b_view = if tb {
+                MatView::transposed(k, n)
+            } else {
+                MatView::row_major(k, n)
+            };
+            let c_view = MatView {
+                rs: n + 3,
+                ..MatView::row_major(m, n)
+            };
+            let a = rng.vec((m * k) as usize, 1.0);
+            let b = rng.vec((k * n) as usize, 1.0);
+            let bias = rng.vec(n as usize, 1.0);
+            let before = rng.vec(c_view.extent(m, n, 1, 1) as usize, 1.0);
+            let shape = GemmShape {
+                bias: true,
+                accumulate: true,
+                alpha: 0.5,
+                ..GemmShape::new(m, n, k)
+            };
+            let c = up(&before);
+            let d = matmul::gemm_using(
+                GemmKernel::Big,
+                ctx(),
+                &c,
+                c_view,
+                &up(&a),
+                a_view,
+                &up(&b),
+                b_view,
+                Some(&up(&bias)),
+                shape,
+            )
+            .unwrap();
+            assert_eq!(d.len(), 2, "parts and their sum");
+            run(d);
+            let mut want = f64s(&before);
+            cpu::matmul::gemm(
+                &mut want,
+                c_view,
+                &f64s(&a),
+                a_view,
+                &f64s(&b),
+                b_view,
+                Some(&f64s(&bias)),
+                shape,
+            );
+            let what = format!("split-K {m}x{n}x{k} transposed A {ta} B {tb}");
+            assert_close(&what, &read(&c), &want, 1e-6 * k as f64, 1e-5);
+        }
+    }
+}
+
+/// Which products split: a weight gradient of a small layer over a long batch does; a product whose tiles
+/// already fill the GPU, a short k or a batched product does not.
+#[test]
+fn split_k_rules() {
+    let s = SplitK::for_shape(192, 576, 8320, 1).expect("qkv weight gradient of tiny at batch 128");
+    assert!(s.splits * s.k_chunk >= 8320 && (s.splits - 1) * s.k_chunk < 8320);
+    assert_eq!(SplitK::for_shape(8320, 576, 192, 1), None);
+    assert_eq!(SplitK::for_shape(192, 192, 300, 1), None);
+    assert_eq!(SplitK::for_shape(192, 192, 8320, 4), None);
 }
