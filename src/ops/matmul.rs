@@ -235,7 +235,7 @@ pub fn gemm_using(
     )?])
 }
 
-/// How a single product with few output tiles and a long k is split: `splits` workgroups along k, each
+/// How a single product with few output tiles for the GPU and a long k is split: `splits` workgroups along k, each
 /// `k_chunk` long (a multiple of the 16-wide k tile), their partial sums added by `gemm_splitk_sum`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SplitK {
@@ -243,23 +243,37 @@ pub struct SplitK {
     pub k_chunk: u32,
 }
 
-/// Workgroups a split-K product aims for: two per streaming multiprocessor of a large GPU (132 on an H100).
-const SPLIT_TARGET_WORKGROUPS: u32 = 264;
 /// The shortest k range one split-K workgroup takes (16 k tiles), so the partial sums stay a small cost.
 const SPLIT_MIN_K: u32 = 256;
+/// The most k ranges one product is split into.
+const SPLIT_MAX: u32 = 64;
+/// The most elements of partial sums one split-K product writes (128 MiB of f32).
+const SPLIT_SCRATCH_MAX: u64 = 32 << 20;
 
 impl SplitK {
-    /// The split for one `m x n x k` product on 128 x 128 tiles, or `None` when its tiles alone fill the GPU,
-    /// its k is too short to share, or it is batched.
+    /// The split for one `m x n x k` product on 128 x 128 tiles, or `None` when it would not shorten the
+    /// product or it is batched. The GPU takes the workgroups in waves of [`BIG_SLOTS`]; the split that
+    /// minimises waves x k per workgroup wins (the fewest splits on a tie), and only if it saves at least a
+    /// tenth: a 3072 x 768 weight gradient over 12608 rows has 144 tiles, half a wave that leaves most
+    /// multiprocessors with one workgroup or none; split 11 ways it fills 6 waves.
     pub fn for_shape(m: u32, n: u32, k: u32, batch: u32) -> Option<Self> {
-        let tiles = m.div_ceil(128) * n.div_ceil(128);
-        if batch != 1 || tiles >= SPLIT_TARGET_WORKGROUPS / 2 || k < 2 * SPLIT_MIN_K {
+        if batch != 1 || k < 2 * SPLIT_MIN_K {
             return None;
         }
-        let wanted = SPLIT_TARGET_WORKGROUPS.div_ceil(tiles).min(k / SPLIT_MIN_K);
-        let k_chunk = k.div_ceil(wanted).div_ceil(16) * 16;
-        let splits = k.div_ceil(k_chunk);
-        (splits >= 2).then_some(Self { splits, k_chunk })
+        let tiles = m.div_ceil(128) as u64 * n.div_ceil(128) as u64;
+        let split = |wanted: u32| {
+            let k_chunk = k.div_ceil(wanted).div_ceil(16) * 16;
+            Self {
+                splits: k.div_ceil(k_chunk),
+                k_chunk,
+            }
+        };
+        let cost = |s: Self| (tiles * s.splits as u64).div_ceil(BIG_SLOTS) * s.k_chunk as u64;
+        let most = (k / SPLIT_MIN_K)
+            .min(SPLIT_MAX)
+            .min((SPLIT_SCRATCH_MAX / (m as u64 * n as u64).max(1)).max(1) as u32);
+        let best = (1..=most).map(split).min_by_key(|&s| (cost(s), s.splits))?;
+        (best.splits >= 2 && cost(best) * 10 <= cost(split(1)) * 9).then_some(best)
     }
 }
 
@@ -345,6 +359,10 @@ const DIRECT_COST: f64 = 2.0;
 
 /// Streaming multiprocessors of the GPU the rules were set on (an H100 / H200 has 132); wgpu does not report it.
 const GPU_UNITS: u64 = 132;
+
+/// `gemm_big` workgroups resident at once on such a GPU: two per multiprocessor (256 threads of about 128
+/// registers each).
+const BIG_SLOTS: u64 = 2 * GPU_UNITS;
 
 /// A GPU's time for `batch` products of `m x n`, in units of one round of a multiprocessor's resident work:
 /// `Big` keeps 2 workgroups of 128 x 128 resident per multiprocessor, `Tiled` 8 of 64 x 64 (the same area), so

@@ -406,12 +406,25 @@ fn gemm_big_split_k_all_layouts() {
     }
 }
 
-/// Which products split: a weight gradient of a small layer over a long batch does; a product whose tiles
-/// already fill the GPU, a short k or a batched product does not.
+/// Which products split: weight gradients over a long batch whose tiles leave the GPU's waves uneven do; a
+/// product whose tiles already fill the waves evenly, a short k or a batched product does not.
 #[test]
 fn split_k_rules() {
     let s = SplitK::for_shape(192, 576, 8320, 1).expect("qkv weight gradient of tiny at batch 128");
     assert!(s.splits * s.k_chunk >= 8320 && (s.splits - 1) * s.k_chunk < 8320);
+    let s =
+        SplitK::for_shape(3072, 768, 12608, 1).expect("fc1 weight gradient of base at batch 64");
+    assert!(s.splits >= 2, "{s:?}");
+    let s = SplitK::for_shape(8192, 768, 5018, 1).expect("lm_head weight gradient of base");
+    assert!(
+        s.splits as u64 * 8192 * 768 <= 32 << 20,
+        "partial sums capped at 128 MiB: {s:?}"
+    );
+    assert_eq!(
+        SplitK::for_shape(8192, 768, 256, 1),
+        None,
+        "k too short to share"
+    );
     assert_eq!(SplitK::for_shape(8320, 576, 192, 1), None);
     assert_eq!(SplitK::for_shape(192, 192, 300, 1), None);
     assert_eq!(SplitK::for_shape(192, 192, 8320, 4), None);
