@@ -15,18 +15,22 @@ const SHARED_TABLE: &str = "beit.encoder.relative_position_bias.relative_positio
 const OWN_TABLE: &str = "attention.attention.relative_position_bias.relative_position_bias_table";
 
 /// What every block shares: the relative position index (gather) and its inverse (scatter), the attention
-/// shape, and the scores scratch.
+/// shape, the scores scratch, and two activations that each block's forward writes for the product after
+/// them and its backward computes again from what it keeps (one elementwise pass each instead of a buffer per
+/// block; at BEiT-base batch 64 they would hold 2.8 GB): the layer norm output (B·T, C), from the block's
+/// input and its stored mean and 1/std, and the GELU output (B·T, I), from the stored pre-activation.
 pub(super) struct BlockShared {
     index: GpuSlice,
     scatter: RelposScatterIndex,
     table_rows: u32,
     shape: AttentionShape,
     scores: GpuSlice,
+    normed: GpuSlice,
+    gelu: GpuSlice,
 }
 
 /// Activations of one block that the backward reads.
 pub(super) struct BlockActs {
-    ln1: GpuSlice,
     mean1: GpuSlice,
     rstd1: GpuSlice,
     qkv: GpuSlice,
@@ -36,11 +40,9 @@ pub(super) struct BlockActs {
     ctx: GpuSlice,
     ao: GpuSlice,
     xmid: GpuSlice,
-    ln2: GpuSlice,
     mean2: GpuSlice,
     rstd2: GpuSlice,
     h: GpuSlice,
-    g: GpuSlice,
     f: GpuSlice,
 }
 
@@ -51,6 +53,7 @@ pub(super) struct BlockScratch {
     d_normed: GpuSlice,
     dg: GpuSlice,
     dh: GpuSlice,
+    dctx: GpuSlice,
     dqkv: GpuSlice,
     dp: GpuSlice,
     ds: GpuSlice,
@@ -78,6 +81,8 @@ impl Builder<'_> {
                 scale: (d.d as f32).powf(-0.5),
             },
             scores: self.buf("attention scores", d.bhtt()),
+            normed: self.buf("layer norm output", d.btc()),
+            gelu: self.buf("mlp gelu", d.bti()),
         }
     }
 
@@ -144,7 +149,6 @@ impl Builder<'_> {
         let pre = params::block(li);
         let name = |s: &str| format!("{pre}{s}");
         let mut a = BlockActs {
-            ln1: self.buf("ln1", btc),
             mean1: self.buf("mean1", bt as u64),
             rstd1: self.buf("rstd1", bt as u64),
             qkv: self.buf("qkv", 3 * btc),
@@ -153,18 +157,16 @@ impl Builder<'_> {
             ctx: self.buf("attention context", btc),
             ao: self.buf("attention output", btc),
             xmid: self.buf("residual after attention", btc),
-            ln2: self.buf("ln2", btc),
             mean2: self.buf("mean2", bt as u64),
             rstd2: self.buf("rstd2", bt as u64),
             h: self.buf("mlp hidden", bti),
-            g: self.buf("mlp gelu", bti),
             f: self.buf("mlp output", btc),
         };
         let x_out = self.buf(&format!("hidden_states.{}", li + 1), btc);
         // Attention branch.
         self.fwd.extend(layernorm::layernorm_forward(
             ctx,
-            &a.ln1,
+            &s.normed,
             &a.mean1,
             &a.rstd1,
             x_in,
@@ -182,7 +184,7 @@ impl Builder<'_> {
         self.fwd.extend(matmul::linear_forward(
             ctx,
             &a.qkv,
-            &a.ln1,
+            &s.normed,
             &wqkv,
             Some(&bqkv),
             bt,
@@ -218,7 +220,7 @@ impl Builder<'_> {
         // MLP branch.
         self.fwd.extend(layernorm::layernorm_forward(
             ctx,
-            &a.ln2,
+            &s.normed,
             &a.mean2,
             &a.rstd2,
             &a.xmid,
@@ -231,7 +233,7 @@ impl Builder<'_> {
         self.fwd.extend(matmul::linear_forward(
             ctx,
             &a.h,
-            &a.ln2,
+            &s.normed,
             &p.t(&name("intermediate.dense.weight"))?,
             Some(&p.t(&name("intermediate.dense.bias"))?),
             bt,
@@ -239,11 +241,11 @@ impl Builder<'_> {
             c,
         )?);
         self.fwd
-            .extend(gelu::gelu_forward(ctx, &a.g, &a.h, bti as u32)?);
+            .extend(gelu::gelu_forward(ctx, &s.gelu, &a.h, bti as u32)?);
         self.fwd.extend(matmul::linear_forward(
             ctx,
             &a.f,
-            &a.g,
+            &s.gelu,
             &p.t(&name("output.dense.weight"))?,
             Some(&p.t(&name("output.dense.bias"))?),
             bt,
@@ -262,6 +264,7 @@ impl Builder<'_> {
             d_normed: self.buf("d normed", d.btc()),
             dg: self.buf("d gelu", d.bti()),
             dh: self.buf("d mlp hidden", d.bti()),
+            dctx: self.buf("d attention context", d.btc()),
             dqkv: self.buf("d qkv", 3 * d.btc()),
             dp: self.buf("d probabilities", d.bhtt()),
             ds: self.buf("d scores", d.bhtt()),
@@ -281,7 +284,7 @@ impl Builder<'_> {
         dx: &GpuSlice,
     ) -> Result<(), ModelError> {
         let (ctx, d, p) = (self.ctx, self.dims, self.p());
-        let (bt, c, inter, btc) = (d.bt(), d.c, d.inter, d.btc());
+        let (bt, c, inter) = (d.bt(), d.c, d.inter);
         let pre = params::block(li);
         let name = |s: &str| format!("{pre}{s}");
         let lam = |b: &Self, s: &str| -> Option<(GpuSlice, GpuSlice)> {
@@ -300,19 +303,21 @@ impl Builder<'_> {
             scratch,
         )?;
         let gr = self.gr();
-        let mut v = matmul::linear_backward(
+        // The GELU output fc2 read, again.
+        let mut v = gelu::gelu_forward(ctx, &s.gelu, &a.h, d.bti() as u32)?;
+        v.extend(matmul::linear_backward(
             ctx,
             Some(&k.dg),
             &gr.t(&name("output.dense.weight"))?,
             Some(&gr.t(&name("output.dense.bias"))?),
             &d_f,
-            &a.g,
+            &s.gelu,
             &p.t(&name("output.dense.weight"))?,
             bt,
             c,
             inter,
             false,
-        )?;
+        )?);
         v.extend(gelu::gelu_backward(
             ctx,
             &k.dh,
@@ -321,13 +326,26 @@ impl Builder<'_> {
             d.bti() as u32,
             false,
         )?);
+        // The layer norm output fc1 read, again (its mean and 1/std are rewritten with the same values).
+        v.extend(layernorm::layernorm_forward(
+            ctx,
+            &s.normed,
+            &a.mean2,
+            &a.rstd2,
+            &a.xmid,
+            &p.t(&name("layernorm_after.weight"))?,
+            &p.t(&name("layernorm_after.bias"))?,
+            bt,
+            c,
+            d.eps,
+        )?);
         v.extend(matmul::linear_backward(
             ctx,
             Some(&k.d_normed),
             &gr.t(&name("intermediate.dense.weight"))?,
             Some(&gr.t(&name("intermediate.dense.bias"))?),
             &k.dh,
-            &a.ln2,
+            &s.normed,
             &p.t(&name("intermediate.dense.weight"))?,
             bt,
             inter,
@@ -360,10 +378,10 @@ impl Builder<'_> {
             scratch,
         )?;
         let gr = self.gr();
-        let dctx = self.buf("d attention context", btc);
+        let dctx = &k.dctx;
         let mut v = matmul::linear_backward(
             ctx,
-            Some(&dctx),
+            Some(dctx),
             &gr.t(&name("attention.output.dense.weight"))?,
             Some(&gr.t(&name("attention.output.dense.bias"))?),
             &d_ao,
@@ -386,7 +404,7 @@ impl Builder<'_> {
             a.bias.as_ref().map(|_| &k.dbias),
             &k.dp,
             &k.ds,
-            (&dctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim)),
+            (dctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim)),
             &a.probs,
             (&a.qkv, qkv_views(0, sh)),
             (&a.qkv, qkv_views(1, sh)),
@@ -403,6 +421,19 @@ impl Builder<'_> {
                 true,
             )?);
         }
+        // The layer norm output the fused q/k/v product read, again.
+        v.extend(layernorm::layernorm_forward(
+            ctx,
+            &s.normed,
+            &a.mean1,
+            &a.rstd1,
+            x_in,
+            &p.t(&name("layernorm_before.weight"))?,
+            &p.t(&name("layernorm_before.bias"))?,
+            bt,
+            c,
+            d.eps,
+        )?);
         let qkv_len = 3 * c as u64 * c as u64;
         v.extend(matmul::linear_backward(
             ctx,
@@ -410,7 +441,7 @@ impl Builder<'_> {
             &gr.run(&name("attention.attention.query.weight"), qkv_len)?,
             Some(&gr.run(&name("attention.attention.query.bias"), 3 * c as u64)?),
             &k.dqkv,
-            &a.ln1,
+            &s.normed,
             &p.run(&name("attention.attention.query.weight"), qkv_len)?,
             bt,
             3 * c,
