@@ -566,17 +566,26 @@ fn big_load_a(blk: u32, k0: u32, k_end: u32, m0: u32, a_base: u32, mode: u32) {
         }
         return;
     }
+    // Scalar reads; when A is contiguous along k (unaligned rows, e.g. attention probabilities with T = 65)
+    // four neighbouring threads take one row's 16 k so a warp reads 8 runs of 64 bytes, not 32 scattered rows.
+    var sq = q;
+    var skq = kq;
+    if (p.a_cs == 1u) {
+        skq = blk % 4u;
+        sq = blk / 4u;
+    }
+    let sm = m0 + sq * 4u;
     for (var j = 0u; j < 4u; j++) {
-        let k = k0 + kq * 4u + j;
+        let k = k0 + skq * 4u + j;
         var v = vec4<f32>(0.0);
         if (k < k_end) {
             let ka = a_base + k * p.a_cs;
-            if (m < p.m) { v.x = a[ka + m * p.a_rs]; }
-            if (m + 1u < p.m) { v.y = a[ka + (m + 1u) * p.a_rs]; }
-            if (m + 2u < p.m) { v.z = a[ka + (m + 2u) * p.a_rs]; }
-            if (m + 3u < p.m) { v.w = a[ka + (m + 3u) * p.a_rs]; }
+            if (sm < p.m) { v.x = a[ka + sm * p.a_rs]; }
+            if (sm + 1u < p.m) { v.y = a[ka + (sm + 1u) * p.a_rs]; }
+            if (sm + 2u < p.m) { v.z = a[ka + (sm + 2u) * p.a_rs]; }
+            if (sm + 3u < p.m) { v.w = a[ka + (sm + 3u) * p.a_rs]; }
         }
-        big_a[(kq * 4u + j) * BIG_QUADS + q] = v;
+        big_a[(skq * 4u + j) * BIG_QUADS + sq] = v;
     }
 }
 
@@ -614,17 +623,25 @@ fn big_load_b(blk: u32, k0: u32, k_end: u32, n0: u32, b_base: u32, mode: u32) {
         }
         return;
     }
+    // Scalar reads, k-contiguous columns read by four neighbouring threads as for A.
+    var sq = q;
+    var skq = kq;
+    if (p.b_rs == 1u) {
+        skq = blk % 4u;
+        sq = blk / 4u;
+    }
+    let sn = n0 + sq * 4u;
     for (var j = 0u; j < 4u; j++) {
-        let k = k0 + kq * 4u + j;
+        let k = k0 + skq * 4u + j;
         var v = vec4<f32>(0.0);
         if (k < k_end) {
             let kb = b_base + k * p.b_rs;
-            if (n < p.n) { v.x = b[kb + n * p.b_cs]; }
-            if (n + 1u < p.n) { v.y = b[kb + (n + 1u) * p.b_cs]; }
-            if (n + 2u < p.n) { v.z = b[kb + (n + 2u) * p.b_cs]; }
-            if (n + 3u < p.n) { v.w = b[kb + (n + 3u) * p.b_cs]; }
+            if (sn < p.n) { v.x = b[kb + sn * p.b_cs]; }
+            if (sn + 1u < p.n) { v.y = b[kb + (sn + 1u) * p.b_cs]; }
+            if (sn + 2u < p.n) { v.z = b[kb + (sn + 2u) * p.b_cs]; }
+            if (sn + 3u < p.n) { v.w = b[kb + (sn + 3u) * p.b_cs]; }
         }
-        big_b[(kq * 4u + j) * BIG_QUADS + q] = v;
+        big_b[(skq * 4u + j) * BIG_QUADS + sq] = v;
     }
 }
 
