@@ -347,7 +347,11 @@ fn gemm_big_split_k_all_layouts() {
     let mut rng = Rng::new(23);
     for &(m, n, k) in &[(40u32, 36u32, 1000u32), (200, 130, 2048), (5, 3, 600)] {
         let split = SplitK::for_shape(m, n, k, 1).expect("a long k with one tile splits");
-        assert!(split.splits >= 2 && split.k_chunk % 16 == 0 && split.splits * split.k_chunk >= k);
+        assert!(
+            split.splits >= 2
+                && split.k_chunk.is_multiple_of(16)
+                && split.splits * split.k_chunk >= k
+        );
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let a_view = if ta {
                 MatView::transposed(m, k)
