@@ -1,6 +1,7 @@
 //! Launchers for `shaders/matmul.wgsl`: the strided batched product and the `nn.Linear` forward / backward
 //! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
 
+pub use super::gemm_choice::{GemmKernel, SplitK};
 use super::{fits_u32, gpu_params, launch_with, need, reduce};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
@@ -235,48 +236,6 @@ pub fn gemm_using(
     )?])
 }
 
-/// How a single product with few output tiles for the GPU and a long k is split: `splits` workgroups along k, each
-/// `k_chunk` long (a multiple of the 16-wide k tile), their partial sums added by `gemm_splitk_sum`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SplitK {
-    pub splits: u32,
-    pub k_chunk: u32,
-}
-
-/// The shortest k range one split-K workgroup takes (16 k tiles), so the partial sums stay a small cost.
-const SPLIT_MIN_K: u32 = 256;
-/// The most k ranges one product is split into.
-const SPLIT_MAX: u32 = 64;
-/// The most elements of partial sums one split-K product writes (128 MiB of f32).
-const SPLIT_SCRATCH_MAX: u64 = 32 << 20;
-
-impl SplitK {
-    /// The split for one `m x n x k` product on 128 x 128 tiles, or `None` when it would not shorten the
-    /// product or it is batched. The GPU takes the workgroups in waves of [`BIG_SLOTS`]; the split that
-    /// minimises waves x k per workgroup wins (the fewest splits on a tie), and only if it saves at least a
-    /// tenth: a 3072 x 768 weight gradient over 12608 rows has 144 tiles, half a wave that leaves most
-    /// multiprocessors with one workgroup or none; split 11 ways it fills 6 waves.
-    pub fn for_shape(m: u32, n: u32, k: u32, batch: u32) -> Option<Self> {
-        if batch != 1 || k < 2 * SPLIT_MIN_K {
-            return None;
-        }
-        let tiles = m.div_ceil(128) as u64 * n.div_ceil(128) as u64;
-        let split = |wanted: u32| {
-            let k_chunk = k.div_ceil(wanted).div_ceil(16) * 16;
-            Self {
-                splits: k.div_ceil(k_chunk),
-                k_chunk,
-            }
-        };
-        let cost = |s: Self| (tiles * s.splits as u64).div_ceil(BIG_SLOTS) * s.k_chunk as u64;
-        let most = (k / SPLIT_MIN_K)
-            .min(SPLIT_MAX)
-            .min((SPLIT_SCRATCH_MAX / (m as u64 * n as u64).max(1)).max(1) as u32);
-        let best = (1..=most).map(split).min_by_key(|&s| (cost(s), s.splits))?;
-        (best.splits >= 2 && cost(best) * 10 <= cost(split(1)) * 9).then_some(best)
-    }
-}
-
 /// A split-K product: `gemm_big` writes `splits` partial sums (splits, M, N) into the shared scratch buffer,
 /// then `gemm_splitk_sum` adds them into C with alpha, bias and accumulation as `params` ask.
 #[allow(clippy::too_many_arguments)]
@@ -337,151 +296,6 @@ fn split_k(
         super::grid_for(m as u64 * n as u64, 256),
     )?;
     Ok(vec![first, second])
-}
-
-/// The gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs' smaller products, `gemm_big` (128 x 128
-/// tiles, 256 threads, optional split-K) for GPUs' large ones, `gemm_wide` (128 x 128 tiles,
-/// 16 x 16 per thread) for software adapters, where reads per multiply-add matter more than registers, and
-/// `gemm_direct` (32 x 32 tiles, 4 x 4 per thread, no workgroup memory, no barriers) for products too small
-/// or too narrow for a wide tile on software adapters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GemmKernel {
-    Tiled,
-    Big,
-    Wide,
-    Direct,
-}
-
-/// On a software adapter, how much more a multiply-add costs in `gemm_direct` than in `gemm_wide` (more reads
-/// per multiply-add); measured on llvmpipe with `BEITLAB_GEMM=wide|direct beitlab bench kernels --preset tiny`:
-/// 512^3 9.0 vs 3.5 GFLOP/s, tiny's linear layers 4.9-6.6 vs 2.8-3.6.
-const DIRECT_COST: f64 = 2.0;
-
-/// Streaming multiprocessors of the GPU the rules were set on (an H100 / H200 has 132); wgpu does not report it.
-const GPU_UNITS: u64 = 132;
-
-/// `gemm_big` workgroups resident at once on such a GPU: two per multiprocessor (256 threads of about 128
-/// registers each).
-const BIG_SLOTS: u64 = 2 * GPU_UNITS;
-
-/// A GPU's time for `batch` products of `m x n`, in units of one round of a multiprocessor's resident work:
-/// `Big` keeps 2 workgroups of 128 x 128 resident per multiprocessor, `Tiled` 8 of 64 x 64 (the same area), so
-/// the time is the number of rounds times the kernel's cost per multiply-add (`Tiled` is slower per
-/// multiply-add: a 64 x 64 tile reads its operands twice as often per output).
-fn gpu_time(kernel: GemmKernel, m: u32, n: u32, batch: u32) -> f64 {
-    let (resident, cost) = match kernel {
-        GemmKernel::Big => (2, 1.0),
-        _ => (8, TILED_COST),
-    };
-    let (tn, tm) = kernel.tile_for(m, n);
-    let tiles = m.div_ceil(tm) as u64 * n.div_ceil(tn) as u64 * batch.max(1) as u64;
-    tiles.div_ceil(GPU_UNITS * resident) as f64 * cost
-}
-
-/// How much more a multiply-add costs in `gemm` (64 x 64) than in `gemm_big` on a GPU.
-const TILED_COST: f64 = 1.6;
-
-/// The CPU threads a software adapter spreads workgroups over (one per core, as llvmpipe does).
-fn cpu_cores() -> u64 {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        1
-    }
-}
-
-impl GemmKernel {
-    /// The forced choice from `BEITLAB_GEMM=tiled|wide|direct`, if any.
-    fn forced() -> Option<Self> {
-        #[cfg(not(target_arch = "wasm32"))]
-        match std::env::var("BEITLAB_GEMM").as_deref() {
-            Ok("tiled") => return Some(Self::Tiled),
-            Ok("big") => return Some(Self::Big),
-            Ok("wide") => return Some(Self::Wide),
-            Ok("direct") => return Some(Self::Direct),
-            _ => {}
-        }
-        None
-    }
-
-    /// `Wide` on CPU adapters (lavapipe, SwiftShader), `Big` elsewhere; `BEITLAB_GEMM=tiled|big|wide|direct`
-    /// overrides (every product then takes that kernel).
-    pub fn for_adapter(ctx: &GpuContext) -> Self {
-        if let Some(k) = Self::forced() {
-            return k;
-        }
-        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
-            Self::Wide
-        } else {
-            Self::Big
-        }
-    }
-
-    /// The kernel for `batch` products of `m x n`: on CPU adapters whichever of `Wide` and `Direct` takes less
-    /// time by a simple model: workgroups run a core each, in rounds of as many as there are cores, and each
-    /// costs its whole tile (padding included: a 17 x 17 attention product fills 2% of a 128-wide tile and 28%
-    /// of a 32-wide one) times the kernel's cost per multiply-add.
-    ///
-    /// On GPUs, `Big` or `Tiled` by [`gpu_time`]: whole rounds of resident workgroups times the cost of a tile;
-    /// single products with a long k go to `Big` with split-K.
-    pub fn for_shape(ctx: &GpuContext, m: u32, n: u32, k: u32, batch: u32) -> Self {
-        let base = Self::for_adapter(ctx);
-        if Self::forced().is_some() {
-            return base;
-        }
-        if base == Self::Big {
-            if SplitK::for_shape(m, n, k, batch).is_some()
-                || gpu_time(Self::Big, m, n, batch) <= gpu_time(Self::Tiled, m, n, batch)
-            {
-                return Self::Big;
-            }
-            return Self::Tiled;
-        }
-        let cores = cpu_cores();
-        let time = |kernel: Self, cost: f64| {
-            let (tn, tm) = kernel.tile_for(m, n);
-            let tiles = m.div_ceil(tm) as u64 * n.div_ceil(tn) as u64 * batch.max(1) as u64;
-            tiles.div_ceil(cores) as f64 * (tm * tn) as f64 * cost
-        };
-        if time(Self::Direct, DIRECT_COST) < time(Self::Wide, 1.0) {
-            Self::Direct
-        } else {
-            Self::Wide
-        }
-    }
-
-    pub fn entry_point(self) -> &'static str {
-        match self {
-            Self::Tiled => "gemm",
-            Self::Big => "gemm_big",
-            Self::Wide => "gemm_wide",
-            Self::Direct => "gemm_direct",
-        }
-    }
-
-    /// Rows and columns of C per workgroup (the largest tile for `Direct`).
-    pub fn tile(self) -> u32 {
-        match self {
-            Self::Tiled => 64,
-            Self::Big | Self::Wide => 128,
-            Self::Direct => 32,
-        }
-    }
-
-    /// (columns, rows) of C per workgroup for an `m x n` product: `Direct` shrinks its 32 x 32 tile to the
-    /// matrix in steps of 4 (its threads' 4 x 4 blocks).
-    pub fn tile_for(self, m: u32, n: u32) -> (u32, u32) {
-        match self {
-            Self::Direct => {
-                let fit = |x: u32| x.div_ceil(4).clamp(1, 8) * 4;
-                (fit(n), fit(m))
-            }
-            other => (other.tile(), other.tile()),
-        }
-    }
 }
 
 /// Whether an operand can be read 4 elements at a time: 1 when contiguous along k (its k stride is 1),

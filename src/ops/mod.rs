@@ -10,6 +10,7 @@ pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;
 pub mod gelu;
+mod gemm_choice;
 pub mod groupnorm;
 pub mod layernorm;
 pub mod matmul;
