@@ -102,7 +102,7 @@ fn cpu_cores() -> u64 {
 }
 
 impl GemmKernel {
-    /// The forced choice from `BEITLAB_GEMM=tiled|wide|direct`, if any.
+    /// The forced choice from `BEITLAB_GEMM=tiled|big|wide|direct`, if any.
     fn forced() -> Option<Self> {
         #[cfg(not(target_arch = "wasm32"))]
         match std::env::var("BEITLAB_GEMM").as_deref() {
