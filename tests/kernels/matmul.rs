@@ -182,55 +182,88 @@ fn gemm_every_kernel_all_layouts() {
             (1, 5, 3),
         ] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                let a_view = if ta {
-                    MatView::transposed(m, k)
-                } else {
-                    MatView::row_major(m, k)
-                };
-                let b_view = if tb {
-                    MatView::transposed(k, n)
-                } else {
-                    MatView::row_major(k, n)
-                };
+                let (a_view, b_view) = operand_views(m, n, k, ta, tb);
                 let c_view = MatView::row_major(m, n);
-                let a = rng.vec((m * k) as usize, 1.0);
-                let b = rng.vec((k * n) as usize, 1.0);
-                let bias = rng.vec(n as usize, 1.0);
                 let shape = GemmShape {
                     bias: true,
                     alpha: 0.5,
                     ..GemmShape::new(m, n, k)
                 };
-                let c = poisoned((m * n) as usize);
-                run(matmul::gemm_using(
-                    kernel,
-                    ctx(),
-                    &c,
-                    c_view,
-                    &up(&a),
-                    a_view,
-                    &up(&b),
-                    b_view,
-                    Some(&up(&bias)),
-                    shape,
-                )
-                .unwrap());
-                let mut want = vec![0.0f64; (m * n) as usize];
-                cpu::matmul::gemm(
-                    &mut want,
-                    c_view,
-                    &f64s(&a),
-                    a_view,
-                    &f64s(&b),
-                    b_view,
-                    Some(&f64s(&bias)),
-                    shape,
-                );
                 let what = format!("{kernel:?} {m}x{n}x{k} transposed A {ta} B {tb}");
-                assert_close(&what, &read(&c), &want, 1e-6 * k as f64, 1e-5);
+                let c = poisoned((m * n) as usize);
+                let start = vec![0.0f64; (m * n) as usize];
+                compare_gemm(
+                    &mut rng,
+                    kernel,
+                    (a_view, b_view, c_view),
+                    shape,
+                    &c,
+                    start,
+                    &what,
+                );
             }
         }
     }
+}
+
+/// A (M, K) and B (K, N) views: row-major, or the transpose of a row-major matrix.
+fn operand_views(m: u32, n: u32, k: u32, ta: bool, tb: bool) -> (MatView, MatView) {
+    let a = if ta {
+        MatView::transposed(m, k)
+    } else {
+        MatView::row_major(m, k)
+    };
+    let b = if tb {
+        MatView::transposed(k, n)
+    } else {
+        MatView::row_major(k, n)
+    };
+    (a, b)
+}
+
+/// `kernel` on random A, B and bias through dense `(a_view, b_view)` and `c_view` against the CPU twin: `c`
+/// holds C's start on the GPU (poisoned, or the values an accumulating product adds to) and `want` the same
+/// start for the twin. Returns how many launches the product took.
+fn compare_gemm(
+    rng: &mut Rng,
+    kernel: GemmKernel,
+    (a_view, b_view, c_view): (MatView, MatView, MatView),
+    shape: GemmShape,
+    c: &beitlab::gpu::GpuSlice,
+    mut want: Vec<f64>,
+    what: &str,
+) -> usize {
+    let (m, n, k) = (shape.m, shape.n, shape.k);
+    let a = rng.vec((m * k) as usize, 1.0);
+    let b = rng.vec((k * n) as usize, 1.0);
+    let bias = rng.vec(n as usize, 1.0);
+    let d = matmul::gemm_using(
+        kernel,
+        ctx(),
+        c,
+        c_view,
+        &up(&a),
+        a_view,
+        &up(&b),
+        b_view,
+        Some(&up(&bias)),
+        shape,
+    )
+    .unwrap();
+    let launches = d.len();
+    run(d);
+    cpu::matmul::gemm(
+        &mut want,
+        c_view,
+        &f64s(&a),
+        a_view,
+        &f64s(&b),
+        b_view,
+        Some(&f64s(&bias)),
+        shape,
+    );
+    assert_close(what, &read(c), &want, 1e-6 * k as f64, 1e-5);
+    launches
 }
 
 #[test]
@@ -353,59 +386,30 @@ fn gemm_big_split_k_all_layouts() {
                 && split.splits * split.k_chunk >= k
         );
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            let a_view = if ta {
-                MatView::transposed(m, k)
-            } else {
-                MatView::row_major(m, k)
-            };
-            let b_view = if tb {
-                MatView::transposed(k, n)
-            } else {
-                MatView::row_major(k, n)
-            };
+            let (a_view, b_view) = operand_views(m, n, k, ta, tb);
             let c_view = MatView {
                 rs: n + 3,
                 ..MatView::row_major(m, n)
             };
-            let a = rng.vec((m * k) as usize, 1.0);
-            let b = rng.vec((k * n) as usize, 1.0);
-            let bias = rng.vec(n as usize, 1.0);
-            let before = rng.vec(c_view.extent(m, n, 1, 1) as usize, 1.0);
             let shape = GemmShape {
                 bias: true,
                 accumulate: true,
                 alpha: 0.5,
                 ..GemmShape::new(m, n, k)
             };
-            let c = up(&before);
-            let d = matmul::gemm_using(
-                GemmKernel::Big,
-                ctx(),
-                &c,
-                c_view,
-                &up(&a),
-                a_view,
-                &up(&b),
-                b_view,
-                Some(&up(&bias)),
-                shape,
-            )
-            .unwrap();
-            assert_eq!(d.len(), 2, "parts and their sum");
-            run(d);
-            let mut want = f64s(&before);
-            cpu::matmul::gemm(
-                &mut want,
-                c_view,
-                &f64s(&a),
-                a_view,
-                &f64s(&b),
-                b_view,
-                Some(&f64s(&bias)),
-                shape,
-            );
             let what = format!("split-K {m}x{n}x{k} transposed A {ta} B {tb}");
-            assert_close(&what, &read(&c), &want, 1e-6 * k as f64, 1e-5);
+            let before = rng.vec(c_view.extent(m, n, 1, 1) as usize, 1.0);
+            let views = (a_view, b_view, c_view);
+            let launches = compare_gemm(
+                &mut rng,
+                GemmKernel::Big,
+                views,
+                shape,
+                &up(&before),
+                f64s(&before),
+                &what,
+            );
+            assert_eq!(launches, 2, "{what}: parts and their sum");
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::builder::Builder;
 use crate::cpu::attention::{relative_position_index, RelposInverse};
-use crate::gpu::GpuSlice;
+use crate::gpu::{Dispatch, GpuSlice};
 use crate::model::error::ModelError;
 use crate::model::params;
 use crate::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
@@ -138,6 +138,33 @@ impl Builder<'_> {
     }
 
     /// Block `li` on `x_in`; returns its activations and its output (hidden state li + 1).
+    /// Block `li`'s layer norm `which` ("layernorm_before" / "layernorm_after") of `x (B·T, C)` into the shared
+    /// `normed`, writing its mean and 1/std: the forward's, and the backward's recomputation of the same output.
+    fn block_norm(
+        &self,
+        s: &BlockShared,
+        li: u32,
+        which: &str,
+        x: &GpuSlice,
+        mean: &GpuSlice,
+        rstd: &GpuSlice,
+    ) -> Result<Vec<Dispatch>, ModelError> {
+        let (d, p) = (self.dims, self.p());
+        let name = |t: &str| format!("{}{which}.{t}", params::block(li));
+        Ok(layernorm::layernorm_forward(
+            self.ctx,
+            &s.normed,
+            mean,
+            rstd,
+            x,
+            &p.t(&name("weight"))?,
+            &p.t(&name("bias"))?,
+            d.bt(),
+            d.c,
+            d.eps,
+        )?)
+    }
+
     pub fn block_forward(
         &mut self,
         s: &BlockShared,
@@ -164,18 +191,8 @@ impl Builder<'_> {
         };
         let x_out = self.buf(&format!("hidden_states.{}", li + 1), btc);
         // Attention branch.
-        self.fwd.extend(layernorm::layernorm_forward(
-            ctx,
-            &s.normed,
-            &a.mean1,
-            &a.rstd1,
-            x_in,
-            &p.t(&name("layernorm_before.weight"))?,
-            &p.t(&name("layernorm_before.bias"))?,
-            bt,
-            c,
-            d.eps,
-        )?);
+        self.fwd
+            .extend(self.block_norm(s, li, "layernorm_before", x_in, &a.mean1, &a.rstd1)?);
         let wqkv = p.run(
             &name("attention.attention.query.weight"),
             3 * c as u64 * c as u64,
@@ -218,18 +235,8 @@ impl Builder<'_> {
         let keep = self.keep(li);
         self.residual(&a.xmid, x_in, &a.ao, lam1.as_ref(), keep, 2 * li)?;
         // MLP branch.
-        self.fwd.extend(layernorm::layernorm_forward(
-            ctx,
-            &s.normed,
-            &a.mean2,
-            &a.rstd2,
-            &a.xmid,
-            &p.t(&name("layernorm_after.weight"))?,
-            &p.t(&name("layernorm_after.bias"))?,
-            bt,
-            c,
-            d.eps,
-        )?);
+        self.fwd
+            .extend(self.block_norm(s, li, "layernorm_after", &a.xmid, &a.mean2, &a.rstd2)?);
         self.fwd.extend(matmul::linear_forward(
             ctx,
             &a.h,
@@ -327,18 +334,7 @@ impl Builder<'_> {
             false,
         )?);
         // The layer norm output fc1 read, again (its mean and 1/std are rewritten with the same values).
-        v.extend(layernorm::layernorm_forward(
-            ctx,
-            &s.normed,
-            &a.mean2,
-            &a.rstd2,
-            &a.xmid,
-            &p.t(&name("layernorm_after.weight"))?,
-            &p.t(&name("layernorm_after.bias"))?,
-            bt,
-            c,
-            d.eps,
-        )?);
+        v.extend(self.block_norm(s, li, "layernorm_after", &a.xmid, &a.mean2, &a.rstd2)?);
         v.extend(matmul::linear_backward(
             ctx,
             Some(&k.d_normed),
@@ -422,18 +418,7 @@ impl Builder<'_> {
             )?);
         }
         // The layer norm output the fused q/k/v product read, again.
-        v.extend(layernorm::layernorm_forward(
-            ctx,
-            &s.normed,
-            &a.mean1,
-            &a.rstd1,
-            x_in,
-            &p.t(&name("layernorm_before.weight"))?,
-            &p.t(&name("layernorm_before.bias"))?,
-            bt,
-            c,
-            d.eps,
-        )?);
+        v.extend(self.block_norm(s, li, "layernorm_before", x_in, &a.mean1, &a.rstd1)?);
         let qkv_len = 3 * c as u64 * c as u64;
         v.extend(matmul::linear_backward(
             ctx,
