@@ -1,5 +1,6 @@
 // matmul.wgsl: batched, strided matrix product C = alpha · A · B (+ bias) (+ C). Kernels: gemm (64 x 64 tiles), gemm_big
-// (128 x 128, GPUs, optional split-K with gemm_splitk_sum), gemm_wide and gemm_direct (software adapters). gemm is tiled in workgroup memory
+// (128 x 128, GPUs, optional split-K with gemm_splitk_sum), gemm_wide and gemm_direct (software adapters; those with
+// 8-lane subgroups use gemm_lanes of matmul_lanes.wgsl instead of gemm_wide). gemm is tiled in workgroup memory
 // (64 x 64 x 16 tiles) with 8x8 register blocking per thread. Every operand is addressed through strides, so one kernel serves
 // nn.Linear forward (B = Wᵀ), its backward (dX = dY·W, dW += dYᵀ·X) and attention's per-head products.
 //

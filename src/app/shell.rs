@@ -44,7 +44,7 @@ fn needed_buffer_bytes() -> u64 {
 }
 
 /// The device eframe creates for the app: WebGPU's defaults, raised towards what the presets need but never past
-/// what the adapter offers (the session then says which preset fits).
+/// what the adapter offers (the session then says which preset fits), with the optional features it offers.
 pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'static> {
     let offered = adapter.limits();
     let need = needed_buffer_bytes();
@@ -60,6 +60,7 @@ pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'sta
     limits.min_uniform_buffer_offset_alignment = offered.min_uniform_buffer_offset_alignment;
     wgpu::DeviceDescriptor {
         label: Some("beitlab app device"),
+        required_features: crate::gpu::optional_features(adapter),
         required_limits: limits,
         ..Default::default()
     }

@@ -119,6 +119,20 @@ impl Requirements {
     }
 }
 
+/// Features beitlab uses where an adapter offers them and does without elsewhere: natively, subgroup operations
+/// (the software adapters' gemm, `shaders/matmul_lanes.wgsl`). Every device, the app's included, asks for these.
+/// None in the browser: there WGSL with subgroup operations needs an `enable subgroups;` directive that naga 30
+/// does not parse, so one shader source cannot serve both.
+#[cfg(not(target_arch = "wasm32"))]
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP;
+#[cfg(target_arch = "wasm32")]
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::empty();
+
+/// The optional features an adapter offers (see [`OPTIONAL_FEATURES`]).
+pub fn optional_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+    adapter.features() & OPTIONAL_FEATURES
+}
+
 /// A device, its queue, what was granted, and the pipeline cache. Cheap to clone (all handles are shared).
 #[derive(Clone)]
 pub struct GpuContext {
@@ -176,7 +190,7 @@ impl GpuContext {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("beitlab device"),
-                required_features: req.features,
+                required_features: req.features | optional_features(adapter),
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,

@@ -80,7 +80,8 @@ pub struct PipelineCache {
     shaders: Arc<Mutex<HashMap<String, Arc<ParsedShader>>>>,
 }
 
-/// Parse and validate a WGSL source with naga, as WebGPU would.
+/// Parse and validate a WGSL source with naga, as WebGPU would (with subgroup operations allowed only in the
+/// shaders of [`shaders::SUBGROUP_SHADERS`]).
 pub fn parse_and_validate(
     name: &str,
     source: &str,
@@ -89,15 +90,17 @@ pub fn parse_and_validate(
         shader: name.to_string(),
         message: e.emit_to_string(source),
     })?;
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .map_err(|e| GpuError::Shader {
-        shader: name.to_string(),
-        message: e.emit_to_string(source),
-    })?;
+    let capabilities = if shaders::needs_subgroups(name) {
+        naga::valid::Capabilities::SUBGROUP
+    } else {
+        naga::valid::Capabilities::empty()
+    };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .map_err(|e| GpuError::Shader {
+            shader: name.to_string(),
+            message: e.emit_to_string(source),
+        })?;
     Ok((module, info))
 }
 

@@ -3,6 +3,10 @@
 /// (name, source) of every kernel family.
 pub const SHADERS: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul_lanes",
+        include_str!("../../shaders/matmul_lanes.wgsl"),
+    ),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("gelu", include_str!("../../shaders/gelu.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
@@ -28,6 +32,15 @@ pub const SHADERS: &[(&str, &str)] = &[
 
 /// (name, source) of the render shaders the app draws with (not compute kernels).
 pub const RENDER_SHADERS: &[(&str, &str)] = &[("paint", include_str!("../../shaders/paint.wgsl"))];
+
+/// The shaders that use subgroup operations: they validate and compile only on a device with
+/// `wgpu::Features::SUBGROUP`, and their launchers check for it before choosing them.
+pub const SUBGROUP_SHADERS: &[&str] = &["matmul_lanes"];
+
+/// Whether a shader uses subgroup operations (see [`SUBGROUP_SHADERS`]).
+pub fn needs_subgroups(name: &str) -> bool {
+    SUBGROUP_SHADERS.contains(&name)
+}
 
 /// The source of a shader by name.
 pub fn source(name: &str) -> Option<&'static str> {

@@ -1,5 +1,5 @@
 //! Which gemm kernel a product takes, and whether a GPU product is split along k: the kernels of
-//! `shaders/matmul.wgsl` and the rules that pick one per shape (a cost model per adapter kind, measured on
+//! `shaders/matmul.wgsl` and `shaders/matmul_lanes.wgsl` and the rules that pick one per shape (a cost model per adapter kind, measured on
 //! llvmpipe and on an H200), used by the launchers in [`super::matmul`].
 
 use crate::gpu::GpuContext;
@@ -47,22 +47,44 @@ impl SplitK {
 }
 
 /// The gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs' smaller products, `gemm_big` (128 x 128
-/// tiles, 256 threads, optional split-K) for GPUs' large ones, `gemm_wide` (128 x 128 tiles,
-/// 16 x 16 per thread) for software adapters, where reads per multiply-add matter more than registers, and
-/// `gemm_direct` (32 x 32 tiles, 4 x 4 per thread, no workgroup memory, no barriers) for products too small
-/// or too narrow for a wide tile on software adapters.
+/// tiles, 256 threads, optional split-K) for GPUs' large ones; on software adapters `gemm_lanes` (64 x 64 tiles
+/// on one 8-lane subgroup, A shared by subgroup broadcasts; `shaders/matmul_lanes.wgsl`) where the device has
+/// subgroups of 8, else `gemm_wide` (128 x 128 tiles, 16 x 16 per thread), where reads per multiply-add matter
+/// more than registers, and `gemm_direct` (32 x 32 tiles, 4 x 4 per thread, no workgroup memory, no barriers)
+/// for products too small or too narrow for those tiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmKernel {
     Tiled,
     Big,
     Wide,
     Direct,
+    Lanes,
 }
 
-/// On a software adapter, how much more a multiply-add costs in `gemm_direct` than in `gemm_wide` (more reads
-/// per multiply-add); measured on llvmpipe with `BEITLAB_GEMM=wide|direct beitlab bench kernels --preset tiny`:
-/// 512^3 9.0 vs 3.5 GFLOP/s, tiny's linear layers 4.9-6.6 vs 2.8-3.6.
-const DIRECT_COST: f64 = 2.0;
+/// Every kernel, for tests and benchmarks that try each one (see [`GemmKernel::runs_on`]).
+pub const ALL_GEMM_KERNELS: [GemmKernel; 5] = [
+    GemmKernel::Tiled,
+    GemmKernel::Big,
+    GemmKernel::Wide,
+    GemmKernel::Direct,
+    GemmKernel::Lanes,
+];
+
+/// On a software adapter, one core's time for one workgroup of a kernel: a start (setting up the workgroup,
+/// its accumulators and its stores, in ns) and nanoseconds per multiply-add of its tile (padding included).
+/// Measured on llvmpipe (2 cores, 256-bit vectors): `gemm_lanes` 1 x 1 x 1 over 512 workgroups 1.8 ms (7 us
+/// a workgroup per core), 1040 x 576 x 192 in about 6 ms (0.10 ns per multiply-add per core); `gemm_wide`
+/// and `gemm_direct` 12-13 GFLOP/s on tiny's linear layers (`BEITLAB_GEMM=... beitlab bench kernels
+/// --preset tiny --batch 16`: about 0.33 ns); their small states start fast (not measured apart, taken as
+/// 1 us). The one measured choice that depends on the starts: micro's batched 17 x 17 attention products
+/// take `gemm_direct` (a step 17 against 20 ms with `gemm_lanes`), tiny's 65 x 65 ones `gemm_lanes`
+/// (attention forward 9.9 against 13.5 ms).
+fn software_tile_ns(kernel: GemmKernel) -> (f64, f64) {
+    match kernel {
+        GemmKernel::Lanes => (7000.0, 0.10),
+        _ => (1000.0, 0.33),
+    }
+}
 
 /// Streaming multiprocessors of the GPU the rules were set on (an H100 / H200 has 132); wgpu does not report it.
 const GPU_UNITS: u64 = 132;
@@ -110,28 +132,47 @@ impl GemmKernel {
             Ok("big") => return Some(Self::Big),
             Ok("wide") => return Some(Self::Wide),
             Ok("direct") => return Some(Self::Direct),
+            Ok("lanes") => return Some(Self::Lanes),
             _ => {}
         }
         None
     }
 
-    /// `Wide` on CPU adapters (lavapipe, SwiftShader), `Big` elsewhere; `BEITLAB_GEMM=tiled|big|wide|direct`
-    /// overrides (every product then takes that kernel).
-    pub fn for_adapter(ctx: &GpuContext) -> Self {
-        if let Some(k) = Self::forced() {
-            return k;
-        }
-        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
-            Self::Wide
-        } else {
-            Self::Big
+    /// Whether this kernel can run on `ctx`: `Lanes` needs subgroup operations with subgroups of exactly 8
+    /// lanes (its workgroup is one subgroup); the others run anywhere.
+    pub fn runs_on(self, ctx: &GpuContext) -> bool {
+        match self {
+            Self::Lanes => {
+                ctx.features.contains(wgpu::Features::SUBGROUP)
+                    && ctx.adapter_info.subgroup_min_size == 8
+                    && ctx.adapter_info.subgroup_max_size == 8
+            }
+            _ => true,
         }
     }
 
-    /// The kernel for `batch` products of `m x n`: on CPU adapters whichever of `Wide` and `Direct` takes less
-    /// time by a simple model: workgroups run a core each, in rounds of as many as there are cores, and each
-    /// costs its whole tile (padding included: a 17 x 17 attention product fills 2% of a 128-wide tile and 28%
-    /// of a 32-wide one) times the kernel's cost per multiply-add.
+    /// On CPU adapters (lavapipe, SwiftShader) `Lanes` where it runs, else `Wide`; `Big` elsewhere;
+    /// `BEITLAB_GEMM=tiled|big|wide|direct|lanes` overrides (every product then takes that kernel; `lanes`
+    /// falls back to `wide` on a device without 8-lane subgroups).
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        if let Some(k) = Self::forced() {
+            return if k.runs_on(ctx) { k } else { Self::Wide };
+        }
+        if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu {
+            Self::Big
+        } else if Self::Lanes.runs_on(ctx) {
+            Self::Lanes
+        } else {
+            Self::Wide
+        }
+    }
+
+    /// The kernel for `batch` products of `m x n x k`: on CPU adapters whichever of `Lanes` (or `Wide`) and
+    /// `Direct` takes less time by a simple model: workgroups run a core each, in rounds of as many as there
+    /// are cores, and each costs its start plus the part of its tile it computes (padding included: a 17 x 17
+    /// attention product fills 2% of a 128-wide tile and 28% of a 32-wide one; `Lanes` skips rows past the
+    /// edge in groups of 8 and columns in groups of 32) times k times the kernel's cost per multiply-add
+    /// ([`software_tile_ns`]).
     ///
     /// On GPUs, `Big` or `Tiled` by `gpu_time`: whole rounds of resident workgroups times the cost of a tile;
     /// single products with a long k go to `Big` with split-K.
@@ -149,15 +190,37 @@ impl GemmKernel {
             return Self::Tiled;
         }
         let cores = cpu_cores();
-        let time = |kernel: Self, cost: f64| {
+        let time = |kernel: Self| {
             let (tn, tm) = kernel.tile_for(m, n);
-            let tiles = m.div_ceil(tm) as u64 * n.div_ceil(tn) as u64 * batch.max(1) as u64;
-            tiles.div_ceil(cores) as f64 * (tm * tn) as f64 * cost
+            let per_item = m.div_ceil(tm) as u64 * n.div_ceil(tn) as u64;
+            let tiles = per_item * batch.max(1) as u64;
+            // The area a tile computes on average: all of it, but for Lanes' skipped edge groups.
+            let area = match kernel {
+                Self::Lanes => {
+                    (m.div_ceil(8) * 8) as f64 * (n.div_ceil(32) * 32) as f64 / per_item as f64
+                }
+                _ => (tm * tn) as f64,
+            };
+            let (start, per_fma) = software_tile_ns(kernel);
+            tiles.div_ceil(cores) as f64 * (start + area * k.max(1) as f64 * per_fma)
         };
-        if time(Self::Direct, DIRECT_COST) < time(Self::Wide, 1.0) {
-            Self::Direct
+        let large = if base == Self::Lanes {
+            Self::Lanes
         } else {
             Self::Wide
+        };
+        if time(Self::Direct) < time(large) {
+            Self::Direct
+        } else {
+            large
+        }
+    }
+
+    /// The shader module the kernel's entry point is in.
+    pub fn shader(self) -> &'static str {
+        match self {
+            Self::Lanes => "matmul_lanes",
+            _ => "matmul",
         }
     }
 
@@ -167,13 +230,14 @@ impl GemmKernel {
             Self::Big => "gemm_big",
             Self::Wide => "gemm_wide",
             Self::Direct => "gemm_direct",
+            Self::Lanes => "gemm_lanes",
         }
     }
 
     /// Rows and columns of C per workgroup (the largest tile for `Direct`).
     pub fn tile(self) -> u32 {
         match self {
-            Self::Tiled => 64,
+            Self::Tiled | Self::Lanes => 64,
             Self::Big | Self::Wide => 128,
             Self::Direct => 32,
         }

@@ -1,7 +1,7 @@
 //! Launchers for `shaders/matmul.wgsl`: the strided batched product and the `nn.Linear` forward / backward
 //! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
 
-pub use super::gemm_choice::{GemmKernel, SplitK};
+pub use super::gemm_choice::{GemmKernel, SplitK, ALL_GEMM_KERNELS};
 use super::{fits_u32, gpu_params, launch_with, need, reduce};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
@@ -143,6 +143,15 @@ pub fn gemm_using(
     if m == 0 || n == 0 || batch == 0 {
         return Ok(Vec::new());
     }
+    if !kernel.runs_on(ctx) {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!(
+                "{} needs subgroups of 8 lanes, which this device does not offer",
+                kernel.entry_point()
+            ),
+        });
+    }
     if batch_inner == 0 || batch % batch_inner != 0 {
         return Err(GpuError::BadLaunch {
             kernel: K.into(),
@@ -228,7 +237,7 @@ pub fn gemm_using(
     };
     Ok(vec![launch_with(
         ctx,
-        "matmul",
+        kernel.shader(),
         kernel.entry_point(),
         &constants,
         &args,

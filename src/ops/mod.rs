@@ -56,6 +56,13 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
     }
     vec![
         row::<matmul::GemmParams>(),
+        // The software adapters' gemm declares the same struct in its own module.
+        (
+            "matmul_lanes",
+            <matmul::GemmParams as GpuParams>::WGSL_NAME,
+            std::mem::size_of::<matmul::GemmParams>(),
+            <matmul::GemmParams as GpuParams>::FIELDS,
+        ),
         row::<layernorm::LayerNormParams>(),
         row::<gelu::GeluParams>(),
         row::<attention::AttentionParams>(),

@@ -1,0 +1,215 @@
+// matmul_lanes.wgsl: gemm_lanes, the strided batched product C = alpha · A · B (+ bias) (+ C) of matmul.wgsl for
+// software adapters whose subgroups are 8 lanes wide (llvmpipe on 256-bit vectors). Same parameters and
+// bindings 0-4 as matmul.wgsl; a separate module because it needs the SUBGROUP feature.
+//
+// Shapes: A (M, K), B (K, N), C (M, N) per batch item, addressed through strides; bias (N).
+//
+// Why this shape of kernel: a software adapter runs the 8 invocations of a subgroup as the lanes of one SIMD
+// vector, and every storage or workgroup-memory read becomes a loop over the lanes (an address, a bounds
+// check and an insert per lane per element), while a multiply-add on the 8 lanes is one vector instruction
+// and subgroupBroadcast with a constant lane is a single extract and splat. So each workgroup is one
+// subgroup computing a 64 x 64 tile of C with no workgroup memory and no barriers: per k, lane l reads the
+// 8 elements A[m0 + l + 8r, k] (r = 0..7) and the 8 elements B[k, n0 + l + 8j] (j = 0..7); the A values
+// reach all lanes through broadcasts, and each lane adds 64 rows x its 8 columns. That is 16 reads for 512
+// multiply-adds per lane (gemm_wide: 32 workgroup-memory reads and more for its tile loads per 256).
+// Measured on llvmpipe, 2 cores (`bench kernels --preset tiny --batch 16`): tiny's linear layers 28-48 GFLOP/s
+// against 12-16 with gemm_wide.
+//
+// Lane l owns columns n0 + l + 8j: j = 0..3 in acc[2i], j = 4..7 in acc[2i + 1] for row i of a group of 8.
+// Rows in groups of 8 and the second group of 32 columns are skipped (a branch the whole subgroup takes
+// alike) where the tile passes the edge of C, so a 65 x 65 attention product costs 72 x 96, not 128 x 128.
+// Reads past the edge are clamped to the last row / column and never stored.
+
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch_inner: u32,
+    // bit 0: add bias[n]; bit 1: accumulate into C (the vec4 bits of matmul.wgsl are ignored here).
+    flags: u32,
+    alpha: f32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    a_rs: u32,
+    a_cs: u32,
+    a_bo: u32,
+    a_bi: u32,
+    b_rs: u32,
+    b_cs: u32,
+    b_bo: u32,
+    b_bi: u32,
+    c_rs: u32,
+    c_cs: u32,
+    c_bo: u32,
+    c_bi: u32,
+    k_chunk: u32,
+    splits: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> c: array<f32>;   // (batch, M, N) through c strides
+@group(0) @binding(1) var<storage, read> a: array<f32>;         // (batch, M, K) through a strides
+@group(0) @binding(2) var<storage, read> b: array<f32>;         // (batch, K, N) through b strides
+@group(0) @binding(3) var<storage, read> bias: array<f32>;      // (N)
+@group(0) @binding(4) var<uniform> p: GemmParams;
+
+alias Rows8 = array<vec4<f32>, 16>; // 8 rows x the lane's 8 columns
+
+// Rows of one group of 8, all 8 columns of the lane: `a_lane` is lane l's A value of row l of the group.
+fn add_rows8(a_lane: f32, b_lo: vec4<f32>, b_hi: vec4<f32>, acc: ptr<function, Rows8>) {
+    let s0 = subgroupBroadcast(a_lane, 0u);
+    let s1 = subgroupBroadcast(a_lane, 1u);
+    let s2 = subgroupBroadcast(a_lane, 2u);
+    let s3 = subgroupBroadcast(a_lane, 3u);
+    let s4 = subgroupBroadcast(a_lane, 4u);
+    let s5 = subgroupBroadcast(a_lane, 5u);
+    let s6 = subgroupBroadcast(a_lane, 6u);
+    let s7 = subgroupBroadcast(a_lane, 7u);
+    (*acc)[0] += s0 * b_lo; (*acc)[1] += s0 * b_hi;
+    (*acc)[2] += s1 * b_lo; (*acc)[3] += s1 * b_hi;
+    (*acc)[4] += s2 * b_lo; (*acc)[5] += s2 * b_hi;
+    (*acc)[6] += s3 * b_lo; (*acc)[7] += s3 * b_hi;
+    (*acc)[8] += s4 * b_lo; (*acc)[9] += s4 * b_hi;
+    (*acc)[10] += s5 * b_lo; (*acc)[11] += s5 * b_hi;
+    (*acc)[12] += s6 * b_lo; (*acc)[13] += s6 * b_hi;
+    (*acc)[14] += s7 * b_lo; (*acc)[15] += s7 * b_hi;
+}
+
+// The same for a tile whose second 32 columns are past the edge: the low 4 columns of the lane only.
+fn add_rows8_lo(a_lane: f32, b_lo: vec4<f32>, acc: ptr<function, Rows8>) {
+    (*acc)[0] += subgroupBroadcast(a_lane, 0u) * b_lo;
+    (*acc)[2] += subgroupBroadcast(a_lane, 1u) * b_lo;
+    (*acc)[4] += subgroupBroadcast(a_lane, 2u) * b_lo;
+    (*acc)[6] += subgroupBroadcast(a_lane, 3u) * b_lo;
+    (*acc)[8] += subgroupBroadcast(a_lane, 4u) * b_lo;
+    (*acc)[10] += subgroupBroadcast(a_lane, 5u) * b_lo;
+    (*acc)[12] += subgroupBroadcast(a_lane, 6u) * b_lo;
+    (*acc)[14] += subgroupBroadcast(a_lane, 7u) * b_lo;
+}
+
+fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
+    if (col < p.n) {
+        let idx = c_base + row * p.c_rs + col * p.c_cs;
+        var r = v;
+        if ((p.flags & 2u) != 0u) {
+            r += c[idx];
+        }
+        c[idx] = r;
+    }
+}
+
+// Rows row0..row0+7 of C (those inside), the lane's 8 columns, times alpha plus the bias (`bias_lo`,
+// `bias_hi`: the lane's columns of it, or zeros). A store is a loop over the lanes even where every lane is
+// masked off, so groups of 8 columns past the edge (`cols` left from the tile's first) are skipped by a
+// branch the whole subgroup takes alike. The accumulators come by value: indexing the caller's in place at
+// run time would make llvmpipe keep them in memory through the whole k loop (measured 7x slower), and
+// unrolling the rows here by hand made each workgroup slower to start (more code, more state).
+fn store_rows8(row0: u32, col0: u32, cols: u32, c_base: u32, acc: Rows8, bias_lo: vec4<f32>, bias_hi: vec4<f32>) {
+    for (var i = 0u; i < 8u; i++) {
+        let row = row0 + i;
+        if (row < p.m) {
+            let lo = p.alpha * acc[2u * i] + bias_lo;
+            store_lane(row, col0, c_base, lo.x);
+            if (cols > 8u) { store_lane(row, col0 + 8u, c_base, lo.y); }
+            if (cols > 16u) { store_lane(row, col0 + 16u, c_base, lo.z); }
+            if (cols > 24u) { store_lane(row, col0 + 24u, c_base, lo.w); }
+            if (cols > 32u) {
+                let hi = p.alpha * acc[2u * i + 1u] + bias_hi;
+                store_lane(row, col0 + 32u, c_base, hi.x);
+                if (cols > 40u) { store_lane(row, col0 + 40u, c_base, hi.y); }
+                if (cols > 48u) { store_lane(row, col0 + 48u, c_base, hi.z); }
+                if (cols > 56u) { store_lane(row, col0 + 56u, c_base, hi.w); }
+            }
+        }
+    }
+}
+
+// One 64 x 64 tile of C per workgroup of one 8-lane subgroup.
+@compute @workgroup_size(8, 1, 1)
+fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let zo = wg.z / p.batch_inner;
+    let zi = wg.z % p.batch_inner;
+    let a_base = p.a_off + zo * p.a_bo + zi * p.a_bi;
+    let b_base = p.b_off + zo * p.b_bo + zi * p.b_bi;
+    let c_base = p.c_off + zo * p.c_bo + zi * p.c_bi;
+    let m0 = wg.y * 64u;
+    let n0 = wg.x * 64u;
+    let last_m = p.m - 1u;
+    let last_n = p.n - 1u;
+    // The lane's rows of A (one per group of 8) and columns of B, clamped inside.
+    let ar0 = a_base + min(m0 + lane, last_m) * p.a_rs;
+    let ar1 = a_base + min(m0 + lane + 8u, last_m) * p.a_rs;
+    let ar2 = a_base + min(m0 + lane + 16u, last_m) * p.a_rs;
+    let ar3 = a_base + min(m0 + lane + 24u, last_m) * p.a_rs;
+    let ar4 = a_base + min(m0 + lane + 32u, last_m) * p.a_rs;
+    let ar5 = a_base + min(m0 + lane + 40u, last_m) * p.a_rs;
+    let ar6 = a_base + min(m0 + lane + 48u, last_m) * p.a_rs;
+    let ar7 = a_base + min(m0 + lane + 56u, last_m) * p.a_rs;
+    let bc0 = b_base + min(n0 + lane, last_n) * p.b_cs;
+    let bc1 = b_base + min(n0 + lane + 8u, last_n) * p.b_cs;
+    let bc2 = b_base + min(n0 + lane + 16u, last_n) * p.b_cs;
+    let bc3 = b_base + min(n0 + lane + 24u, last_n) * p.b_cs;
+    let bc4 = b_base + min(n0 + lane + 32u, last_n) * p.b_cs;
+    let bc5 = b_base + min(n0 + lane + 40u, last_n) * p.b_cs;
+    let bc6 = b_base + min(n0 + lane + 48u, last_n) * p.b_cs;
+    let bc7 = b_base + min(n0 + lane + 56u, last_n) * p.b_cs;
+    // Groups of 8 rows inside C (1..8); the same for every lane.
+    let groups = min((p.m - m0 + 7u) / 8u, 8u);
+    var acc0: Rows8;
+    var acc1: Rows8;
+    var acc2: Rows8;
+    var acc3: Rows8;
+    var acc4: Rows8;
+    var acc5: Rows8;
+    var acc6: Rows8;
+    var acc7: Rows8;
+    if (n0 + 32u < p.n) {
+        for (var k = 0u; k < p.k; k++) {
+            let ka = k * p.a_cs;
+            let kb = k * p.b_rs;
+            let b_lo = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
+            let b_hi = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
+            add_rows8(a[ar0 + ka], b_lo, b_hi, &acc0);
+            if (groups > 1u) { add_rows8(a[ar1 + ka], b_lo, b_hi, &acc1); }
+            if (groups > 2u) { add_rows8(a[ar2 + ka], b_lo, b_hi, &acc2); }
+            if (groups > 3u) { add_rows8(a[ar3 + ka], b_lo, b_hi, &acc3); }
+            if (groups > 4u) { add_rows8(a[ar4 + ka], b_lo, b_hi, &acc4); }
+            if (groups > 5u) { add_rows8(a[ar5 + ka], b_lo, b_hi, &acc5); }
+            if (groups > 6u) { add_rows8(a[ar6 + ka], b_lo, b_hi, &acc6); }
+            if (groups > 7u) { add_rows8(a[ar7 + ka], b_lo, b_hi, &acc7); }
+        }
+    } else {
+        for (var k = 0u; k < p.k; k++) {
+            let ka = k * p.a_cs;
+            let kb = k * p.b_rs;
+            let b_lo = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
+            add_rows8_lo(a[ar0 + ka], b_lo, &acc0);
+            if (groups > 1u) { add_rows8_lo(a[ar1 + ka], b_lo, &acc1); }
+            if (groups > 2u) { add_rows8_lo(a[ar2 + ka], b_lo, &acc2); }
+            if (groups > 3u) { add_rows8_lo(a[ar3 + ka], b_lo, &acc3); }
+            if (groups > 4u) { add_rows8_lo(a[ar4 + ka], b_lo, &acc4); }
+            if (groups > 5u) { add_rows8_lo(a[ar5 + ka], b_lo, &acc5); }
+            if (groups > 6u) { add_rows8_lo(a[ar6 + ka], b_lo, &acc6); }
+            if (groups > 7u) { add_rows8_lo(a[ar7 + ka], b_lo, &acc7); }
+        }
+    }
+    let col0 = n0 + lane;
+    let cols = p.n - n0;
+    var bias_lo = vec4<f32>(0.0);
+    var bias_hi = vec4<f32>(0.0);
+    if ((p.flags & 1u) != 0u) {
+        bias_lo = vec4<f32>(bias[min(col0, last_n)], bias[min(col0 + 8u, last_n)],
+                            bias[min(col0 + 16u, last_n)], bias[min(col0 + 24u, last_n)]);
+        bias_hi = vec4<f32>(bias[min(col0 + 32u, last_n)], bias[min(col0 + 40u, last_n)],
+                            bias[min(col0 + 48u, last_n)], bias[min(col0 + 56u, last_n)]);
+    }
+    store_rows8(m0, col0, cols, c_base, acc0, bias_lo, bias_hi);
+    if (groups > 1u) { store_rows8(m0 + 8u, col0, cols, c_base, acc1, bias_lo, bias_hi); }
+    if (groups > 2u) { store_rows8(m0 + 16u, col0, cols, c_base, acc2, bias_lo, bias_hi); }
+    if (groups > 3u) { store_rows8(m0 + 24u, col0, cols, c_base, acc3, bias_lo, bias_hi); }
+    if (groups > 4u) { store_rows8(m0 + 32u, col0, cols, c_base, acc4, bias_lo, bias_hi); }
+    if (groups > 5u) { store_rows8(m0 + 40u, col0, cols, c_base, acc5, bias_lo, bias_hi); }
+    if (groups > 6u) { store_rows8(m0 + 48u, col0, cols, c_base, acc6, bias_lo, bias_hi); }
+    if (groups > 7u) { store_rows8(m0 + 56u, col0, cols, c_base, acc7, bias_lo, bias_hi); }
+}
