@@ -4,6 +4,9 @@
 // (the same kernel applied to the upstream gradient) reuses the forward's decisions without storing them.
 //
 // Shapes: out, x (B, per_sample). With bit 0 of flags the result is added to out (fused residual add).
+// residual_branch, the forward residual update of one branch in one pass: out = x_in + s_b · λ[c] · x with
+// s_b the drop-path scale (bit 1 of flags; else 1) and λ the layer scale (bit 2; else 1), c = e % cols;
+// x_in, λ (C).
 
 struct DropPathParams {
     batch: u32,
@@ -13,12 +16,15 @@ struct DropPathParams {
     seed_lo: u32,
     seed_hi: u32,
     stream: u32,
-    _pad: u32,
+    // Columns of a row (λ's length), for residual_branch.
+    cols: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<uniform> p: DropPathParams;
+@group(0) @binding(3) var<storage, read> x_in: array<f32>;
+@group(0) @binding(4) var<storage, read> lambda: array<f32>;
 
 // A 32-bit integer hash with good avalanche (xorshift-multiply rounds).
 fn mix32(v: u32) -> u32 {
@@ -50,4 +56,21 @@ fn drop_path(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     } else {
         out[e] = v;
     }
+}
+
+@compute @workgroup_size(256)
+fn residual_branch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let e = (wg.x + wg.y * nwg.x) * 256u + li;
+    if (e >= p.batch * p.per_sample) {
+        return;
+    }
+    var v = x[e];
+    if ((p.flags & 4u) != 0u) {
+        v *= lambda[e % p.cols];
+    }
+    if ((p.flags & 2u) != 0u) {
+        v *= sample_scale(e / p.per_sample);
+    }
+    out[e] = x_in[e] + v;
 }

@@ -716,6 +716,7 @@ pub fn bench_train(
             mim_rows: MimRows::Masked(cap),
             drop_path_seed: Some(1),
             label_smoothing: 0.0,
+            keep_block_outputs: None,
         },
     )?;
     let groups = model

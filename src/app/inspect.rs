@@ -396,6 +396,7 @@ impl Inspector {
                 mim_rows: MimRows::All,
                 drop_path_seed: None,
                 label_smoothing: 0.0,
+                keep_block_outputs: None,
             },
         )?;
         let n = cfg.patches();

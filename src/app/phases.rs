@@ -425,6 +425,7 @@ impl FinetunePhase {
             mim_rows: MimRows::All,
             drop_path_seed: drop,
             label_smoothing: smoothing,
+            keep_block_outputs: None,
         };
         let graph = BeitGraph::new(
             ctx,

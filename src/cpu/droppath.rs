@@ -43,3 +43,30 @@ pub fn drop_path<T: Real>(
         }
     }
 }
+
+/// Twin of `ops::droppath::residual_branch`: `out = x_in + s_b · λ ⊙ branch` for `x_in, branch (B, S)`, rows of
+/// `cols` values (λ per column), `s_b` the drop-path scale of sample b when `keep` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn residual_branch<T: Real>(
+    out: &mut [T],
+    x_in: &[T],
+    branch: &[T],
+    lambda: Option<&[T]>,
+    (batch, per_sample, cols): (usize, usize, usize),
+    keep: Option<f32>,
+    seed: u64,
+    stream: u32,
+) {
+    for b in 0..batch {
+        let scale = match keep {
+            Some(kp) if keeps(seed, stream, b as u32, kp) => T::one() / T::of(kp as f64),
+            Some(_) => T::zero(),
+            None => T::one(),
+        };
+        for i in 0..per_sample {
+            let e = b * per_sample + i;
+            let lam = lambda.map_or(T::one(), |l| l[e % cols]);
+            out[e] = x_in[e] + branch[e] * lam * scale;
+        }
+    }
+}

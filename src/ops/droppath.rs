@@ -1,4 +1,5 @@
-//! Launcher for `shaders/droppath.wgsl`: per-sample drop path with a counter-based RNG. Shapes: `out, x (B, S)`.
+//! Launchers for `shaders/droppath.wgsl`: per-sample drop path with a counter-based RNG, and the forward residual
+//! update of a branch fused with its layer scale and drop path. Shapes: `out, x, x_in (B, S)`, `λ (C)`, `S = T·C`.
 
 use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
@@ -6,7 +7,7 @@ use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 gpu_params!(
     /// Mirrors `DropPathParams` in droppath.wgsl.
     DropPathParams in "droppath" as "DropPathParams" {
-        batch: u32, per_sample: u32, keep_prob: f32, flags: u32, seed_lo: u32, seed_hi: u32, stream: u32, _pad: u32,
+        batch: u32, per_sample: u32, keep_prob: f32, flags: u32, seed_lo: u32, seed_hi: u32, stream: u32, cols: u32,
     }
 );
 
@@ -29,7 +30,26 @@ impl DropPathParams {
             seed_lo: seed as u32,
             seed_hi: (seed >> 32) as u32,
             stream,
-            _pad: 0,
+            cols: 0,
+        }
+    }
+
+    /// The uniform of one [`residual_branch`] launch: rows of `cols` values, `per_sample` values per sample, drop
+    /// path with `keep` (none: every branch kept, unscaled), layer scale when `lambda`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn residual(
+        batch: u32,
+        per_sample: u32,
+        cols: u32,
+        keep: Option<f32>,
+        lambda: bool,
+        seed: u64,
+        stream: u32,
+    ) -> Self {
+        Self {
+            flags: ((keep.is_some() as u32) << 1) | ((lambda as u32) << 2),
+            cols,
+            ..Self::new(batch, per_sample, keep.unwrap_or(1.0), seed, stream, false)
         }
     }
 }
@@ -95,4 +115,81 @@ pub fn drop_path_with(
         &[out, x, params],
         grid_for(n, ELEMENT_WG),
     )?])
+}
+
+/// `out = x_in + s_b · λ ⊙ branch` in one pass (a residual update: the old path was a copy, a layer scale and a
+/// drop path with accumulation, three launches): `s_b` the drop-path scale of sample b when `p` has drop path
+/// on, λ (C) per column when given. Parameters from a uniform the caller owns and rewrites per step (new seed).
+pub fn residual_branch_with(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x_in: &GpuSlice,
+    branch: &GpuSlice,
+    lambda: Option<&GpuSlice>,
+    params: &GpuSlice,
+    p: &DropPathParams,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "droppath::residual_branch";
+    let n = p.batch as u64 * p.per_sample as u64;
+    need(K, "out", out, n)?;
+    need(K, "x_in", x_in, n)?;
+    need(K, "branch", branch, n)?;
+    fits_u32(K, n)?;
+    if (p.flags & 2) != 0 && !(p.keep_prob > 0.0 && p.keep_prob <= 1.0) {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!("keep probability {} is outside (0, 1]", p.keep_prob),
+        });
+    }
+    if lambda.is_some() != ((p.flags & 4) != 0)
+        || p.cols == 0
+        || !p.per_sample.is_multiple_of(p.cols)
+    {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!(
+                "the layer scale and its flag disagree, or {} columns do not divide a sample of {}",
+                p.cols, p.per_sample
+            ),
+        });
+    }
+    if let Some(l) = lambda {
+        need(K, "lambda", l, p.cols as u64)?;
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![launch(
+        ctx,
+        "droppath",
+        "residual_branch",
+        &[out, branch, params, x_in, lambda.unwrap_or(branch)],
+        grid_for(n, ELEMENT_WG),
+    )?])
+}
+
+/// [`residual_branch_with`] with its own uniform (tests, one-off launches).
+#[allow(clippy::too_many_arguments)]
+pub fn residual_branch(
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    x_in: &GpuSlice,
+    branch: &GpuSlice,
+    lambda: Option<&GpuSlice>,
+    (batch, per_sample, cols): (u32, u32, u32),
+    keep: Option<f32>,
+    seed: u64,
+    stream: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let p = DropPathParams::residual(
+        batch,
+        per_sample,
+        cols,
+        keep,
+        lambda.is_some(),
+        seed,
+        stream,
+    );
+    let u = GpuSlice::uniform(ctx, "DropPathParams (residual)", &p);
+    residual_branch_with(ctx, out, x_in, branch, lambda, &u, &p)
 }

@@ -182,6 +182,7 @@ pub fn finetune(
             mim_rows: MimRows::All,
             drop_path_seed: Some(opts.seed),
             label_smoothing: opts.label_smoothing,
+            keep_block_outputs: None,
         },
     )?;
     let groups =
@@ -258,6 +259,7 @@ pub fn evaluate(
             mim_rows: MimRows::All,
             drop_path_seed: None,
             label_smoothing: 0.0,
+            keep_block_outputs: None,
         },
     )?;
     let aug = Augment::beit(cfg.image_size, cfg.num_channels);

@@ -47,6 +47,7 @@ impl MimStep {
                 mim_rows: MimRows::Masked(cap),
                 drop_path_seed: Some(seed),
                 label_smoothing: 0.0,
+                keep_block_outputs: None,
             },
         )?;
         if let Some(t) = tokenizer {

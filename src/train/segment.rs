@@ -100,6 +100,7 @@ pub fn graph_for(
             mim_rows: MimRows::All,
             drop_path_seed,
             label_smoothing: 0.0,
+            keep_block_outputs: None,
         },
     )
 }

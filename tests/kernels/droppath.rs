@@ -76,3 +76,72 @@ fn drop_path_keep_rate_and_determinism() {
         .collect();
     assert_ne!(a, b, "streams (layers) must draw independently");
 }
+
+/// The fused residual update `out = x_in + s_b · λ ⊙ branch` against its twin: with and without layer scale and
+/// drop path, outputs poisoned, tiny, odd and past 65535 workgroups.
+fn residual_case(
+    batch: usize,
+    tokens: usize,
+    cols: usize,
+    lambda: bool,
+    keep: Option<f32>,
+    seed: u64,
+) {
+    let per = tokens * cols;
+    let mut rng = Rng::new(seed);
+    let x_in = rng.vec(batch * per, 1.0);
+    let branch = rng.vec(batch * per, 1.0);
+    let lam = rng.vec(cols, 1.0);
+    let out = poisoned(batch * per);
+    let lam_gpu = up(&lam);
+    let dims = (batch as u32, per as u32, cols as u32);
+    run(droppath::residual_branch(
+        ctx(),
+        &out,
+        &up(&x_in),
+        &up(&branch),
+        lambda.then_some(&lam_gpu),
+        dims,
+        keep,
+        0x1234_5678_9ABC_DEF0 ^ seed,
+        7,
+    )
+    .unwrap());
+    let mut want = vec![0.0; batch * per];
+    let lam64 = f64s(&lam);
+    cpu::droppath::residual_branch(
+        &mut want,
+        &f64s(&x_in),
+        &f64s(&branch),
+        lambda.then_some(lam64.as_slice()),
+        (batch, per, cols),
+        keep,
+        0x1234_5678_9ABC_DEF0 ^ seed,
+        7,
+    );
+    let what = format!("residual_branch {batch}x{tokens}x{cols} lambda {lambda} keep {keep:?}");
+    assert_close(&what, &read(&out), &want, 1e-6, 1e-6);
+}
+
+#[test]
+fn residual_branch_every_combination() {
+    for (i, (lambda, keep)) in [(true, None), (false, Some(0.6)), (true, Some(0.9))]
+        .into_iter()
+        .enumerate()
+    {
+        let s = 10 * i as u64;
+        residual_case(1, 1, 1, lambda, keep, s + 1);
+        residual_case(5, 17, 3, lambda, keep, s + 2);
+        residual_case(16, 65, 192, lambda, keep, s + 3);
+    }
+    residual_case(3, 29_297, 192, true, Some(0.5), 40);
+}
+
+#[test]
+fn residual_branch_refuses_a_missing_layer_scale() {
+    let x = up(&[0.0; 6]);
+    let Err(err) = droppath::residual_branch(ctx(), &x, &x, &x, None, (1, 6, 4), None, 0, 0) else {
+        panic!("4 columns do not divide a sample of 6")
+    };
+    assert!(err.to_string().contains("do not divide"), "{err}");
+}

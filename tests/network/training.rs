@@ -108,6 +108,7 @@ fn graph(model: &BeitModel, b: &Batch, rows: MimRows, batch: u32) -> BeitGraph {
         mim_rows: rows,
         drop_path_seed: None,
         label_smoothing: 0.0,
+        keep_block_outputs: None,
     };
     let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
     g.write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
@@ -150,6 +151,45 @@ fn head_on_masked_rows_equals_head_on_every_patch() {
             1e-5,
         );
     }
+}
+
+/// Blocks that keep their layer norm and GELU outputs (the software adapters' default) and blocks that compute
+/// them again in the backward (the GPUs' default) give the same loss and gradients bit for bit: the same
+/// kernels on the same inputs, with drop path and layer scale on. The HuggingFace fixtures check the default
+/// of the adapter the tests run on; this ties the other mode to it.
+#[test]
+fn kept_and_recomputed_block_outputs_give_identical_gradients() {
+    let mut cfg = BeitConfig::preset("micro").unwrap();
+    cfg.drop_path_rate = 0.2;
+    let model = BeitModel::new_random(ctx(), &cfg, 5).unwrap();
+    let b = batch(&cfg, 3, 6);
+    let m = b.labels.len() as u32;
+    let mut results = Vec::new();
+    for keep in [true, false] {
+        let opts = GraphOptions {
+            batch: 3,
+            mim_rows: MimRows::Masked(m),
+            drop_path_seed: Some(99),
+            label_smoothing: 0.0,
+            keep_block_outputs: Some(keep),
+        };
+        let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
+        g.write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
+            .unwrap();
+        let mut d = g.forward.clone();
+        d.extend(g.backward.iter().cloned());
+        let launches = d.len();
+        Dispatch::submit(ctx(), "mim", &d).unwrap();
+        results.push((read(&g.stats), read(&g.grads.whole), launches));
+    }
+    assert_eq!(results[0].0, results[1].0, "loss and accuracy");
+    assert_eq!(results[0].1, results[1].1, "gradients");
+    let blocks = cfg.num_hidden_layers as usize;
+    assert_eq!(
+        results[1].2,
+        results[0].2 + 3 * blocks,
+        "three recomputations per block"
+    );
 }
 
 #[test]
@@ -248,6 +288,7 @@ fn one_graph_serves_batches_with_different_masked_counts_and_seeds() {
         mim_rows: MimRows::Masked(cap),
         drop_path_seed: Some(1),
         label_smoothing: 0.0,
+        keep_block_outputs: None,
     };
     let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
     let mut losses = Vec::new();

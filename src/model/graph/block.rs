@@ -15,18 +15,20 @@ const SHARED_TABLE: &str = "beit.encoder.relative_position_bias.relative_positio
 const OWN_TABLE: &str = "attention.attention.relative_position_bias.relative_position_bias_table";
 
 /// What every block shares: the relative position index (gather) and its inverse (scatter), the attention
-/// shape, the scores scratch, and two activations that each block's forward writes for the product after
-/// them and its backward computes again from what it keeps (one elementwise pass each instead of a buffer per
-/// block; at BEiT-base batch 64 they would hold 2.8 GB): the layer norm output (B·T, C), from the block's
-/// input and its stored mean and 1/std, and the GELU output (B·T, I), from the stored pre-activation.
+/// shape, the scores scratch, and, where blocks recompute (see [`super::GraphOptions::keep_block_outputs`]), two
+/// activations that each block's forward writes for the product after them and its backward computes again
+/// from what it keeps (one elementwise pass each instead of a buffer per block; at BEiT-base batch 64 they
+/// would hold 2.8 GB): the layer norm output (B·T, C), from the block's input and its stored mean and 1/std,
+/// and the GELU output (B·T, I), from the stored pre-activation.
 pub(super) struct BlockShared {
     index: GpuSlice,
     scatter: RelposScatterIndex,
     table_rows: u32,
     shape: AttentionShape,
     scores: GpuSlice,
-    normed: GpuSlice,
-    gelu: GpuSlice,
+    /// `None` where the blocks keep their own.
+    normed: Option<GpuSlice>,
+    gelu: Option<GpuSlice>,
 }
 
 /// Activations of one block that the backward reads.
@@ -44,6 +46,12 @@ pub(super) struct BlockActs {
     rstd2: GpuSlice,
     h: GpuSlice,
     f: GpuSlice,
+    /// The two layer norm outputs (B·T, C) and the GELU output (B·T, I): the block's own buffers when it keeps
+    /// them, else the shared ones, written again in the backward (`kept` false).
+    normed1: GpuSlice,
+    normed2: GpuSlice,
+    gelu: GpuSlice,
+    kept: bool,
 }
 
 /// Scratch buffers the blocks' backward reuses, block after block.
@@ -69,6 +77,7 @@ impl Builder<'_> {
         let g = self.cfg.grid() as usize;
         let (index, table_rows) = relative_position_index(g, g);
         let d = self.dims;
+        let keep = self.keeps_block_outputs();
         BlockShared {
             index: GpuSlice::from_slice(self.ctx, "relative_position_index", &index),
             scatter: RelposScatterIndex::upload(self.ctx, &RelposInverse::new(&index, table_rows)),
@@ -81,8 +90,8 @@ impl Builder<'_> {
                 scale: (d.d as f32).powf(-0.5),
             },
             scores: self.buf("attention scores", d.bhtt()),
-            normed: self.buf("layer norm output", d.btc()),
-            gelu: self.buf("mlp gelu", d.bti()),
+            normed: (!keep).then(|| self.buf("layer norm output", d.btc())),
+            gelu: (!keep).then(|| self.buf("mlp gelu", d.bti())),
         }
     }
 
@@ -138,11 +147,11 @@ impl Builder<'_> {
     }
 
     /// Block `li` on `x_in`; returns its activations and its output (hidden state li + 1).
-    /// Block `li`'s layer norm `which` ("layernorm_before" / "layernorm_after") of `x (B·T, C)` into the shared
-    /// `normed`, writing its mean and 1/std: the forward's, and the backward's recomputation of the same output.
+    /// Block `li`'s layer norm `which` ("layernorm_before" / "layernorm_after") of `x (B·T, C)` into `out`,
+    /// writing its mean and 1/std: the forward's, and the backward's recomputation of the same output.
     fn block_norm(
         &self,
-        s: &BlockShared,
+        out: &GpuSlice,
         li: u32,
         which: &str,
         x: &GpuSlice,
@@ -153,7 +162,7 @@ impl Builder<'_> {
         let name = |t: &str| format!("{}{which}.{t}", params::block(li));
         Ok(layernorm::layernorm_forward(
             self.ctx,
-            &s.normed,
+            out,
             mean,
             rstd,
             x,
@@ -175,6 +184,10 @@ impl Builder<'_> {
         let (bt, c, inter, btc, bti) = (d.bt(), d.c, d.inter, d.btc(), d.bti());
         let pre = params::block(li);
         let name = |s: &str| format!("{pre}{s}");
+        let own = |b: &Self, shared: &Option<GpuSlice>, label: &str, n: u64| match shared {
+            Some(sh) => sh.clone(),
+            None => b.buf(label, n),
+        };
         let mut a = BlockActs {
             mean1: self.buf("mean1", bt as u64),
             rstd1: self.buf("rstd1", bt as u64),
@@ -188,11 +201,21 @@ impl Builder<'_> {
             rstd2: self.buf("rstd2", bt as u64),
             h: self.buf("mlp hidden", bti),
             f: self.buf("mlp output", btc),
+            normed1: own(self, &s.normed, "layer norm before output", btc),
+            normed2: own(self, &s.normed, "layer norm after output", btc),
+            gelu: own(self, &s.gelu, "mlp gelu", bti),
+            kept: s.normed.is_none(),
         };
         let x_out = self.buf(&format!("hidden_states.{}", li + 1), btc);
         // Attention branch.
-        self.fwd
-            .extend(self.block_norm(s, li, "layernorm_before", x_in, &a.mean1, &a.rstd1)?);
+        self.fwd.extend(self.block_norm(
+            &a.normed1,
+            li,
+            "layernorm_before",
+            x_in,
+            &a.mean1,
+            &a.rstd1,
+        )?);
         let wqkv = p.run(
             &name("attention.attention.query.weight"),
             3 * c as u64 * c as u64,
@@ -201,7 +224,7 @@ impl Builder<'_> {
         self.fwd.extend(matmul::linear_forward(
             ctx,
             &a.qkv,
-            &s.normed,
+            &a.normed1,
             &wqkv,
             Some(&bqkv),
             bt,
@@ -235,12 +258,18 @@ impl Builder<'_> {
         let keep = self.keep(li);
         self.residual(&a.xmid, x_in, &a.ao, lam1.as_ref(), keep, 2 * li)?;
         // MLP branch.
-        self.fwd
-            .extend(self.block_norm(s, li, "layernorm_after", &a.xmid, &a.mean2, &a.rstd2)?);
+        self.fwd.extend(self.block_norm(
+            &a.normed2,
+            li,
+            "layernorm_after",
+            &a.xmid,
+            &a.mean2,
+            &a.rstd2,
+        )?);
         self.fwd.extend(matmul::linear_forward(
             ctx,
             &a.h,
-            &s.normed,
+            &a.normed2,
             &p.t(&name("intermediate.dense.weight"))?,
             Some(&p.t(&name("intermediate.dense.bias"))?),
             bt,
@@ -248,11 +277,11 @@ impl Builder<'_> {
             c,
         )?);
         self.fwd
-            .extend(gelu::gelu_forward(ctx, &s.gelu, &a.h, bti as u32)?);
+            .extend(gelu::gelu_forward(ctx, &a.gelu, &a.h, bti as u32)?);
         self.fwd.extend(matmul::linear_forward(
             ctx,
             &a.f,
-            &s.gelu,
+            &a.gelu,
             &p.t(&name("output.dense.weight"))?,
             Some(&p.t(&name("output.dense.bias"))?),
             bt,
@@ -310,15 +339,18 @@ impl Builder<'_> {
             scratch,
         )?;
         let gr = self.gr();
-        // The GELU output fc2 read, again.
-        let mut v = gelu::gelu_forward(ctx, &s.gelu, &a.h, d.bti() as u32)?;
+        // The GELU output fc2 read, again where it was not kept.
+        let mut v = Vec::new();
+        if !a.kept {
+            v.extend(gelu::gelu_forward(ctx, &a.gelu, &a.h, d.bti() as u32)?);
+        }
         v.extend(matmul::linear_backward(
             ctx,
             Some(&k.dg),
             &gr.t(&name("output.dense.weight"))?,
             Some(&gr.t(&name("output.dense.bias"))?),
             &d_f,
-            &s.gelu,
+            &a.gelu,
             &p.t(&name("output.dense.weight"))?,
             bt,
             c,
@@ -333,15 +365,25 @@ impl Builder<'_> {
             d.bti() as u32,
             false,
         )?);
-        // The layer norm output fc1 read, again (its mean and 1/std are rewritten with the same values).
-        v.extend(self.block_norm(s, li, "layernorm_after", &a.xmid, &a.mean2, &a.rstd2)?);
+        // The layer norm output fc1 read, again where it was not kept (its mean and 1/std are rewritten with the
+        // same values).
+        if !a.kept {
+            v.extend(self.block_norm(
+                &a.normed2,
+                li,
+                "layernorm_after",
+                &a.xmid,
+                &a.mean2,
+                &a.rstd2,
+            )?);
+        }
         v.extend(matmul::linear_backward(
             ctx,
             Some(&k.d_normed),
             &gr.t(&name("intermediate.dense.weight"))?,
             Some(&gr.t(&name("intermediate.dense.bias"))?),
             &k.dh,
-            &s.normed,
+            &a.normed2,
             &p.t(&name("intermediate.dense.weight"))?,
             bt,
             inter,
@@ -417,8 +459,17 @@ impl Builder<'_> {
                 true,
             )?);
         }
-        // The layer norm output the fused q/k/v product read, again.
-        v.extend(self.block_norm(s, li, "layernorm_before", x_in, &a.mean1, &a.rstd1)?);
+        // The layer norm output the fused q/k/v product read, again where it was not kept.
+        if !a.kept {
+            v.extend(self.block_norm(
+                &a.normed1,
+                li,
+                "layernorm_before",
+                x_in,
+                &a.mean1,
+                &a.rstd1,
+            )?);
+        }
         let qkv_len = 3 * c as u64 * c as u64;
         v.extend(matmul::linear_backward(
             ctx,
@@ -426,7 +477,7 @@ impl Builder<'_> {
             &gr.run(&name("attention.attention.query.weight"), qkv_len)?,
             Some(&gr.run(&name("attention.attention.query.bias"), 3 * c as u64)?),
             &k.dqkv,
-            &s.normed,
+            &a.normed1,
             &p.run(&name("attention.attention.query.weight"), qkv_len)?,
             bt,
             3 * c,

@@ -88,8 +88,6 @@ pub(super) struct Builder<'a> {
     pub bwd: Vec<Dispatch>,
     /// Every drop-path launch reads a uniform kept here, so a new seed per step is a queue write.
     pub drop_uniforms: Vec<(GpuSlice, DropPathParams)>,
-    /// Scratch of one branch's scaled output (forward residuals).
-    branch_scratch: GpuSlice,
 }
 
 impl<'a> Builder<'a> {
@@ -125,7 +123,6 @@ impl<'a> Builder<'a> {
             fwd: Vec::new(),
             bwd: Vec::new(),
             drop_uniforms: Vec::new(),
-            branch_scratch: buf(ctx, "branch scratch", dims.btc()),
         })
     }
 
@@ -178,7 +175,16 @@ impl<'a> Builder<'a> {
         Ok(d)
     }
 
-    /// x_out = x_in + drop_path(λ · branch): the residual update of one branch (forward).
+    /// Whether blocks keep their layer norm and GELU outputs (see [`GraphOptions::keep_block_outputs`]).
+    pub fn keeps_block_outputs(&self) -> bool {
+        self.opts
+            .keep_block_outputs
+            .unwrap_or(self.ctx.adapter_info.device_type == wgpu::DeviceType::Cpu)
+    }
+
+    /// x_out = x_in + drop_path(λ · branch): the residual update of one branch (forward), one launch: a plain
+    /// sum without layer scale and drop path, else `droppath::residual_branch` (its uniform is kept with the
+    /// drop-path ones, so a new seed per step reaches it).
     pub fn residual(
         &mut self,
         out: &GpuSlice,
@@ -188,39 +194,19 @@ impl<'a> Builder<'a> {
         keep: Option<f32>,
         stream: u32,
     ) -> Result<(), ModelError> {
-        let (ctx, bt, c, btc) = (
-            self.ctx,
-            self.dims.bt(),
-            self.dims.c,
-            self.dims.btc() as u32,
-        );
-        match (lambda, keep) {
-            (None, None) => self
-                .fwd
-                .extend(elementwise::add(ctx, out, x_in, branch, btc, false)?),
-            (Some(lam), None) => {
-                self.fwd
-                    .extend(elementwise::copy(ctx, out, x_in, btc, false)?);
-                self.fwd
-                    .extend(elementwise::scale_cols(ctx, out, branch, lam, bt, c, true)?);
-            }
-            (lam, Some(kp)) => {
-                let scratch = self.branch_scratch.clone();
-                let scaled = match lam {
-                    Some(lam) => {
-                        self.fwd.extend(elementwise::scale_cols(
-                            ctx, &scratch, branch, lam, bt, c, false,
-                        )?);
-                        &scratch
-                    }
-                    None => branch,
-                };
-                self.fwd
-                    .extend(elementwise::copy(ctx, out, x_in, btc, false)?);
-                let d = self.drop_path(out, scaled, kp, stream, true)?;
-                self.fwd.extend(d);
-            }
+        let (ctx, d) = (self.ctx, self.dims);
+        if lambda.is_none() && keep.is_none() {
+            let sum = elementwise::add(ctx, out, x_in, branch, d.btc() as u32, false)?;
+            self.fwd.extend(sum);
+            return Ok(());
         }
+        let seed = self.opts.drop_path_seed.unwrap_or(0);
+        let params =
+            DropPathParams::residual(d.b, d.t * d.c, d.c, keep, lambda.is_some(), seed, stream);
+        let u = GpuSlice::uniform(ctx, "DropPathParams (residual)", &params);
+        let fused = droppath::residual_branch_with(ctx, out, x_in, branch, lambda, &u, &params)?;
+        self.fwd.extend(fused);
+        self.drop_uniforms.push((u, params));
         Ok(())
     }
 

@@ -47,6 +47,11 @@ pub struct GraphOptions {
     pub drop_path_seed: Option<u64>,
     /// Label smoothing of the classification loss.
     pub label_smoothing: f32,
+    /// Whether each block keeps its layer norm and GELU outputs for the backward (`Some(true)`) or computes
+    /// them again there from what it keeps anyway (`Some(false)`: three more launches per block, two (B·T, C)
+    /// and one (B·T, I) buffer less per block). `None`: keep them on software adapters, whose memory is the
+    /// host's and whose launches are slow, recompute on GPUs.
+    pub keep_block_outputs: Option<bool>,
 }
 
 /// The network for one batch: inputs to fill, outputs to read, and the dispatch lists.
