@@ -17,8 +17,10 @@
 //
 // Lane l owns columns n0 + l + 8j: j = 0..3 in acc[2i], j = 4..7 in acc[2i + 1] for row i of a group of 8.
 // Rows in groups of 8 and the second group of 32 columns are skipped (a branch the whole subgroup takes
-// alike) where the tile passes the edge of C, so a 65 x 65 attention product costs 72 x 96, not 128 x 128.
-// Reads past the edge are clamped to the last row / column and never stored.
+// alike) where the tile passes the edge of C. Reads past the edge are clamped to the last row / column and
+// never stored. With WIDE_EDGE the last row tile may have a ninth group of 8 rows and the last column tile a
+// ninth column per lane (up to 72 x 72), so a side that passes a multiple of 64 by 1 to 8 (BEiT's 65 and 197
+// tokens) costs no tile of its own: a 65 x 65 attention product is one workgroup, not four.
 
 struct GemmParams {
     m: u32,
@@ -54,7 +56,12 @@ struct GemmParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (N)
 @group(0) @binding(4) var<uniform> p: GemmParams;
 
+// Pipeline constant: the wide-edge variant (its extra state makes full tiles slower, so the launcher asks
+// for it only where a side of C has such an edge; `GemmKernel::tiles` makes the grid to match).
+override WIDE_EDGE: bool = false;
+
 alias Rows8 = array<vec4<f32>, 16>; // 8 rows x the lane's 8 columns
+alias Col8 = array<vec4<f32>, 2>;   // 8 rows (0-3, 4-7) x the lane's ninth column (a tile 65-72 wide)
 
 // Rows of one group of 8, all 8 columns of the lane: `a_lane` is lane l's A value of row l of the group.
 fn add_rows8(a_lane: f32, b_lo: vec4<f32>, b_hi: vec4<f32>, acc: ptr<function, Rows8>) {
@@ -74,6 +81,29 @@ fn add_rows8(a_lane: f32, b_lo: vec4<f32>, b_hi: vec4<f32>, acc: ptr<function, R
     (*acc)[10] += s5 * b_lo; (*acc)[11] += s5 * b_hi;
     (*acc)[12] += s6 * b_lo; (*acc)[13] += s6 * b_hi;
     (*acc)[14] += s7 * b_lo; (*acc)[15] += s7 * b_hi;
+}
+
+// The same with the lane's ninth column `b_x` (the last column tile of a matrix 65-72 columns past its start).
+fn add_rows8_x(a_lane: f32, b_lo: vec4<f32>, b_hi: vec4<f32>, b_x: f32, acc: ptr<function, Rows8>,
+               acc_x: ptr<function, Col8>) {
+    let s0 = subgroupBroadcast(a_lane, 0u);
+    let s1 = subgroupBroadcast(a_lane, 1u);
+    let s2 = subgroupBroadcast(a_lane, 2u);
+    let s3 = subgroupBroadcast(a_lane, 3u);
+    let s4 = subgroupBroadcast(a_lane, 4u);
+    let s5 = subgroupBroadcast(a_lane, 5u);
+    let s6 = subgroupBroadcast(a_lane, 6u);
+    let s7 = subgroupBroadcast(a_lane, 7u);
+    (*acc)[0] += s0 * b_lo; (*acc)[1] += s0 * b_hi;
+    (*acc)[2] += s1 * b_lo; (*acc)[3] += s1 * b_hi;
+    (*acc)[4] += s2 * b_lo; (*acc)[5] += s2 * b_hi;
+    (*acc)[6] += s3 * b_lo; (*acc)[7] += s3 * b_hi;
+    (*acc)[8] += s4 * b_lo; (*acc)[9] += s4 * b_hi;
+    (*acc)[10] += s5 * b_lo; (*acc)[11] += s5 * b_hi;
+    (*acc)[12] += s6 * b_lo; (*acc)[13] += s6 * b_hi;
+    (*acc)[14] += s7 * b_lo; (*acc)[15] += s7 * b_hi;
+    (*acc_x)[0] += vec4<f32>(s0, s1, s2, s3) * b_x;
+    (*acc_x)[1] += vec4<f32>(s4, s5, s6, s7) * b_x;
 }
 
 // The same for a tile whose second 32 columns are past the edge: the low 4 columns of the lane only.
@@ -99,13 +129,15 @@ fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
     }
 }
 
-// Rows row0..row0+7 of C (those inside), the lane's 8 columns, times alpha plus the bias (`bias_lo`,
-// `bias_hi`: the lane's columns of it, or zeros). A store is a loop over the lanes even where every lane is
-// masked off, so groups of 8 columns past the edge (`cols` left from the tile's first) are skipped by a
-// branch the whole subgroup takes alike. The accumulators come by value: indexing the caller's in place at
-// run time would make llvmpipe keep them in memory through the whole k loop (measured 7x slower), and
-// unrolling the rows here by hand made each workgroup slower to start (more code, more state).
-fn store_rows8(row0: u32, col0: u32, cols: u32, c_base: u32, acc: Rows8, bias_lo: vec4<f32>, bias_hi: vec4<f32>) {
+// Rows row0..row0+7 of C (those inside), the lane's 8 columns and, in a tile wider than 64 (`cols` > 64), its
+// ninth, times alpha plus the bias (`bias_lo`, `bias_hi`, `bias_x`: the lane's columns of it, or zeros). A
+// store is a loop over the lanes even where every lane is masked off, so groups of 8 columns past the edge
+// (`cols` left from the tile's first, at most 72) are skipped by a branch the whole subgroup takes alike. The
+// accumulators come by value: indexing the caller's in place at run time would make llvmpipe keep them in
+// memory through the whole k loop (measured 7x slower), and unrolling the rows here by hand made each
+// workgroup slower to start (more code, more state).
+fn store_rows8(row0: u32, col0: u32, cols: u32, c_base: u32, acc: Rows8, acc_x: Col8, bias_lo: vec4<f32>,
+               bias_hi: vec4<f32>, bias_x: f32) {
     for (var i = 0u; i < 8u; i++) {
         let row = row0 + i;
         if (row < p.m) {
@@ -120,14 +152,17 @@ fn store_rows8(row0: u32, col0: u32, cols: u32, c_base: u32, acc: Rows8, bias_lo
                 if (cols > 40u) { store_lane(row, col0 + 40u, c_base, hi.y); }
                 if (cols > 48u) { store_lane(row, col0 + 48u, c_base, hi.z); }
                 if (cols > 56u) { store_lane(row, col0 + 56u, c_base, hi.w); }
+                if (WIDE_EDGE && cols > 64u) { store_lane(row, col0 + 64u, c_base, p.alpha * acc_x[i / 4u][i % 4u] + bias_x); }
             }
         }
     }
 }
 
-// One 64 x 64 tile of C per workgroup of one 8-lane subgroup.
+// One tile of C per workgroup of one 8-lane subgroup: 64 x 64; with WIDE_EDGE the last row and column tiles
+// up to 72 (an edge of 8 or fewer joins the tile before it).
 @compute @workgroup_size(8, 1, 1)
-fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(subgroup_invocation_id) lane: u32) {
     let zo = wg.z / p.batch_inner;
     let zi = wg.z % p.batch_inner;
     let a_base = p.a_off + zo * p.a_bo + zi * p.a_bi;
@@ -146,6 +181,7 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation
     let ar5 = a_base + min(m0 + lane + 40u, last_m) * p.a_rs;
     let ar6 = a_base + min(m0 + lane + 48u, last_m) * p.a_rs;
     let ar7 = a_base + min(m0 + lane + 56u, last_m) * p.a_rs;
+    let ar8 = a_base + min(m0 + lane + 64u, last_m) * p.a_rs;
     let bc0 = b_base + min(n0 + lane, last_n) * p.b_cs;
     let bc1 = b_base + min(n0 + lane + 8u, last_n) * p.b_cs;
     let bc2 = b_base + min(n0 + lane + 16u, last_n) * p.b_cs;
@@ -154,8 +190,11 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation
     let bc5 = b_base + min(n0 + lane + 40u, last_n) * p.b_cs;
     let bc6 = b_base + min(n0 + lane + 48u, last_n) * p.b_cs;
     let bc7 = b_base + min(n0 + lane + 56u, last_n) * p.b_cs;
-    // Groups of 8 rows inside C (1..8); the same for every lane.
-    let groups = min((p.m - m0 + 7u) / 8u, 8u);
+    let bc8 = b_base + min(n0 + lane + 64u, last_n) * p.b_cs;
+    // Groups of 8 rows inside C (1..8, up to 9 in the last row tile) and columns of C from the tile's first
+    // (up to 64, up to 72 in the last column tile); the same for every lane.
+    let groups = min((p.m - m0 + 7u) / 8u, select(8u, 9u, WIDE_EDGE && wg.y + 1u == nwg.y));
+    let cols = min(p.n - n0, select(64u, 72u, WIDE_EDGE && wg.x + 1u == nwg.x));
     var acc0: Rows8;
     var acc1: Rows8;
     var acc2: Rows8;
@@ -164,7 +203,34 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation
     var acc5: Rows8;
     var acc6: Rows8;
     var acc7: Rows8;
-    if (n0 + 32u < p.n) {
+    var acc8: Rows8;
+    var accx0: Col8;
+    var accx1: Col8;
+    var accx2: Col8;
+    var accx3: Col8;
+    var accx4: Col8;
+    var accx5: Col8;
+    var accx6: Col8;
+    var accx7: Col8;
+    var accx8: Col8;
+    if (WIDE_EDGE && cols > 64u) {
+        for (var k = 0u; k < p.k; k++) {
+            let ka = k * p.a_cs;
+            let kb = k * p.b_rs;
+            let b_lo = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
+            let b_hi = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
+            let b_x = b[bc8 + kb];
+            add_rows8_x(a[ar0 + ka], b_lo, b_hi, b_x, &acc0, &accx0);
+            if (groups > 1u) { add_rows8_x(a[ar1 + ka], b_lo, b_hi, b_x, &acc1, &accx1); }
+            if (groups > 2u) { add_rows8_x(a[ar2 + ka], b_lo, b_hi, b_x, &acc2, &accx2); }
+            if (groups > 3u) { add_rows8_x(a[ar3 + ka], b_lo, b_hi, b_x, &acc3, &accx3); }
+            if (groups > 4u) { add_rows8_x(a[ar4 + ka], b_lo, b_hi, b_x, &acc4, &accx4); }
+            if (groups > 5u) { add_rows8_x(a[ar5 + ka], b_lo, b_hi, b_x, &acc5, &accx5); }
+            if (groups > 6u) { add_rows8_x(a[ar6 + ka], b_lo, b_hi, b_x, &acc6, &accx6); }
+            if (groups > 7u) { add_rows8_x(a[ar7 + ka], b_lo, b_hi, b_x, &acc7, &accx7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8_x(a[ar8 + ka], b_lo, b_hi, b_x, &acc8, &accx8); }
+        }
+    } else if (cols > 32u) {
         for (var k = 0u; k < p.k; k++) {
             let ka = k * p.a_cs;
             let kb = k * p.b_rs;
@@ -178,6 +244,7 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation
             if (groups > 5u) { add_rows8(a[ar5 + ka], b_lo, b_hi, &acc5); }
             if (groups > 6u) { add_rows8(a[ar6 + ka], b_lo, b_hi, &acc6); }
             if (groups > 7u) { add_rows8(a[ar7 + ka], b_lo, b_hi, &acc7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8(a[ar8 + ka], b_lo, b_hi, &acc8); }
         }
     } else {
         for (var k = 0u; k < p.k; k++) {
@@ -192,24 +259,27 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation
             if (groups > 5u) { add_rows8_lo(a[ar5 + ka], b_lo, &acc5); }
             if (groups > 6u) { add_rows8_lo(a[ar6 + ka], b_lo, &acc6); }
             if (groups > 7u) { add_rows8_lo(a[ar7 + ka], b_lo, &acc7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8_lo(a[ar8 + ka], b_lo, &acc8); }
         }
     }
     let col0 = n0 + lane;
-    let cols = p.n - n0;
     var bias_lo = vec4<f32>(0.0);
     var bias_hi = vec4<f32>(0.0);
+    var bias_x = 0.0;
     if ((p.flags & 1u) != 0u) {
         bias_lo = vec4<f32>(bias[min(col0, last_n)], bias[min(col0 + 8u, last_n)],
                             bias[min(col0 + 16u, last_n)], bias[min(col0 + 24u, last_n)]);
         bias_hi = vec4<f32>(bias[min(col0 + 32u, last_n)], bias[min(col0 + 40u, last_n)],
                             bias[min(col0 + 48u, last_n)], bias[min(col0 + 56u, last_n)]);
+        bias_x = bias[min(col0 + 64u, last_n)];
     }
-    store_rows8(m0, col0, cols, c_base, acc0, bias_lo, bias_hi);
-    if (groups > 1u) { store_rows8(m0 + 8u, col0, cols, c_base, acc1, bias_lo, bias_hi); }
-    if (groups > 2u) { store_rows8(m0 + 16u, col0, cols, c_base, acc2, bias_lo, bias_hi); }
-    if (groups > 3u) { store_rows8(m0 + 24u, col0, cols, c_base, acc3, bias_lo, bias_hi); }
-    if (groups > 4u) { store_rows8(m0 + 32u, col0, cols, c_base, acc4, bias_lo, bias_hi); }
-    if (groups > 5u) { store_rows8(m0 + 40u, col0, cols, c_base, acc5, bias_lo, bias_hi); }
-    if (groups > 6u) { store_rows8(m0 + 48u, col0, cols, c_base, acc6, bias_lo, bias_hi); }
-    if (groups > 7u) { store_rows8(m0 + 56u, col0, cols, c_base, acc7, bias_lo, bias_hi); }
+    store_rows8(m0, col0, cols, c_base, acc0, accx0, bias_lo, bias_hi, bias_x);
+    if (groups > 1u) { store_rows8(m0 + 8u, col0, cols, c_base, acc1, accx1, bias_lo, bias_hi, bias_x); }
+    if (groups > 2u) { store_rows8(m0 + 16u, col0, cols, c_base, acc2, accx2, bias_lo, bias_hi, bias_x); }
+    if (groups > 3u) { store_rows8(m0 + 24u, col0, cols, c_base, acc3, accx3, bias_lo, bias_hi, bias_x); }
+    if (groups > 4u) { store_rows8(m0 + 32u, col0, cols, c_base, acc4, accx4, bias_lo, bias_hi, bias_x); }
+    if (groups > 5u) { store_rows8(m0 + 40u, col0, cols, c_base, acc5, accx5, bias_lo, bias_hi, bias_x); }
+    if (groups > 6u) { store_rows8(m0 + 48u, col0, cols, c_base, acc6, accx6, bias_lo, bias_hi, bias_x); }
+    if (groups > 7u) { store_rows8(m0 + 56u, col0, cols, c_base, acc7, accx7, bias_lo, bias_hi, bias_x); }
+    if (WIDE_EDGE && groups > 8u) { store_rows8(m0 + 64u, col0, cols, c_base, acc8, accx8, bias_lo, bias_hi, bias_x); }
 }

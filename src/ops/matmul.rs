@@ -1,7 +1,7 @@
 //! Launchers for `shaders/matmul.wgsl`: the strided batched product and the `nn.Linear` forward / backward
 //! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
 
-pub use super::gemm_choice::{GemmKernel, SplitK, ALL_GEMM_KERNELS};
+pub use super::gemm_choice::{lanes_wide_edge, GemmKernel, SplitK, ALL_GEMM_KERNELS};
 use super::{fits_u32, gpu_params, launch_with, need, reduce};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
@@ -209,8 +209,8 @@ pub fn gemm_using(
         ..Default::default()
     };
     let (a4, b4) = (vec4_view(ctx, a), vec4_view(ctx, b));
-    let (tile_n, tile_m) = kernel.tile_for(m, n);
-    let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), batch];
+    let [tiles_n, tiles_m] = kernel.tiles(m, n);
+    let groups = [tiles_n, tiles_m, batch];
     if groups[0] > crate::gpu::MAX_WORKGROUPS_PER_DIM
         || groups[1] > crate::gpu::MAX_WORKGROUPS_PER_DIM
     {
@@ -229,10 +229,14 @@ pub fn gemm_using(
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
     let args = [c, a, b, bias_slice, &u, &a4, &b4];
     let constants: Vec<(&str, f64)> = match kernel {
-        GemmKernel::Direct => vec![
-            ("DIRECT_X", (tile_n / 4) as f64),
-            ("DIRECT_Y", (tile_m / 4) as f64),
-        ],
+        GemmKernel::Direct => {
+            let (tile_n, tile_m) = kernel.tile_for(m, n);
+            vec![
+                ("DIRECT_X", (tile_n / 4) as f64),
+                ("DIRECT_Y", (tile_m / 4) as f64),
+            ]
+        }
+        GemmKernel::Lanes => vec![("WIDE_EDGE", lanes_wide_edge(m, n) as u32 as f64)],
         _ => Vec::new(),
     };
     Ok(vec![launch_with(

@@ -111,8 +111,15 @@ fn linear_many_rows() {
 
 #[test]
 fn gemm_batched_strided_accumulate() {
-    // 2 x 3 batch items, A read transposed from a padded layout, C accumulated with alpha.
-    let (m, n, k, outer, inner) = (19u32, 23u32, 29u32, 2u32, 3u32);
+    // 2 x 3 batch items, A read transposed from a padded layout, C accumulated with alpha; the second shape
+    // takes gemm_lanes' wide edges on software adapters.
+    for (m, n, k) in [(19u32, 23u32, 29u32), (66, 70, 5)] {
+        batched_strided_accumulate_case(m, n, k);
+    }
+}
+
+fn batched_strided_accumulate_case(m: u32, n: u32, k: u32) {
+    let (outer, inner) = (2u32, 3u32);
     let mut rng = Rng::new(7);
     let a_view = MatView {
         off: 5,
@@ -191,6 +198,9 @@ fn gemm_every_kernel_all_layouts() {
             (256, 64, 16),
             (17, 19, 17),
             (1, 5, 3),
+            (65, 65, 64),
+            (72, 73, 9),
+            (200, 64, 3),
         ] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let (a_view, b_view) = operand_views(m, n, k, ta, tb);
@@ -320,6 +330,24 @@ fn software_adapters_choose_by_start_and_work() {
         GemmKernel::for_shape(c, 1040, 576, 192, 1),
         GemmKernel::Lanes
     );
+}
+
+/// gemm_lanes' grid: 64 x 64 tiles, and where a side passes a multiple of 64 by 1 to 8 the last tile takes
+/// that edge (up to 72) instead of a tile of its own.
+#[test]
+fn lanes_tiles_take_small_edges_into_the_last_tile() {
+    use beitlab::ops::matmul::lanes_wide_edge;
+    let lanes = GemmKernel::Lanes;
+    assert!(lanes_wide_edge(65, 64) && lanes_wide_edge(64, 197) && lanes_wide_edge(72, 1));
+    assert!(!lanes_wide_edge(64, 64) && !lanes_wide_edge(1040, 192) && !lanes_wide_edge(73, 8));
+    assert_eq!(lanes.tiles(65, 65), [1, 1]);
+    assert_eq!(lanes.tiles(65, 64), [1, 1]);
+    assert_eq!(lanes.tiles(197, 197), [3, 3]);
+    assert_eq!(lanes.tiles(72, 73), [2, 1]);
+    assert_eq!(lanes.tiles(131, 257), [4, 2]);
+    assert_eq!(lanes.tiles(1040, 192), [3, 17]);
+    assert_eq!(lanes.tiles(1, 5), [1, 1]);
+    assert_eq!(GemmKernel::Direct.tiles(17, 40), [2, 1]);
 }
 
 /// Every kernel on batched operands that are contiguous along k with padded, aligned rows and a K that is not
