@@ -227,7 +227,8 @@ pub fn gemm_using(
         }
     }
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
-    let args = [c, a, b, bias_slice, &u, &a4, &b4];
+    let c4 = vec4_view(ctx, c);
+    let args = [c, a, b, bias_slice, &u, &a4, &b4, &c4];
     let constants: Vec<(&str, f64)> = match kernel {
         GemmKernel::Direct => {
             let (tile_n, tile_m) = kernel.tile_for(m, n);
@@ -236,7 +237,10 @@ pub fn gemm_using(
                 ("DIRECT_Y", (tile_m / 4) as f64),
             ]
         }
-        GemmKernel::Lanes => vec![("WIDE_EDGE", lanes_wide_edge(m, n) as u32 as f64)],
+        GemmKernel::Lanes => vec![
+            ("WIDE_EDGE", lanes_wide_edge(m, n) as u32 as f64),
+            ("C_VEC4", c_vec4(&c_view, n) as u32 as f64),
+        ],
         _ => Vec::new(),
     };
     Ok(vec![launch_with(
@@ -326,6 +330,16 @@ fn vec4_mode(v: &MatView, k_stride: u32, other_stride: u32) -> u32 {
     } else {
         0
     }
+}
+
+/// Whether C can be written 4 elements at a time (`C_VEC4` of `shaders/matmul_lanes.wgsl`): contiguous along
+/// n, with N, the row stride and every offset multiples of 4, so each aligned group of 4 columns of a row lies
+/// wholly inside C or wholly past its edge.
+fn c_vec4(c: &MatView, n: u32) -> bool {
+    c.cs == 1
+        && [c.off, c.rs, c.bo, c.bi, n]
+            .iter()
+            .all(|x| x.is_multiple_of(4))
 }
 
 /// The same buffer range viewed as vec4s (length rounded down to whole vec4s; a tiny stand-in when too short).

@@ -111,14 +111,17 @@ fn linear_many_rows() {
 
 #[test]
 fn gemm_batched_strided_accumulate() {
-    // 2 x 3 batch items, A read transposed from a padded layout, C accumulated with alpha; the second shape
-    // takes gemm_lanes' wide edges on software adapters.
-    for (m, n, k) in [(19u32, 23u32, 29u32), (66, 70, 5)] {
-        batched_strided_accumulate_case(m, n, k);
+    // 2 x 3 batch items, A read transposed from a padded layout, C accumulated with alpha, on every kernel;
+    // the second and third shapes take gemm_lanes' wide edges, the third with C written 4 at a time (its
+    // offsets and strides multiples of 4).
+    for kernel in kernels_here() {
+        for (m, n, k, c_off) in [(19u32, 23u32, 29u32, 2u32), (66, 70, 5, 2), (66, 72, 5, 4)] {
+            batched_strided_accumulate_case(kernel, m, n, k, c_off);
+        }
     }
 }
 
-fn batched_strided_accumulate_case(m: u32, n: u32, k: u32) {
+fn batched_strided_accumulate_case(kernel: GemmKernel, m: u32, n: u32, k: u32, c_off: u32) {
     let (outer, inner) = (2u32, 3u32);
     let mut rng = Rng::new(7);
     let a_view = MatView {
@@ -136,7 +139,7 @@ fn batched_strided_accumulate_case(m: u32, n: u32, k: u32) {
         bi: k * n,
     };
     let c_view = MatView {
-        off: 2,
+        off: c_off,
         rs: n * inner,
         cs: 1,
         bo: m * n * inner,
@@ -153,7 +156,8 @@ fn batched_strided_accumulate_case(m: u32, n: u32, k: u32) {
         ..GemmShape::new(m, n, k)
     };
     let c = with(&c0);
-    run(matmul::gemm(
+    run(matmul::gemm_using(
+        kernel,
         ctx(),
         &c,
         c_view,
@@ -177,7 +181,7 @@ fn batched_strided_accumulate_case(m: u32, n: u32, k: u32) {
         shape,
     );
     assert_close(
-        "gemm batched strided",
+        &format!("gemm batched strided {kernel:?} {m}x{n}x{k}"),
         &read(&c),
         &want,
         1e-6 * k as f64,
