@@ -1,6 +1,6 @@
 //! Launchers for `shaders/gelu.wgsl` (exact erf GELU). Shapes: `out, x, dy (n)`.
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
+use super::{fits_u32, gpu_params, grid_for, launch, need, vec4_view, ELEMENT_WG};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -30,13 +30,7 @@ pub fn gelu_forward(
             ..Default::default()
         },
     );
-    Ok(vec![launch(
-        ctx,
-        "gelu",
-        "gelu_forward",
-        &[out, x, x, &u],
-        grid_for(n as u64, ELEMENT_WG),
-    )?])
+    launch_elementwise(ctx, "gelu_forward", [out, x, x], &u, n)
 }
 
 /// `dx (=|+=) dy · gelu'(x)`.
@@ -64,11 +58,35 @@ pub fn gelu_backward(
             ..Default::default()
         },
     );
-    Ok(vec![launch(
-        ctx,
-        "gelu",
-        "gelu_backward",
-        &[dx, x, dy, &u],
-        grid_for(n as u64, ELEMENT_WG),
-    )?])
+    launch_elementwise(ctx, "gelu_backward", [dx, x, dy], &u, n)
+}
+
+/// One launch of `entry` over `n` elements of `[out, x, dy]`: four per invocation (the `4` entry, through
+/// vec4 views) where `n` is a multiple of 4, else one.
+fn launch_elementwise(
+    ctx: &GpuContext,
+    entry: &str,
+    [out, x, dy]: [&GpuSlice; 3],
+    u: &GpuSlice,
+    n: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let dispatch = if n.is_multiple_of(4) {
+        let (out4, x4, dy4) = (vec4_view(ctx, out), vec4_view(ctx, x), vec4_view(ctx, dy));
+        launch(
+            ctx,
+            "gelu",
+            &format!("{entry}4"),
+            &[out, x, dy, u, &out4, &x4, &dy4],
+            grid_for(n as u64 / 4, ELEMENT_WG),
+        )?
+    } else {
+        launch(
+            ctx,
+            "gelu",
+            entry,
+            &[out, x, dy, u],
+            grid_for(n as u64, ELEMENT_WG),
+        )?
+    };
+    Ok(vec![dispatch])
 }

@@ -2,7 +2,7 @@
 //! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
 
 pub use super::gemm_choice::{lanes_wide_edge, GemmKernel, SplitK, ALL_GEMM_KERNELS};
-use super::{fits_u32, gpu_params, launch_with, need, reduce};
+use super::{fits_u32, gpu_params, launch_with, need, reduce, vec4_view};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -340,19 +340,6 @@ fn c_vec4(c: &MatView, n: u32) -> bool {
         && [c.off, c.rs, c.bo, c.bi, n]
             .iter()
             .all(|x| x.is_multiple_of(4))
-}
-
-/// The same buffer range viewed as vec4s (length rounded down to whole vec4s; a tiny stand-in when too short).
-fn vec4_view(ctx: &GpuContext, s: &GpuSlice) -> GpuSlice {
-    if s.len >= 4 {
-        GpuSlice {
-            buffer: s.buffer.clone(),
-            offset: s.offset,
-            len: s.len / 4 * 4,
-        }
-    } else {
-        GpuSlice::new(ctx, "gemm vec4 stand-in", 4)
-    }
 }
 
 /// `Y (M, N) = X (M, K) · W (N, K)ᵀ + b (N)`.

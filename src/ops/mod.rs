@@ -161,6 +161,20 @@ pub(crate) fn launch_with(
     })
 }
 
+/// The same buffer range viewed as vec4s, for the kernels that read or write 4 elements at a time (length
+/// rounded down to whole vec4s; a tiny stand-in when too short).
+pub(crate) fn vec4_view(ctx: &GpuContext, s: &GpuSlice) -> GpuSlice {
+    if s.len >= 4 {
+        GpuSlice {
+            buffer: s.buffer.clone(),
+            offset: s.offset,
+            len: s.len / 4 * 4,
+        }
+    } else {
+        GpuSlice::new(ctx, "vec4 stand-in", 4)
+    }
+}
+
 /// A 2D grid with one workgroup of `per_group` threads per `per_group` items.
 pub(crate) fn grid_for(items: u64, per_group: u64) -> [u32; 3] {
     workgroup_grid(items.div_ceil(per_group))

@@ -21,12 +21,25 @@ fn case(n: usize, seed: u64) {
     let mut want = vec![0.0; n];
     cpu::gelu::gelu_backward(&mut want, &f64s(&dy), &f64s(&x), n, false);
     assert_close("gelu backward", &read(&dx), &want, 1e-6, 1e-5);
+
+    // Accumulating adds the same gradient again.
+    run(gelu::gelu_backward(ctx(), &dx, &up(&dy), &xg, n as u32, true).unwrap());
+    let twice: Vec<f64> = want.iter().map(|w| 2.0 * w).collect();
+    assert_close("gelu backward accumulate", &read(&dx), &twice, 2e-6, 1e-5);
 }
 
 #[test]
 fn gelu_tiny() {
     case(1, 1);
     case(5, 2);
+}
+
+/// Lengths that are multiples of 4 take the four-per-invocation entries.
+#[test]
+fn gelu_quads() {
+    case(4, 5);
+    case(8, 6);
+    case(100_004, 7);
 }
 
 #[test]
