@@ -3,7 +3,7 @@
 //
 // col_sum:    x (R, C) -> out (chunks, C), chunk k summing rows [k·rpc, (k+1)·rpc); one pass when chunks = 1.
 // row_sum:    x (R, C) -> out (R), one workgroup per row.
-// reduce_sum: x (n) -> out (groups) partial sums of 1024 elements each; repeat until one value remains.
+// reduce_sum: x (n) -> out (groups) partial sums of 4096 elements each; repeat until one value remains.
 
 struct ReduceParams {
     rows: u32,
@@ -20,9 +20,12 @@ struct ReduceParams {
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<uniform> p: ReduceParams;
+@group(0) @binding(3) var<storage, read> x4: array<vec4<f32>>; // x, 4 at a time (reduce_sum)
 
 const WG: u32 = 256u;
-const ITEMS: u32 = 4u;
+// reduce_sum: quads of x per thread, so 4096 elements per workgroup. Reading four at a time and 4x fewer
+// workgroups (each ending in a tree of barriers) made the gradient's sum of squares 3x faster on llvmpipe.
+const QUADS: u32 = 4u;
 var<workgroup> red: array<f32, 256>;
 
 fn store(i: u32, v: f32) {
@@ -86,17 +89,25 @@ fn row_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
 fn reduce_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
     let group = wg.x + wg.y * nwg.x;
-    let groups = (p.n + WG * ITEMS - 1u) / (WG * ITEMS);
+    let groups = (p.n + WG * QUADS * 4u - 1u) / (WG * QUADS * 4u);
     if (group >= groups) {
         return;
     }
     let square = (p.flags & 2u) != 0u;
     var s = 0.0;
-    for (var t = 0u; t < ITEMS; t++) {
-        let i = group * WG * ITEMS + t * WG + li;
-        if (i < p.n) {
-            let v = x[i];
-            s += select(v, v * v, square);
+    for (var t = 0u; t < QUADS; t++) {
+        let q = group * WG * QUADS + t * WG + li;
+        let i = 4u * q;
+        if (i + 3u < p.n) {
+            let v = x4[q];
+            let f = select(v, v * v, square);
+            s += (f.x + f.y) + (f.z + f.w);
+        } else {
+            // The quad that holds the end of x (i + 3 >= n): its elements before n one at a time.
+            for (var j = i; j < p.n; j++) {
+                let v = x[j];
+                s += select(v, v * v, square);
+            }
         }
     }
     red[li] = s;

@@ -1,7 +1,7 @@
 //! Launchers for `shaders/reduce.wgsl`: column sums (two stages through a scratch buffer when there are many
 //! rows), row sums, and multi-pass sums of a flat buffer (mean, sum of squares, global L2 norm).
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, rows_per_chunk, ELEMENT_WG};
+use super::{fits_u32, gpu_params, grid_for, launch, need, rows_per_chunk, vec4_view, ELEMENT_WG};
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -15,8 +15,8 @@ const ACCUMULATE: u32 = 1;
 const SQUARE: u32 = 2;
 const SQRT: u32 = 4;
 
-/// Elements summed by one workgroup of `reduce_sum` (256 threads x 4 items).
-pub const SUM_PER_GROUP: u64 = 1024;
+/// Elements summed by one workgroup of `reduce_sum` (256 threads x 4 quads).
+pub const SUM_PER_GROUP: u64 = 4096;
 
 fn col_sum_pass(
     ctx: &GpuContext,
@@ -185,7 +185,7 @@ pub fn sum(
                 ctx,
                 "reduce",
                 "reduce_sum",
-                &[&dst, &zero, &u],
+                &[&dst, &zero, &u, &vec4_view(ctx, &zero)],
                 [1, 1, 1],
             )?);
             break;
@@ -194,7 +194,7 @@ pub fn sum(
             ctx,
             "reduce",
             "reduce_sum",
-            &[&dst, &src, &u],
+            &[&dst, &src, &u, &vec4_view(ctx, &src)],
             workgroup_grid(groups),
         )?);
         if last {

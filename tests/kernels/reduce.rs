@@ -81,4 +81,7 @@ fn sum_tiny() {
 fn sum_multi_pass() {
     sum_case(1025, 3);
     sum_case(3_000_007, 4);
+    // Whole workgroups of quads (4096 elements each), then a second pass over 3 partial sums.
+    sum_case(4096, 5);
+    sum_case(12_288, 6);
 }
