@@ -1,7 +1,7 @@
 //! Launcher for `shaders/adamw.wgsl`: one AdamW step over flat buffers laid out by a [`FlatLayout`], with a
 //! per-tensor lr multiplier and weight-decay flag and the global grad-norm clip applied in the same pass.
 
-use super::{gpu_params, launch, need};
+use super::{gpu_params, launch, need, vec4_view};
 use crate::gpu::{workgroup_grid, Dispatch, FlatLayout, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -60,6 +60,8 @@ pub struct AdamWPlan {
     pub tensors: GpuSlice,
     pub hyper: GpuSlice,
     pub work_items: u32,
+    /// Every tensor starts at a multiple of 4 elements, so `adamw_step4` can update them four at a time.
+    pub quads: bool,
 }
 
 impl AdamWPlan {
@@ -108,6 +110,7 @@ impl AdamWPlan {
                 bytemuck::cast_slice::<TensorInfo, u32>(&tensors),
             ),
             work_items,
+            quads: layout.entries.iter().all(|e| e.offset.is_multiple_of(4)),
         })
     }
 
@@ -140,10 +143,22 @@ pub fn adamw_step(
     if plan.work_items == 0 {
         return Ok(Vec::new());
     }
+    let (param4, m4, v4, grad4) = (
+        vec4_view(ctx, param),
+        vec4_view(ctx, m),
+        vec4_view(ctx, v),
+        vec4_view(ctx, grad),
+    );
+    // Four at a time where every quad a tensor touches lies inside the vec4 views.
+    let entry = if plan.quads && param.len.is_multiple_of(4) {
+        "adamw_step4"
+    } else {
+        "adamw_step"
+    };
     Ok(vec![launch(
         ctx,
         "adamw",
-        "adamw_step",
+        entry,
         &[
             param,
             m,
@@ -153,6 +168,10 @@ pub fn adamw_step(
             &plan.tensors,
             grad_sumsq,
             &plan.hyper,
+            &param4,
+            &m4,
+            &v4,
+            &grad4,
         ],
         workgroup_grid(plan.work_items as u64),
     )?])

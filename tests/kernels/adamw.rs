@@ -69,6 +69,17 @@ fn case(shapes: &[&[usize]], clip: Option<f32>, seed: u64) {
         read(&bufs[2].whole),
         read(&bufs[3].whole),
     );
+    let mut padding = vec![true; n];
+    for e in &layout.entries {
+        padding[e.offset as usize..(e.offset + e.len) as usize].fill(false);
+    }
+    for (i, _) in padding.iter().enumerate().filter(|(_, &pad)| pad) {
+        assert_eq!(
+            (gp[i].to_bits(), gm[i].to_bits(), gv[i].to_bits()),
+            (p0[i].to_bits(), m0[i].to_bits(), v0[i].to_bits()),
+            "padding element {i} was written"
+        );
+    }
     for e in &layout.entries {
         let r = e.offset as usize..(e.offset + e.len) as usize;
         assert_close(
@@ -99,6 +110,22 @@ fn case(shapes: &[&[usize]], clip: Option<f32>, seed: u64) {
 fn adamw_tiny() {
     case(&[&[1]], None, 1);
     case(&[&[3], &[2, 2]], Some(1.0), 2);
+}
+
+/// Every tensor at a multiple of 4 and a total that is one: the four-at-a-time entry, tensors ending inside
+/// a quad included (the padding after them must stay as it was).
+#[test]
+fn adamw_quads() {
+    let plan_total = |shapes: &[&[usize]]| {
+        let mut layout = FlatLayout::new(ctx().storage_alignment());
+        for (i, s) in shapes.iter().enumerate() {
+            layout.push(&format!("t{i}"), s);
+        }
+        layout.total
+    };
+    let shapes: &[&[usize]] = &[&[5, 3], &[7], &[64, 2]];
+    assert_eq!(plan_total(shapes) % 4, 0, "the case must take adamw_step4");
+    case(shapes, Some(2.0), 5);
 }
 
 #[test]
