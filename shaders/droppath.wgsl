@@ -7,6 +7,9 @@
 // residual_branch, the forward residual update of one branch in one pass: out = x_in + s_b · λ[c] · x with
 // s_b the drop-path scale (bit 1 of flags; else 1) and λ the layer scale (bit 2; else 1), c = e % cols;
 // x_in, λ (C).
+// The `4` entries do four elements per thread through vec4 views of the same buffers where a quad lies in
+// one sample (drop_path: per_sample a multiple of 4) and one row (residual_branch: C a multiple of 4): on
+// llvmpipe every storage access is a loop over the lanes, so four elements per access roughly halved them.
 
 struct DropPathParams {
     batch: u32,
@@ -25,6 +28,10 @@ struct DropPathParams {
 @group(0) @binding(2) var<uniform> p: DropPathParams;
 @group(0) @binding(3) var<storage, read> x_in: array<f32>;
 @group(0) @binding(4) var<storage, read> lambda: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>; // out, 4 at a time
+@group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;         // x, 4 at a time
+@group(0) @binding(7) var<storage, read> x_in4: array<vec4<f32>>;      // x_in, 4 at a time
+@group(0) @binding(8) var<storage, read> lambda4: array<vec4<f32>>;    // λ, 4 at a time
 
 // A 32-bit integer hash with good avalanche (xorshift-multiply rounds).
 fn mix32(v: u32) -> u32 {
@@ -73,4 +80,37 @@ fn residual_branch(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         v *= sample_scale(e / p.per_sample);
     }
     out[e] = x_in[e] + v;
+}
+
+@compute @workgroup_size(256)
+fn drop_path4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let q = (wg.x + wg.y * nwg.x) * 256u + li;
+    if (q >= p.batch * p.per_sample / 4u) {
+        return;
+    }
+    let v = x4[q] * sample_scale(4u * q / p.per_sample);
+    if ((p.flags & 1u) != 0u) {
+        out4[q] = out4[q] + v;
+    } else {
+        out4[q] = v;
+    }
+}
+
+@compute @workgroup_size(256)
+fn residual_branch4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let q = (wg.x + wg.y * nwg.x) * 256u + li;
+    if (q >= p.batch * p.per_sample / 4u) {
+        return;
+    }
+    let e = 4u * q;
+    var v = x4[q];
+    if ((p.flags & 4u) != 0u) {
+        v *= lambda4[(e % p.cols) / 4u];
+    }
+    if ((p.flags & 2u) != 0u) {
+        v *= sample_scale(e / p.per_sample);
+    }
+    out4[q] = x_in4[q] + v;
 }

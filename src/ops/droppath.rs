@@ -1,7 +1,7 @@
 //! Launchers for `shaders/droppath.wgsl`: per-sample drop path with a counter-based RNG, and the forward residual
 //! update of a branch fused with its layer scale and drop path. Shapes: `out, x, x_in (B, S)`, `λ (C)`, `S = T·C`.
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
+use super::{fits_u32, gpu_params, grid_for, launch, need, vec4_view, ELEMENT_WG};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -84,13 +84,40 @@ pub fn drop_path(
     }
     let params = DropPathParams::new(batch, per_sample, keep_prob, seed, stream, accumulate);
     let u = GpuSlice::uniform(ctx, "DropPathParams", &params);
-    Ok(vec![launch(
-        ctx,
-        "droppath",
-        "drop_path",
-        &[out, x, &u],
-        grid_for(n, ELEMENT_WG),
-    )?])
+    let quads = per_sample.is_multiple_of(4);
+    launch_drop_path(ctx, "drop_path", quads, [out, x, &u, x, x], n)
+}
+
+/// One launch of `entry` over `n` elements with bindings `[out, x, params, x_in, λ]`: its `4` entry through
+/// vec4 views where `quads`, else one element per thread.
+fn launch_drop_path(
+    ctx: &GpuContext,
+    entry: &str,
+    quads: bool,
+    [out, x, params, x_in, lambda]: [&GpuSlice; 5],
+    n: u64,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let dispatch = if quads {
+        let views = [out, x, x_in, lambda].map(|s| vec4_view(ctx, s));
+        launch(
+            ctx,
+            "droppath",
+            &format!("{entry}4"),
+            &[
+                out, x, params, x_in, lambda, &views[0], &views[1], &views[2], &views[3],
+            ],
+            grid_for(n / 4, ELEMENT_WG),
+        )?
+    } else {
+        launch(
+            ctx,
+            "droppath",
+            entry,
+            &[out, x, params, x_in, lambda],
+            grid_for(n, ELEMENT_WG),
+        )?
+    };
+    Ok(vec![dispatch])
 }
 
 /// [`drop_path`] reading its parameters from a uniform the caller owns and rewrites per step (new seed).
@@ -108,13 +135,8 @@ pub fn drop_path_with(
     if n == 0 {
         return Ok(Vec::new());
     }
-    Ok(vec![launch(
-        ctx,
-        "droppath",
-        "drop_path",
-        &[out, x, params],
-        grid_for(n, ELEMENT_WG),
-    )?])
+    let quads = p.per_sample.is_multiple_of(4);
+    launch_drop_path(ctx, "drop_path", quads, [out, x, params, x, x], n)
 }
 
 /// `out = x_in + s_b · λ ⊙ branch` in one pass (a residual update: the old path was a copy, a layer scale and a
@@ -159,13 +181,15 @@ pub fn residual_branch_with(
     if n == 0 {
         return Ok(Vec::new());
     }
-    Ok(vec![launch(
+    // A quad lies in one row (and so one sample: a sample is whole rows).
+    let quads = p.cols.is_multiple_of(4);
+    launch_drop_path(
         ctx,
-        "droppath",
         "residual_branch",
-        &[out, branch, params, x_in, lambda.unwrap_or(branch)],
-        grid_for(n, ELEMENT_WG),
-    )?])
+        quads,
+        [out, branch, params, x_in, lambda.unwrap_or(branch)],
+        n,
+    )
 }
 
 /// [`residual_branch_with`] with its own uniform (tests, one-off launches).

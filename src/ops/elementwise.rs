@@ -1,7 +1,9 @@
 //! Launchers for `shaders/elementwise.wgsl`: fill, copy, residual add, accumulate-into, and the per-channel
 //! scale (layer scale λ) with its gradient. Shapes in each function's comment.
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk, ELEMENT_WG};
+use super::{
+    fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk, vec4_view, ELEMENT_WG,
+};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -28,13 +30,28 @@ fn simple(
         return Ok(Vec::new());
     }
     let u = GpuSlice::uniform(ctx, "ElementwiseParams", &params);
-    Ok(vec![launch(
-        ctx,
-        "elementwise",
-        entry,
-        &[out, a, b, &u],
-        grid_for(params.n as u64, ELEMENT_WG),
-    )?])
+    // Four elements per thread (the `4` entry) where whole quads cover n and, for the layer scale, a row.
+    let quads =
+        params.n.is_multiple_of(4) && (entry != "scale_cols" || params.cols.is_multiple_of(4));
+    let dispatch = if quads {
+        let (out4, a4, b4) = (vec4_view(ctx, out), vec4_view(ctx, a), vec4_view(ctx, b));
+        launch(
+            ctx,
+            "elementwise",
+            &format!("{entry}4"),
+            &[out, a, b, &u, &out4, &a4, &b4],
+            grid_for(params.n as u64 / 4, ELEMENT_WG),
+        )?
+    } else {
+        launch(
+            ctx,
+            "elementwise",
+            entry,
+            &[out, a, b, &u],
+            grid_for(params.n as u64, ELEMENT_WG),
+        )?
+    };
+    Ok(vec![dispatch])
 }
 
 /// `out (n) = value`.

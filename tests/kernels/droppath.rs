@@ -49,6 +49,13 @@ fn drop_path_tiny() {
     case(5, 3, 0.5, true, 2);
 }
 
+/// Samples of a multiple of 4 elements take the four-per-thread entry.
+#[test]
+fn drop_path_quads() {
+    case(4, 64, 0.6, true, 5);
+    case(9, 12, 0.5, false, 6);
+}
+
 #[test]
 fn drop_path_odd() {
     case(257, 65 * 3, 0.7, true, 3);

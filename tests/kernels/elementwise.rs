@@ -73,6 +73,14 @@ fn elementwise_tiny() {
     case(6, 3, 2);
 }
 
+/// Lengths that are multiples of 4 take the four-per-thread entries (scale_cols only where C is one too).
+#[test]
+fn elementwise_quads() {
+    case(8, 4, 5);
+    case(65 * 192, 192, 6);
+    case(12 * 3, 3, 7);
+}
+
 #[test]
 fn elementwise_odd() {
     case(197 * 193, 193, 3);
