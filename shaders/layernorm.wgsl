@@ -27,6 +27,12 @@ struct LayerNormParams {
 @group(0) @binding(7) var<uniform> p: LayerNormParams;
 @group(0) @binding(8) var<storage, read> saved_mean: array<f32>;   // (R), read by backward
 @group(0) @binding(9) var<storage, read> saved_rstd: array<f32>;   // (R), read by backward
+// The same buffers 4 at a time, for the `_rows4` entries (C a multiple of 4).
+@group(0) @binding(10) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> gamma4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read> beta4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read> dy4: array<vec4<f32>>;
 
 const WG: u32 = 64u;
 var<workgroup> red_a: array<f32, 64>;
@@ -200,5 +206,70 @@ fn layernorm_backward_input_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(
             d += out[base + c];
         }
         out[base + c] = d;
+    }
+}
+
+// The same two with C a multiple of 4, a row read and written as C / 4 quads (on llvmpipe each storage access
+// is a loop over the lanes; four elements per access halved these kernels there).
+
+fn sum4(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+@compute @workgroup_size(64)
+fn layernorm_forward_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) li: u32) {
+    let row = thread_row(wg, nwg, li);
+    if (row >= p.rows) {
+        return;
+    }
+    let quads = p.cols / 4u;
+    let base = row * quads;
+    var s = vec4<f32>(0.0);
+    for (var c = 0u; c < quads; c++) {
+        s += x4[base + c];
+    }
+    let mu = sum4(s) / f32(p.cols);
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < quads; c++) {
+        let d = x4[base + c] - mu;
+        v += d * d;
+    }
+    let r = inverseSqrt(sum4(v) / f32(p.cols) + p.eps);
+    for (var c = 0u; c < quads; c++) {
+        out4[base + c] = (x4[base + c] - mu) * r * gamma4[c] + beta4[c];
+    }
+    mean[row] = mu;
+    rstd[row] = r;
+}
+
+@compute @workgroup_size(64)
+fn layernorm_backward_input_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                  @builtin(local_invocation_index) li: u32) {
+    let row = thread_row(wg, nwg, li);
+    if (row >= p.rows) {
+        return;
+    }
+    let quads = p.cols / 4u;
+    let base = row * quads;
+    let mu = saved_mean[row];
+    let r = saved_rstd[row];
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    for (var c = 0u; c < quads; c++) {
+        let g = dy4[base + c] * gamma4[c];
+        sg += g;
+        sgx += g * (x4[base + c] - mu) * r;
+    }
+    let mg = sum4(sg) / f32(p.cols);
+    let mgx = sum4(sgx) / f32(p.cols);
+    let accumulate = (p.flags & 1u) != 0u;
+    for (var c = 0u; c < quads; c++) {
+        let xhat = (x4[base + c] - mu) * r;
+        var d = r * (dy4[base + c] * gamma4[c] - mg - xhat * mgx);
+        if (accumulate) {
+            d += out4[base + c];
+        }
+        out4[base + c] = d;
     }
 }

@@ -1,6 +1,8 @@
 //! Launchers for `shaders/layernorm.wgsl`. Shapes: `x, y, dx, dy (R, C)`, `mean, rstd (R)`, `gamma, beta (C)`.
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk, RowKernel};
+use super::{
+    fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk, vec4_view, RowKernel,
+};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -65,12 +67,14 @@ pub fn layernorm_forward_using(
         ..Default::default()
     };
     let u = GpuSlice::uniform(ctx, "LayerNormParams", &params);
-    Ok(vec![launch(
+    let args = [y, mean, rstd, x, gamma, beta, x, &u, x, x];
+    Ok(vec![launch_rows(
         ctx,
-        "layernorm",
-        kind.entry("layernorm_forward", "layernorm_forward_rows"),
-        &[y, mean, rstd, x, gamma, beta, x, &u, x, x],
-        kind.grid(rows as u64),
+        kind,
+        ("layernorm_forward", "layernorm_forward_rows"),
+        args,
+        cols,
+        rows,
     )?])
 }
 
@@ -151,12 +155,13 @@ pub fn layernorm_backward_using(
         ..Default::default()
     };
     let u = GpuSlice::uniform(ctx, "LayerNormParams", &params);
-    let input = launch(
+    let input = launch_rows(
         ctx,
-        "layernorm",
-        kind.entry("layernorm_backward_input", "layernorm_backward_input_rows"),
-        &[dx, dx, dx, x, gamma, gamma, dy, &u, mean, rstd],
-        kind.grid(rows as u64),
+        kind,
+        ("layernorm_backward_input", "layernorm_backward_input_rows"),
+        [dx, dx, dx, x, gamma, gamma, dy, &u, mean, rstd],
+        cols,
+        rows,
     )?;
     let partial = launch(
         ctx,
@@ -169,4 +174,33 @@ pub fn layernorm_backward_using(
     let fin_b =
         reduce::col_sum_partials(ctx, dbeta, &part.sub(beta_offset, per), chunks, cols, true)?;
     Ok(vec![input, partial, fin_g, fin_b])
+}
+
+/// One launch of a row kernel with bindings 0-9 `args`: a workgroup per row, or a thread per row
+/// (`RowKernel::Thread`), whose `_rows4` entry reads and writes quads through vec4 views (bindings 10-14 of
+/// out, x, γ, β, dy) where `cols` is a multiple of 4.
+fn launch_rows(
+    ctx: &GpuContext,
+    kind: RowKernel,
+    (per_workgroup, per_thread): (&'static str, &'static str),
+    args: [&GpuSlice; 10],
+    cols: u32,
+    rows: u32,
+) -> Result<Dispatch, GpuError> {
+    let entry = kind.entry(per_workgroup, per_thread);
+    if kind == RowKernel::Thread && cols.is_multiple_of(4) {
+        let [out, x, gamma, beta, dy] =
+            [args[0], args[3], args[4], args[5], args[6]].map(|s| vec4_view(ctx, s));
+        let mut all: Vec<&GpuSlice> = args.to_vec();
+        all.extend([&out, &x, &gamma, &beta, &dy]);
+        launch(
+            ctx,
+            "layernorm",
+            &format!("{entry}4"),
+            &all,
+            kind.grid(rows as u64),
+        )
+    } else {
+        launch(ctx, "layernorm", entry, &args, kind.grid(rows as u64))
+    }
 }

@@ -105,6 +105,13 @@ fn layernorm_tiny() {
     case(2, 3, 2);
 }
 
+/// Rows of a multiple of 4 columns: the thread-per-row kernels read and write them as quads.
+#[test]
+fn layernorm_quads() {
+    case(3, 4, 6);
+    case(65, 192, 7);
+}
+
 #[test]
 fn layernorm_odd() {
     case(197, 129, 3);
