@@ -86,13 +86,19 @@ pub fn col_sum(
 
 /// On a software adapter a small column sum costs less in one pass than the fixed cost of a second launch
 /// (about 40 us on llvmpipe): the micro preset's bias gradients (544 x 32 .. 544 x 128) in one dispatch each.
+/// Up to 1024 rows only: one thread adding a long column alone loses precision the two stages keep (the
+/// pyramid segmentation head's finite-difference check failed when longer columns took one pass).
 fn single_pass_is_cheaper(ctx: &GpuContext, rows: u32, cols: u32) -> bool {
     ctx.adapter_info.device_type == wgpu::DeviceType::Cpu
+        && rows <= SOFTWARE_SINGLE_PASS_ROWS
         && rows as u64 * cols as u64 <= SOFTWARE_SINGLE_PASS
 }
 
 /// Elements up to which [`col_sum`] takes one pass on software adapters.
 const SOFTWARE_SINGLE_PASS: u64 = 1 << 17;
+
+/// Rows up to which [`col_sum`] takes one pass on software adapters.
+const SOFTWARE_SINGLE_PASS_ROWS: u32 = 1024;
 
 /// Finish a column sum from `(chunks, C)` partials: `out (C) (=|+=) Σ_k part[k, :]`.
 pub fn col_sum_partials(
