@@ -1,27 +1,30 @@
 // matmul_lanes.wgsl: gemm_lanes, the strided batched product C = alpha · A · B (+ bias) (+ C) of matmul.wgsl for
 // software adapters whose subgroups are 8 lanes wide (llvmpipe on 256-bit vectors). Same parameters and
-// bindings 0-4 as matmul.wgsl; a separate module because it needs the SUBGROUP feature.
+// bindings 0-4 as matmul.wgsl, and binding 7, C again as vec4s; a separate module because it needs the
+// SUBGROUP feature.
 //
 // Shapes: A (M, K), B (K, N), C (M, N) per batch item, addressed through strides; bias (N).
 //
 // Why this shape of kernel: a software adapter runs the 8 invocations of a subgroup as the lanes of one SIMD
-// vector, and every storage or workgroup-memory read becomes a loop over the lanes (an address, a bounds
-// check and an insert per lane per element), while a multiply-add on the 8 lanes is one vector instruction
-// and subgroupBroadcast with a constant lane is a single extract and splat. So each workgroup is one
-// subgroup computing a 64 x 64 tile of C with no workgroup memory and no barriers: per k, lane l reads the
-// 8 elements A[m0 + l + 8r, k] (r = 0..7) and the 8 elements B[k, n0 + l + 8j] (j = 0..7); the A values
-// reach all lanes through broadcasts, and each lane adds 64 rows x its 8 columns. That is 16 reads for 512
-// multiply-adds per lane (gemm_wide: 32 workgroup-memory reads and more for its tile loads per 256).
-// Measured on llvmpipe, 2 cores (`bench kernels --preset tiny --batch 16`): tiny's linear layers 28-48 GFLOP/s
-// against 12-16 with gemm_wide.
+// vector, and every storage or workgroup-memory read or write becomes a loop over the lanes (an address, a
+// bounds check and an insert per lane per access), while a multiply-add on the 8 lanes is one vector
+// instruction and subgroupBroadcast with a constant lane is a single extract and splat. So each workgroup is
+// one subgroup computing a 64 x 64 tile of C with no workgroup memory and no barriers: per k, lane l reads the
+// 8 elements A[m0 + l + 8r, k] (r = 0..7) and its 8 columns of B[k, :]; the A values reach all lanes through
+// broadcasts, and each lane adds 64 rows x its 8 columns. That is 16 reads for 512 multiply-adds per lane
+// (gemm_wide: 32 workgroup-memory reads and more for its tile loads per 256). The accumulators do not fit in
+// registers and every write to them inside the k loop is masked, so the full-width loop takes k two at a time
+// (one accumulator write per two multiply-adds), and C is written as vec4s where its layout allows (C_VEC4).
+// Measured on llvmpipe, 2 cores: a 1040 x 576 x 192 product 5.3-5.9 ms before C_VEC4 and the k pairs,
+// 3.3-3.6 ms (64-69 GFLOP/s) with them; tiny's linear layers 28-48 GFLOP/s against 12-16 with gemm_wide.
 //
 // Lane l owns columns n0 + l + 8j (or, with C_VEC4, n0 + 8l + j): j = 0..3 in acc[2i], j = 4..7 in
 // acc[2i + 1] for row i of a group of 8.
-// Rows in groups of 8 and the second group of 32 columns are skipped (a branch the whole subgroup takes
-// alike) where the tile passes the edge of C. Reads past the edge are clamped to the last row / column and
-// never stored. With WIDE_EDGE the last row tile may have a ninth group of 8 rows and the last column tile a
-// ninth column per lane (up to 72 x 72), so a side that passes a multiple of 64 by 1 to 8 (BEiT's 65 and 197
-// tokens) costs no tile of its own: a 65 x 65 attention product is one workgroup, not four.
+// Rows in groups of 8 and, with interleaved columns, the second group of 32 columns are skipped (a branch the
+// whole subgroup takes alike) where the tile passes the edge of C. Reads past the edge are clamped to the last
+// row / column and never stored. With WIDE_EDGE the last row tile may have a ninth group of 8 rows and the last
+// column tile a ninth column per lane (up to 72 x 72), so a side that passes a multiple of 64 by 1 to 8 (BEiT's
+// 65 and 197 tokens) costs no tile of its own: a 65 x 65 attention product is one workgroup, not four.
 
 struct GemmParams {
     m: u32,

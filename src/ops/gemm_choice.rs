@@ -73,7 +73,8 @@ pub const ALL_GEMM_KERNELS: [GemmKernel; 5] = [
 /// On a software adapter, one core's time for one workgroup of a kernel: a start (setting up the workgroup,
 /// its accumulators and its stores, in ns) and nanoseconds per multiply-add of its tile (padding included).
 /// Measured on llvmpipe (2 cores, 256-bit vectors): `gemm_lanes` 1 x 1 x 1 over 512 workgroups 1.8 ms (7 us
-/// a workgroup per core), 1040 x 576 x 192 in about 6 ms (0.10 ns per multiply-add per core); `gemm_wide`
+/// a workgroup per core), 1040 x 576 x 192 in about 3.5 ms with vec4 stores of C and k in pairs (0.06 ns per
+/// multiply-add per core; 6 ms and 0.10 before them); `gemm_wide`
 /// and `gemm_direct` 12-13 GFLOP/s on tiny's linear layers (`BEITLAB_GEMM=... beitlab bench kernels
 /// --preset tiny --batch 16`: about 0.33 ns); their small states start fast (not measured apart, taken as
 /// 1 us). The one measured choice that depends on the starts: micro's batched 17 x 17 attention products
@@ -81,7 +82,7 @@ pub const ALL_GEMM_KERNELS: [GemmKernel; 5] = [
 /// (attention forward 9.9 against 13.5 ms).
 fn software_tile_ns(kernel: GemmKernel) -> (f64, f64) {
     match kernel {
-        GemmKernel::Lanes => (7000.0, 0.10),
+        GemmKernel::Lanes => (7000.0, 0.06),
         _ => (1000.0, 0.33),
     }
 }
