@@ -11,6 +11,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("gelu", include_str!("../../shaders/gelu.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
     (
+        "attention_lanes",
+        include_str!("../../shaders/attention_lanes.wgsl"),
+    ),
+    (
         "elementwise",
         include_str!("../../shaders/elementwise.wgsl"),
     ),
@@ -35,7 +39,7 @@ pub const RENDER_SHADERS: &[(&str, &str)] = &[("paint", include_str!("../../shad
 
 /// The shaders that use subgroup operations: they validate and compile only on a device with
 /// `wgpu::Features::SUBGROUP`, and their launchers check for it before choosing them.
-pub const SUBGROUP_SHADERS: &[&str] = &["matmul_lanes"];
+pub const SUBGROUP_SHADERS: &[&str] = &["matmul_lanes", "attention_lanes"];
 
 /// Whether a shader uses subgroup operations (see [`SUBGROUP_SHADERS`]).
 pub fn needs_subgroups(name: &str) -> bool {

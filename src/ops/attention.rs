@@ -5,6 +5,7 @@
 //! Q, K, V, O and their gradients are [`HeadView`]s, so they can live inside a fused qkv activation
 //! `(B, T, 3C)` or in a plain `(B, H, T, D)` tensor. Scores and probabilities are `(B, H, T, T)`, bias `(H, T, T)`.
 
+use super::attention_lanes::{self, AttentionKernel};
 use super::matmul::{gemm, GemmShape, MatView};
 use super::{fits_u32, gpu_params, grid_for, launch, need, reduce, RowKernel};
 use crate::cpu::attention::RelposInverse;
@@ -57,6 +58,18 @@ impl HeadView {
             head_stride: head_dim,
             batch_stride: tokens * c,
         }
+    }
+
+    /// One past the largest element index this view touches for `shape` (0 when it has no element).
+    pub fn extent(&self, shape: AttentionShape) -> u64 {
+        if shape.batch == 0 || shape.heads == 0 || shape.tokens == 0 || shape.head_dim == 0 {
+            return 0;
+        }
+        self.off as u64
+            + (shape.batch as u64 - 1) * self.batch_stride as u64
+            + (shape.heads as u64 - 1) * self.head_stride as u64
+            + (shape.tokens as u64 - 1) * self.row_stride as u64
+            + shape.head_dim as u64
     }
 
     /// The (T, D) matrix of each (batch, head) as a gemm operand (batch outer, head inner).
@@ -316,14 +329,43 @@ pub fn attention_forward(
     bias: Option<&GpuSlice>,
     shape: AttentionShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    let kind = AttentionKernel::for_shape(ctx, shape, &[o.1, q.1, k.1, v.1]);
+    attention_forward_using(kind, ctx, o, p, scores, q, k, v, bias, shape)
+}
+
+/// [`attention_forward`] with an explicit choice of path (tests check both where `Lanes` fits). `Lanes` does
+/// not touch `scores`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward_using(
+    kind: AttentionKernel,
+    ctx: &GpuContext,
+    o: (&GpuSlice, HeadView),
+    p: &GpuSlice,
+    scores: &GpuSlice,
+    q: (&GpuSlice, HeadView),
+    k: (&GpuSlice, HeadView),
+    v: (&GpuSlice, HeadView),
+    bias: Option<&GpuSlice>,
+    shape: AttentionShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "attention::attention_forward";
     let t = shape.tokens;
     let d = shape.head_dim;
-    need(
-        "attention::attention_forward",
-        "scores",
-        scores,
-        shape.scores_len(),
-    )?;
+    need(K, "scores", scores, shape.scores_len())?;
+    need(K, "p", p, shape.scores_len())?;
+    if let Some(b) = bias {
+        need(K, "bias", b, shape.heads as u64 * t as u64 * t as u64)?;
+    }
+    if shape.scores_len() == 0 || d == 0 {
+        return Ok(Vec::new());
+    }
+    if kind == AttentionKernel::Lanes {
+        check_fits(ctx, shape, &[o.1, q.1, k.1, v.1])?;
+        for (what, (s, view)) in [("o", o), ("q", q), ("k", k), ("v", v)] {
+            need(K, what, s, view.extent(shape))?;
+        }
+        return attention_lanes::forward(ctx, o, p, q, k, v, bias, shape);
+    }
     let mut out = gemm(
         ctx,
         scores,
@@ -379,34 +421,66 @@ pub fn attention_backward(
     v: (&GpuSlice, HeadView),
     shape: AttentionShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    let views = [dq.1, dk.1, dv.1, dout.1, q.1, k.1, v.1];
+    let kind = AttentionKernel::for_shape(ctx, shape, &views);
+    attention_backward_using(
+        kind, ctx, dq, dk, dv, dbias, dp, ds, dout, p, q, k, v, shape,
+    )
+}
+
+/// [`attention_backward`] with an explicit choice of path. `Lanes` computes dS and dQ in one launch (dP is
+/// not written), then dV, dK and d bias as the composed path does.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_using(
+    kind: AttentionKernel,
+    ctx: &GpuContext,
+    dq: (&GpuSlice, HeadView),
+    dk: (&GpuSlice, HeadView),
+    dv: (&GpuSlice, HeadView),
+    dbias: Option<&GpuSlice>,
+    dp: &GpuSlice,
+    ds: &GpuSlice,
+    dout: (&GpuSlice, HeadView),
+    p: &GpuSlice,
+    q: (&GpuSlice, HeadView),
+    k: (&GpuSlice, HeadView),
+    v: (&GpuSlice, HeadView),
+    shape: AttentionShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "attention::attention_backward";
     let t = shape.tokens;
     let d = shape.head_dim;
     let sv = shape.scores_view();
     let sv_t = MatView { rs: 1, cs: t, ..sv };
-    need(
-        "attention::attention_backward",
-        "dp",
-        dp,
-        shape.scores_len(),
-    )?;
-    need(
-        "attention::attention_backward",
-        "ds",
-        ds,
-        shape.scores_len(),
-    )?;
-    // dP = dO · Vᵀ ; dV = Pᵀ · dO
-    let mut out = gemm(
-        ctx,
-        dp,
-        sv,
-        dout.0,
-        dout.1.mat(),
-        v.0,
-        v.1.mat_t(),
-        None,
-        shape.gemm(t, t, d, 1.0),
-    )?;
+    need(K, "dp", dp, shape.scores_len())?;
+    need(K, "ds", ds, shape.scores_len())?;
+    need(K, "p", p, shape.scores_len())?;
+    if shape.scores_len() == 0 || d == 0 {
+        return Ok(Vec::new());
+    }
+    let lanes = kind == AttentionKernel::Lanes;
+    if lanes {
+        check_fits(ctx, shape, &[dq.1, dk.1, dv.1, dout.1, q.1, k.1, v.1])?;
+        for (what, (s, view)) in [("dq", dq), ("dout", dout), ("k", k), ("v", v)] {
+            need(K, what, s, view.extent(shape))?;
+        }
+    }
+    // dP = dO · Vᵀ (composed), or dS and dQ in one launch (lanes); dV = Pᵀ · dO
+    let mut out = if lanes {
+        attention_lanes::backward_ds_dq(ctx, dq, ds, dout, p, k, v, shape)?
+    } else {
+        gemm(
+            ctx,
+            dp,
+            sv,
+            dout.0,
+            dout.1.mat(),
+            v.0,
+            v.1.mat_t(),
+            None,
+            shape.gemm(t, t, d, 1.0),
+        )?
+    };
     out.extend(gemm(
         ctx,
         dv.0,
@@ -423,7 +497,9 @@ pub fn attention_backward(
         "attention::attention_backward",
         shape.batch as u64 * shape.heads as u64 * t as u64,
     )?;
-    out.extend(softmax_backward(ctx, ds, p, dp, rows, t)?);
+    if !lanes {
+        out.extend(softmax_backward(ctx, ds, p, dp, rows, t)?);
+    }
     if let Some(db) = dbias {
         let hw = fits_u32(
             "attention::attention_backward",
@@ -431,18 +507,20 @@ pub fn attention_backward(
         )?;
         out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
     }
-    // dQ = scale · dS · K ; dK = scale · dSᵀ · Q
-    out.extend(gemm(
-        ctx,
-        dq.0,
-        dq.1.mat(),
-        ds,
-        sv,
-        k.0,
-        k.1.mat(),
-        None,
-        shape.gemm(t, d, t, shape.scale),
-    )?);
+    // dQ = scale · dS · K (composed; lanes wrote it) ; dK = scale · dSᵀ · Q
+    if !lanes {
+        out.extend(gemm(
+            ctx,
+            dq.0,
+            dq.1.mat(),
+            ds,
+            sv,
+            k.0,
+            k.1.mat(),
+            None,
+            shape.gemm(t, d, t, shape.scale),
+        )?);
+    }
     out.extend(gemm(
         ctx,
         dk.0,
@@ -455,4 +533,21 @@ pub fn attention_backward(
         shape.gemm(t, d, t, shape.scale),
     )?);
     Ok(out)
+}
+
+/// A clear error where the one-launch path was asked for a device, shape or view it cannot take.
+fn check_fits(ctx: &GpuContext, shape: AttentionShape, views: &[HeadView]) -> Result<(), GpuError> {
+    if AttentionKernel::Lanes.fits(ctx, shape, views) {
+        return Ok(());
+    }
+    Err(GpuError::BadLaunch {
+        kernel: "attention_lanes".into(),
+        message: format!(
+            "the one-launch attention needs 8-lane subgroups, at most {} tokens, a head dimension that is a multiple of 4 up to {} and views aligned to 4 elements; got {} tokens of {}",
+            attention_lanes::LANES_MAX_TOKENS,
+            attention_lanes::LANES_MAX_HEAD_DIM,
+            shape.tokens,
+            shape.head_dim
+        ),
+    })
 }

@@ -5,6 +5,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod attention_lanes;
 pub mod conv;
 pub mod crossentropy;
 pub mod droppath;
@@ -66,6 +67,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<layernorm::LayerNormParams>(),
         row::<gelu::GeluParams>(),
         row::<attention::AttentionParams>(),
+        row::<attention_lanes::AttentionLanesParams>(),
         row::<elementwise::ElementwiseParams>(),
         row::<patches::PatchParams>(),
         row::<tokens::TokenParams>(),

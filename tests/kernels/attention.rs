@@ -1,5 +1,6 @@
 //! attention.wgsl and the attention core: softmax (+bias) forward / backward, relative position bias gather
-//! and scatter-add, and the full forward / backward through fused-qkv views.
+//! and scatter-add, and the full forward / backward through fused-qkv views, by both paths (composed from gemm
+//! and softmax launches, and the one-launch `attention_lanes` where the device and shape allow it).
 //! Tolerances: softmax atol 1e-6, rtol 1e-5 (exp and one division per element, sums over ≤ a few hundred);
 //! attention outputs and gradients atol 1e-5·√T·D-scaled, rtol 1e-4 (three chained f32 products).
 
@@ -7,6 +8,7 @@ use super::common::*;
 use beitlab::cpu;
 use beitlab::cpu::attention::{relative_position_index, RelposInverse};
 use beitlab::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
+use beitlab::ops::attention_lanes::AttentionKernel;
 use beitlab::ops::RowKernel;
 
 /// Both kernels (a workgroup per row, a thread per row) on the same inputs.
@@ -129,7 +131,54 @@ fn relpos_beit_grid() {
     relpos_case(7, 5, 5, 4);
 }
 
+/// The attention paths that can run `tokens` x `head_dim` over fused-qkv views on this device. On llvmpipe
+/// (the test driver) the one-launch path must be among them wherever the shape allows it.
+fn attention_kernels(heads: u32, tokens: u32, head_dim: u32) -> Vec<AttentionKernel> {
+    let c = ctx();
+    let s = AttentionShape {
+        batch: 1,
+        heads,
+        tokens,
+        head_dim,
+        scale: 1.0,
+    };
+    let views = [
+        HeadView::fused_qkv(0, heads, tokens, head_dim),
+        HeadView::btc(heads, tokens, head_dim),
+    ];
+    let lanes = AttentionKernel::Lanes.fits(c, s, &views);
+    if c.adapter_info.name.contains("llvmpipe")
+        && tokens <= 32
+        && head_dim.is_multiple_of(4)
+        && (4..=32).contains(&head_dim)
+    {
+        assert!(
+            lanes,
+            "llvmpipe takes the one-launch attention at {tokens} x {head_dim}"
+        );
+    }
+    let mut kinds = vec![AttentionKernel::Composed];
+    if lanes {
+        kinds.push(AttentionKernel::Lanes);
+    }
+    kinds
+}
+
 fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias: bool, seed: u64) {
+    for kind in attention_kernels(heads, tokens, head_dim) {
+        attention_case_using(kind, batch, heads, tokens, head_dim, with_bias, seed);
+    }
+}
+
+fn attention_case_using(
+    kind: AttentionKernel,
+    batch: u32,
+    heads: u32,
+    tokens: u32,
+    head_dim: u32,
+    with_bias: bool,
+    seed: u64,
+) {
     let mut rng = Rng::new(seed);
     let c = heads * head_dim;
     let qkv_len = (batch * tokens * 3 * c) as usize;
@@ -155,7 +204,8 @@ fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias:
         poisoned(tt),
     );
     let (qg, bg) = (up(&qkv), up(&bias));
-    run(attention::attention_forward(
+    run(attention::attention_forward_using(
+        kind,
         ctx(),
         (&o, ov),
         &p,
@@ -180,15 +230,17 @@ fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias:
         s,
     );
     let tol = 1e-5 * (tokens as f64).sqrt();
-    assert_close("attention p", &read(&p), &wp, 1e-6, 1e-5);
-    assert_close("attention o", &read(&o), &wo, tol, 1e-4);
+    let what = |x: &str| format!("{kind:?} attention {x}");
+    assert_close(&what("p"), &read(&p), &wp, 1e-6, 1e-5);
+    assert_close(&what("o"), &read(&o), &wo, tol, 1e-4);
 
     let dout = rng.vec((batch * tokens * c) as usize, 1.0);
     let dqkv = poisoned(qkv_len);
     let db0 = rng.vec((heads * tokens * tokens) as usize, 1.0);
     let dbias = with(&db0);
     let (dp, ds) = (poisoned(tt), poisoned(tt));
-    run(attention::attention_backward(
+    run(attention::attention_backward_using(
+        kind,
         ctx(),
         (&dqkv, qv),
         (&dqkv, kv),
@@ -223,10 +275,10 @@ fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias:
         let part = (i / c as usize) % 3;
         wdqkv[i] = [wdq[i], wdk[i], wdv[i]][part];
     }
-    assert_close("attention dqkv", &read(&dqkv), &wdqkv, tol * 4.0, 1e-4);
+    assert_close(&what("dqkv"), &read(&dqkv), &wdqkv, tol * 4.0, 1e-4);
     if with_bias {
         assert_close(
-            "attention dbias",
+            &what("dbias"),
             &read(&dbias),
             &wdb,
             1e-5 * batch as f64 + 1e-6,
@@ -250,4 +302,58 @@ fn attention_odd() {
 fn attention_beit_tiny32_shape() {
     // tiny32: T = 65 tokens, 3 heads of 64.
     attention_case(2, 3, 65, 64, true, 4);
+}
+
+#[test]
+fn attention_one_launch_shapes() {
+    // The one-launch path's edges: one token, a single group of 8 rows, micro's 17 x 16, every lane's fourth
+    // key (32 x 32), head dimensions of 4 and 12, with and without bias.
+    attention_case(1, 1, 1, 4, true, 5);
+    attention_case(2, 2, 8, 8, false, 6);
+    attention_case(4, 2, 17, 16, true, 7);
+    attention_case(3, 2, 32, 32, true, 8);
+    attention_case(1, 3, 9, 12, true, 9);
+    attention_case(2, 1, 25, 4, false, 10);
+}
+
+#[test]
+fn attention_one_launch_refuses_what_it_cannot_take() {
+    let c = ctx();
+    let s = |tokens, head_dim| AttentionShape {
+        batch: 1,
+        heads: 1,
+        tokens,
+        head_dim,
+        scale: 1.0,
+    };
+    let v = |t, d| [HeadView::fused_qkv(0, 1, t, d)];
+    assert!(!AttentionKernel::Lanes.fits(c, s(33, 16), &v(33, 16)));
+    assert!(!AttentionKernel::Lanes.fits(c, s(17, 13), &v(17, 13)));
+    assert!(!AttentionKernel::Lanes.fits(c, s(17, 36), &v(17, 36)));
+    let odd = [HeadView {
+        off: 2,
+        ..HeadView::bhtd(1, 17, 16)
+    }];
+    assert!(!AttentionKernel::Lanes.fits(c, s(17, 16), &odd));
+    let t = 33;
+    let (qkv, o, p) = (
+        poisoned((t * 3 * 16) as usize),
+        poisoned((t * 16) as usize),
+        poisoned((t * t) as usize),
+    );
+    let err = attention::attention_forward_using(
+        AttentionKernel::Lanes,
+        c,
+        (&o, HeadView::btc(1, t, 16)),
+        &p,
+        &p,
+        (&qkv, HeadView::fused_qkv(0, 1, t, 16)),
+        (&qkv, HeadView::fused_qkv(1, 1, t, 16)),
+        (&qkv, HeadView::fused_qkv(2, 1, t, 16)),
+        None,
+        s(t, 16),
+    )
+    .err()
+    .expect("33 tokens is past the one-launch path");
+    assert!(err.to_string().contains("at most 32 tokens"), "{err}");
 }

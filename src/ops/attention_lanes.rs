@@ -1,0 +1,182 @@
+//! Launchers for `shaders/attention_lanes.wgsl`: the attention core of short sequences in one launch per
+//! direction on software adapters with 8-lane subgroups, and the choice between it and the composed path
+//! (gemm + softmax launches) of [`super::attention`]. The CPU twins are `cpu::attention::attention_forward`
+//! and `attention_backward`, which the composed path matches too.
+//!
+//! Shapes: Q, K, V, O, dO, dQ are [`HeadView`]s of (B, H, T, D); P and dS (B, H, T, T); bias (H, T, T).
+
+use super::attention::{AttentionShape, HeadView};
+use super::matmul::GemmKernel;
+use super::{fits_u32, gpu_params, launch, vec4_view};
+use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+
+gpu_params!(
+    /// Mirrors `AttentionLanesParams` in attention_lanes.wgsl.
+    AttentionLanesParams in "attention_lanes" as "AttentionLanesParams" {
+        batch: u32, heads: u32, tokens: u32, head_dim: u32,
+        scale: f32, flags: u32, groups: u32, _pad: u32,
+        a_off: u32, a_rs: u32, a_hs: u32, a_bs: u32,
+        b_off: u32, b_rs: u32, b_hs: u32, b_bs: u32,
+        c_off: u32, c_rs: u32, c_hs: u32, c_bs: u32,
+        o_off: u32, o_rs: u32, o_hs: u32, o_bs: u32,
+    }
+);
+
+/// The longest sequence and widest head the one-launch kernels take: each lane holds 4 keys and 4 output
+/// dimensions of 8 query rows.
+pub const LANES_MAX_TOKENS: u32 = 32;
+pub const LANES_MAX_HEAD_DIM: u32 = 32;
+
+/// How the attention core runs: one launch per direction (`Lanes`, `shaders/attention_lanes.wgsl`) or
+/// composed from gemm and softmax launches (`Composed`, any adapter and shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    Lanes,
+    Composed,
+}
+
+impl AttentionKernel {
+    /// `Lanes` on software adapters with 8-lane subgroups where the shape and views allow it
+    /// ([`Self::fits`]), else `Composed`; `BEITLAB_ATTENTION=composed` forces the composed path (measuring).
+    pub fn for_shape(ctx: &GpuContext, shape: AttentionShape, views: &[HeadView]) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        if std::env::var("BEITLAB_ATTENTION").as_deref() == Ok("composed") {
+            return Self::Composed;
+        }
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu
+            && Self::Lanes.fits(ctx, shape, views)
+        {
+            Self::Lanes
+        } else {
+            Self::Composed
+        }
+    }
+
+    /// Whether this kernel can run `shape` with these views on `ctx`: `Lanes` needs 8-lane subgroups, at most
+    /// [`LANES_MAX_TOKENS`] tokens, a head dimension that is a multiple of 4 up to [`LANES_MAX_HEAD_DIM`], and
+    /// every view offset and stride a multiple of 4 (it reads and writes rows 4 elements at a time).
+    pub fn fits(self, ctx: &GpuContext, shape: AttentionShape, views: &[HeadView]) -> bool {
+        match self {
+            Self::Composed => true,
+            Self::Lanes => {
+                GemmKernel::Lanes.runs_on(ctx)
+                    && (1..=LANES_MAX_TOKENS).contains(&shape.tokens)
+                    && shape.head_dim.is_multiple_of(4)
+                    && (4..=LANES_MAX_HEAD_DIM).contains(&shape.head_dim)
+                    && views.iter().all(|v| {
+                        [v.off, v.row_stride, v.head_stride, v.batch_stride]
+                            .iter()
+                            .all(|x| x.is_multiple_of(4))
+                    })
+            }
+        }
+    }
+}
+
+/// The parameters of one launch: A, B, C, O as in the shader's header.
+fn params(
+    shape: AttentionShape,
+    bias: bool,
+    [a, b, c, o]: [HeadView; 4],
+) -> Result<AttentionLanesParams, GpuError> {
+    Ok(AttentionLanesParams {
+        batch: shape.batch,
+        heads: shape.heads,
+        tokens: shape.tokens,
+        head_dim: shape.head_dim,
+        scale: shape.scale,
+        flags: bias as u32,
+        groups: shape.tokens.div_ceil(8),
+        _pad: 0,
+        a_off: a.off,
+        a_rs: a.row_stride,
+        a_hs: a.head_stride,
+        a_bs: a.batch_stride,
+        b_off: b.off,
+        b_rs: b.row_stride,
+        b_hs: b.head_stride,
+        b_bs: b.batch_stride,
+        c_off: c.off,
+        c_rs: c.row_stride,
+        c_hs: c.head_stride,
+        c_bs: c.batch_stride,
+        o_off: o.off,
+        o_rs: o.row_stride,
+        o_hs: o.head_stride,
+        o_bs: o.batch_stride,
+    })
+}
+
+/// One workgroup per (batch, head, group of 8 query rows).
+fn grid(shape: AttentionShape) -> Result<[u32; 3], GpuError> {
+    let items = shape.batch as u64 * shape.heads as u64 * shape.tokens.div_ceil(8) as u64;
+    fits_u32("attention_lanes", items)?;
+    Ok(workgroup_grid(items))
+}
+
+/// `P = softmax(scale · Q·Kᵀ + bias)`, `O = P·V` in one launch (the caller checked [`AttentionKernel::fits`]
+/// and the buffer lengths).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    ctx: &GpuContext,
+    o: (&GpuSlice, HeadView),
+    p: &GpuSlice,
+    q: (&GpuSlice, HeadView),
+    k: (&GpuSlice, HeadView),
+    v: (&GpuSlice, HeadView),
+    bias: Option<&GpuSlice>,
+    shape: AttentionShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let u = GpuSlice::uniform(
+        ctx,
+        "AttentionLanesParams",
+        &params(shape, bias.is_some(), [q.1, k.1, v.1, o.1])?,
+    );
+    let (q4, k4, v4, o4) = (
+        vec4_view(ctx, q.0),
+        vec4_view(ctx, k.0),
+        vec4_view(ctx, v.0),
+        vec4_view(ctx, o.0),
+    );
+    // Without a bias the shader reads none; binding 6 takes a buffer already bound read-only.
+    let b = bias.unwrap_or(q.0);
+    Ok(vec![launch(
+        ctx,
+        "attention_lanes",
+        "attention_forward_lanes",
+        &[&u, &q4, &k4, &v4, &o4, p, b, p, p],
+        grid(shape)?,
+    )?])
+}
+
+/// `dS = P · (dP − Σ P·dP)` with `dP = dO·Vᵀ` (written to `ds`), `dQ = scale · dS·K`, in one launch.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_ds_dq(
+    ctx: &GpuContext,
+    dq: (&GpuSlice, HeadView),
+    ds: &GpuSlice,
+    dout: (&GpuSlice, HeadView),
+    p: &GpuSlice,
+    k: (&GpuSlice, HeadView),
+    v: (&GpuSlice, HeadView),
+    shape: AttentionShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let u = GpuSlice::uniform(
+        ctx,
+        "AttentionLanesParams",
+        &params(shape, false, [dout.1, v.1, k.1, dq.1])?,
+    );
+    let (do4, v4, k4, dq4) = (
+        vec4_view(ctx, dout.0),
+        vec4_view(ctx, v.0),
+        vec4_view(ctx, k.0),
+        vec4_view(ctx, dq.0),
+    );
+    Ok(vec![launch(
+        ctx,
+        "attention_lanes",
+        "attention_backward_lanes",
+        &[&u, &do4, &v4, &k4, &dq4, ds, p, p, ds],
+        grid(shape)?,
+    )?])
+}
