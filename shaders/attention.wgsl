@@ -6,7 +6,8 @@
 // softmax_forward:  p (rows, cols) = softmax(s + bias[row % bias_rows]) with bias (bias_rows, cols).
 // softmax_backward: ds (rows, cols) = p · (dp − Σ_j dp·p).
 // relpos_gather:    bias (heads, tt) with bias[h, ij] = table[index[ij], h]; table (table_rows, heads).
-// relpos_scatter:   dtable[r, h] (+)= Σ_{ij in items[offsets[r]..offsets[r+1]]} dbias[h, ij].
+// relpos_scatter:   dtable[r, h] (+)= Σ_{ij in items[offsets[r]..offsets[r+1]]} Σ_b dbias[b, h, ij], over
+//                   `rows` slabs b of (heads, tt) (1 for a plain d bias, B for the score gradients).
 
 struct AttentionParams {
     rows: u32,
@@ -128,9 +129,14 @@ fn relpos_scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     }
     let r = g / p.heads;
     let h = g % p.heads;
+    // `rows` (B) slabs of (H, T·T) summed: d bias straight from the (B, H, T, T) score gradients.
+    let slab = p.heads * p.tt;
     var s = 0.0;
     for (var q = index[r]; q < index[r + 1u]; q++) {
-        s += in0[h * p.tt + items[q]];
+        let at = h * p.tt + items[q];
+        for (var b = 0u; b < max(p.rows, 1u); b++) {
+            s += in0[b * slab + at];
+        }
     }
     if ((p.flags & 1u) != 0u) {
         s += out[g];

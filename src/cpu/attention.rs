@@ -130,6 +130,28 @@ pub fn relpos_scatter<T: Real>(
     }
 }
 
+/// [`relpos_scatter`] of `Σ_b dscores[b]`, `dscores (B, H, T·T)`.
+pub fn relpos_scatter_batched<T: Real>(
+    dtable: &mut [T],
+    dscores: &[T],
+    index: &[u32],
+    heads: usize,
+    tt: usize,
+    batch: usize,
+    accumulate: bool,
+) {
+    let mut dbias = vec![T::zero(); heads * tt];
+    for b in 0..batch {
+        for (d, s) in dbias
+            .iter_mut()
+            .zip(&dscores[b * heads * tt..(b + 1) * heads * tt])
+        {
+            *d += *s;
+        }
+    }
+    relpos_scatter(dtable, &dbias, index, heads, tt, accumulate);
+}
+
 fn at(v: &HeadView, b: u32, h: u32, t: u32, d: u32) -> usize {
     (v.off + b * v.batch_stride + h * v.head_stride + t * v.row_stride + d) as usize
 }

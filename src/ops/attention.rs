@@ -292,13 +292,30 @@ pub fn relpos_scatter(
     heads: u32,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    relpos_scatter_batched(ctx, dtable, dbias, index, heads, 1, accumulate)
+}
+
+/// [`relpos_scatter`] of `Σ_b dscores[b]` for `dscores (B, H, T·T)`: the table gradient straight from the
+/// score gradients of a batch, without summing them into a d bias first (one launch instead of three).
+pub fn relpos_scatter_batched(
+    ctx: &GpuContext,
+    dtable: &GpuSlice,
+    dscores: &GpuSlice,
+    index: &RelposScatterIndex,
+    heads: u32,
+    batch: u32,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "attention::relpos_scatter";
     need(K, "dtable", dtable, index.table_rows as u64 * heads as u64)?;
-    need(K, "dbias", dbias, heads as u64 * index.tt as u64)?;
+    let n = batch as u64 * heads as u64 * index.tt as u64;
+    need(K, "dbias", dscores, n)?;
+    fits_u32(K, n)?;
     if heads == 0 || index.table_rows == 0 {
         return Ok(Vec::new());
     }
     let params = AttentionParams {
+        rows: batch,
         heads,
         tt: index.tt,
         table_rows: index.table_rows,
@@ -310,7 +327,7 @@ pub fn relpos_scatter(
         ctx,
         "attention",
         "relpos_scatter",
-        &[dtable, dbias, dbias, &index.offsets, &index.items, &u],
+        &[dtable, dscores, dscores, &index.offsets, &index.items, &u],
         grid_for(index.table_rows as u64 * heads as u64, 64),
     )?])
 }

@@ -117,6 +117,32 @@ fn relpos_case(gh: usize, gw: usize, heads: usize, seed: u64) {
     let mut want = f64s(&d0);
     cpu::attention::relpos_scatter(&mut want, &f64s(&dbias), &idx, heads, tt, true);
     assert_close("relpos scatter", &read(&dtable), &want, 1e-5, 1e-5);
+
+    // Straight from a batch of score gradients (B, H, T·T), written over (not accumulated) this time.
+    let batch = 3;
+    let dscores = rng.vec(batch * heads * tt, 1.0);
+    let dtable = poisoned(rows * heads);
+    run(attention::relpos_scatter_batched(
+        ctx(),
+        &dtable,
+        &up(&dscores),
+        &inv,
+        heads as u32,
+        batch as u32,
+        false,
+    )
+    .unwrap());
+    let mut want = vec![0.0; rows * heads];
+    cpu::attention::relpos_scatter_batched(
+        &mut want,
+        &f64s(&dscores),
+        &idx,
+        heads,
+        tt,
+        batch,
+        false,
+    );
+    assert_close("relpos scatter batched", &read(&dtable), &want, 1e-5, 1e-5);
 }
 
 #[test]

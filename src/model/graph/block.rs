@@ -65,7 +65,6 @@ pub(super) struct BlockScratch {
     dqkv: GpuSlice,
     dp: GpuSlice,
     ds: GpuSlice,
-    dbias: GpuSlice,
 }
 
 fn qkv_views(i: u32, s: AttentionShape) -> HeadView {
@@ -304,7 +303,6 @@ impl Builder<'_> {
             dqkv: self.buf("d qkv", 3 * d.btc()),
             dp: self.buf("d probabilities", d.bhtt()),
             ds: self.buf("d scores", d.bhtt()),
-            dbias: self.buf("d relative position bias", d.heads as u64 * d.tt() as u64),
         }
     }
 
@@ -430,16 +428,13 @@ impl Builder<'_> {
             c,
             false,
         )?;
-        if a.bias.is_some() {
-            v.extend(elementwise::fill(ctx, &k.dbias, d.heads * d.tt(), 0.0)?);
-        }
         let sh = s.shape;
         v.extend(attention::attention_backward(
             ctx,
             (&k.dqkv, qkv_views(0, sh)),
             (&k.dqkv, qkv_views(1, sh)),
             (&k.dqkv, qkv_views(2, sh)),
-            a.bias.as_ref().map(|_| &k.dbias),
+            None,
             &k.dp,
             &k.ds,
             (dctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim)),
@@ -449,13 +444,16 @@ impl Builder<'_> {
             (&a.qkv, qkv_views(2, sh)),
             sh,
         )?);
+        // Each bias table's gradient straight from the batch's score gradients (which both attention paths
+        // leave in `ds`).
         for table in &self.bias_tables(li) {
-            v.extend(attention::relpos_scatter(
+            v.extend(attention::relpos_scatter_batched(
                 ctx,
                 &gr.t(table)?,
-                &k.dbias,
+                &k.ds,
                 &s.scatter,
                 d.heads,
+                d.b,
                 true,
             )?);
         }
