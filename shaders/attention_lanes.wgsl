@@ -19,6 +19,9 @@
 // through subgroup broadcasts, so each lane holds 8 rows x its 4 keys of the scores (`Rows`) with no workgroup
 // memory and no barrier; softmax rows are reduced with subgroupMax / subgroupAdd; the product with C gives lane
 // l the output dimensions 4l..4l+3 of the 8 rows, each key's weights broadcast from the lane that holds them.
+// Measured on llvmpipe (2 cores, `bench train --preset micro --batch 32 --profile`, launches timed alone): the
+// attention of a micro step 9.3 ms composed (six gemm_direct products, two softmax launches per block) against
+// 4.2 ms here (one launch each way, about 0.5 ms each, plus dV and dK as gemm_direct products).
 
 struct AttentionLanesParams {
     batch: u32,
