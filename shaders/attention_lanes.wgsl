@@ -1,4 +1,4 @@
-// attention_lanes.wgsl: the attention core of short sequences (T <= 32 tokens, head_dim <= 32 and a multiple of
+// attention_lanes.wgsl: the attention core of short sequences (T <= 64 tokens, head_dim <= 32 and a multiple of
 // 4) in one launch per direction, for software adapters whose subgroups are 8 lanes wide (llvmpipe on 256-bit
 // vectors). A separate module because it needs the SUBGROUP feature; the composed path (matmul.wgsl's gemm and
 // attention.wgsl's softmax) serves every other adapter and shape.
@@ -15,9 +15,9 @@
 // backward, each reading and writing the (B, H, T, T) scores, and on llvmpipe every storage access is a loop
 // over the lanes (about 10 cycles per lane), so the launches' fixed cost and their memory traffic dominate the
 // arithmetic. Here one workgroup, one subgroup of 8 lanes, takes 8 query rows of one (batch, head): lane l
-// reads row l and keys l, l + 8, l + 16, l + 24 four dimensions at a time (vec4), the rows reach every lane
-// through subgroup broadcasts, so each lane holds 8 rows x its 4 keys of the scores (`Rows`) with no workgroup
-// memory and no barrier; softmax rows are reduced with subgroupMax / subgroupAdd; the product with C gives lane
+// reads row l and keys l, l + 8, l + 16, l + 24 (and with WIDE l + 32 .. l + 56) four dimensions at a time
+// (vec4), the rows reach every lane through subgroup broadcasts, so each lane holds 8 rows x its 4 or 8 keys of
+// the scores (`Scores`) with no workgroup memory and no barrier; softmax rows are reduced with subgroupMax / subgroupAdd; the product with C gives lane
 // l the output dimensions 4l..4l+3 of the 8 rows, each key's weights broadcast from the lane that holds them.
 // Measured on llvmpipe (2 cores, `bench train --preset micro --batch 32 --profile`, launches timed alone): the
 // attention of a micro step 9.3 ms composed (six gemm_direct products, two softmax launches per block) against
@@ -62,7 +62,22 @@ struct AttentionLanesParams {
 @group(0) @binding(7) var<storage, read> probs_in: array<f32>;         // P, backward
 @group(0) @binding(8) var<storage, read_write> ds_out: array<f32>;     // dS (B, H, T, T), backward
 
-alias Rows = array<vec4<f32>, 8>; // 8 query rows x the lane's 4 keys (or its 4 output dimensions)
+// Pipeline constant: lanes hold 8 keys each (l + 8j, j = 0..7) instead of 4, for 33 to 64 tokens (mini's 50).
+override WIDE: bool = false;
+
+alias Rows = array<vec4<f32>, 8>; // 8 query rows x 4 of the lane's keys (or its 4 output dimensions)
+
+// 8 query rows x the lane's keys: l + 8j for j = 0..3 in `lo`, j = 4..7 in `hi` (WIDE only).
+struct Scores {
+    lo: Rows,
+    hi: Rows,
+}
+
+// One row's values at the lane's keys.
+struct Pair {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
 
 // The (batch, head, group of 8 query rows) of a workgroup; `valid` false for the grid's padding.
 struct Item {
@@ -78,13 +93,13 @@ fn item_of(wg: vec3<u32>, nwg: vec3<u32>) -> Item {
     return Item(bh / p.heads, bh % p.heads, w % p.groups, bh < p.batch * p.heads);
 }
 
-// The lane's keys l + 8j (j = 0..3) and which of them exist.
-fn lane_keys(lane: u32) -> vec4<u32> {
-    return vec4<u32>(lane, lane + 8u, lane + 16u, lane + 24u);
+// The lane's keys l + 8j, j = 4·half .. 4·half + 3.
+fn lane_keys(lane: u32, half: u32) -> vec4<u32> {
+    return vec4<u32>(lane) + 8u * (vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(4u * half));
 }
 
-// Row r of `s` += (row r of A) · (each of the lane's keys' rows of B), four dimensions at once; `x` is lane
-// l's four dimensions of row l.
+// Row r of `s` += (row r of A) · (each of 4 keys' rows of B), four dimensions at once; `x` is lane l's four
+// dimensions of row l.
 fn add_dots(s: ptr<function, Rows>, x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>) {
     let x0 = subgroupBroadcast(x, 0u);
     let x1 = subgroupBroadcast(x, 1u);
@@ -105,97 +120,132 @@ fn add_dots(s: ptr<function, Rows>, x: vec4<f32>, y0: vec4<f32>, y1: vec4<f32>, 
 }
 
 // Rows 8g..8g+7 of A·Bᵀ at the lane's keys (rows and keys past T read the last one; their results are never
-// stored). Keys past 8, 16, 24 are read only where T has them (a branch every lane takes alike).
-fn row_key_products(it: Item, lane: u32) -> Rows {
+// stored). Keys past 8, 16, 24, ... are read only where T has them (a branch every lane takes alike).
+fn row_key_products(it: Item, lane: u32) -> Scores {
     let last = p.tokens - 1u;
     let a_row = (p.a_off + it.b * p.a_bs + it.h * p.a_hs + min(it.g * 8u + lane, last) * p.a_rs) / 4u;
     let b_base = p.b_off + it.b * p.b_bs + it.h * p.b_hs;
-    let keys = min(lane_keys(lane), vec4<u32>(last));
-    let k0 = (b_base + keys.x * p.b_rs) / 4u;
-    let k1 = (b_base + keys.y * p.b_rs) / 4u;
-    let k2 = (b_base + keys.z * p.b_rs) / 4u;
-    let k3 = (b_base + keys.w * p.b_rs) / 4u;
-    var s: Rows;
+    let lo = (vec4<u32>(b_base) + min(lane_keys(lane, 0u), vec4<u32>(last)) * p.b_rs) / 4u;
+    let hi = (vec4<u32>(b_base) + min(lane_keys(lane, 1u), vec4<u32>(last)) * p.b_rs) / 4u;
+    var s_lo: Rows;
+    var s_hi: Rows;
     let quads = p.head_dim / 4u;
     for (var q = 0u; q < quads; q++) {
         let x = a4[a_row + q];
-        let y0 = b4[k0 + q];
+        let y0 = b4[lo.x + q];
         var y1 = vec4<f32>(0.0);
         var y2 = vec4<f32>(0.0);
         var y3 = vec4<f32>(0.0);
-        if (p.tokens > 8u) { y1 = b4[k1 + q]; }
-        if (p.tokens > 16u) { y2 = b4[k2 + q]; }
-        if (p.tokens > 24u) { y3 = b4[k3 + q]; }
-        add_dots(&s, x, y0, y1, y2, y3);
+        if (p.tokens > 8u) { y1 = b4[lo.y + q]; }
+        if (p.tokens > 16u) { y2 = b4[lo.z + q]; }
+        if (p.tokens > 24u) { y3 = b4[lo.w + q]; }
+        add_dots(&s_lo, x, y0, y1, y2, y3);
+        if (WIDE) {
+            var y4 = vec4<f32>(0.0);
+            var y5 = vec4<f32>(0.0);
+            var y6 = vec4<f32>(0.0);
+            var y7 = vec4<f32>(0.0);
+            if (p.tokens > 32u) { y4 = b4[hi.x + q]; }
+            if (p.tokens > 40u) { y5 = b4[hi.y + q]; }
+            if (p.tokens > 48u) { y6 = b4[hi.z + q]; }
+            if (p.tokens > 56u) { y7 = b4[hi.w + q]; }
+            add_dots(&s_hi, x, y4, y5, y6, y7);
+        }
     }
-    return s;
+    return Scores(s_lo, s_hi);
 }
 
-// Element (row i, the lane's keys) of a (B, H, T, T) tensor: its index for each key (keys past T clamped).
-fn square_index(it: Item, i: u32, lane: u32) -> vec4<u32> {
-    let last = p.tokens - 1u;
-    let base = ((it.b * p.heads + it.h) * p.tokens + min(i, last)) * p.tokens;
-    return vec4<u32>(base) + min(lane_keys(lane), vec4<u32>(last));
+// Where row i of a (B, H, T, T) tensor starts (rows past T clamped).
+fn square_row(it: Item, i: u32) -> u32 {
+    return ((it.b * p.heads + it.h) * p.tokens + min(i, p.tokens - 1u)) * p.tokens;
 }
 
 // Store the lane's keys of row i (those inside T) of a (B, H, T, T) tensor, to P (`to_probs`) or dS.
-fn store_square(it: Item, i: u32, lane: u32, v: vec4<f32>, to_probs: bool) {
+fn store_square(it: Item, i: u32, lane: u32, v: Pair, to_probs: bool) {
     if (i >= p.tokens) {
         return;
     }
-    let idx = square_index(it, i, lane);
-    let keys = lane_keys(lane);
-    for (var j = 0u; j < 4u; j++) {
-        if (j * 8u >= p.tokens) {
-            break;
-        }
-        if (keys[j] < p.tokens) {
-            if (to_probs) {
-                probs_out[idx[j]] = v[j];
-            } else {
-                ds_out[idx[j]] = v[j];
+    let base = square_row(it, i);
+    let halves = select(1u, 2u, WIDE && p.tokens > 32u);
+    for (var half = 0u; half < halves; half++) {
+        let keys = lane_keys(lane, half);
+        let vals = select(v.lo, v.hi, half == 1u);
+        for (var j = 0u; j < 4u; j++) {
+            if ((4u * half + j) * 8u >= p.tokens) {
+                return;
+            }
+            if (keys[j] < p.tokens) {
+                if (to_probs) {
+                    probs_out[base + keys[j]] = vals[j];
+                } else {
+                    ds_out[base + keys[j]] = vals[j];
+                }
             }
         }
     }
 }
 
-// Read the lane's keys of row i of P (zero past T).
-fn load_probs(it: Item, i: u32, lane: u32) -> vec4<f32> {
-    let idx = square_index(it, i, lane);
-    var v = vec4<f32>(probs_in[idx.x], 0.0, 0.0, 0.0);
-    if (p.tokens > 8u) { v.y = probs_in[idx.y]; }
-    if (p.tokens > 16u) { v.z = probs_in[idx.z]; }
-    if (p.tokens > 24u) { v.w = probs_in[idx.w]; }
-    return select(vec4<f32>(0.0), v, lane_keys(lane) < vec4<u32>(p.tokens));
+// Four of the lane's keys of row i of P (`half` 0: l .. l + 24, 1: l + 32 .. l + 56), zero past T.
+fn load_probs_half(base: u32, lane: u32, half: u32) -> vec4<f32> {
+    let keys = lane_keys(lane, half);
+    let last = p.tokens - 1u;
+    let k0 = 32u * half;
+    var v = vec4<f32>(0.0);
+    if (p.tokens > k0) { v.x = probs_in[base + min(keys.x, last)]; }
+    if (p.tokens > k0 + 8u) { v.y = probs_in[base + min(keys.y, last)]; }
+    if (p.tokens > k0 + 16u) { v.z = probs_in[base + min(keys.z, last)]; }
+    if (p.tokens > k0 + 24u) { v.w = probs_in[base + min(keys.w, last)]; }
+    return select(vec4<f32>(0.0), v, keys < vec4<u32>(p.tokens));
 }
 
-// Softmax of row i over every key (each lane holding 4 of them): scale · s + bias, keys past T left out.
-fn softmax_row(it: Item, i: u32, lane: u32, s: vec4<f32>) -> vec4<f32> {
-    let inside = lane_keys(lane) < vec4<u32>(p.tokens);
-    var v = p.scale * s;
+// Four of the lane's keys of row i of the bias (H, T, T) (the same halves), zero past T.
+fn load_bias_half(it: Item, i: u32, lane: u32, half: u32) -> vec4<f32> {
+    let last = p.tokens - 1u;
+    let base = (it.h * p.tokens + min(i, last)) * p.tokens;
+    let keys = min(lane_keys(lane, half), vec4<u32>(last));
+    let k0 = 32u * half;
+    var v = vec4<f32>(0.0);
+    if (p.tokens > k0) { v.x = bias[base + keys.x]; }
+    if (p.tokens > k0 + 8u) { v.y = bias[base + keys.y]; }
+    if (p.tokens > k0 + 16u) { v.z = bias[base + keys.z]; }
+    if (p.tokens > k0 + 24u) { v.w = bias[base + keys.w]; }
+    return v;
+}
+
+fn max4(v: vec4<f32>) -> f32 {
+    return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+// Softmax of row i over every key (each lane holding 4 or 8 of them): scale · s + bias, keys past T left out.
+fn softmax_row(it: Item, i: u32, lane: u32, s_lo: vec4<f32>, s_hi: vec4<f32>) -> Pair {
+    let in_lo = lane_keys(lane, 0u) < vec4<u32>(p.tokens);
+    let in_hi = lane_keys(lane, 1u) < vec4<u32>(select(0u, p.tokens, WIDE)); // none without WIDE
+    var lo = p.scale * s_lo;
+    var hi = p.scale * s_hi;
     if ((p.flags & 1u) != 0u) {
-        let last = p.tokens - 1u;
-        let base = (it.h * p.tokens + min(i, last)) * p.tokens;
-        let keys = min(lane_keys(lane), vec4<u32>(last));
-        v.x += bias[base + keys.x];
-        if (p.tokens > 8u) { v.y += bias[base + keys.y]; }
-        if (p.tokens > 16u) { v.z += bias[base + keys.z]; }
-        if (p.tokens > 24u) { v.w += bias[base + keys.w]; }
+        lo += load_bias_half(it, i, lane, 0u);
+        if (WIDE) { hi += load_bias_half(it, i, lane, 1u); }
     }
-    v = select(vec4<f32>(bitcast<f32>(0xff7fffffu)), v, inside); // -FLT_MAX past T
-    let m = subgroupMax(max(max(v.x, v.y), max(v.z, v.w)));
-    let e = select(vec4<f32>(0.0), exp(v - m), inside);
-    let sum = subgroupAdd(e.x + e.y + e.z + e.w);
-    let pr = e / sum;
+    let lowest = vec4<f32>(bitcast<f32>(0xff7fffffu)); // -FLT_MAX past T
+    lo = select(lowest, lo, in_lo);
+    hi = select(lowest, hi, in_hi);
+    let m = subgroupMax(max(max4(lo), max4(hi)));
+    let e_lo = select(vec4<f32>(0.0), exp(lo - m), in_lo);
+    let e_hi = select(vec4<f32>(0.0), exp(hi - m), in_hi);
+    let sum = subgroupAdd(dot(e_lo, vec4<f32>(1.0)) + dot(e_hi, vec4<f32>(1.0)));
+    let pr = Pair(e_lo / sum, e_hi / sum);
     store_square(it, i, lane, pr, true);
     return pr;
 }
 
 // Softmax backward of row i: dS = P · (dP − Σ_key P·dP); written to dS and returned.
-fn softmax_grad_row(it: Item, i: u32, lane: u32, dp: vec4<f32>) -> vec4<f32> {
-    let pr = load_probs(it, i, lane);
-    let total = subgroupAdd(dot(pr, dp));
-    let ds = pr * (dp - total);
+fn softmax_grad_row(it: Item, i: u32, lane: u32, dp_lo: vec4<f32>, dp_hi: vec4<f32>) -> Pair {
+    let base = square_row(it, i);
+    let p_lo = load_probs_half(base, lane, 0u);
+    var p_hi = vec4<f32>(0.0);
+    if (WIDE) { p_hi = load_probs_half(base, lane, 1u); }
+    let total = subgroupAdd(dot(p_lo, dp_lo) + dot(p_hi, dp_hi));
+    let ds = Pair(p_lo * (dp_lo - total), p_hi * (dp_hi - total));
     store_square(it, i, lane, ds, false);
     return ds;
 }
@@ -212,21 +262,31 @@ fn add_key(acc: ptr<function, Rows>, lo: vec4<f32>, hi: vec4<f32>, cv: vec4<f32>
     (*acc)[7] += hi.w * cv;
 }
 
-// O rows 8g..8g+7 = alpha · W · C, W (8 rows x T keys) spread over the lanes as in `Rows`; lane l computes
+// O rows 8g..8g+7 = alpha · W · C, W (8 rows x T keys) spread over the lanes as in `Scores`; lane l computes
 // dimensions 4l..4l+3 (lanes past D compute a copy of the last quad and store nothing) and stores its rows.
-fn weighted_sum_store(it: Item, lane: u32, w: Rows, alpha: f32) {
+fn weighted_sum_store(it: Item, lane: u32, w: Scores, alpha: f32) {
     let quads = p.head_dim / 4u;
     let dq = min(lane, quads - 1u);
     let c_base = (p.c_off + it.b * p.c_bs + it.h * p.c_hs) / 4u + dq;
     let c_rs = p.c_rs / 4u;
     var acc: Rows;
-    for (var j = 0u; j < 4u; j++) {
+    let blocks = select(4u, 8u, WIDE && p.tokens > 32u);
+    for (var j = 0u; j < blocks; j++) {
         let k0 = j * 8u;
         if (k0 >= p.tokens) {
             break;
         }
-        let lo = vec4<f32>(w[0][j], w[1][j], w[2][j], w[3][j]);
-        let hi = vec4<f32>(w[4][j], w[5][j], w[6][j], w[7][j]);
+        // Weights of key 8j + lane for rows 0-3 and 4-7.
+        var lo: vec4<f32>;
+        var hi: vec4<f32>;
+        if (j < 4u) {
+            lo = vec4<f32>(w.lo[0][j], w.lo[1][j], w.lo[2][j], w.lo[3][j]);
+            hi = vec4<f32>(w.lo[4][j], w.lo[5][j], w.lo[6][j], w.lo[7][j]);
+        } else {
+            let jh = j - 4u;
+            lo = vec4<f32>(w.hi[0][jh], w.hi[1][jh], w.hi[2][jh], w.hi[3][jh]);
+            hi = vec4<f32>(w.hi[4][jh], w.hi[5][jh], w.hi[6][jh], w.hi[7][jh]);
+        }
         let lo0 = subgroupBroadcast(lo, 0u);
         let hi0 = subgroupBroadcast(hi, 0u);
         let lo1 = subgroupBroadcast(lo, 1u);
@@ -274,16 +334,18 @@ fn attention_forward_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     }
     let s = row_key_products(it, lane);
     let i0 = it.g * 8u;
-    var pr: Rows;
-    pr[0] = softmax_row(it, i0, lane, s[0]);
-    pr[1] = softmax_row(it, i0 + 1u, lane, s[1]);
-    pr[2] = softmax_row(it, i0 + 2u, lane, s[2]);
-    pr[3] = softmax_row(it, i0 + 3u, lane, s[3]);
-    pr[4] = softmax_row(it, i0 + 4u, lane, s[4]);
-    pr[5] = softmax_row(it, i0 + 5u, lane, s[5]);
-    pr[6] = softmax_row(it, i0 + 6u, lane, s[6]);
-    pr[7] = softmax_row(it, i0 + 7u, lane, s[7]);
-    weighted_sum_store(it, lane, pr, 1.0);
+    var w: Scores;
+    let r0 = softmax_row(it, i0, lane, s.lo[0], s.hi[0]);
+    let r1 = softmax_row(it, i0 + 1u, lane, s.lo[1], s.hi[1]);
+    let r2 = softmax_row(it, i0 + 2u, lane, s.lo[2], s.hi[2]);
+    let r3 = softmax_row(it, i0 + 3u, lane, s.lo[3], s.hi[3]);
+    let r4 = softmax_row(it, i0 + 4u, lane, s.lo[4], s.hi[4]);
+    let r5 = softmax_row(it, i0 + 5u, lane, s.lo[5], s.hi[5]);
+    let r6 = softmax_row(it, i0 + 6u, lane, s.lo[6], s.hi[6]);
+    let r7 = softmax_row(it, i0 + 7u, lane, s.lo[7], s.hi[7]);
+    w.lo = Rows(r0.lo, r1.lo, r2.lo, r3.lo, r4.lo, r5.lo, r6.lo, r7.lo);
+    w.hi = Rows(r0.hi, r1.hi, r2.hi, r3.hi, r4.hi, r5.hi, r6.hi, r7.hi);
+    weighted_sum_store(it, lane, w, 1.0);
 }
 
 @compute @workgroup_size(8, 1, 1)
@@ -295,14 +357,16 @@ fn attention_backward_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
     }
     let dp = row_key_products(it, lane);
     let i0 = it.g * 8u;
-    var ds: Rows;
-    ds[0] = softmax_grad_row(it, i0, lane, dp[0]);
-    ds[1] = softmax_grad_row(it, i0 + 1u, lane, dp[1]);
-    ds[2] = softmax_grad_row(it, i0 + 2u, lane, dp[2]);
-    ds[3] = softmax_grad_row(it, i0 + 3u, lane, dp[3]);
-    ds[4] = softmax_grad_row(it, i0 + 4u, lane, dp[4]);
-    ds[5] = softmax_grad_row(it, i0 + 5u, lane, dp[5]);
-    ds[6] = softmax_grad_row(it, i0 + 6u, lane, dp[6]);
-    ds[7] = softmax_grad_row(it, i0 + 7u, lane, dp[7]);
-    weighted_sum_store(it, lane, ds, p.scale);
+    var w: Scores;
+    let r0 = softmax_grad_row(it, i0, lane, dp.lo[0], dp.hi[0]);
+    let r1 = softmax_grad_row(it, i0 + 1u, lane, dp.lo[1], dp.hi[1]);
+    let r2 = softmax_grad_row(it, i0 + 2u, lane, dp.lo[2], dp.hi[2]);
+    let r3 = softmax_grad_row(it, i0 + 3u, lane, dp.lo[3], dp.hi[3]);
+    let r4 = softmax_grad_row(it, i0 + 4u, lane, dp.lo[4], dp.hi[4]);
+    let r5 = softmax_grad_row(it, i0 + 5u, lane, dp.lo[5], dp.hi[5]);
+    let r6 = softmax_grad_row(it, i0 + 6u, lane, dp.lo[6], dp.hi[6]);
+    let r7 = softmax_grad_row(it, i0 + 7u, lane, dp.lo[7], dp.hi[7]);
+    w.lo = Rows(r0.lo, r1.lo, r2.lo, r3.lo, r4.lo, r5.lo, r6.lo, r7.lo);
+    w.hi = Rows(r0.hi, r1.hi, r2.hi, r3.hi, r4.hi, r5.hi, r6.hi, r7.hi);
+    weighted_sum_store(it, lane, w, p.scale);
 }

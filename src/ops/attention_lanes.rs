@@ -7,7 +7,7 @@
 
 use super::attention::{AttentionShape, HeadView};
 use super::matmul::GemmKernel;
-use super::{fits_u32, gpu_params, launch, vec4_view};
+use super::{fits_u32, gpu_params, launch_with, vec4_view};
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -22,9 +22,9 @@ gpu_params!(
     }
 );
 
-/// The longest sequence and widest head the one-launch kernels take: each lane holds 4 keys and 4 output
-/// dimensions of 8 query rows.
-pub const LANES_MAX_TOKENS: u32 = 32;
+/// The longest sequence and widest head the one-launch kernels take: each lane holds 4 keys (8 past 32 tokens,
+/// the shader's `WIDE`) and 4 output dimensions of 8 query rows.
+pub const LANES_MAX_TOKENS: u32 = 64;
 pub const LANES_MAX_HEAD_DIM: u32 = 32;
 
 /// How the attention core runs: one launch per direction (`Lanes`, `shaders/attention_lanes.wgsl`) or
@@ -107,6 +107,11 @@ fn params(
     })
 }
 
+/// The pipeline constants: 8 keys per lane past 32 tokens.
+fn constants(shape: AttentionShape) -> [(&'static str, f64); 1] {
+    [("WIDE", (shape.tokens > 32) as u32 as f64)]
+}
+
 /// One workgroup per (batch, head, group of 8 query rows).
 fn grid(shape: AttentionShape) -> Result<[u32; 3], GpuError> {
     let items = shape.batch as u64 * shape.heads as u64 * shape.tokens.div_ceil(8) as u64;
@@ -140,10 +145,11 @@ pub(super) fn forward(
     );
     // Without a bias the shader reads none; binding 6 takes a buffer already bound read-only.
     let b = bias.unwrap_or(q.0);
-    Ok(vec![launch(
+    Ok(vec![launch_with(
         ctx,
         "attention_lanes",
         "attention_forward_lanes",
+        &constants(shape),
         &[&u, &q4, &k4, &v4, &o4, p, b, p, p],
         grid(shape)?,
     )?])
@@ -172,10 +178,11 @@ pub(super) fn backward_ds_dq(
         vec4_view(ctx, k.0),
         vec4_view(ctx, dq.0),
     );
-    Ok(vec![launch(
+    Ok(vec![launch_with(
         ctx,
         "attention_lanes",
         "attention_backward_lanes",
+        &constants(shape),
         &[&u, &do4, &v4, &k4, &dq4, ds, p, p, ds],
         grid(shape)?,
     )?])

@@ -174,7 +174,7 @@ fn attention_kernels(heads: u32, tokens: u32, head_dim: u32) -> Vec<AttentionKer
     ];
     let lanes = AttentionKernel::Lanes.fits(c, s, &views);
     if c.adapter_info.name.contains("llvmpipe")
-        && tokens <= 32
+        && tokens <= 64
         && head_dim.is_multiple_of(4)
         && (4..=32).contains(&head_dim)
     {
@@ -340,6 +340,11 @@ fn attention_one_launch_shapes() {
     attention_case(3, 2, 32, 32, true, 8);
     attention_case(1, 3, 9, 12, true, 9);
     attention_case(2, 1, 25, 4, false, 10);
+    // Eight keys per lane (WIDE): 33 tokens, mini's 50 x 16, the longest (64), with and without bias.
+    attention_case(1, 2, 33, 8, true, 11);
+    attention_case(2, 3, 50, 16, true, 12);
+    attention_case(2, 1, 64, 32, true, 13);
+    attention_case(1, 1, 41, 4, false, 14);
 }
 
 #[test]
@@ -353,7 +358,7 @@ fn attention_one_launch_refuses_what_it_cannot_take() {
         scale: 1.0,
     };
     let v = |t, d| [HeadView::fused_qkv(0, 1, t, d)];
-    assert!(!AttentionKernel::Lanes.fits(c, s(33, 16), &v(33, 16)));
+    assert!(!AttentionKernel::Lanes.fits(c, s(65, 16), &v(65, 16)));
     assert!(!AttentionKernel::Lanes.fits(c, s(17, 13), &v(17, 13)));
     assert!(!AttentionKernel::Lanes.fits(c, s(17, 36), &v(17, 36)));
     let odd = [HeadView {
@@ -361,7 +366,7 @@ fn attention_one_launch_refuses_what_it_cannot_take() {
         ..HeadView::bhtd(1, 17, 16)
     }];
     assert!(!AttentionKernel::Lanes.fits(c, s(17, 16), &odd));
-    let t = 33;
+    let t = 65;
     let (qkv, o, p) = (
         poisoned((t * 3 * 16) as usize),
         poisoned((t * 16) as usize),
@@ -380,6 +385,6 @@ fn attention_one_launch_refuses_what_it_cannot_take() {
         s(t, 16),
     )
     .err()
-    .expect("33 tokens is past the one-launch path");
-    assert!(err.to_string().contains("at most 32 tokens"), "{err}");
+    .expect("65 tokens is past the one-launch path");
+    assert!(err.to_string().contains("at most 64 tokens"), "{err}");
 }
