@@ -72,6 +72,11 @@ override WIDE_EDGE: bool = false;
 // only c otherwise.
 override C_VEC4: bool = false;
 
+// Pipeline constant: rows of C per workgroup (64, or 32 / 16 where a product has fewer 64-row tiles than the CPU
+// has cores, as the weight gradients of a small model: a 64 x 32 dW with k = 544 on one core left the other idle;
+// `lanes_tile_rows` picks it). Never with WIDE_EDGE.
+override TILE_ROWS: u32 = 64u;
+
 alias Rows8 = array<vec4<f32>, 16>; // 8 rows x the lane's 8 columns
 alias Col8 = array<vec4<f32>, 2>;   // 8 rows (0-3, 4-7) x the lane's ninth column (a tile 65-72 wide)
 
@@ -235,7 +240,7 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let a_base = p.a_off + zo * p.a_bo + zi * p.a_bi;
     let b_base = p.b_off + zo * p.b_bo + zi * p.b_bi;
     let c_base = p.c_off + zo * p.c_bo + zi * p.c_bi;
-    let m0 = wg.y * 64u;
+    let m0 = wg.y * TILE_ROWS;
     let n0 = wg.x * 64u;
     let last_m = p.m - 1u;
     let last_n = p.n - 1u;
@@ -264,7 +269,7 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let bc8 = b_base + min(col_x, last_n) * p.b_cs;
     // Groups of 8 rows inside C (1..8, up to 9 in the last row tile) and columns of C from the tile's first
     // (up to 64, up to 72 in the last column tile); the same for every lane.
-    let groups = min((p.m - m0 + 7u) / 8u, select(8u, 9u, WIDE_EDGE && wg.y + 1u == nwg.y));
+    let groups = min((p.m - m0 + 7u) / 8u, select(TILE_ROWS / 8u, 9u, WIDE_EDGE && wg.y + 1u == nwg.y));
     let cols = min(p.n - n0, select(64u, 72u, WIDE_EDGE && wg.x + 1u == nwg.x));
     var acc0: Rows8;
     var acc1: Rows8;

@@ -192,7 +192,7 @@ impl GemmKernel {
         }
         let cores = cpu_cores();
         let time = |kernel: Self| {
-            let [tiles_n, tiles_m] = kernel.tiles(m, n);
+            let [tiles_n, tiles_m] = kernel.tiles_for_batch(m, n, batch);
             let per_item = tiles_m as u64 * tiles_n as u64;
             let tiles = per_item * batch.max(1) as u64;
             // The area a tile computes on average: all of it, but for Lanes' skipped edge groups.
@@ -264,6 +264,17 @@ impl GemmKernel {
         }
     }
 
+    /// [`Self::tiles`] for `batch` products: `Lanes` with the shorter row tiles of [`lanes_tile_rows`].
+    pub fn tiles_for_batch(self, m: u32, n: u32, batch: u32) -> [u32; 2] {
+        match self {
+            Self::Lanes if !lanes_wide_edge(m, n) => {
+                let [tiles_n, _] = self.tiles(m, n);
+                [tiles_n, m.div_ceil(lanes_tile_rows(m, n, batch)).max(1)]
+            }
+            other => other.tiles(m, n),
+        }
+    }
+
     /// (columns, rows) of C per workgroup for an `m x n` product: `Direct` shrinks its 32 x 32 tile to the
     /// matrix in steps of 4 (its threads' 4 x 4 blocks).
     pub fn tile_for(self, m: u32, n: u32) -> (u32, u32) {
@@ -287,6 +298,26 @@ impl GemmKernel {
 pub fn lanes_wide_edge(m: u32, n: u32) -> bool {
     let small_edge = |x: u32| x > 64 && (1..=8).contains(&(x % 64));
     small_edge(m) || small_edge(n)
+}
+
+/// Rows of C per `gemm_lanes` workgroup (`TILE_ROWS` in `shaders/matmul_lanes.wgsl`): 64, or 32 or 16 where
+/// `batch` products have fewer 64-row tiles than the CPU has cores and the shorter tile gives more of them, so
+/// a small product with a long k (a small model's weight gradient: 64 x 32 with k = 544) runs on every core
+/// instead of one. Each workgroup still reads all of its columns of B, so this is only worth it below one tile
+/// per core. The wide-edge variant keeps 64.
+pub fn lanes_tile_rows(m: u32, n: u32, batch: u32) -> u32 {
+    if lanes_wide_edge(m, n) {
+        return 64;
+    }
+    let cores = cpu_cores();
+    let tiles = |rows: u32| m.div_ceil(rows) as u64 * n.div_ceil(64) as u64 * batch.max(1) as u64;
+    let mut rows = 64;
+    for shorter in [32, 16] {
+        if tiles(rows) < cores && tiles(shorter) > tiles(rows) {
+            rows = shorter;
+        }
+    }
+    rows
 }
 
 /// `gemm_lanes` tiles along a side of `x`: 64 each, the last up to 72 in the wide-edge variant.

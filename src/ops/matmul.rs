@@ -1,7 +1,9 @@
 //! Launchers for `shaders/matmul.wgsl`: the strided batched product and the `nn.Linear` forward / backward
 //! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
 
-pub use super::gemm_choice::{lanes_wide_edge, GemmKernel, SplitK, ALL_GEMM_KERNELS};
+pub use super::gemm_choice::{
+    lanes_tile_rows, lanes_wide_edge, GemmKernel, SplitK, ALL_GEMM_KERNELS,
+};
 use super::{fits_u32, gpu_params, launch_with, need, reduce, vec4_view};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
@@ -209,7 +211,7 @@ pub fn gemm_using(
         ..Default::default()
     };
     let (a4, b4) = (vec4_view(ctx, a), vec4_view(ctx, b));
-    let [tiles_n, tiles_m] = kernel.tiles(m, n);
+    let [tiles_n, tiles_m] = kernel.tiles_for_batch(m, n, batch);
     let groups = [tiles_n, tiles_m, batch];
     if groups[0] > crate::gpu::MAX_WORKGROUPS_PER_DIM
         || groups[1] > crate::gpu::MAX_WORKGROUPS_PER_DIM
@@ -240,6 +242,7 @@ pub fn gemm_using(
         GemmKernel::Lanes => vec![
             ("WIDE_EDGE", lanes_wide_edge(m, n) as u32 as f64),
             ("C_VEC4", c_vec4(&c_view, n) as u32 as f64),
+            ("TILE_ROWS", lanes_tile_rows(m, n, batch) as f64),
         ],
         _ => Vec::new(),
     };

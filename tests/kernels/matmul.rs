@@ -482,3 +482,48 @@ fn split_k_rules() {
     assert_eq!(SplitK::for_shape(192, 192, 300, 1), None);
     assert_eq!(SplitK::for_shape(192, 192, 8320, 4), None);
 }
+
+#[test]
+fn lanes_shorter_row_tiles_below_one_tile_per_core() {
+    // Below one 64-row tile per core, gemm_lanes takes 32- or 16-row tiles (more workgroups for the same
+    // product); these shapes take each on a machine of 2 or more cores, and every kernel must agree with the
+    // CPU twin there (long k: a small model's weight gradients).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= 2 {
+        assert_eq!(matmul::lanes_tile_rows(64, 32, 1), 32);
+        assert_eq!(matmul::lanes_tile_rows(30, 30, 1), 16);
+        assert_eq!(matmul::lanes_tile_rows(30, 30, 64), 64);
+        assert_eq!(matmul::lanes_tile_rows(65, 65, 1), 64);
+        assert_eq!(matmul::lanes_tile_rows(8, 30, 1), 64);
+        assert_eq!(GemmKernel::Lanes.tiles_for_batch(64, 32, 1), [1, 2]);
+    }
+    let mut rng = Rng::new(12);
+    for kernel in kernels_here() {
+        for &(m, n, k) in &[
+            (64u32, 32u32, 544u32),
+            (30, 30, 300),
+            (48, 96, 257),
+            (17, 5, 99),
+        ] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let (a_view, b_view) = operand_views(m, n, k, ta, tb);
+                let shape = GemmShape {
+                    bias: true,
+                    accumulate: true,
+                    alpha: 0.5,
+                    ..GemmShape::new(m, n, k)
+                };
+                let start = rng.vec((m * n) as usize, 1.0);
+                compare_gemm(
+                    &mut rng,
+                    kernel,
+                    (a_view, b_view, MatView::row_major(m, n)),
+                    shape,
+                    &with(&start),
+                    f64s(&start),
+                    &format!("{kernel:?} {m}x{n}x{k} transposed A {ta} B {tb}, accumulated"),
+                );
+            }
+        }
+    }
+}
