@@ -2,8 +2,8 @@
 //! label smoothing, per-row loss / correctness, their means, and the fused backward.
 //! Shapes: `rows, labels (M)` u32; `loss, correct, lse (M)`; `stats (2)` = (mean loss, top-1 accuracy).
 
-use super::{gpu_params, grid_for, launch, need, reduce};
-use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
+use super::{gpu_params, grid_for, launch, need, reduce, RowKernel};
+use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
     /// Mirrors `CrossEntropyParams` in crossentropy.wgsl.
@@ -19,9 +19,42 @@ pub struct CrossEntropyOut<'a> {
     pub stats: Option<&'a GpuSlice>,
 }
 
+/// The forward's kernel: a thread per row on software adapters for rows of up to [`THREAD_ROW_VOCAB`]
+/// logits (a workgroup barrier there costs more than a short row's arithmetic), a workgroup per row elsewhere.
+pub fn forward_kernel(ctx: &GpuContext, vocab: u32) -> RowKernel {
+    match RowKernel::for_adapter(ctx) {
+        RowKernel::Thread if vocab <= THREAD_ROW_VOCAB => RowKernel::Thread,
+        _ => RowKernel::Workgroup,
+    }
+}
+
+/// The longest row the forward gives one thread (a few hundred such rows spread over few workgroups; longer
+/// ones, as a 8192-code vocabulary, keep a workgroup each).
+pub const THREAD_ROW_VOCAB: u32 = 1024;
+
 /// Per selected row: loss, correct (0/1) and log-sum-exp; optionally their means into `stats`.
 #[allow(clippy::too_many_arguments)]
 pub fn ce_forward(
+    ctx: &GpuContext,
+    out: CrossEntropyOut<'_>,
+    logits: &GpuSlice,
+    total_rows: u32,
+    rows: &GpuSlice,
+    labels: &GpuSlice,
+    m: u32,
+    vocab: u32,
+    smoothing: f32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let kind = forward_kernel(ctx, vocab);
+    ce_forward_using(
+        kind, ctx, out, logits, total_rows, rows, labels, m, vocab, smoothing,
+    )
+}
+
+/// [`ce_forward`] with an explicit choice of kernel (tests check both on every adapter).
+#[allow(clippy::too_many_arguments)]
+pub fn ce_forward_using(
+    kind: RowKernel,
     ctx: &GpuContext,
     out: CrossEntropyOut<'_>,
     logits: &GpuSlice,
@@ -49,7 +82,9 @@ pub fn ce_forward(
         scale: 1.0,
     };
     let u = GpuSlice::uniform(ctx, "CrossEntropyParams", &params);
-    let mut d = vec![forward_dispatch(ctx, &out, logits, rows, labels, &u, m)?];
+    let mut d = vec![forward_dispatch(
+        kind, ctx, &out, logits, rows, labels, &u, m,
+    )?];
     if let Some(stats) = out.stats {
         need(K, "stats", stats, 2)?;
         d.extend(reduce::mean(ctx, stats, 0, out.loss, m)?);
@@ -59,7 +94,9 @@ pub fn ce_forward(
 }
 
 /// The `ce_forward` dispatch over `launched` selected rows with the parameter uniform `params` bound.
+#[allow(clippy::too_many_arguments)]
 fn forward_dispatch(
+    kind: RowKernel,
     ctx: &GpuContext,
     out: &CrossEntropyOut<'_>,
     logits: &GpuSlice,
@@ -71,7 +108,7 @@ fn forward_dispatch(
     launch(
         ctx,
         "crossentropy",
-        "ce_forward",
+        kind.entry("ce_forward", "ce_forward_rows"),
         &[
             out.loss,
             out.correct,
@@ -82,7 +119,7 @@ fn forward_dispatch(
             params,
             logits,
         ],
-        workgroup_grid(launched as u64),
+        kind.grid(launched as u64),
     )
 }
 
@@ -152,7 +189,14 @@ pub fn ce_forward_with(
     let mut d = super::elementwise::fill(ctx, out.loss, m_cap, 0.0)?;
     d.extend(super::elementwise::fill(ctx, out.correct, m_cap, 0.0)?);
     d.push(forward_dispatch(
-        ctx, &out, logits, rows, labels, params, m_cap,
+        forward_kernel(ctx, vocab),
+        ctx,
+        &out,
+        logits,
+        rows,
+        labels,
+        params,
+        m_cap,
     )?);
     if let Some(stats) = out.stats {
         need(K, "stats", stats, 2)?;

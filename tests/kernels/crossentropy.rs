@@ -5,8 +5,22 @@
 use super::common::*;
 use beitlab::cpu;
 use beitlab::ops::crossentropy::{self, CrossEntropyOut};
+use beitlab::ops::RowKernel;
 
+/// Both forward kernels (a workgroup per row, a thread per row) on the same inputs.
 fn case(total_rows: usize, m: usize, vocab: usize, smoothing: f32, seed: u64) {
+    case_using(RowKernel::Workgroup, total_rows, m, vocab, smoothing, seed);
+    case_using(RowKernel::Thread, total_rows, m, vocab, smoothing, seed);
+}
+
+fn case_using(
+    kind: RowKernel,
+    total_rows: usize,
+    m: usize,
+    vocab: usize,
+    smoothing: f32,
+    seed: u64,
+) {
     let mut rng = Rng::new(seed);
     let logits = rng.vec(total_rows * vocab, 6.0);
     let mut rows: Vec<u32> = (0..total_rows as u32).collect();
@@ -23,7 +37,8 @@ fn case(total_rows: usize, m: usize, vocab: usize, smoothing: f32, seed: u64) {
         lse: &lse,
         stats: Some(&stats),
     };
-    run(crossentropy::ce_forward(
+    run(crossentropy::ce_forward_using(
+        kind,
         ctx(),
         out,
         &lg,
@@ -103,27 +118,30 @@ fn crossentropy_rows_past_65535() {
 
 #[test]
 fn crossentropy_argmax_ties_take_lowest_index() {
-    let logits = up(&[1.0, 3.0, 3.0, 0.0]);
-    let (loss, correct, lse) = (poisoned(1), poisoned(1), poisoned(1));
-    let out = CrossEntropyOut {
-        loss: &loss,
-        correct: &correct,
-        lse: &lse,
-        stats: None,
-    };
-    run(crossentropy::ce_forward(
-        ctx(),
-        out,
-        &logits,
-        1,
-        &up_u32(&[0]),
-        &up_u32(&[1]),
-        1,
-        4,
-        0.0,
-    )
-    .unwrap());
-    assert_eq!(read(&correct), vec![1.0]);
+    for kind in [RowKernel::Workgroup, RowKernel::Thread] {
+        let logits = up(&[1.0, 3.0, 3.0, 0.0]);
+        let (loss, correct, lse) = (poisoned(1), poisoned(1), poisoned(1));
+        let out = CrossEntropyOut {
+            loss: &loss,
+            correct: &correct,
+            lse: &lse,
+            stats: None,
+        };
+        run(crossentropy::ce_forward_using(
+            kind,
+            ctx(),
+            out,
+            &logits,
+            1,
+            &up_u32(&[0]),
+            &up_u32(&[1]),
+            1,
+            4,
+            0.0,
+        )
+        .unwrap());
+        assert_eq!(read(&correct), vec![1.0], "{kind:?}");
+    }
 }
 
 #[test]
