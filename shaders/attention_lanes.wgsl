@@ -5,8 +5,9 @@
 //
 // attention_forward_lanes:  P = softmax(scale · A·Bᵀ + bias), O = P·C           (A = Q, B = K, C = V)
 // attention_backward_lanes: dS = P · (A·Bᵀ − Σ_key P·A·Bᵀ), O = scale · dS·C     (A = dO, B = V, C = K)
-// The backward writes dS (for dK = scale · dSᵀ·Q and d bias, which the launcher leaves to gemm and col_sum) and
-// dQ; dV = Pᵀ·dO is a gemm too.
+// The backward writes dS (for d bias, which the launcher leaves to col_sum, and for dK) and dQ; then, up to 32
+// tokens, attention_backward_kv_lanes computes dV = Pᵀ·dO and dK = scale · dSᵀ·Q for 8 keys per workgroup
+// (past 32 tokens the launcher takes two gemm products instead: reading Pᵀ a key at a time costs more there).
 //
 // Shapes: A, B, C, O are (B, H, T, D) matrices addressed through (offset, row, head, batch) strides, all
 // multiples of 4 (a fused (B, T, 3C) qkv tensor or a (B, T, C) one); P and dS (B, H, T, T); bias (H, T, T).
@@ -60,7 +61,8 @@ struct AttentionLanesParams {
 @group(0) @binding(5) var<storage, read_write> probs_out: array<f32>;  // P (B, H, T, T), forward
 @group(0) @binding(6) var<storage, read> bias: array<f32>;             // (H, T, T), forward
 @group(0) @binding(7) var<storage, read> probs_in: array<f32>;         // P, backward
-@group(0) @binding(8) var<storage, read_write> ds_out: array<f32>;     // dS (B, H, T, T), backward
+@group(0) @binding(8) var<storage, read_write> ds_out: array<f32>;     // dS (B, H, T, T), backward (read back by kv)
+@group(0) @binding(9) var<storage, read_write> o4b: array<vec4<f32>>;   // dK (kv; may be o4's buffer)
 
 // Pipeline constant: lanes hold 8 keys each (l + 8j, j = 0..7) instead of 4, for 33 to 64 tokens (mini's 50).
 override WIDE: bool = false;
@@ -262,13 +264,24 @@ fn add_key(acc: ptr<function, Rows>, lo: vec4<f32>, hi: vec4<f32>, cv: vec4<f32>
     (*acc)[7] += hi.w * cv;
 }
 
-// O rows 8g..8g+7 = alpha · W · C, W (8 rows x T keys) spread over the lanes as in `Scores`; lane l computes
-// dimensions 4l..4l+3 (lanes past D compute a copy of the last quad and store nothing) and stores its rows.
-fn weighted_sum_store(it: Item, lane: u32, w: Scores, alpha: f32) {
+// Row `idx` (in vec4s) of the operand bound at A (`src` 0), B (1) or C (2).
+fn src_row(src: u32, idx: u32) -> vec4<f32> {
+    switch (src) {
+        case 0u: { return a4[idx]; }
+        case 1u: { return b4[idx]; }
+        default: { return c4[idx]; }
+    }
+}
+
+// Rows 8g..8g+7 = alpha · W · X, W (8 rows x T) spread over the lanes as in `Scores` (lane l: columns l + 8j),
+// X (T, D) the operand at `src` through (x_base, x_rs) in vec4s of this (batch, head); stored through
+// (o_base, o_rs) to o4 (`to_b` false) or o4b. Lane l computes dimensions 4l..4l+3 (lanes past D compute a copy
+// of the last quad and store nothing).
+fn weighted_sum_store(it: Item, lane: u32, w: Scores, alpha: f32, src: u32, x_base: u32, x_rs: u32,
+                      to_b: bool, o_base: u32, o_rs: u32) {
     let quads = p.head_dim / 4u;
-    let dq = min(lane, quads - 1u);
-    let c_base = (p.c_off + it.b * p.c_bs + it.h * p.c_hs) / 4u + dq;
-    let c_rs = p.c_rs / 4u;
+    let c_base = x_base + min(lane, quads - 1u);
+    let c_rs = x_rs;
     var acc: Rows;
     let blocks = select(4u, 8u, WIDE && p.tokens > 32u);
     for (var j = 0u; j < blocks; j++) {
@@ -276,7 +289,7 @@ fn weighted_sum_store(it: Item, lane: u32, w: Scores, alpha: f32) {
         if (k0 >= p.tokens) {
             break;
         }
-        // Weights of key 8j + lane for rows 0-3 and 4-7.
+        // Weights of column 8j + lane for rows 0-3 and 4-7.
         var lo: vec4<f32>;
         var hi: vec4<f32>;
         if (j < 4u) {
@@ -303,26 +316,89 @@ fn weighted_sum_store(it: Item, lane: u32, w: Scores, alpha: f32) {
         let hi6 = subgroupBroadcast(hi, 6u);
         let lo7 = subgroupBroadcast(lo, 7u);
         let hi7 = subgroupBroadcast(hi, 7u);
-        add_key(&acc, lo0, hi0, c4[c_base + k0 * c_rs]);
-        if (k0 + 1u < p.tokens) { add_key(&acc, lo1, hi1, c4[c_base + (k0 + 1u) * c_rs]); }
-        if (k0 + 2u < p.tokens) { add_key(&acc, lo2, hi2, c4[c_base + (k0 + 2u) * c_rs]); }
-        if (k0 + 3u < p.tokens) { add_key(&acc, lo3, hi3, c4[c_base + (k0 + 3u) * c_rs]); }
-        if (k0 + 4u < p.tokens) { add_key(&acc, lo4, hi4, c4[c_base + (k0 + 4u) * c_rs]); }
-        if (k0 + 5u < p.tokens) { add_key(&acc, lo5, hi5, c4[c_base + (k0 + 5u) * c_rs]); }
-        if (k0 + 6u < p.tokens) { add_key(&acc, lo6, hi6, c4[c_base + (k0 + 6u) * c_rs]); }
-        if (k0 + 7u < p.tokens) { add_key(&acc, lo7, hi7, c4[c_base + (k0 + 7u) * c_rs]); }
+        add_key(&acc, lo0, hi0, src_row(src, c_base + k0 * c_rs));
+        if (k0 + 1u < p.tokens) { add_key(&acc, lo1, hi1, src_row(src, c_base + (k0 + 1u) * c_rs)); }
+        if (k0 + 2u < p.tokens) { add_key(&acc, lo2, hi2, src_row(src, c_base + (k0 + 2u) * c_rs)); }
+        if (k0 + 3u < p.tokens) { add_key(&acc, lo3, hi3, src_row(src, c_base + (k0 + 3u) * c_rs)); }
+        if (k0 + 4u < p.tokens) { add_key(&acc, lo4, hi4, src_row(src, c_base + (k0 + 4u) * c_rs)); }
+        if (k0 + 5u < p.tokens) { add_key(&acc, lo5, hi5, src_row(src, c_base + (k0 + 5u) * c_rs)); }
+        if (k0 + 6u < p.tokens) { add_key(&acc, lo6, hi6, src_row(src, c_base + (k0 + 6u) * c_rs)); }
+        if (k0 + 7u < p.tokens) { add_key(&acc, lo7, hi7, src_row(src, c_base + (k0 + 7u) * c_rs)); }
     }
     if (lane >= quads) {
         return;
     }
-    let o_base = (p.o_off + it.b * p.o_bs + it.h * p.o_hs) / 4u + lane;
-    let o_rs = p.o_rs / 4u;
     let i0 = it.g * 8u;
     for (var r = 0u; r < 8u; r++) {
         if (i0 + r < p.tokens) {
-            o4[o_base + (i0 + r) * o_rs] = alpha * acc[r];
+            let idx = o_base + lane + (i0 + r) * o_rs;
+            if (to_b) {
+                o4b[idx] = alpha * acc[r];
+            } else {
+                o4[idx] = alpha * acc[r];
+            }
         }
     }
+}
+
+// (base, row stride) in vec4s of this (batch, head)'s matrix in a view (off, rs, hs, bs).
+fn view_c(it: Item) -> vec2<u32> {
+    return vec2<u32>((p.c_off + it.b * p.c_bs + it.h * p.c_hs) / 4u, p.c_rs / 4u);
+}
+fn view_o(it: Item) -> vec2<u32> {
+    return vec2<u32>((p.o_off + it.b * p.o_bs + it.h * p.o_hs) / 4u, p.o_rs / 4u);
+}
+fn view_a(it: Item) -> vec2<u32> {
+    return vec2<u32>((p.a_off + it.b * p.a_bs + it.h * p.a_hs) / 4u, p.a_rs / 4u);
+}
+fn view_b(it: Item) -> vec2<u32> {
+    return vec2<u32>((p.b_off + it.b * p.b_bs + it.h * p.b_hs) / 4u, p.b_rs / 4u);
+}
+
+// The transpose of P (`from_ds` false) or dS at this workgroup's 8 keys: row r = key 8g + r, column i = query
+// l + 8j in lane l, as `Scores`; queries past T give zeros, keys past T the last key (never stored).
+fn transposed_weights(it: Item, lane: u32, from_ds: bool) -> Scores {
+    let last = p.tokens - 1u;
+    let k0 = it.g * 8u;
+    let keys_lo = min(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
+    let keys_hi = min(vec4<u32>(k0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last));
+    var w_lo: Rows;
+    var w_hi: Rows;
+    let blocks = select(4u, 8u, WIDE && p.tokens > 32u);
+    for (var j = 0u; j < blocks; j++) {
+        if (j * 8u >= p.tokens) {
+            break;
+        }
+        let i = lane + 8u * j;
+        let base = square_row(it, i);
+        var x_lo: vec4<f32>;
+        var x_hi: vec4<f32>;
+        if (from_ds) {
+            x_lo = vec4<f32>(ds_out[base + keys_lo.x], ds_out[base + keys_lo.y], ds_out[base + keys_lo.z],
+                             ds_out[base + keys_lo.w]);
+            x_hi = vec4<f32>(ds_out[base + keys_hi.x], ds_out[base + keys_hi.y], ds_out[base + keys_hi.z],
+                             ds_out[base + keys_hi.w]);
+        } else {
+            x_lo = vec4<f32>(probs_in[base + keys_lo.x], probs_in[base + keys_lo.y], probs_in[base + keys_lo.z],
+                             probs_in[base + keys_lo.w]);
+            x_hi = vec4<f32>(probs_in[base + keys_hi.x], probs_in[base + keys_hi.y], probs_in[base + keys_hi.z],
+                             probs_in[base + keys_hi.w]);
+        }
+        if (i >= p.tokens) {
+            x_lo = vec4<f32>(0.0);
+            x_hi = vec4<f32>(0.0);
+        }
+        // Column i of rows 0..7: component j % 4 of w_lo[r] (j < 4) or w_hi[r].
+        let jj = j % 4u;
+        if (j < 4u) {
+            w_lo[0][jj] = x_lo.x; w_lo[1][jj] = x_lo.y; w_lo[2][jj] = x_lo.z; w_lo[3][jj] = x_lo.w;
+            w_lo[4][jj] = x_hi.x; w_lo[5][jj] = x_hi.y; w_lo[6][jj] = x_hi.z; w_lo[7][jj] = x_hi.w;
+        } else {
+            w_hi[0][jj] = x_lo.x; w_hi[1][jj] = x_lo.y; w_hi[2][jj] = x_lo.z; w_hi[3][jj] = x_lo.w;
+            w_hi[4][jj] = x_hi.x; w_hi[5][jj] = x_hi.y; w_hi[6][jj] = x_hi.z; w_hi[7][jj] = x_hi.w;
+        }
+    }
+    return Scores(w_lo, w_hi);
 }
 
 @compute @workgroup_size(8, 1, 1)
@@ -345,7 +421,9 @@ fn attention_forward_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     let r7 = softmax_row(it, i0 + 7u, lane, s.lo[7], s.hi[7]);
     w.lo = Rows(r0.lo, r1.lo, r2.lo, r3.lo, r4.lo, r5.lo, r6.lo, r7.lo);
     w.hi = Rows(r0.hi, r1.hi, r2.hi, r3.hi, r4.hi, r5.hi, r6.hi, r7.hi);
-    weighted_sum_store(it, lane, w, 1.0);
+    let c = view_c(it);
+    let o = view_o(it);
+    weighted_sum_store(it, lane, w, 1.0, 2u, c.x, c.y, false, o.x, o.y);
 }
 
 @compute @workgroup_size(8, 1, 1)
@@ -368,5 +446,26 @@ fn attention_backward_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
     let r7 = softmax_grad_row(it, i0 + 7u, lane, dp.lo[7], dp.hi[7]);
     w.lo = Rows(r0.lo, r1.lo, r2.lo, r3.lo, r4.lo, r5.lo, r6.lo, r7.lo);
     w.hi = Rows(r0.hi, r1.hi, r2.hi, r3.hi, r4.hi, r5.hi, r6.hi, r7.hi);
-    weighted_sum_store(it, lane, w, p.scale);
+    let c = view_c(it);
+    let o = view_o(it);
+    weighted_sum_store(it, lane, w, p.scale, 2u, c.x, c.y, false, o.x, o.y);
+}
+
+// dV = Pᵀ·dO and dK = scale · dSᵀ·Q for 8 keys of one (batch, head) per workgroup (after
+// attention_backward_lanes wrote dS): A = dO, B = Q, C = dV (written through o4), O = dK (through o4b).
+@compute @workgroup_size(8, 1, 1)
+fn attention_backward_kv_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                               @builtin(subgroup_invocation_id) lane: u32) {
+    let it = item_of(wg, nwg);
+    if (!it.valid) {
+        return;
+    }
+    let a = view_a(it);
+    let b = view_b(it);
+    let c = view_c(it);
+    let o = view_o(it);
+    let pt = transposed_weights(it, lane, false);
+    weighted_sum_store(it, lane, pt, 1.0, 0u, a.x, a.y, false, c.x, c.y);
+    let dst = transposed_weights(it, lane, true);
+    weighted_sum_store(it, lane, dst, p.scale, 1u, b.x, b.y, true, o.x, o.y);
 }

@@ -446,7 +446,8 @@ pub fn attention_backward(
 }
 
 /// [`attention_backward`] with an explicit choice of path. `Lanes` computes dS and dQ in one launch (dP is
-/// not written), then dV, dK and d bias as the composed path does.
+/// not written), then dV and dK in one more up to 32 tokens (as the composed path does past that), and d bias
+/// as the composed path does.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward_using(
     kind: AttentionKernel,
@@ -478,15 +479,44 @@ pub fn attention_backward_using(
     let lanes = kind == AttentionKernel::Lanes;
     if lanes {
         check_fits(ctx, shape, &[dq.1, dk.1, dv.1, dout.1, q.1, k.1, v.1])?;
-        for (what, (s, view)) in [("dq", dq), ("dout", dout), ("k", k), ("v", v)] {
+        for (what, (s, view)) in [
+            ("dq", dq),
+            ("dk", dk),
+            ("dv", dv),
+            ("dout", dout),
+            ("q", q),
+            ("k", k),
+            ("v", v),
+        ] {
             need(K, what, s, view.extent(shape))?;
         }
     }
-    // dP = dO · Vᵀ (composed), or dS and dQ in one launch (lanes); dV = Pᵀ · dO
+    // Lanes: dS and dQ in one launch, then dV and dK in another up to 32 tokens (past that, reading Pᵀ and dSᵀ
+    // a key at a time costs more than two products: mini's 50 tokens 2.8 ms a launch against 2.3 ms for its
+    // two gemm_lanes products, single-threaded llvmpipe). Composed: dP = dO · Vᵀ ; dV = Pᵀ · dO.
+    let kv_lanes = lanes && t <= attention_lanes::KV_MAX_TOKENS;
     let mut out = if lanes {
-        attention_lanes::backward_ds_dq(ctx, dq, ds, dout, p, k, v, shape)?
+        let mut out = attention_lanes::backward_ds_dq(ctx, dq, ds, dout, p, k, v, shape)?;
+        if kv_lanes {
+            out.extend(attention_lanes::backward_kv(
+                ctx, dk, dv, dout, q, p, ds, shape,
+            )?);
+        } else {
+            out.extend(gemm(
+                ctx,
+                dv.0,
+                dv.1.mat(),
+                p,
+                sv_t,
+                dout.0,
+                dout.1.mat(),
+                None,
+                shape.gemm(t, d, t, 1.0),
+            )?);
+        }
+        out
     } else {
-        gemm(
+        let mut out = gemm(
             ctx,
             dp,
             sv,
@@ -496,19 +526,20 @@ pub fn attention_backward_using(
             v.1.mat_t(),
             None,
             shape.gemm(t, t, d, 1.0),
-        )?
+        )?;
+        out.extend(gemm(
+            ctx,
+            dv.0,
+            dv.1.mat(),
+            p,
+            sv_t,
+            dout.0,
+            dout.1.mat(),
+            None,
+            shape.gemm(t, d, t, 1.0),
+        )?);
+        out
     };
-    out.extend(gemm(
-        ctx,
-        dv.0,
-        dv.1.mat(),
-        p,
-        sv_t,
-        dout.0,
-        dout.1.mat(),
-        None,
-        shape.gemm(t, d, t, 1.0),
-    )?);
     // dS = softmax backward
     let rows = fits_u32(
         "attention::attention_backward",
@@ -524,7 +555,7 @@ pub fn attention_backward_using(
         )?;
         out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
     }
-    // dQ = scale · dS · K (composed; lanes wrote it) ; dK = scale · dSᵀ · Q
+    // dQ = scale · dS · K (composed; lanes wrote it) ; dK = scale · dSᵀ · Q (unless lanes wrote it)
     if !lanes {
         out.extend(gemm(
             ctx,
@@ -538,17 +569,19 @@ pub fn attention_backward_using(
             shape.gemm(t, d, t, shape.scale),
         )?);
     }
-    out.extend(gemm(
-        ctx,
-        dk.0,
-        dk.1.mat(),
-        ds,
-        sv_t,
-        q.0,
-        q.1.mat(),
-        None,
-        shape.gemm(t, d, t, shape.scale),
-    )?);
+    if !kv_lanes {
+        out.extend(gemm(
+            ctx,
+            dk.0,
+            dk.1.mat(),
+            ds,
+            sv_t,
+            q.0,
+            q.1.mat(),
+            None,
+            shape.gemm(t, d, t, shape.scale),
+        )?);
+    }
     Ok(out)
 }
 

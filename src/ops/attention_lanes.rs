@@ -150,7 +150,7 @@ pub(super) fn forward(
         "attention_lanes",
         "attention_forward_lanes",
         &constants(shape),
-        &[&u, &q4, &k4, &v4, &o4, p, b, p, p],
+        &[&u, &q4, &k4, &v4, &o4, p, b, p, p, &o4],
         grid(shape)?,
     )?])
 }
@@ -183,7 +183,51 @@ pub(super) fn backward_ds_dq(
         "attention_lanes",
         "attention_backward_lanes",
         &constants(shape),
-        &[&u, &do4, &v4, &k4, &dq4, ds, p, p, ds],
+        &[&u, &do4, &v4, &k4, &dq4, ds, p, p, ds, &dq4],
+        grid(shape)?,
+    )?])
+}
+
+/// The longest sequence whose dV and dK take one launch ([`backward_kv`]); longer ones take two products.
+pub const KV_MAX_TOKENS: u32 = 32;
+
+/// `dV = Pᵀ·dO` and `dK = scale · dSᵀ·Q` in one launch, after [`backward_ds_dq`] wrote `ds` (one workgroup per
+/// (batch, head, group of 8 keys)), up to [`KV_MAX_TOKENS`]. `dk` and `dv` may be views of one buffer (a fused
+/// dqkv).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward_kv(
+    ctx: &GpuContext,
+    dk: (&GpuSlice, HeadView),
+    dv: (&GpuSlice, HeadView),
+    dout: (&GpuSlice, HeadView),
+    q: (&GpuSlice, HeadView),
+    p: &GpuSlice,
+    ds: &GpuSlice,
+    shape: AttentionShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    if shape.tokens > KV_MAX_TOKENS {
+        return Err(GpuError::BadLaunch {
+            kernel: "attention_lanes::attention_backward_kv_lanes".into(),
+            message: format!("takes at most {KV_MAX_TOKENS} tokens; got {}", shape.tokens),
+        });
+    }
+    let u = GpuSlice::uniform(
+        ctx,
+        "AttentionLanesParams",
+        &params(shape, false, [dout.1, q.1, dv.1, dk.1])?,
+    );
+    let (do4, q4, dv4, dk4) = (
+        vec4_view(ctx, dout.0),
+        vec4_view(ctx, q.0),
+        vec4_view(ctx, dv.0),
+        vec4_view(ctx, dk.0),
+    );
+    Ok(vec![launch_with(
+        ctx,
+        "attention_lanes",
+        "attention_backward_kv_lanes",
+        &constants(shape),
+        &[&u, &do4, &q4, &q4, &dv4, p, p, p, ds, &dk4],
         grid(shape)?,
     )?])
 }
