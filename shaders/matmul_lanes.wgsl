@@ -1,7 +1,7 @@
 // matmul_lanes.wgsl: gemm_lanes, the strided batched product C = alpha · A · B (+ bias) (+ C) of matmul.wgsl for
 // software adapters whose subgroups are 8 lanes wide (llvmpipe on 256-bit vectors). Same parameters and
 // bindings 0-4 as matmul.wgsl, and binding 7, C again as vec4s; a separate module because it needs the
-// SUBGROUP feature.
+// SUBGROUP feature. With ROW_SUMS (binding 8) it also adds each row of A's sum over k into a vector.
 //
 // Shapes: A (M, K), B (K, N), C (M, N) per batch item, addressed through strides; bias (N).
 //
@@ -60,6 +60,7 @@ struct GemmParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (N)
 @group(0) @binding(4) var<uniform> p: GemmParams;
 @group(0) @binding(7) var<storage, read_write> c4: array<vec4<f32>>; // the same buffer as c, 4 at a time (C_VEC4)
+@group(0) @binding(8) var<storage, read_write> row_sums: array<f32>;  // (M) += Σ_k A[m, k] (ROW_SUMS)
 
 // Pipeline constant: the wide-edge variant (its extra state makes full tiles slower, so the launcher asks
 // for it only where a side of C has such an edge; `GemmKernel::tiles` makes the grid to match).
@@ -76,6 +77,26 @@ override C_VEC4: bool = false;
 // has cores, as the weight gradients of a small model: a 64 x 32 dW with k = 544 on one core left the other idle;
 // `lanes_tile_rows` picks it). Never with WIDE_EDGE.
 override TILE_ROWS: u32 = 64u;
+
+// Pipeline constant: also add each row's sum of A over k into `row_sums` (the workgroups of the first column
+// tile store them). A linear layer's weight gradient dW = dYᵀ·X then gives its bias gradient Σ_rows dY on the
+// way, from the values of A the k loop reads anyway, instead of a column-sum launch after it. One product at a
+// time (batch 1).
+override ROW_SUMS: bool = false;
+
+// `v`, added to the row sum `*sum` with ROW_SUMS.
+fn summed(sum: ptr<function, f32>, v: f32) -> f32 {
+    if (ROW_SUMS) {
+        *sum += v;
+    }
+    return v;
+}
+
+fn store_row_sum(row: u32, v: f32) {
+    if (row < p.m) {
+        row_sums[row] += v;
+    }
+}
 
 alias Rows8 = array<vec4<f32>, 16>; // 8 rows x the lane's 8 columns
 alias Col8 = array<vec4<f32>, 2>;   // 8 rows (0-3, 4-7) x the lane's ninth column (a tile 65-72 wide)
@@ -289,6 +310,16 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var accx6: Col8;
     var accx7: Col8;
     var accx8: Col8;
+    // The lane's rows' sums of A (ROW_SUMS), one per group of 8.
+    var rs0 = 0.0;
+    var rs1 = 0.0;
+    var rs2 = 0.0;
+    var rs3 = 0.0;
+    var rs4 = 0.0;
+    var rs5 = 0.0;
+    var rs6 = 0.0;
+    var rs7 = 0.0;
+    var rs8 = 0.0;
     // k two at a time (add_rows8_k2), then the last one where K is odd; the wide loop one at a time (two
     // at a time made a 65 x 65 x 64 product 25% slower: its ninth group and column add too much state).
     let k_pairs = p.k & ~1u;
@@ -299,15 +330,15 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             let b_lo = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
             let b_hi = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
             let b_x = b[bc8 + kb];
-            add_rows8_x(a[ar0 + ka], b_lo, b_hi, b_x, &acc0, &accx0);
-            if (groups > 1u) { add_rows8_x(a[ar1 + ka], b_lo, b_hi, b_x, &acc1, &accx1); }
-            if (groups > 2u) { add_rows8_x(a[ar2 + ka], b_lo, b_hi, b_x, &acc2, &accx2); }
-            if (groups > 3u) { add_rows8_x(a[ar3 + ka], b_lo, b_hi, b_x, &acc3, &accx3); }
-            if (groups > 4u) { add_rows8_x(a[ar4 + ka], b_lo, b_hi, b_x, &acc4, &accx4); }
-            if (groups > 5u) { add_rows8_x(a[ar5 + ka], b_lo, b_hi, b_x, &acc5, &accx5); }
-            if (groups > 6u) { add_rows8_x(a[ar6 + ka], b_lo, b_hi, b_x, &acc6, &accx6); }
-            if (groups > 7u) { add_rows8_x(a[ar7 + ka], b_lo, b_hi, b_x, &acc7, &accx7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8_x(a[ar8 + ka], b_lo, b_hi, b_x, &acc8, &accx8); }
+            add_rows8_x(summed(&rs0, a[ar0 + ka]), b_lo, b_hi, b_x, &acc0, &accx0);
+            if (groups > 1u) { add_rows8_x(summed(&rs1, a[ar1 + ka]), b_lo, b_hi, b_x, &acc1, &accx1); }
+            if (groups > 2u) { add_rows8_x(summed(&rs2, a[ar2 + ka]), b_lo, b_hi, b_x, &acc2, &accx2); }
+            if (groups > 3u) { add_rows8_x(summed(&rs3, a[ar3 + ka]), b_lo, b_hi, b_x, &acc3, &accx3); }
+            if (groups > 4u) { add_rows8_x(summed(&rs4, a[ar4 + ka]), b_lo, b_hi, b_x, &acc4, &accx4); }
+            if (groups > 5u) { add_rows8_x(summed(&rs5, a[ar5 + ka]), b_lo, b_hi, b_x, &acc5, &accx5); }
+            if (groups > 6u) { add_rows8_x(summed(&rs6, a[ar6 + ka]), b_lo, b_hi, b_x, &acc6, &accx6); }
+            if (groups > 7u) { add_rows8_x(summed(&rs7, a[ar7 + ka]), b_lo, b_hi, b_x, &acc7, &accx7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8_x(summed(&rs8, a[ar8 + ka]), b_lo, b_hi, b_x, &acc8, &accx8); }
         }
     } else if (cols > 32u || C_VEC4) {
         for (var k = 0u; k < k_pairs; k += 2u) {
@@ -319,46 +350,57 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             let b_hi0 = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
             let b_lo1 = vec4<f32>(b[bc0 + kc], b[bc1 + kc], b[bc2 + kc], b[bc3 + kc]);
             let b_hi1 = vec4<f32>(b[bc4 + kc], b[bc5 + kc], b[bc6 + kc], b[bc7 + kc]);
-            add_rows8_k2(a[ar0 + ka], a[ar0 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc0);
-            if (groups > 1u) { add_rows8_k2(a[ar1 + ka], a[ar1 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc1); }
-            if (groups > 2u) { add_rows8_k2(a[ar2 + ka], a[ar2 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc2); }
-            if (groups > 3u) { add_rows8_k2(a[ar3 + ka], a[ar3 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc3); }
-            if (groups > 4u) { add_rows8_k2(a[ar4 + ka], a[ar4 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc4); }
-            if (groups > 5u) { add_rows8_k2(a[ar5 + ka], a[ar5 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc5); }
-            if (groups > 6u) { add_rows8_k2(a[ar6 + ka], a[ar6 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc6); }
-            if (groups > 7u) { add_rows8_k2(a[ar7 + ka], a[ar7 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8_k2(a[ar8 + ka], a[ar8 + kn], b_lo0, b_hi0, b_lo1, b_hi1, &acc8); }
+            add_rows8_k2(summed(&rs0, a[ar0 + ka]), summed(&rs0, a[ar0 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc0);
+            if (groups > 1u) { add_rows8_k2(summed(&rs1, a[ar1 + ka]), summed(&rs1, a[ar1 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc1); }
+            if (groups > 2u) { add_rows8_k2(summed(&rs2, a[ar2 + ka]), summed(&rs2, a[ar2 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc2); }
+            if (groups > 3u) { add_rows8_k2(summed(&rs3, a[ar3 + ka]), summed(&rs3, a[ar3 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc3); }
+            if (groups > 4u) { add_rows8_k2(summed(&rs4, a[ar4 + ka]), summed(&rs4, a[ar4 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc4); }
+            if (groups > 5u) { add_rows8_k2(summed(&rs5, a[ar5 + ka]), summed(&rs5, a[ar5 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc5); }
+            if (groups > 6u) { add_rows8_k2(summed(&rs6, a[ar6 + ka]), summed(&rs6, a[ar6 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc6); }
+            if (groups > 7u) { add_rows8_k2(summed(&rs7, a[ar7 + ka]), summed(&rs7, a[ar7 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8_k2(summed(&rs8, a[ar8 + ka]), summed(&rs8, a[ar8 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc8); }
         }
         for (var k = k_pairs; k < p.k; k++) {
             let ka = k * p.a_cs;
             let kb = k * p.b_rs;
             let b_lo = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
             let b_hi = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
-            add_rows8(a[ar0 + ka], b_lo, b_hi, &acc0);
-            if (groups > 1u) { add_rows8(a[ar1 + ka], b_lo, b_hi, &acc1); }
-            if (groups > 2u) { add_rows8(a[ar2 + ka], b_lo, b_hi, &acc2); }
-            if (groups > 3u) { add_rows8(a[ar3 + ka], b_lo, b_hi, &acc3); }
-            if (groups > 4u) { add_rows8(a[ar4 + ka], b_lo, b_hi, &acc4); }
-            if (groups > 5u) { add_rows8(a[ar5 + ka], b_lo, b_hi, &acc5); }
-            if (groups > 6u) { add_rows8(a[ar6 + ka], b_lo, b_hi, &acc6); }
-            if (groups > 7u) { add_rows8(a[ar7 + ka], b_lo, b_hi, &acc7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8(a[ar8 + ka], b_lo, b_hi, &acc8); }
+            add_rows8(summed(&rs0, a[ar0 + ka]), b_lo, b_hi, &acc0);
+            if (groups > 1u) { add_rows8(summed(&rs1, a[ar1 + ka]), b_lo, b_hi, &acc1); }
+            if (groups > 2u) { add_rows8(summed(&rs2, a[ar2 + ka]), b_lo, b_hi, &acc2); }
+            if (groups > 3u) { add_rows8(summed(&rs3, a[ar3 + ka]), b_lo, b_hi, &acc3); }
+            if (groups > 4u) { add_rows8(summed(&rs4, a[ar4 + ka]), b_lo, b_hi, &acc4); }
+            if (groups > 5u) { add_rows8(summed(&rs5, a[ar5 + ka]), b_lo, b_hi, &acc5); }
+            if (groups > 6u) { add_rows8(summed(&rs6, a[ar6 + ka]), b_lo, b_hi, &acc6); }
+            if (groups > 7u) { add_rows8(summed(&rs7, a[ar7 + ka]), b_lo, b_hi, &acc7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8(summed(&rs8, a[ar8 + ka]), b_lo, b_hi, &acc8); }
         }
     } else {
         for (var k = 0u; k < p.k; k++) {
             let ka = k * p.a_cs;
             let kb = k * p.b_rs;
             let b_lo = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
-            add_rows8_lo(a[ar0 + ka], b_lo, &acc0);
-            if (groups > 1u) { add_rows8_lo(a[ar1 + ka], b_lo, &acc1); }
-            if (groups > 2u) { add_rows8_lo(a[ar2 + ka], b_lo, &acc2); }
-            if (groups > 3u) { add_rows8_lo(a[ar3 + ka], b_lo, &acc3); }
-            if (groups > 4u) { add_rows8_lo(a[ar4 + ka], b_lo, &acc4); }
-            if (groups > 5u) { add_rows8_lo(a[ar5 + ka], b_lo, &acc5); }
-            if (groups > 6u) { add_rows8_lo(a[ar6 + ka], b_lo, &acc6); }
-            if (groups > 7u) { add_rows8_lo(a[ar7 + ka], b_lo, &acc7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8_lo(a[ar8 + ka], b_lo, &acc8); }
+            add_rows8_lo(summed(&rs0, a[ar0 + ka]), b_lo, &acc0);
+            if (groups > 1u) { add_rows8_lo(summed(&rs1, a[ar1 + ka]), b_lo, &acc1); }
+            if (groups > 2u) { add_rows8_lo(summed(&rs2, a[ar2 + ka]), b_lo, &acc2); }
+            if (groups > 3u) { add_rows8_lo(summed(&rs3, a[ar3 + ka]), b_lo, &acc3); }
+            if (groups > 4u) { add_rows8_lo(summed(&rs4, a[ar4 + ka]), b_lo, &acc4); }
+            if (groups > 5u) { add_rows8_lo(summed(&rs5, a[ar5 + ka]), b_lo, &acc5); }
+            if (groups > 6u) { add_rows8_lo(summed(&rs6, a[ar6 + ka]), b_lo, &acc6); }
+            if (groups > 7u) { add_rows8_lo(summed(&rs7, a[ar7 + ka]), b_lo, &acc7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8_lo(summed(&rs8, a[ar8 + ka]), b_lo, &acc8); }
         }
+    }
+    if (ROW_SUMS && wg.x == 0u) {
+        store_row_sum(m0 + lane, rs0);
+        if (groups > 1u) { store_row_sum(m0 + lane + 8u, rs1); }
+        if (groups > 2u) { store_row_sum(m0 + lane + 16u, rs2); }
+        if (groups > 3u) { store_row_sum(m0 + lane + 24u, rs3); }
+        if (groups > 4u) { store_row_sum(m0 + lane + 32u, rs4); }
+        if (groups > 5u) { store_row_sum(m0 + lane + 40u, rs5); }
+        if (groups > 6u) { store_row_sum(m0 + lane + 48u, rs6); }
+        if (groups > 7u) { store_row_sum(m0 + lane + 56u, rs7); }
+        if (groups > 8u) { store_row_sum(m0 + lane + 64u, rs8); }
     }
     var bias_lo = vec4<f32>(0.0);
     var bias_hi = vec4<f32>(0.0);

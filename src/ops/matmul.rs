@@ -133,6 +133,62 @@ pub fn gemm_using(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    gemm_inner(
+        kernel, ctx, c, c_view, a, a_view, b, b_view, bias, shape, None,
+    )
+}
+
+/// A single product on `gemm_lanes` that also adds each row's sum of A over k into `row_sums (M)`
+/// (`ROW_SUMS` of `shaders/matmul_lanes.wgsl`): a linear layer's bias gradient from its weight-gradient product.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_lanes_with_row_sums(
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    c_view: MatView,
+    a: &GpuSlice,
+    a_view: MatView,
+    b: &GpuSlice,
+    b_view: MatView,
+    shape: GemmShape,
+    row_sums: &GpuSlice,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "matmul::gemm_lanes_with_row_sums";
+    if shape.batch != 1 {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!("row sums take one product, not a batch of {}", shape.batch),
+        });
+    }
+    need(K, "row_sums", row_sums, shape.m as u64)?;
+    gemm_inner(
+        GemmKernel::Lanes,
+        ctx,
+        c,
+        c_view,
+        a,
+        a_view,
+        b,
+        b_view,
+        None,
+        shape,
+        Some(row_sums),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_inner(
+    kernel: GemmKernel,
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    c_view: MatView,
+    a: &GpuSlice,
+    a_view: MatView,
+    b: &GpuSlice,
+    b_view: MatView,
+    bias: Option<&GpuSlice>,
+    shape: GemmShape,
+    row_sums: Option<&GpuSlice>,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "matmul::gemm";
     let GemmShape {
         m,
@@ -230,7 +286,17 @@ pub fn gemm_using(
     }
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
     let c4 = vec4_view(ctx, c);
-    let args = [c, a, b, bias_slice, &u, &a4, &b4, &c4];
+    let args = [
+        c,
+        a,
+        b,
+        bias_slice,
+        &u,
+        &a4,
+        &b4,
+        &c4,
+        row_sums.unwrap_or(c),
+    ];
     let constants: Vec<(&str, f64)> = match kernel {
         GemmKernel::Direct => {
             let (tile_n, tile_m) = kernel.tile_for(m, n);
@@ -243,6 +309,7 @@ pub fn gemm_using(
             ("WIDE_EDGE", lanes_wide_edge(m, n) as u32 as f64),
             ("C_VEC4", c_vec4(&c_view, n) as u32 as f64),
             ("TILE_ROWS", lanes_tile_rows(m, n, batch) as f64),
+            ("ROW_SUMS", row_sums.is_some() as u32 as f64),
         ],
         _ => Vec::new(),
     };
@@ -374,7 +441,8 @@ pub fn linear_forward(
     )
 }
 
-/// Backward of [`linear_forward`]: `dX (=|+=) dY · W`, `dW += dYᵀ · X`, `db += Σ_rows dY`.
+/// Backward of [`linear_forward`]: `dX (=|+=) dY · W`, `dW += dYᵀ · X`, `db += Σ_rows dY` (on `gemm_lanes` in
+/// the same launch as dW).
 /// `dx` is written (or accumulated when `accumulate_dx`); parameter gradients always accumulate.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward(
@@ -412,19 +480,26 @@ pub fn linear_backward(
         accumulate: true,
         ..GemmShape::new(n, k, m)
     };
-    out.extend(gemm(
-        ctx,
-        dw,
+    let (dw_view, dyt_view, x_view) = (
         MatView::row_major(n, k),
-        dy,
         MatView::transposed(n, m),
-        x,
         MatView::row_major(m, k),
-        None,
-        shape,
-    )?);
-    if let Some(db) = db {
-        out.extend(reduce::col_sum(ctx, db, dy, m, n, true)?);
+    );
+    // On gemm_lanes the bias gradient Σ_rows dY comes with dW = dYᵀ·X (the rows of dYᵀ summed over k).
+    match db {
+        Some(db) if GemmKernel::for_shape(ctx, n, k, m, 1) == GemmKernel::Lanes => {
+            out.extend(gemm_lanes_with_row_sums(
+                ctx, dw, dw_view, dy, dyt_view, x, x_view, shape, db,
+            )?);
+        }
+        _ => {
+            out.extend(gemm(
+                ctx, dw, dw_view, dy, dyt_view, x, x_view, None, shape,
+            )?);
+            if let Some(db) = db {
+                out.extend(reduce::col_sum(ctx, db, dy, m, n, true)?);
+            }
+        }
     }
     Ok(out)
 }

@@ -527,3 +527,82 @@ fn lanes_shorter_row_tiles_below_one_tile_per_core() {
         }
     }
 }
+
+#[test]
+fn lanes_row_sums_every_layout() {
+    // gemm_lanes with ROW_SUMS (a linear layer's bias gradient from its weight-gradient product): C as without
+    // it, plus Σ_k A[m, k] added to the row sums, on full and edge tiles, wide edges, short row tiles, the
+    // 32-column path and an odd k (the single-k tail of the k-pair loop).
+    if !GemmKernel::Lanes.runs_on(ctx()) {
+        return;
+    }
+    let mut rng = Rng::new(13);
+    for &(m, n, k) in &[
+        (96u32, 32u32, 544u32),
+        (65, 65, 64),
+        (30, 30, 300),
+        (17, 5, 99),
+        (200, 64, 3),
+        (131, 257, 45),
+    ] {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (a_view, b_view) = operand_views(m, n, k, ta, tb);
+            let c_view = MatView::row_major(m, n);
+            let shape = GemmShape {
+                accumulate: true,
+                ..GemmShape::new(m, n, k)
+            };
+            let a = rng.vec((m * k) as usize, 1.0);
+            let b = rng.vec((k * n) as usize, 1.0);
+            let c0 = rng.vec((m * n) as usize, 1.0);
+            let s0 = rng.vec(m as usize, 1.0);
+            let (c, sums) = (with(&c0), with(&s0));
+            run(matmul::gemm_lanes_with_row_sums(
+                ctx(),
+                &c,
+                c_view,
+                &up(&a),
+                a_view,
+                &up(&b),
+                b_view,
+                shape,
+                &sums,
+            )
+            .unwrap());
+            let (fa, mut want) = (f64s(&a), f64s(&c0));
+            cpu::matmul::gemm(
+                &mut want,
+                c_view,
+                &fa,
+                a_view,
+                &f64s(&b),
+                b_view,
+                None,
+                shape,
+            );
+            let what = format!("{m}x{n}x{k} transposed A {ta} B {tb}");
+            assert_close(
+                &format!("C {what}"),
+                &read(&c),
+                &want,
+                1e-6 * k as f64,
+                1e-5,
+            );
+            let want_sums: Vec<f64> = (0..m)
+                .map(|r| {
+                    s0[r as usize] as f64
+                        + (0..k)
+                            .map(|j| fa[(a_view.off + r * a_view.rs + j * a_view.cs) as usize])
+                            .sum::<f64>()
+                })
+                .collect();
+            assert_close(
+                &format!("row sums {what}"),
+                &read(&sums),
+                &want_sums,
+                1e-6 * k as f64,
+                1e-5,
+            );
+        }
+    }
+}
