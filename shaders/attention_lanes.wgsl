@@ -20,9 +20,10 @@
 // (vec4), the rows reach every lane through subgroup broadcasts, so each lane holds 8 rows x its 4 or 8 keys of
 // the scores (`Scores`) with no workgroup memory and no barrier; softmax rows are reduced with subgroupMax / subgroupAdd; the product with C gives lane
 // l the output dimensions 4l..4l+3 of the 8 rows, each key's weights broadcast from the lane that holds them.
-// Measured on llvmpipe (2 cores, `bench train --preset micro --batch 32 --profile`, launches timed alone): the
-// attention of a micro step 9.3 ms composed (six gemm_direct products, two softmax launches per block) against
-// 4.2 ms here (one launch each way, about 0.5 ms each, plus dV and dK as gemm_direct products).
+// Measured on llvmpipe (2 cores, `bench train --preset micro --batch 32 --steps 10 --profile`, launches timed
+// alone, the binaries before and after run back to back): a micro step's attention core (six gemm_direct products
+// and two softmax launches per block) 6.5 and 9.3 ms in two runs; with the forward and dS / dQ launches here
+// (dV and dK still products) 4.0 ms; with attention_backward_kv_lanes too 3.1 ms.
 
 struct AttentionLanesParams {
     batch: u32,
@@ -356,16 +357,15 @@ fn view_b(it: Item) -> vec2<u32> {
 }
 
 // The transpose of P (`from_ds` false) or dS at this workgroup's 8 keys: row r = key 8g + r, column i = query
-// l + 8j in lane l, as `Scores`; queries past T give zeros, keys past T the last key (never stored).
+// l + 8j in lane l, as `Scores` (up to 32 tokens: the launcher takes this entry only there, so `hi` stays zero);
+// queries past T give zeros, keys past T the last key (never stored).
 fn transposed_weights(it: Item, lane: u32, from_ds: bool) -> Scores {
     let last = p.tokens - 1u;
     let k0 = it.g * 8u;
     let keys_lo = min(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last));
     let keys_hi = min(vec4<u32>(k0) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last));
-    var w_lo: Rows;
-    var w_hi: Rows;
-    let blocks = select(4u, 8u, WIDE && p.tokens > 32u);
-    for (var j = 0u; j < blocks; j++) {
+    var w: Rows;
+    for (var j = 0u; j < 4u; j++) {
         if (j * 8u >= p.tokens) {
             break;
         }
@@ -388,17 +388,11 @@ fn transposed_weights(it: Item, lane: u32, from_ds: bool) -> Scores {
             x_lo = vec4<f32>(0.0);
             x_hi = vec4<f32>(0.0);
         }
-        // Column i of rows 0..7: component j % 4 of w_lo[r] (j < 4) or w_hi[r].
-        let jj = j % 4u;
-        if (j < 4u) {
-            w_lo[0][jj] = x_lo.x; w_lo[1][jj] = x_lo.y; w_lo[2][jj] = x_lo.z; w_lo[3][jj] = x_lo.w;
-            w_lo[4][jj] = x_hi.x; w_lo[5][jj] = x_hi.y; w_lo[6][jj] = x_hi.z; w_lo[7][jj] = x_hi.w;
-        } else {
-            w_hi[0][jj] = x_lo.x; w_hi[1][jj] = x_lo.y; w_hi[2][jj] = x_lo.z; w_hi[3][jj] = x_lo.w;
-            w_hi[4][jj] = x_hi.x; w_hi[5][jj] = x_hi.y; w_hi[6][jj] = x_hi.z; w_hi[7][jj] = x_hi.w;
-        }
+        // Column i of rows 0..7: component j of w[r].
+        w[0][j] = x_lo.x; w[1][j] = x_lo.y; w[2][j] = x_lo.z; w[3][j] = x_lo.w;
+        w[4][j] = x_hi.x; w[5][j] = x_hi.y; w[6][j] = x_hi.z; w[7][j] = x_hi.w;
     }
-    return Scores(w_lo, w_hi);
+    return Scores(w, Rows());
 }
 
 @compute @workgroup_size(8, 1, 1)

@@ -62,14 +62,8 @@ impl HeadView {
 
     /// One past the largest element index this view touches for `shape` (0 when it has no element).
     pub fn extent(&self, shape: AttentionShape) -> u64 {
-        if shape.batch == 0 || shape.heads == 0 || shape.tokens == 0 || shape.head_dim == 0 {
-            return 0;
-        }
-        self.off as u64
-            + (shape.batch as u64 - 1) * self.batch_stride as u64
-            + (shape.heads as u64 - 1) * self.head_stride as u64
-            + (shape.tokens as u64 - 1) * self.row_stride as u64
-            + shape.head_dim as u64
+        self.mat()
+            .extent(shape.tokens, shape.head_dim, shape.batch, shape.heads)
     }
 
     /// The (T, D) matrix of each (batch, head) as a gemm operand (batch outer, head inner).
@@ -491,43 +485,9 @@ pub fn attention_backward_using(
             need(K, what, s, view.extent(shape))?;
         }
     }
-    // Lanes: dS and dQ in one launch, then dV and dK in another up to 32 tokens (past that, reading Pᵀ and dSᵀ
-    // a key at a time costs more than two products: mini's 50 tokens 2.8 ms a launch against 2.3 ms for its
-    // two gemm_lanes products, single-threaded llvmpipe). Composed: dP = dO · Vᵀ ; dV = Pᵀ · dO.
-    let kv_lanes = lanes && t <= attention_lanes::KV_MAX_TOKENS;
-    let mut out = if lanes {
-        let mut out = attention_lanes::backward_ds_dq(ctx, dq, ds, dout, p, k, v, shape)?;
-        if kv_lanes {
-            out.extend(attention_lanes::backward_kv(
-                ctx, dk, dv, dout, q, p, ds, shape,
-            )?);
-        } else {
-            out.extend(gemm(
-                ctx,
-                dv.0,
-                dv.1.mat(),
-                p,
-                sv_t,
-                dout.0,
-                dout.1.mat(),
-                None,
-                shape.gemm(t, d, t, 1.0),
-            )?);
-        }
-        out
-    } else {
-        let mut out = gemm(
-            ctx,
-            dp,
-            sv,
-            dout.0,
-            dout.1.mat(),
-            v.0,
-            v.1.mat_t(),
-            None,
-            shape.gemm(t, t, d, 1.0),
-        )?;
-        out.extend(gemm(
+    // dV = Pᵀ · dO and dK = scale · dSᵀ · Q as products (composed, and lanes past 32 tokens).
+    let dv_product = || {
+        gemm(
             ctx,
             dv.0,
             dv.1.mat(),
@@ -537,26 +497,52 @@ pub fn attention_backward_using(
             dout.1.mat(),
             None,
             shape.gemm(t, d, t, 1.0),
-        )?);
-        out
+        )
     };
-    // dS = softmax backward
-    let rows = fits_u32(
-        "attention::attention_backward",
-        shape.batch as u64 * shape.heads as u64 * t as u64,
-    )?;
-    if !lanes {
+    let dk_product = || {
+        gemm(
+            ctx,
+            dk.0,
+            dk.1.mat(),
+            ds,
+            sv_t,
+            q.0,
+            q.1.mat(),
+            None,
+            shape.gemm(t, d, t, shape.scale),
+        )
+    };
+    let mut out = Vec::new();
+    if lanes {
+        // dS and dQ in one launch; then dV and dK in one more up to 32 tokens (past that, reading Pᵀ and dSᵀ a
+        // key at a time costs more than two products: mini's 50 tokens 2.8 ms a launch against 2.3 ms for its
+        // two gemm_lanes products, single-threaded llvmpipe).
+        out.extend(attention_lanes::backward_ds_dq(
+            ctx, dq, ds, dout, p, k, v, shape,
+        )?);
+        if t <= attention_lanes::KV_MAX_TOKENS {
+            out.extend(attention_lanes::backward_kv(
+                ctx, dk, dv, dout, q, p, ds, shape,
+            )?);
+        } else {
+            out.extend(dv_product()?);
+            out.extend(dk_product()?);
+        }
+    } else {
+        // dP = dO · Vᵀ ; dS = softmax backward ; dQ = scale · dS · K
+        out.extend(gemm(
+            ctx,
+            dp,
+            sv,
+            dout.0,
+            dout.1.mat(),
+            v.0,
+            v.1.mat_t(),
+            None,
+            shape.gemm(t, t, d, 1.0),
+        )?);
+        let rows = fits_u32(K, shape.batch as u64 * shape.heads as u64 * t as u64)?;
         out.extend(softmax_backward(ctx, ds, p, dp, rows, t)?);
-    }
-    if let Some(db) = dbias {
-        let hw = fits_u32(
-            "attention::attention_backward",
-            shape.heads as u64 * t as u64 * t as u64,
-        )?;
-        out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
-    }
-    // dQ = scale · dS · K (composed; lanes wrote it) ; dK = scale · dSᵀ · Q (unless lanes wrote it)
-    if !lanes {
         out.extend(gemm(
             ctx,
             dq.0,
@@ -568,19 +554,12 @@ pub fn attention_backward_using(
             None,
             shape.gemm(t, d, t, shape.scale),
         )?);
+        out.extend(dv_product()?);
+        out.extend(dk_product()?);
     }
-    if !kv_lanes {
-        out.extend(gemm(
-            ctx,
-            dk.0,
-            dk.1.mat(),
-            ds,
-            sv_t,
-            q.0,
-            q.1.mat(),
-            None,
-            shape.gemm(t, d, t, shape.scale),
-        )?);
+    if let Some(db) = dbias {
+        let hw = fits_u32(K, shape.heads as u64 * t as u64 * t as u64)?;
+        out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
     }
     Ok(out)
 }

@@ -119,6 +119,34 @@ fn grid(shape: AttentionShape) -> Result<[u32; 3], GpuError> {
     Ok(workgroup_grid(items))
 }
 
+/// One launch of `entry` with the operand views A, B, C, O in its parameters: bindings 1-3 `reads` and 4 and
+/// 9 `writes` as vec4s (O, and dK for the kv entry; an entry that writes one output gets it twice), 5-8
+/// `squares` (P written, bias, P read, dS), each as the entry uses it.
+#[allow(clippy::too_many_arguments)]
+fn launch_entry(
+    ctx: &GpuContext,
+    entry: &str,
+    shape: AttentionShape,
+    bias: bool,
+    views: [HeadView; 4],
+    reads: [&GpuSlice; 3],
+    writes: [&GpuSlice; 2],
+    squares: [&GpuSlice; 4],
+) -> Result<Vec<Dispatch>, GpuError> {
+    let u = GpuSlice::uniform(ctx, "AttentionLanesParams", &params(shape, bias, views)?);
+    let [r1, r2, r3] = reads.map(|s| vec4_view(ctx, s));
+    let [w4, w9] = writes.map(|s| vec4_view(ctx, s));
+    let [s5, s6, s7, s8] = squares;
+    Ok(vec![launch_with(
+        ctx,
+        "attention_lanes",
+        entry,
+        &constants(shape),
+        &[&u, &r1, &r2, &r3, &w4, s5, s6, s7, s8, &w9],
+        grid(shape)?,
+    )?])
+}
+
 /// `P = softmax(scale · Q·Kᵀ + bias)`, `O = P·V` in one launch (the caller checked [`AttentionKernel::fits`]
 /// and the buffer lengths).
 #[allow(clippy::too_many_arguments)]
@@ -132,27 +160,18 @@ pub(super) fn forward(
     bias: Option<&GpuSlice>,
     shape: AttentionShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let u = GpuSlice::uniform(
-        ctx,
-        "AttentionLanesParams",
-        &params(shape, bias.is_some(), [q.1, k.1, v.1, o.1])?,
-    );
-    let (q4, k4, v4, o4) = (
-        vec4_view(ctx, q.0),
-        vec4_view(ctx, k.0),
-        vec4_view(ctx, v.0),
-        vec4_view(ctx, o.0),
-    );
     // Without a bias the shader reads none; binding 6 takes a buffer already bound read-only.
     let b = bias.unwrap_or(q.0);
-    Ok(vec![launch_with(
+    launch_entry(
         ctx,
-        "attention_lanes",
         "attention_forward_lanes",
-        &constants(shape),
-        &[&u, &q4, &k4, &v4, &o4, p, b, p, p, &o4],
-        grid(shape)?,
-    )?])
+        shape,
+        bias.is_some(),
+        [q.1, k.1, v.1, o.1],
+        [q.0, k.0, v.0],
+        [o.0, o.0],
+        [p, b, p, p],
+    )
 }
 
 /// `dS = P · (dP − Σ P·dP)` with `dP = dO·Vᵀ` (written to `ds`), `dQ = scale · dS·K`, in one launch.
@@ -167,25 +186,16 @@ pub(super) fn backward_ds_dq(
     v: (&GpuSlice, HeadView),
     shape: AttentionShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let u = GpuSlice::uniform(
+    launch_entry(
         ctx,
-        "AttentionLanesParams",
-        &params(shape, false, [dout.1, v.1, k.1, dq.1])?,
-    );
-    let (do4, v4, k4, dq4) = (
-        vec4_view(ctx, dout.0),
-        vec4_view(ctx, v.0),
-        vec4_view(ctx, k.0),
-        vec4_view(ctx, dq.0),
-    );
-    Ok(vec![launch_with(
-        ctx,
-        "attention_lanes",
         "attention_backward_lanes",
-        &constants(shape),
-        &[&u, &do4, &v4, &k4, &dq4, ds, p, p, ds, &dq4],
-        grid(shape)?,
-    )?])
+        shape,
+        false,
+        [dout.1, v.1, k.1, dq.1],
+        [dout.0, v.0, k.0],
+        [dq.0, dq.0],
+        [ds, p, p, ds],
+    )
 }
 
 /// The longest sequence whose dV and dK take one launch ([`backward_kv`]); longer ones take two products.
@@ -211,23 +221,15 @@ pub(super) fn backward_kv(
             message: format!("takes at most {KV_MAX_TOKENS} tokens; got {}", shape.tokens),
         });
     }
-    let u = GpuSlice::uniform(
+    // C's view places dV (written through binding 4); this entry never reads binding 3 (it sums dO and Q).
+    launch_entry(
         ctx,
-        "AttentionLanesParams",
-        &params(shape, false, [dout.1, q.1, dv.1, dk.1])?,
-    );
-    let (do4, q4, dv4, dk4) = (
-        vec4_view(ctx, dout.0),
-        vec4_view(ctx, q.0),
-        vec4_view(ctx, dv.0),
-        vec4_view(ctx, dk.0),
-    );
-    Ok(vec![launch_with(
-        ctx,
-        "attention_lanes",
         "attention_backward_kv_lanes",
-        &constants(shape),
-        &[&u, &do4, &q4, &q4, &dv4, p, p, p, ds, &dk4],
-        grid(shape)?,
-    )?])
+        shape,
+        false,
+        [dout.1, q.1, dv.1, dk.1],
+        [dout.0, q.0, q.0],
+        [dv.0, dk.0],
+        [p, p, p, ds],
+    )
 }
