@@ -164,6 +164,9 @@ fn the_cpu_default_learns_to_predict_masked_tokens() {
         .results
         .as_ref()
         .map_or(0, |r| r.generation);
+    // The weights stopped changing with pretraining, so the inspector may already hold the final model's
+    // results; new samples ask it for fresh ones, as a user would.
+    h.get_by_label("Reshuffle samples").click();
     run_until(&mut h, "fresh inspector results", |a| {
         results_ready(a)
             && a.inspector
