@@ -4,12 +4,17 @@
 // weight-decay flag; the gradient is first scaled by the global clip factor min(1, max_norm / (‖g‖ + 1e-6))
 // read from the device (the norm is computed on the GPU in the same step).
 //
+// Loss-scaled (flag bit 1, mixed precision): grad_sumsq is the loss scaler's state (see precision.wgsl): the
+// gradients were computed times the scale state[3], so they and their norm are divided by it; when their Σ g²
+// state[0] is not finite the update is skipped (weights and moments untouched), and the bias corrections come
+// from the updates applied so far, state[5] + 1, not from the step number.
+//
 // adamw_step4 does the same four elements per invocation through vec4 views (every tensor starting at a
 // multiple of 4 and the total a multiple of 4): on llvmpipe every storage access is a loop over the lanes, and
 // four elements per access made the step 2x faster there.
 //
 // Shapes: param, grad, m, v (total) flat; work (groups, 2) u32 = (tensor index, first element) per workgroup
-// of 256 elements; tensors (count) of TensorInfo; grad_sumsq (1) = Σ g².
+// of 256 elements; tensors (count) of TensorInfo; grad_sumsq (1) = Σ g², or (6) the loss scaler's state.
 
 struct TensorInfo {
     end: u32,
@@ -26,7 +31,7 @@ struct AdamWParams {
     bias_correction1: f32,
     bias_correction2: f32,
     max_grad_norm: f32,
-    // bit 0: clip by the global gradient norm.
+    // bit 0: clip by the global gradient norm; bit 1: loss-scaled gradients (see above).
     flags: u32,
     work_items: u32,
     // 1 − β1 and 1 − β2 computed in double precision on the CPU (as PyTorch does with Python floats).
@@ -48,13 +53,41 @@ struct AdamWParams {
 @group(0) @binding(10) var<storage, read_write> v4: array<vec4<f32>>;    // v, 4 at a time
 @group(0) @binding(11) var<storage, read> grad4: array<vec4<f32>>;       // grad, 4 at a time
 
-// The global clip factor min(1, max_norm / (‖g‖ + 1e-6)), or 1 without clipping.
-fn clip_factor() -> f32 {
+fn loss_scaled() -> bool {
+    return (p.flags & 2u) != 0u;
+}
+
+// 1 / the loss scale the gradients carry (1 without loss scaling).
+fn inv_scale() -> f32 {
+    if (loss_scaled()) {
+        return 1.0 / grad_sumsq[3];
+    }
+    return 1.0;
+}
+
+// Whether this step's update is skipped: loss-scaled gradients that overflowed.
+fn skipped() -> bool {
+    return loss_scaled() && (bitcast<u32>(grad_sumsq[0]) & 0x7f800000u) == 0x7f800000u;
+}
+
+// What multiplies each stored gradient: 1 / scale times the global clip factor min(1, max_norm / (‖g‖ + 1e-6))
+// of the unscaled gradient.
+fn grad_factor() -> f32 {
+    let inv = inv_scale();
     var clip = 1.0;
     if ((p.flags & 1u) != 0u) {
-        clip = min(1.0, p.max_grad_norm / (sqrt(grad_sumsq[0]) + 1e-6));
+        clip = min(1.0, p.max_grad_norm / (sqrt(grad_sumsq[0]) * inv + 1e-6));
     }
-    return clip;
+    return inv * clip;
+}
+
+// (1 − β1^t, 1 − β2^t): the host's values, or from the applied updates when loss-scaled.
+fn bias_corrections() -> vec2<f32> {
+    if (loss_scaled()) {
+        let t = grad_sumsq[5] + 1.0;
+        return vec2<f32>(1.0 - pow(p.beta1, t), 1.0 - pow(p.beta2, t));
+    }
+    return vec2<f32>(p.bias_correction1, p.bias_correction2);
 }
 
 @compute @workgroup_size(256)
@@ -67,16 +100,17 @@ fn adamw_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let item = work[w];
     let info = tensors[item.x];
     let i = item.y + li;
-    if (i >= info.end) {
+    if (i >= info.end || skipped()) {
         return;
     }
-    let g = grad[i] * clip_factor();
+    let g = grad[i] * grad_factor();
+    let bc = bias_corrections();
     let lr = p.lr * info.lr_mult;
     var x = param[i] * (1.0 - lr * info.weight_decay);
     let mi = m[i] + p.one_minus_beta1 * (g - m[i]);
     let vi = p.beta2 * v[i] + p.one_minus_beta2 * g * g;
-    let denom = sqrt(vi) / sqrt(p.bias_correction2) + p.eps;
-    x = x - (lr / p.bias_correction1) * (mi / denom);
+    let denom = sqrt(vi) / sqrt(bc.y) + p.eps;
+    x = x - (lr / bc.x) * (mi / denom);
     m[i] = mi;
     v[i] = vi;
     param[i] = x;
@@ -95,17 +129,18 @@ fn adamw_step4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let info = tensors[item.x];
     let q = item.y / 4u + li;
     let i = 4u * q;
-    if (i >= info.end) {
+    if (i >= info.end || skipped()) {
         return;
     }
-    let g = grad4[q] * clip_factor();
+    let g = grad4[q] * grad_factor();
+    let bc = bias_corrections();
     let lr = p.lr * info.lr_mult;
     let m_old = m4[q];
     var x = param4[q] * (1.0 - lr * info.weight_decay);
     let mi = m_old + p.one_minus_beta1 * (g - m_old);
     let vi = p.beta2 * v4[q] + p.one_minus_beta2 * g * g;
-    let denom = sqrt(vi) / sqrt(p.bias_correction2) + p.eps;
-    x = x - (lr / p.bias_correction1) * (mi / denom);
+    let denom = sqrt(vi) / sqrt(bc.y) + p.eps;
+    x = x - (lr / bc.x) * (mi / denom);
     if (i + 3u < info.end) {
         m4[q] = mi;
         v4[q] = vi;

@@ -15,6 +15,7 @@ pub mod layernorm;
 pub mod matmul;
 pub mod patches;
 pub mod pixel_loss;
+pub mod precision;
 pub mod reduce;
 pub mod spatial;
 pub mod tokens;

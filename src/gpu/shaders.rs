@@ -32,6 +32,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("spatial", include_str!("../../shaders/spatial.wgsl")),
     ("groupnorm", include_str!("../../shaders/groupnorm.wgsl")),
     ("pixel_loss", include_str!("../../shaders/pixel_loss.wgsl")),
+    ("precision", include_str!("../../shaders/precision.wgsl")),
 ];
 
 /// (name, source) of the render shaders the app draws with (not compute kernels).

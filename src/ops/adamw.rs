@@ -62,6 +62,9 @@ pub struct AdamWPlan {
     pub work_items: u32,
     /// Every tensor starts at a multiple of 4 elements, so `adamw_step4` can update them four at a time.
     pub quads: bool,
+    /// The gradients carry a dynamic loss scale and `grad_sumsq` is the loss scaler's state (flag bit 1 of
+    /// `shaders/adamw.wgsl`: unscale, skip an overflowed step, bias corrections from the updates applied).
+    pub loss_scaled: bool,
 }
 
 impl AdamWPlan {
@@ -111,21 +114,22 @@ impl AdamWPlan {
             ),
             work_items,
             quads: layout.entries.iter().all(|e| e.offset.is_multiple_of(4)),
+            loss_scaled: false,
         })
     }
 
     /// Write this step's hyper-parameters (ordered before the next submit; no new buffers).
     pub fn set_step(&self, ctx: &GpuContext, hp: &AdamWStep) {
-        ctx.queue.write_buffer(
-            &self.hyper.buffer,
-            0,
-            bytemuck::bytes_of(&hp.params(self.work_items)),
-        );
+        let mut params = hp.params(self.work_items);
+        params.flags |= (self.loss_scaled as u32) << 1;
+        ctx.queue
+            .write_buffer(&self.hyper.buffer, 0, bytemuck::bytes_of(&params));
     }
 }
 
 /// The AdamW dispatch, in place on `param`, `m`, `v` from `grad` (all laid out like the plan's layout), using
-/// the hyper-parameters last given to [`AdamWPlan::set_step`]. `grad_sumsq (1)` holds Σ g² for the clip.
+/// the hyper-parameters last given to [`AdamWPlan::set_step`]. `grad_sumsq (1)` holds Σ g² for the clip, or,
+/// for a loss-scaled plan, is the loss scaler's state (6).
 pub fn adamw_step(
     ctx: &GpuContext,
     param: &GpuSlice,
@@ -139,7 +143,12 @@ pub fn adamw_step(
     for (what, s) in [("m", m), ("v", v), ("grad", grad)] {
         need(K, what, s, param.len)?;
     }
-    need(K, "grad_sumsq", grad_sumsq, 1)?;
+    let state_len = if plan.loss_scaled {
+        crate::cpu::precision::state::LEN as u64
+    } else {
+        1
+    };
+    need(K, "grad_sumsq", grad_sumsq, state_len)?;
     if plan.work_items == 0 {
         return Ok(Vec::new());
     }

@@ -17,6 +17,7 @@ pub mod layernorm;
 pub mod matmul;
 pub mod patches;
 pub mod pixel_loss;
+pub mod precision;
 pub mod reduce;
 pub mod spatial;
 pub mod tokens;
@@ -81,6 +82,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<spatial::SpatialParams>(),
         row::<pixel_loss::PixelLossParams>(),
         row::<groupnorm::GroupNormParams>(),
+        row::<precision::PrecisionParams>(),
     ]
 }
 

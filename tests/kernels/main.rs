@@ -17,6 +17,7 @@ mod layernorm;
 mod matmul;
 mod patches;
 mod pixel_loss;
+mod precision;
 mod readback;
 mod reduce;
 mod spatial;
