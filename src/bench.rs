@@ -628,7 +628,7 @@ pub struct TrainBench {
     pub achieved_gflops: f64,
     /// Kernel launches in one training step (all in one compute pass, one submit).
     pub dispatches_per_step: usize,
-    /// The arithmetic that ran: "f32".
+    /// The arithmetic that ran after any fallback: "f32" or "mixed".
     pub precision: String,
     pub adapter: String,
     /// With `profile`: per kernel entry point, launches per step and milliseconds per step, slowest first.
@@ -691,7 +691,8 @@ pub fn forward_flops(cfg: &crate::model::BeitConfig, masked: f64) -> f64 {
 
 /// Time full MIM pretraining steps (forward, masked cross-entropy, backward, clip, AdamW) on random data;
 /// each step submitted and waited for alone, median over `steps` after two warm-up steps. With `profile`,
-/// every launch of a step is then also timed alone and summed per kernel.
+/// every launch of a step is then also timed alone and summed per kernel. `mixed`: mixed precision with these
+/// products (loss scaling and its update included).
 pub fn bench_train(
     ctx: &GpuContext,
     cfg: &crate::model::BeitConfig,
@@ -699,6 +700,7 @@ pub fn bench_train(
     batch: u32,
     steps: u32,
     profile: bool,
+    mixed: Option<crate::ops::precision::ProductInputs>,
 ) -> Result<TrainBench, crate::model::ModelError> {
     use crate::data::masking::BlockMasking;
     use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows};
@@ -717,17 +719,22 @@ pub fn bench_train(
             drop_path_seed: Some(1),
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            mixed,
         },
     )?;
     let groups = model
         .table
         .optimizer_groups(0.05, 1.0, cfg.num_hidden_layers);
-    let plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
+    let mut plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
+    plan.loss_scaled = graph.loss_scaler.is_some();
     let (m, v) = (
         crate::gpu::FlatBuffer::new(ctx, "m", model.table.layout.clone()),
         crate::gpu::FlatBuffer::new(ctx, "v", model.table.layout.clone()),
     );
-    let sumsq = GpuSlice::new(ctx, "sumsq", 1);
+    let sumsq = match &graph.loss_scaler {
+        Some(s) => s.state.clone(),
+        None => GpuSlice::new(ctx, "sumsq", 1),
+    };
     let mut work = graph.forward.clone();
     work.extend(graph.backward.iter().cloned());
     work.extend(reduce::sum_squares(
@@ -746,6 +753,9 @@ pub fn bench_train(
         &sumsq,
         &plan,
     )?);
+    if let Some(s) = &graph.loss_scaler {
+        work.extend(crate::ops::precision::update_loss_scale(ctx, s)?);
+    }
     let held = crate::gpu::allocated_bytes() - before;
     let mut rng = crate::rng::Rng::new(5);
     let per = (cfg.num_channels * cfg.image_size * cfg.image_size) as usize;
@@ -802,7 +812,7 @@ pub fn bench_train(
         gflop_per_step: gflop,
         achieved_gflops: gflop / median,
         dispatches_per_step: work.len(),
-        precision: "f32".into(),
+        precision: if mixed.is_some() { "mixed" } else { "f32" }.into(),
         adapter: ctx.adapter_info.name.clone(),
         profile,
     })

@@ -143,6 +143,7 @@ pub fn soak(
         out: None,
         resume: None,
         stop_after: None,
+        mixed: None,
     };
     let every = (steps / 20).max(1);
     let warmup = warmup.min(steps);

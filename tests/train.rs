@@ -59,6 +59,7 @@ fn pretrain_opts(steps: u32, lr: f32, out: Option<std::path::PathBuf>) -> Pretra
         out,
         resume: None,
         stop_after: None,
+        mixed: None,
     }
 }
 
@@ -163,6 +164,7 @@ fn fine_tuning_lowers_the_loss_and_evaluation_counts_every_image() {
         checkpoint_every: 0,
         resume: None,
         stop_after: None,
+        mixed: None,
     };
     let mut losses = Vec::new();
     finetune(ctx(), &model, &d, &opts, |m| losses.push(m.loss)).unwrap();
@@ -227,9 +229,60 @@ fn resuming_a_run_equals_the_uninterrupted_run() {
 }
 
 #[test]
+fn resuming_a_mixed_precision_run_equals_the_uninterrupted_run() {
+    // The loss scale and its count of good steps travel with the checkpoint: the resumed run scales, skips
+    // and bias-corrects exactly as the uninterrupted one.
+    let d = data(64);
+    let tk = VisualTokenizer::Patch(micro_tokenizer(&d));
+    let mut cfg = BeitConfig::preset("micro").unwrap();
+    cfg.vocab_size = 64;
+    let mixed = Some(beitlab::ops::precision::ProductInputs::F16Emulated);
+    let a = BeitModel::new_random(ctx(), &cfg, 8).unwrap();
+    let mut uninterrupted = Vec::new();
+    let whole = PretrainOptions {
+        mixed,
+        ..pretrain_opts(6, 2e-3, None)
+    };
+    pretrain(ctx(), &a, Some(&tk), &d, &whole, |m| {
+        uninterrupted.push((m.step, m.loss, m.loss_scale, m.skipped))
+    })
+    .unwrap();
+    assert!(
+        uninterrupted.iter().all(|s| s.2 > 0.0 && !s.3),
+        "{uninterrupted:?}"
+    );
+    let dir = tmp("resume-mixed").join("checkpoint");
+    let b = BeitModel::new_random(ctx(), &cfg, 8).unwrap();
+    let first = PretrainOptions {
+        stop_after: Some(3),
+        mixed,
+        ..pretrain_opts(6, 2e-3, Some(dir.clone()))
+    };
+    pretrain(ctx(), &b, Some(&tk), &d, &first, |_| {}).unwrap();
+    let resumed = BeitModel::load(ctx(), &dir, None).unwrap();
+    let mut later = Vec::new();
+    let second = PretrainOptions {
+        resume: Some(dir.clone()),
+        mixed,
+        ..pretrain_opts(6, 2e-3, Some(dir.clone()))
+    };
+    pretrain(ctx(), &resumed, Some(&tk), &d, &second, |m| {
+        later.push((m.step, m.loss, m.loss_scale, m.skipped))
+    })
+    .unwrap();
+    assert_eq!(later, uninterrupted[3..].to_vec());
+    assert_eq!(
+        resumed.flat(ctx()).unwrap(),
+        a.flat(ctx()).unwrap(),
+        "resumed weights equal the uninterrupted run's"
+    );
+    std::fs::remove_dir_all(dir.parent().unwrap()).ok();
+}
+
+#[test]
 fn bench_train_reports_its_numbers() {
     let cfg = BeitConfig::preset("micro").unwrap();
-    let r = beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1, true).unwrap();
+    let r = beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1, true, None).unwrap();
     assert!(r.images_per_s > 0.0 && r.step_ms_median > 0.0);
     assert_eq!(r.precision, "f32");
     // The profile accounts for every launch of the step, and names the matrix products among them.
@@ -438,6 +491,7 @@ fn resuming_fine_tuning_equals_the_uninterrupted_run() {
         checkpoint_every: 0,
         resume: None,
         stop_after: None,
+        mixed: None,
     };
     let a = BeitModel::new_random(ctx(), &cfg, 1).unwrap();
     finetune(ctx(), &a, &d, &opts(None), |_| {}).unwrap();

@@ -117,6 +117,7 @@ pub fn forward_files(
         drop_path_seed: None,
         label_smoothing: 0.0,
         keep_block_outputs: None,
+        mixed: None,
     };
     let graph = BeitGraph::new(ctx, &cfg, &model.table, &model.params, opts)?;
     graph.write_batch(

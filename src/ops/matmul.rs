@@ -4,6 +4,7 @@
 pub use super::gemm_choice::{
     lanes_tile_rows, lanes_wide_edge, GemmKernel, SplitK, ALL_GEMM_KERNELS,
 };
+use super::precision::ProductInputs;
 use super::{fits_u32, gpu_params, launch_with, need, reduce, vec4_view};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
@@ -424,21 +425,41 @@ pub fn linear_forward(
     n: u32,
     k: u32,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    linear_forward_as(ProductInputs::F32, ctx, y, x, w, b, m, n, k)
+}
+
+/// [`linear_forward`] with the product reading its operands as `inputs` says (f16 for mixed precision).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward_as(
+    inputs: ProductInputs,
+    ctx: &GpuContext,
+    y: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    b: Option<&GpuSlice>,
+    m: u32,
+    n: u32,
+    k: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
     let shape = GemmShape {
         bias: b.is_some(),
         ..GemmShape::new(m, n, k)
     };
-    gemm(
+    let mut out = Vec::new();
+    let x = inputs.operand(ctx, x, m as u64 * k as u64, &mut out)?;
+    let w = inputs.operand(ctx, w, n as u64 * k as u64, &mut out)?;
+    out.extend(gemm(
         ctx,
         y,
         MatView::row_major(m, n),
-        x,
+        &x,
         MatView::row_major(m, k),
-        w,
+        &w,
         MatView::transposed(k, n),
         b,
         shape,
-    )
+    )?);
+    Ok(out)
 }
 
 /// Backward of [`linear_forward`]: `dX (=|+=) dY · W`, `dW += dYᵀ · X`, `db += Σ_rows dY` (on `gemm_lanes` in
@@ -458,8 +479,44 @@ pub fn linear_backward(
     k: u32,
     accumulate_dx: bool,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    linear_backward_as(
+        ProductInputs::F32,
+        ctx,
+        dx,
+        dw,
+        db,
+        dy,
+        x,
+        w,
+        m,
+        n,
+        k,
+        accumulate_dx,
+    )
+}
+
+/// [`linear_backward`] with both products reading their operands as `inputs` says (the bias gradient sums
+/// the same `dY` the products read).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward_as(
+    inputs: ProductInputs,
+    ctx: &GpuContext,
+    dx: Option<&GpuSlice>,
+    dw: &GpuSlice,
+    db: Option<&GpuSlice>,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    m: u32,
+    n: u32,
+    k: u32,
+    accumulate_dx: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     let mut out = Vec::new();
+    let dy = &inputs.operand(ctx, dy, m as u64 * n as u64, &mut out)?;
+    let x = &inputs.operand(ctx, x, m as u64 * k as u64, &mut out)?;
     if let Some(dx) = dx {
+        let w = &inputs.operand(ctx, w, n as u64 * k as u64, &mut out)?;
         let shape = GemmShape {
             accumulate: accumulate_dx,
             ..GemmShape::new(m, k, n)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::fault;
-use crate::gpu::{FlatBuffer, GpuContext};
+use crate::gpu::GpuContext;
 use crate::model::checkpoint::{write_folder, BeitModel};
 use crate::model::ModelError;
 use crate::model::ParamTable;
@@ -66,11 +66,12 @@ pub fn save_run(
     ctx: &GpuContext,
     dir: &Path,
     model: &BeitModel,
-    m: &FlatBuffer,
-    v: &FlatBuffer,
+    runner: &super::runner::StepRunner,
     step: u32,
     rng_state: u64,
 ) -> Result<(), ModelError> {
+    let (m, v) = (&runner.m, &runner.v);
+    let loss_scale = runner.loss_scale_state()?;
     let params = ctx.read_f32(&model.params.whole)?;
     let (adam_m, adam_v) = (ctx.read_f32(&m.whole)?, ctx.read_f32(&v.whole)?);
     for (what, values) in [
@@ -108,6 +109,13 @@ pub fn save_run(
         "rng_state".to_string(),
         HostTensor::i64(vec![1], vec![rng_state as i64]),
     );
+    // Mixed precision: the dynamic loss scale, its run of good steps and the AdamW updates applied.
+    if let Some(ls) = loss_scale {
+        st.insert(
+            "loss_scale_state".to_string(),
+            HostTensor::f32(vec![ls.len()], ls.to_vec()),
+        );
+    }
     tensorfile::write(&tmp.join(STATE_FILE), &st)?;
     std::fs::remove_dir_all(&old).ok();
     if dir.exists() {
@@ -125,6 +133,8 @@ pub struct TrainState {
     pub rng_state: u64,
     pub adam_m: Vec<f32>,
     pub adam_v: Vec<f32>,
+    /// Mixed precision's loss scaler state (see `cpu::precision`), when the run had one.
+    pub loss_scale: Option<[f32; crate::cpu::precision::state::LEN]>,
 }
 
 /// Read `dir/training_state.safetensors`; the moments must match a parameter buffer of `total` values.
@@ -149,11 +159,25 @@ pub fn read_state(dir: &Path, total: u64) -> Result<TrainState, ModelError> {
             adam_m.len()
         )));
     }
+    let loss_scale = match t.get("loss_scale_state") {
+        None => None,
+        Some(ls) => {
+            let v = ls.to_f32();
+            Some(v.as_slice().try_into().map_err(|_| {
+                bad(format!(
+                    "loss_scale_state holds {} values, not {}",
+                    v.len(),
+                    crate::cpu::precision::state::LEN
+                ))
+            })?)
+        }
+    };
     Ok(TrainState {
         step: scalar("step")? as u32,
         rng_state: scalar("rng_state")? as u64,
         adam_m,
         adam_v,
+        loss_scale,
     })
 }
 

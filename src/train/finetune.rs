@@ -134,6 +134,8 @@ pub struct FinetuneOptions {
     pub resume: Option<PathBuf>,
     /// Stop (with a checkpoint) after this step, as an interrupted run would.
     pub stop_after: Option<u32>,
+    /// Mixed precision's products (see `train::precision`); `None` trains in f32.
+    pub mixed: Option<crate::ops::precision::ProductInputs>,
 }
 
 impl FinetuneOptions {
@@ -183,6 +185,7 @@ pub fn finetune(
             drop_path_seed: Some(opts.seed),
             label_smoothing: opts.label_smoothing,
             keep_block_outputs: None,
+            mixed: opts.mixed,
         },
     )?;
     let groups =
@@ -220,13 +223,13 @@ pub fn finetune(
         if let Some(out) = &opts.out {
             if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < last_step {
                 runner.sync(&mut report)?;
-                save_run(ctx, out, model, &runner.m, &runner.v, step, rng_next)?;
+                save_run(ctx, out, model, &runner, step, rng_next)?;
             }
         }
     }
     runner.sync(&mut report)?;
     if let Some(out) = &opts.out {
-        save_run(ctx, out, model, &runner.m, &runner.v, last_step, rng_next)?;
+        save_run(ctx, out, model, &runner, last_step, rng_next)?;
     }
     Ok(())
 }
@@ -260,6 +263,7 @@ pub fn evaluate(
             drop_path_seed: None,
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            mixed: None,
         },
     )?;
     let aug = Augment::beit(cfg.image_size, cfg.num_channels);

@@ -6,6 +6,7 @@ use super::runner::StepRunner;
 use crate::data::augment::Augment;
 use crate::gpu::{GpuContext, GpuSlice};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
+use crate::ops::precision::ProductInputs;
 use crate::ops::vq;
 use crate::tokenizer::{VisualGraph, VisualTokenizer};
 
@@ -26,7 +27,8 @@ pub struct MimStep {
 
 impl MimStep {
     /// The step's graphs and its runner (tokens -> labels -> forward -> backward -> clip + AdamW with
-    /// `weight_decay` on matrices).
+    /// `weight_decay` on matrices), in mixed precision with `mixed`'s products.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &GpuContext,
         model: &BeitModel,
@@ -35,6 +37,7 @@ impl MimStep {
         cap: u32,
         seed: u64,
         weight_decay: f32,
+        mixed: Option<ProductInputs>,
     ) -> Result<(Self, StepRunner), ModelError> {
         let cfg = &model.cfg;
         let graph = BeitGraph::new(
@@ -48,6 +51,7 @@ impl MimStep {
                 drop_path_seed: Some(seed),
                 label_smoothing: 0.0,
                 keep_block_outputs: None,
+                mixed,
             },
         )?;
         if let Some(t) = tokenizer {

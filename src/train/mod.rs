@@ -14,6 +14,7 @@ pub mod linprobe;
 pub mod metrics;
 pub mod mim_step;
 pub mod plot;
+pub mod precision;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pretrain;
 #[cfg(not(target_arch = "wasm32"))]

@@ -44,6 +44,8 @@ pub struct PretrainOptions {
     pub resume: Option<PathBuf>,
     /// Stop (with a checkpoint) after this step, as an interrupted run would.
     pub stop_after: Option<u32>,
+    /// Mixed precision's products (see `train::precision`); `None` trains in f32.
+    pub mixed: Option<crate::ops::precision::ProductInputs>,
 }
 
 impl PretrainOptions {
@@ -144,6 +146,7 @@ pub fn pretrain(
         cap,
         opts.seed,
         opts.weight_decay,
+        opts.mixed,
     )?;
     let (first_step, mut rng) =
         start_or_resume(&mut runner, model, opts.resume.as_deref(), opts.seed)?;
@@ -168,13 +171,13 @@ pub fn pretrain(
             if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < last_step {
                 // Only a checkpoint whose every step came back finite replaces the previous one.
                 runner.sync(&mut report)?;
-                save_run(ctx, out, model, &runner.m, &runner.v, step, rng_next)?;
+                save_run(ctx, out, model, &runner, step, rng_next)?;
             }
         }
     }
     runner.sync(&mut report)?;
     if let Some(out) = &opts.out {
-        save_run(ctx, out, model, &runner.m, &runner.v, last_step, rng_next)?;
+        save_run(ctx, out, model, &runner, last_step, rng_next)?;
     }
     Ok(())
 }

@@ -2,6 +2,10 @@
 //! list (built once), one submit per step, at most two steps in flight, and metrics collected from the readback
 //! ring a step or two late (a non-finite loss or gradient becomes an error). The command line waits for the step
 //! before the latest (`settle`); the app never waits: it asks `in_flight` and collects with `poll`.
+//!
+//! Mixed precision: the graph's loss scaler state takes the place of the gradient's sum of squares (its first
+//! value), AdamW unscales and skips overflowed steps on the device, and the scale's update follows AdamW in
+//! the same submit; a skipped step comes back as such in its metrics, not as an error.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use super::metrics::{drain, Pending, StepMetrics};
 use crate::gpu::{Dispatch, FlatBuffer, FlatLayout, GpuContext, GpuSlice, ReadbackRing};
 use crate::model::{BeitGraph, BeitModel, ModelError};
 use crate::ops::adamw::{adamw_step, AdamWPlan, AdamWStep};
+use crate::ops::precision::{self, LossScaler};
 use crate::ops::reduce;
 
 pub struct StepRunner {
@@ -19,7 +24,10 @@ pub struct StepRunner {
     pub m: FlatBuffer,
     pub v: FlatBuffer,
     plan: AdamWPlan,
+    /// Σ g² of the gradients (1 value), or the loss scaler's state (6) whose first value it is.
     sumsq: GpuSlice,
+    /// Mixed precision's dynamic loss scale.
+    pub scaler: Option<LossScaler>,
     stats: GpuSlice,
     work: Vec<Dispatch>,
     ring: ReadbackRing,
@@ -65,11 +73,13 @@ impl StepRunner {
             groups,
             label,
             values_per_example,
+            graph.loss_scaler.clone(),
         )
     }
 
     /// Any trainable network: `work` computes `grads` of `params` and writes (Σ loss, Σ second metric) into
-    /// `stats`; the runner adds the gradient's sum of squares and AdamW with `groups` (one per tensor).
+    /// `stats`; the runner adds the gradient's sum of squares and AdamW with `groups` (one per tensor), and,
+    /// with a loss `scaler` (gradients computed times its scale), the scale's update after AdamW.
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         ctx: &GpuContext,
@@ -80,14 +90,19 @@ impl StepRunner {
         groups: &[(f32, f32)],
         label: &'static str,
         values_per_example: f32,
+        scaler: Option<LossScaler>,
     ) -> Result<Self, ModelError> {
         let layout: FlatLayout = params.layout.clone();
-        let plan = AdamWPlan::new(ctx, &layout, groups)?;
+        let mut plan = AdamWPlan::new(ctx, &layout, groups)?;
+        plan.loss_scaled = scaler.is_some();
         let (m, v) = (
             FlatBuffer::new(ctx, "adam m", layout.clone()),
             FlatBuffer::new(ctx, "adam v", layout),
         );
-        let sumsq = GpuSlice::new(ctx, "grad sumsq", 1);
+        let sumsq = match &scaler {
+            Some(s) => s.state.clone(),
+            None => GpuSlice::new(ctx, "grad sumsq", 1),
+        };
         work.extend(reduce::sum_squares(
             ctx,
             &sumsq,
@@ -104,12 +119,16 @@ impl StepRunner {
             &sumsq,
             &plan,
         )?);
+        if let Some(s) = &scaler {
+            work.extend(precision::update_loss_scale(ctx, s)?);
+        }
         Ok(Self {
             ctx: ctx.clone(),
             m,
             v,
             plan,
             sumsq,
+            scaler,
             stats: stats.clone(),
             work,
             ring: ReadbackRing::new(ctx, 8, 8),
@@ -129,11 +148,28 @@ impl StepRunner {
             .saturating_sub(self.finished.load(Ordering::Acquire))
     }
 
-    /// Continue from saved AdamW moments.
+    /// Continue from saved AdamW moments (and loss scale, when both runs had one).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn restore(&self, st: &TrainState) {
         self.m.whole.write(&self.ctx, &st.adam_m);
         self.v.whole.write(&self.ctx, &st.adam_v);
+        if let (Some(s), Some(saved)) = (&self.scaler, &st.loss_scale) {
+            s.restore(&self.ctx, saved);
+        }
+    }
+
+    /// The loss scaler's state now (waits for the GPU): for a checkpoint of a mixed-precision run.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn loss_scale_state(
+        &self,
+    ) -> Result<Option<[f32; crate::cpu::precision::state::LEN]>, ModelError> {
+        let Some(s) = &self.scaler else {
+            return Ok(None);
+        };
+        let v = self.ctx.read_f32(&s.state)?;
+        let mut out = [0.0; crate::cpu::precision::state::LEN];
+        out.copy_from_slice(&v[..crate::cpu::precision::state::LEN]);
+        Ok(Some(out))
     }
 
     /// Submit one step (inputs already written) counting `counted` examples in its loss.
@@ -233,6 +269,7 @@ impl StepRunner {
             &mut self.pending,
             report,
             self.values_per_example,
+            self.scaler.is_some(),
         );
         self.ctx.take_error().map_err(|e| {
             ModelError::Input(format!(

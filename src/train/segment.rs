@@ -101,6 +101,7 @@ pub fn graph_for(
             drop_path_seed,
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            mixed: None,
         },
     )
 }
@@ -171,13 +172,13 @@ pub fn segment(
         if let Some(out) = &opts.out {
             if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < opts.steps {
                 runner.sync(&mut report)?;
-                save_run(ctx, out, model, &runner.m, &runner.v, step, rng_next)?;
+                save_run(ctx, out, model, &runner, step, rng_next)?;
             }
         }
     }
     runner.sync(&mut report)?;
     if let Some(out) = &opts.out {
-        save_run(ctx, out, model, &runner.m, &runner.v, opts.steps, rng_next)?;
+        save_run(ctx, out, model, &runner, opts.steps, rng_next)?;
     }
     Ok(())
 }

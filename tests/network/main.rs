@@ -8,5 +8,6 @@ mod common;
 
 mod checkpoints;
 mod hf_fixtures;
+mod mixed;
 mod segmentation;
 mod training;

@@ -109,6 +109,7 @@ fn graph(model: &BeitModel, b: &Batch, rows: MimRows, batch: u32) -> BeitGraph {
         drop_path_seed: None,
         label_smoothing: 0.0,
         keep_block_outputs: None,
+        mixed: None,
     };
     let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
     g.write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
@@ -172,6 +173,7 @@ fn kept_and_recomputed_block_outputs_give_identical_gradients() {
             drop_path_seed: Some(99),
             label_smoothing: 0.0,
             keep_block_outputs: Some(keep),
+            mixed: None,
         };
         let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
         g.write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
@@ -289,6 +291,7 @@ fn one_graph_serves_batches_with_different_masked_counts_and_seeds() {
         drop_path_seed: Some(1),
         label_smoothing: 0.0,
         keep_block_outputs: None,
+        mixed: None,
     };
     let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
     let mut losses = Vec::new();

@@ -220,7 +220,8 @@ impl Builder<'_> {
             3 * c as u64 * c as u64,
         )?;
         let bqkv = p.run(&name("attention.attention.query.bias"), 3 * c as u64)?;
-        self.fwd.extend(matmul::linear_forward(
+        self.fwd.extend(matmul::linear_forward_as(
+            self.products,
             ctx,
             &a.qkv,
             &a.normed1,
@@ -243,7 +244,8 @@ impl Builder<'_> {
             a.bias.as_ref(),
             sh,
         )?);
-        self.fwd.extend(matmul::linear_forward(
+        self.fwd.extend(matmul::linear_forward_as(
+            self.products,
             ctx,
             &a.ao,
             &a.ctx,
@@ -265,7 +267,8 @@ impl Builder<'_> {
             &a.mean2,
             &a.rstd2,
         )?);
-        self.fwd.extend(matmul::linear_forward(
+        self.fwd.extend(matmul::linear_forward_as(
+            self.products,
             ctx,
             &a.h,
             &a.normed2,
@@ -277,7 +280,8 @@ impl Builder<'_> {
         )?);
         self.fwd
             .extend(gelu::gelu_forward(ctx, &a.gelu, &a.h, bti as u32)?);
-        self.fwd.extend(matmul::linear_forward(
+        self.fwd.extend(matmul::linear_forward_as(
+            self.products,
             ctx,
             &a.f,
             &a.gelu,
@@ -342,7 +346,8 @@ impl Builder<'_> {
         if !a.kept {
             v.extend(gelu::gelu_forward(ctx, &a.gelu, &a.h, d.bti() as u32)?);
         }
-        v.extend(matmul::linear_backward(
+        v.extend(matmul::linear_backward_as(
+            self.products,
             ctx,
             Some(&k.dg),
             &gr.t(&name("output.dense.weight"))?,
@@ -375,7 +380,8 @@ impl Builder<'_> {
                 &a.rstd2,
             )?);
         }
-        v.extend(matmul::linear_backward(
+        v.extend(matmul::linear_backward_as(
+            self.products,
             ctx,
             Some(&k.d_normed),
             &gr.t(&name("intermediate.dense.weight"))?,
@@ -415,7 +421,8 @@ impl Builder<'_> {
         )?;
         let gr = self.gr();
         let dctx = &k.dctx;
-        let mut v = matmul::linear_backward(
+        let mut v = matmul::linear_backward_as(
+            self.products,
             ctx,
             Some(dctx),
             &gr.t(&name("attention.output.dense.weight"))?,
@@ -469,7 +476,8 @@ impl Builder<'_> {
             )?);
         }
         let qkv_len = 3 * c as u64 * c as u64;
-        v.extend(matmul::linear_backward(
+        v.extend(matmul::linear_backward_as(
+            self.products,
             ctx,
             Some(&k.d_normed),
             &gr.run(&name("attention.attention.query.weight"), qkv_len)?,

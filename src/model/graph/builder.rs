@@ -9,6 +9,7 @@ use crate::model::error::ModelError;
 use crate::model::params::ParamTable;
 use crate::ops::droppath::{self, DropPathParams};
 use crate::ops::elementwise;
+use crate::ops::precision::{LossScaler, ProductInputs, GROWTH_INTERVAL, INITIAL_LOSS_SCALE};
 
 /// A fresh buffer of `n` f32 (at least one).
 pub(super) fn buf(ctx: &GpuContext, label: &str, n: u64) -> GpuSlice {
@@ -88,6 +89,10 @@ pub(super) struct Builder<'a> {
     pub bwd: Vec<Dispatch>,
     /// Every drop-path launch reads a uniform kept here, so a new seed per step is a queue write.
     pub drop_uniforms: Vec<(GpuSlice, DropPathParams)>,
+    /// What the linear layers' products read (f16 operands in mixed precision).
+    pub products: ProductInputs,
+    /// Mixed precision: the dynamic loss scale the loss gradient is multiplied by.
+    pub scaler: Option<LossScaler>,
 }
 
 impl<'a> Builder<'a> {
@@ -101,6 +106,11 @@ impl<'a> Builder<'a> {
         cfg.validate()?;
         if opts.batch == 0 {
             return Err(ModelError::Input("batch size must be positive".into()));
+        }
+        if opts.mixed.is_some() && cfg.architecture() == Architecture::SemanticSegmentation {
+            return Err(ModelError::Input(
+                "mixed precision covers pretraining and image classification; semantic segmentation trains in f32".into(),
+            ));
         }
         let dims = Dims {
             b: opts.batch,
@@ -123,6 +133,10 @@ impl<'a> Builder<'a> {
             fwd: Vec::new(),
             bwd: Vec::new(),
             drop_uniforms: Vec::new(),
+            products: opts.mixed.unwrap_or_default(),
+            scaler: opts
+                .mixed
+                .map(|_| LossScaler::new(ctx, INITIAL_LOSS_SCALE, GROWTH_INTERVAL)),
         })
     }
 

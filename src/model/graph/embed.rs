@@ -42,7 +42,8 @@ impl Builder<'_> {
         let emb = self.buf("patch embeddings", patch_rows as u64 * dims.c as u64);
         self.fwd
             .extend(patches::patchify(ctx, &patches_buf, pixels, ps)?);
-        self.fwd.extend(matmul::linear_forward(
+        self.fwd.extend(matmul::linear_forward_as(
+            self.products,
             ctx,
             &emb,
             &patches_buf,
@@ -117,7 +118,8 @@ impl Builder<'_> {
             e.shape,
             false,
         )?;
-        v.extend(matmul::linear_backward(
+        v.extend(matmul::linear_backward_as(
+            self.products,
             ctx,
             None,
             &dw,

@@ -11,7 +11,7 @@ use crate::model::config::Architecture;
 use crate::model::error::ModelError;
 use crate::model::params;
 use crate::ops::crossentropy::{self, CrossEntropyOut, CrossEntropyParams};
-use crate::ops::{elementwise, layernorm, matmul, tokens};
+use crate::ops::{elementwise, layernorm, matmul, precision, tokens};
 
 /// A row normalisation's outputs.
 struct NormActs {
@@ -151,7 +151,8 @@ impl Builder<'_> {
                 self.fwd.extend(tokens::gather_rows(
                     ctx, &head_in, &z.y, &rows, rows_n, c, false,
                 )?);
-                self.fwd.extend(matmul::linear_forward(
+                self.fwd.extend(matmul::linear_forward_as(
+                    self.products,
                     ctx,
                     &logits,
                     &head_in,
@@ -174,7 +175,8 @@ impl Builder<'_> {
                     b,
                     b,
                 )?;
-                self.fwd.extend(matmul::linear_forward(
+                self.fwd.extend(matmul::linear_forward_as(
+                    self.products,
                     ctx,
                     &logits,
                     &pn.y,
@@ -192,7 +194,8 @@ impl Builder<'_> {
                 self.fwd.extend(tokens::gather_rows(
                     ctx, &head_in, &seq, &rows, b, c, false,
                 )?);
-                self.fwd.extend(matmul::linear_forward(
+                self.fwd.extend(matmul::linear_forward_as(
+                    self.products,
                     ctx,
                     &logits,
                     &head_in,
@@ -333,8 +336,18 @@ impl Builder<'_> {
                 width,
             )?),
         }
+        if let Some(scaler) = &self.scaler {
+            v.extend(precision::scale_loss(
+                ctx,
+                &dlogits,
+                scaler,
+                rows_n * width,
+            )?);
+        }
+        let products = self.products;
         let classifier = |v: &mut Vec<_>, x: &GpuSlice| -> Result<(), ModelError> {
-            v.extend(matmul::linear_backward(
+            v.extend(matmul::linear_backward_as(
+                products,
                 ctx,
                 Some(&dhead_in),
                 &gr.t("classifier.weight")?,
@@ -352,7 +365,8 @@ impl Builder<'_> {
         match &h.head {
             Head::Mim { z, rows } => {
                 let name = params::mim_head(cfg).0;
-                v.extend(matmul::linear_backward(
+                v.extend(matmul::linear_backward_as(
+                    products,
                     ctx,
                     Some(&dhead_in),
                     &gr.t(&format!("{name}.weight"))?,

@@ -27,6 +27,7 @@ use super::params::ParamTable;
 use crate::gpu::{Dispatch, FlatBuffer, GpuContext, GpuSlice};
 use crate::ops::crossentropy::CrossEntropyParams;
 use crate::ops::droppath::DropPathParams;
+use crate::ops::precision::{LossScaler, ProductInputs};
 
 /// Which patch tokens the MIM head runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,10 @@ pub struct GraphOptions {
     /// and one (B·T, I) buffer less per block). `None`: keep them on software adapters, whose memory is the
     /// host's and whose launches are slow, recompute on GPUs.
     pub keep_block_outputs: Option<bool>,
+    /// Mixed precision: the linear layers' products read f16 operands as this says, and the loss gradient is
+    /// multiplied by the graph's dynamic loss scale ([`BeitGraph::loss_scaler`], divided out again by AdamW).
+    /// `None`: f32 throughout. Pretraining and classification graphs only.
+    pub mixed: Option<ProductInputs>,
 }
 
 /// The network for one batch: inputs to fill, outputs to read, and the dispatch lists.
@@ -90,6 +95,8 @@ pub struct BeitGraph {
     head_rows: Option<GpuSlice>,
     /// Segmentation: the per-pixel loss (its scale set per batch).
     pixel_loss: Option<crate::ops::pixel_loss::PixelLoss>,
+    /// Mixed precision: the dynamic loss scale the backward multiplies the loss gradient by.
+    pub loss_scaler: Option<LossScaler>,
 }
 
 impl BeitGraph {
@@ -182,6 +189,7 @@ impl BeitGraph {
             drop_uniforms: g.drop_uniforms,
             pixel_target_rows: loss.pixel_target.map(|(rows, _)| rows),
             pixel_loss: None,
+            loss_scaler: g.scaler,
         })
     }
 
@@ -236,6 +244,7 @@ impl BeitGraph {
             drop_uniforms: g.drop_uniforms,
             pixel_target_rows: None,
             pixel_loss: Some(seg.loss),
+            loss_scaler: None,
         })
     }
 
