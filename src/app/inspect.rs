@@ -397,6 +397,7 @@ impl Inspector {
                 drop_path_seed: None,
                 label_smoothing: 0.0,
                 keep_block_outputs: None,
+                mixed: None,
             },
         )?;
         let n = cfg.patches();

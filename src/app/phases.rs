@@ -11,6 +11,7 @@ use crate::data::dataset::Dataset;
 use crate::data::masking::{random_mask, BlockMasking};
 use crate::gpu::{GpuContext, GpuSlice};
 use crate::model::{BeitGraph, BeitModel, GraphOptions, MimRows, ModelError};
+use crate::ops::precision::ProductInputs;
 use crate::rng::Rng;
 use crate::tokenizer::batches as tktrain;
 use crate::tokenizer::{Tokenizer, TokenizerGraph, VisualTokenizer};
@@ -276,6 +277,7 @@ impl TokenizerPhase {
             &groups,
             "tokenizer step",
             1.0,
+            None,
         )?;
         let extra = vec![
             tk.codebook.clone(),
@@ -320,6 +322,16 @@ pub fn make_mask(grid: u32, s: &Settings, rng: &mut Rng) -> Vec<u8> {
 }
 
 /// BEiT masked image modeling: tokenizer tokens as targets, blockwise (or random) masks.
+/// How a pretraining or fine-tuning phase steps: images per step, steps in all, its seed, and its products'
+/// inputs (`None` for f32).
+#[derive(Clone, Copy, Debug)]
+pub struct PhasePlan {
+    pub batch: u32,
+    pub total: u32,
+    pub seed: u64,
+    pub mixed: Option<ProductInputs>,
+}
+
 pub struct PretrainPhase {
     pub core: PhaseCore,
     step: MimStep,
@@ -335,14 +347,18 @@ impl PretrainPhase {
         ctx: &GpuContext,
         model: &BeitModel,
         tk: &VisualTokenizer,
-        batch: u32,
-        total: u32,
-        seed: u64,
+        plan: PhasePlan,
     ) -> Result<Self, ModelError> {
+        let PhasePlan {
+            batch,
+            total,
+            seed,
+            mixed,
+        } = plan;
         let cfg = &model.cfg;
         // Room for every patch to be masked, so the mask ratio can change between steps.
         let cap = batch * cfg.patches();
-        let (step, runner) = MimStep::new(ctx, model, Some(tk), batch, cap, seed, 0.05)?;
+        let (step, runner) = MimStep::new(ctx, model, Some(tk), batch, cap, seed, 0.05, mixed)?;
         let aug = Augment::beit(cfg.image_size, cfg.num_channels);
         Ok(Self {
             core: PhaseCore::new(ctx, runner, Vec::new(), &model.params.whole, total, batch),
@@ -411,10 +427,14 @@ impl FinetunePhase {
         model: BeitModel,
         name: &'static str,
         val: &Dataset,
-        batch: u32,
-        total: u32,
-        seed: u64,
+        plan: PhasePlan,
     ) -> Result<Self, ModelError> {
+        let PhasePlan {
+            batch,
+            total,
+            seed,
+            mixed,
+        } = plan;
         let cfg = model.cfg.clone();
         let labels = val
             .labels
@@ -426,6 +446,7 @@ impl FinetunePhase {
             drop_path_seed: drop,
             label_smoothing: smoothing,
             keep_block_outputs: None,
+            mixed: drop.and(mixed),
         };
         let graph = BeitGraph::new(
             ctx,

@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 
 use super::curves::{Curves, Panel};
-use super::phases::{FinetunePhase, PhaseEvent, PhaseKind, PretrainPhase, TokenizerPhase};
+use super::phases::{
+    FinetunePhase, PhaseEvent, PhaseKind, PhasePlan, PretrainPhase, TokenizerPhase,
+};
 use super::seg_preview::SegPreview;
 use super::segment_phase::SegmentPhase;
 use super::settings::Settings;
@@ -361,6 +363,12 @@ impl Session {
         let s = &self.settings;
         let (batch, steps, seed) = (s.batch, s.steps_of(kind), s.seed);
         let ctx = &self.ctx;
+        let plan = PhasePlan {
+            batch,
+            total: steps,
+            seed,
+            mixed: s.precision.resolve(ctx).mixed,
+        };
         let e = |e: ModelError| e.to_string();
         self.done[kind.index()] = 0;
         Ok(match kind {
@@ -376,8 +384,7 @@ impl Session {
             PhaseKind::Pretrain => {
                 self.curves.clear_prefix("pretrain");
                 Active::Pretrain(Box::new(
-                    PretrainPhase::new(ctx, &self.mim, &self.tokenizer, batch, steps, seed)
-                        .map_err(e)?,
+                    PretrainPhase::new(ctx, &self.mim, &self.tokenizer, plan).map_err(e)?,
                 ))
             }
             PhaseKind::Finetune => {
@@ -403,8 +410,7 @@ impl Session {
                 };
                 self.curves.clear_prefix(&format!("fine-tune ({name})"));
                 Active::Finetune(Box::new(
-                    FinetunePhase::new(ctx, model, name, &self.val, batch, steps, seed)
-                        .map_err(e)?,
+                    FinetunePhase::new(ctx, model, name, &self.val, plan).map_err(e)?,
                 ))
             }
             PhaseKind::Segment => {

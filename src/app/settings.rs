@@ -2,6 +2,7 @@
 //! per phase, and the mask ratio and masking mode (these two and the learning rates take effect at the next step).
 
 use super::phases::PhaseKind;
+use crate::train::precision::Precision;
 
 /// Blockwise masking (BEiT's) or uniform random masking (the paper's ablation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct Settings {
     /// After fine-tuning the pretrained model, fine-tune a randomly initialised one the same way.
     pub compare_scratch: bool,
     pub seed: u64,
+    /// f32, or mixed precision for pretraining and fine-tuning (taken at the phase's start; where it cannot
+    /// run, the phase trains in f32 and the settings say why).
+    pub precision: Precision,
 }
 
 impl Settings {
@@ -55,6 +59,7 @@ impl Settings {
             masking: MaskMode::Blockwise,
             compare_scratch: false,
             seed: 0,
+            precision: Precision::F32,
         }
     }
 

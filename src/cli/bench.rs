@@ -106,6 +106,13 @@ pub struct TrainBenchArgs {
     /// Also time every kernel launch of a step alone and print where the step's time goes.
     #[arg(long)]
     pub profile: bool,
+    /// f32, or mixed (f16-input products, dynamic loss scale); where mixed cannot run the step is f32, a note
+    /// says why, and the result's `precision` says what ran.
+    #[arg(long, value_parser = crate::train::precision::Precision::parse, default_value = "f32")]
+    pub precision: crate::train::precision::Precision,
+    /// The card's peak TFLOP/s, to print achieved / peak.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
 }
 
 /// `bench kernels`: see [`BenchCommand::Kernels`].
@@ -176,6 +183,8 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
         steps,
         json,
         profile,
+        precision,
+        peak_tflops,
     } = *args;
     let mut cfg = crate::model::BeitConfig::preset(preset).map_err(|e| e.to_string())?;
     if let Some(s) = image_size {
@@ -186,8 +195,21 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
     }
     cfg.validate().map_err(|e| e.to_string())?;
     let ctx = device(&model_requirements(&cfg, batch))?;
-    let r = bench::bench_train(&ctx, &cfg, preset, batch.max(1), steps.max(1), profile)
-        .map_err(|e| e.to_string())?;
+    let resolved = precision.resolve(&ctx);
+    if let Some(note) = &resolved.note {
+        // On stderr, so --json's stdout stays one object.
+        eprintln!("{note}");
+    }
+    let r = bench::bench_train(
+        &ctx,
+        &cfg,
+        preset,
+        batch.max(1),
+        steps.max(1),
+        profile,
+        resolved.mixed,
+    )
+    .map_err(|e| e.to_string())?;
     if json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
@@ -195,6 +217,13 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
             "{preset} {}px patch {} batch {}, {}: {:.1} images/s, step {:.1} ms (median of {}), {} dispatches per step, {:.1} MiB in beitlab's buffers, {:.2} GFLOP per step, {:.1} GFLOP/s achieved, on {}",
             r.image_size, r.patch_size, r.batch, r.precision, r.images_per_s, r.step_ms_median, r.steps, r.dispatches_per_step, r.gpu_buffer_mib, r.gflop_per_step, r.achieved_gflops, ctx.describe()
         );
+        if let Some(peak) = peak_tflops.filter(|p| *p > 0.0) {
+            println!(
+                "{:.2} TFLOP/s achieved: {:.1}% of the given peak {peak} TFLOP/s",
+                r.achieved_gflops / 1e3,
+                100.0 * r.achieved_gflops / (peak * 1e3)
+            );
+        }
         if !r.profile.is_empty() {
             let total: f64 = r.profile.iter().map(|k| k.ms).sum();
             println!("each launch timed alone (its own submit; the sum, {total:.1} ms, includes that overhead):");

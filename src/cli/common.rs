@@ -178,3 +178,36 @@ pub fn write_settings<T: serde::Serialize>(
     let text = serde_json::to_string_pretty(settings).map_err(|e| e.to_string())?;
     crate::tensorfile::write_atomic(&dir.join(file), text.as_bytes()).map_err(|e| e.to_string())
 }
+
+/// `--precision` resolved on the command's device, its note (a fallback, an emulation) printed.
+pub fn resolve_precision(
+    asked: crate::train::precision::Precision,
+    ctx: &gpu::GpuContext,
+) -> crate::train::precision::Resolved {
+    let r = asked.resolve(ctx);
+    if let Some(note) = &r.note {
+        println!("{note}");
+    }
+    r
+}
+
+/// A step's metrics line gains the loss scale and whether AdamW skipped the step, in mixed precision.
+pub fn add_mixed_fields(
+    line: &mut serde_json::Value,
+    m: &crate::train::metrics::StepMetrics,
+    mixed: bool,
+) {
+    if let (true, Some(obj)) = (mixed, line.as_object_mut()) {
+        obj.insert("loss_scale".into(), m.loss_scale.into());
+        obj.insert("skipped".into(), m.skipped.into());
+    }
+}
+
+/// What a progress line adds for a step AdamW skipped (its scaled gradients overflowed f16).
+pub fn skipped_note(m: &crate::train::metrics::StepMetrics) -> String {
+    if m.skipped {
+        format!("  skipped: f16 overflow at loss scale {}", m.loss_scale)
+    } else {
+        String::new()
+    }
+}

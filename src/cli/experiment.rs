@@ -390,6 +390,7 @@ pub(super) fn pretrain_arm(
         resume: None,
         out: Some(dir.to_path_buf()),
         overwrite: false,
+        precision: crate::train::precision::Precision::F32,
     })?;
     Ok(t0.elapsed().as_secs_f64())
 }
@@ -425,6 +426,7 @@ pub(super) fn finetune_arm(
         checkpoint_every: 0,
         resume: None,
         stop_after: None,
+        mixed: None,
     };
     let t = std::time::Instant::now();
     let mut last = None;

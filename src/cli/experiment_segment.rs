@@ -75,6 +75,7 @@ pub fn run(args: &ExperimentArgs) -> Result<(), String> {
             resume: None,
             out: Some(pre_dir.clone()),
             overwrite: false,
+            precision: crate::train::precision::Precision::F32,
         })?;
         let mut pair = Vec::new();
         for (arm, init) in [("segment", Some(pre_dir.as_path())), ("scratch", None)] {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::common::{
-    bar, device, metrics_log, model_folder, model_requirements, read_settings, run_folder,
-    steps_for_epochs, write_settings, TrainValData,
+    add_mixed_fields, bar, device, metrics_log, model_folder, model_requirements, read_settings,
+    resolve_precision, run_folder, skipped_note, steps_for_epochs, write_settings, TrainValData,
 };
 use crate::data::augment::Augment;
 use crate::data::dataset::Decode;
@@ -16,6 +16,7 @@ use crate::model::{BeitConfig, BeitModel};
 use crate::train::finetune::{
     classification_config, evaluate, finetune, from_pretrained, FinetuneOptions,
 };
+use crate::train::precision::Precision;
 use crate::train::run_dir::{RunDir, RunMode};
 
 /// Fine-tune for classification from a pretrained run or model folder (--init), or from scratch; reports
@@ -69,6 +70,10 @@ pub struct FinetuneArgs {
     /// Replace the run already in --out (without it a new run into a run folder is refused).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// f32, or mixed: f16-input products with a dynamic loss scale (needs f16 cooperative-matrix kernels;
+    /// without them the run is f32 and says so).
+    #[arg(long, value_parser = Precision::parse, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// The settings of a fine-tuning run, kept in its folder (`finetune.json`) so `--resume` continues it unchanged.
@@ -90,6 +95,12 @@ struct FinetuneSettings {
     seed: u64,
     #[serde(default)]
     checkpoint_every: u32,
+    #[serde(default = "f32_name")]
+    precision: String,
+}
+
+fn f32_name() -> String {
+    "f32".into()
 }
 
 impl FinetuneSettings {
@@ -109,6 +120,7 @@ impl FinetuneSettings {
             flip: !a.no_flip,
             seed: a.seed,
             checkpoint_every: a.checkpoint_every.unwrap_or(0),
+            precision: a.precision.name().into(),
         }
     }
     fn read(dir: &Path) -> Result<Self, String> {
@@ -159,6 +171,8 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
         .map_or(args.steps, |e| steps_for_epochs(e, train_set.len(), batch));
     let cfg = classification_config(&base_cfg, &names, settings.drop_path);
     let ctx = device(&model_requirements(&cfg, batch))?;
+    let precision = resolve_precision(Precision::parse(&settings.precision)?, &ctx);
+    let mixed = precision.mixed.is_some();
     let model = match &settings.init {
         _ if resume => {
             BeitModel::load(&ctx, &out.join("checkpoint"), None).map_err(|e| e.to_string())?
@@ -187,6 +201,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
         checkpoint_every: settings.checkpoint_every,
         resume: resume.then(|| out.join("checkpoint")),
         stop_after: None,
+        mixed: precision.mixed,
     };
     opts.validate().map_err(|e| e.to_string())?;
     // Everything is checked: a replaced run's files go now, before the first write.
@@ -194,7 +209,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
     settings.write(&out)?;
     let (_, mut log) = metrics_log(&out, resume)?;
     println!(
-        "fine-tuning {} ({} parameters) for {steps} steps of {batch} images, {} classes, on {}",
+        "fine-tuning {} ({} parameters) for {steps} steps of {batch} images, {} classes, {}, on {}",
         settings
             .init
             .as_ref()
@@ -204,20 +219,22 @@ pub fn run(args: &FinetuneArgs) -> Result<(), String> {
             )),
         model.table.trainable_count(),
         names.len(),
+        precision.ran().name(),
         ctx.describe()
     );
     let t0 = std::time::Instant::now();
     let every = (steps / 20).max(1);
     finetune(&ctx, &model, &train_set, &opts, |m| {
         let ips = (m.step * batch) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        let line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "images_per_s": ips});
+        let mut line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "images_per_s": ips});
+        add_mixed_fields(&mut line, &m, mixed);
         let _ = writeln!(log, "{line}");
         if m.step % every == 0 || m.step == steps {
             if args.json {
                 println!("{line}");
             } else {
                 let eta = (steps - m.step) as f64 * batch as f64 / ips.max(1e-9);
-                println!("finetune {} {:>6}/{steps}  loss {:.4}  train accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", bar(m.step, steps), m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
+                println!("finetune {} {:>6}/{steps}  loss {:.4}  train accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s{}", bar(m.step, steps), m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta, skipped_note(&m));
             }
         }
     })

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::common::{
-    bar, device, load_train_val, metrics_log, model_folder, model_requirements, read_settings,
-    run_folder, steps_for_epochs, write_settings, TrainValData,
+    add_mixed_fields, bar, device, load_train_val, metrics_log, model_folder, model_requirements,
+    read_settings, resolve_precision, run_folder, skipped_note, steps_for_epochs, write_settings,
+    TrainValData,
 };
 use super::tokenizer::{train_tokenizer, TokenizerTrainArgs};
 use crate::data::augment::Augment;
@@ -17,6 +18,7 @@ use crate::data::masking::BlockMasking;
 use crate::model::{BeitConfig, BeitModel};
 use crate::tokenizer::dalle::{DalleConfig, DalleTokenizer};
 use crate::tokenizer::VisualTokenizer;
+use crate::train::precision::Precision;
 use crate::train::pretrain::{pretrain, Masking, PretrainOptions};
 use crate::train::record::MimRecorder;
 use crate::train::run_dir::{RunDir, RunMode};
@@ -88,6 +90,10 @@ pub struct PretrainArgs {
     /// Replace the run already in --out (without it a new run into a run folder is refused).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// f32, or mixed: f16-input products with a dynamic loss scale (needs f16 cooperative-matrix kernels;
+    /// without them the run is f32 and says so).
+    #[arg(long, value_parser = Precision::parse, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// The settings of a pretraining run, kept in its folder (`run.json`) so `--resume` continues it unchanged.
@@ -107,6 +113,12 @@ struct RunSettings {
     checkpoint_every: u32,
     #[serde(default)]
     init: Option<PathBuf>,
+    #[serde(default = "f32_name")]
+    precision: String,
+}
+
+fn f32_name() -> String {
+    "f32".into()
 }
 
 fn tokens_target() -> String {
@@ -126,6 +138,7 @@ impl RunSettings {
             target: args.target.clone(),
             checkpoint_every: args.checkpoint_every.unwrap_or(0),
             init: args.init.clone(),
+            precision: args.precision.name().into(),
         }
     }
     fn read(dir: &Path) -> Result<Self, String> {
@@ -135,8 +148,8 @@ impl RunSettings {
         write_settings(dir, "run.json", self)
     }
     /// These settings applied to `args` (a resumed run keeps its own; only --steps may change).
-    fn apply(self, args: &PretrainArgs) -> PretrainArgs {
-        PretrainArgs {
+    fn apply(self, args: &PretrainArgs) -> Result<PretrainArgs, String> {
+        Ok(PretrainArgs {
             data: self.data,
             preset: self.preset,
             batch: self.batch,
@@ -147,8 +160,9 @@ impl RunSettings {
             target: self.target,
             checkpoint_every: args.checkpoint_every.or(Some(self.checkpoint_every)),
             init: self.init,
+            precision: Precision::parse(&self.precision)?,
             ..args.clone()
-        }
+        })
     }
 }
 
@@ -158,7 +172,7 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
     let resume = args.resume.is_some();
     let run_dir = RunDir::acquire(&out, RunMode::of(resume, args.overwrite))?;
     let args = if resume {
-        RunSettings::read(&out)?.apply(args)
+        RunSettings::read(&out)?.apply(args)?
     } else {
         args.clone()
     };
@@ -231,6 +245,8 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         steps_for_epochs(e, train_set.len(), args.batch)
     });
     let ctx = device(&model_requirements(&cfg, args.batch))?;
+    let precision = resolve_precision(args.precision, &ctx);
+    let mixed = precision.mixed.is_some();
     // Everything is checked: a replaced run's files go now, before the first write.
     run_dir.clear_for_new_run()?;
     let tok_dir = match &args.tokenizer {
@@ -315,17 +331,19 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         out: Some(out.join("checkpoint")),
         resume: resume.then(|| out.join("checkpoint")),
         stop_after: None,
+        mixed: precision.mixed,
     };
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     RunSettings::of(&args).write(&out)?;
     let (log_path, mut log) = metrics_log(&out, resume)?;
     println!(
-        "pretraining {} ({} parameters) for {steps} steps of {batch} images, {} masking, on {}",
+        "pretraining {} ({} parameters) for {steps} steps of {batch} images, {} masking, {}, on {}",
         args.init
             .as_ref()
             .map_or(args.preset.clone(), |d| d.display().to_string()),
         model.table.trainable_count(),
         args.masking,
+        precision.ran().name(),
         ctx.describe()
     );
     let mut recorder = match (&args.record, &tk) {
@@ -355,14 +373,15 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         }
         let el = t0.elapsed().as_secs_f64();
         let ips = (m.step * batch) as f64 / el.max(1e-9);
-        let line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "masked": m.masked, "images_per_s": ips});
+        let mut line = serde_json::json!({"step": m.step, "loss": m.loss, "accuracy": m.accuracy, "grad_norm": m.grad_norm, "lr": m.lr, "masked": m.masked, "images_per_s": ips});
+        add_mixed_fields(&mut line, &m, mixed);
         let _ = writeln!(log, "{line}");
         if m.step % every == 0 || m.step == steps {
             if args.json {
                 println!("{line}");
             } else {
                 let eta = (steps - m.step) as f64 * batch as f64 / ips.max(1e-9);
-                println!("pretrain {} {:>6}/{steps}  loss {:.4}  MIM accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s", bar(m.step, steps), m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta);
+                println!("pretrain {} {:>6}/{steps}  loss {:.4}  MIM accuracy {:>5.1}%  grad norm {:.3}  lr {:.2e}  {:.0} img/s  ETA {:.0} s{}", bar(m.step, steps), m.step, m.loss, 100.0 * m.accuracy, m.grad_norm, m.lr, ips, eta, skipped_note(&m));
             }
         }
         last_line = Some(m);

@@ -8,6 +8,7 @@ mod experiment;
 mod faults;
 mod helpers;
 mod own_data;
+mod precision;
 mod readme;
 mod record;
 mod segment;

@@ -1,6 +1,7 @@
 //! The controls: start / pause / step / stop and each phase alone (top), the settings (left), the status line
 //! (bottom), and the error and notice banners.
 
+use crate::train::precision::Precision;
 use egui::{Color32, RichText};
 
 use crate::app::phases::PhaseKind;
@@ -111,6 +112,15 @@ pub fn settings(app: &mut BeitApp, ui: &mut egui::Ui) {
             .range(1..=512)
             .prefix("batch "),
     );
+    ui.horizontal(|ui| {
+        ui.label("precision");
+        ui.radio_value(&mut st.precision, Precision::F32, "f32");
+        ui.radio_value(&mut st.precision, Precision::Mixed, "mixed")
+            .on_hover_text("f16-input products with a dynamic loss scale, for pretraining and fine-tuning (taken at a phase's start)");
+    });
+    if let Some(note) = st.precision.resolve(&s.ctx).note {
+        ui.label(RichText::new(note).small());
+    }
     ui.separator();
     ui.label("Steps and peak learning rate per phase (the rate applies from the next step):");
     for kind in PhaseKind::ALL {
