@@ -62,6 +62,9 @@ pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'sta
         label: Some("beitlab app device"),
         required_features: crate::gpu::optional_features(adapter),
         required_limits: limits,
+        experimental_features: crate::gpu::experimental_features(crate::gpu::optional_features(
+            adapter,
+        )),
         ..Default::default()
     }
 }

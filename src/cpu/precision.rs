@@ -1,10 +1,12 @@
 //! CPU twin of `ops::precision`: rounding to IEEE binary16 (what an f16-input product sees of its operands),
 //! the loss-gradient scaling and the dynamic loss scale's update, and a linear layer whose products take f16
-//! inputs and accumulate in f32.
+//! inputs and accumulate in f32; the f16 packing and product of the cooperative-matrix path.
 //!
 //! Loss-scale state, 6 f32 (the same on the GPU): [0] Σ g² of the scaled gradients, [1] the scale the step's
 //! backward used, [2] 1 when the step's AdamW update was skipped, [3] the scale the next backward uses, [4]
 //! finite steps since the scale last changed, [5] AdamW updates applied.
+
+use crate::ops::matmul::{GemmShape, MatView};
 
 /// Index of each field of the loss-scale state.
 pub mod state {
@@ -131,4 +133,81 @@ pub fn linear_backward_f16(
     let round = |v: &[f32]| v.iter().map(|&e| round_f16(e)).collect::<Vec<f32>>();
     let (dyr, xr, wr) = (round(dy), round(x), round(w));
     crate::cpu::matmul::linear_backward(dx, dw, db, &dyr, &xr, &wr, m, n, k, accumulate_dx);
+}
+
+/// The binary16 bits of `round_f16(x)`.
+pub fn f16_bits(x: f32) -> u16 {
+    let v = round_f16(x);
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let mag = bits & 0x7fff_ffff;
+    if mag > 0x7f80_0000 {
+        return sign | 0x7e00;
+    }
+    if mag == 0x7f80_0000 {
+        return sign | 0x7c00;
+    }
+    if mag >= 0x3880_0000 {
+        return sign | ((mag >> 13) - 0x1_c000) as u16;
+    }
+    sign | (v.abs() * 2f32.powi(24)) as u16
+}
+
+/// The strided view `(rows, cols)` of `x` as a dense row-major f16 matrix `(rows_p, cols_p)`, rounded, zero
+/// past `rows` / `cols`, two values per word (column 2j in the low half): `ops::matmul_f16`'s packing.
+pub fn pack_f16(x: &[f32], view: MatView, rows: u32, cols: u32, padded: (u32, u32)) -> Vec<u32> {
+    let (rows_p, cols_p) = padded;
+    let value = |r: u32, c: u32| -> u32 {
+        if r < rows && c < cols {
+            f16_bits(x[(view.off + r * view.rs + c * view.cs) as usize]) as u32
+        } else {
+            0
+        }
+    };
+    let mut out = Vec::with_capacity((rows_p * cols_p / 2) as usize);
+    for r in 0..rows_p {
+        for c in (0..cols_p).step_by(2) {
+            out.push(value(r, c) | (value(r, c + 1) << 16));
+        }
+    }
+    out
+}
+
+/// `C = alpha · A · B (+ bias) (+ C)` with A and B rounded to f16 and f32 sums: the product
+/// `ops::matmul_f16::gemm_f16` computes on cooperative matrices (one item, `shape.batch == 1`).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f16(
+    c: &mut [f32],
+    cv: MatView,
+    a: &[f32],
+    av: MatView,
+    b: &[f32],
+    bv: MatView,
+    bias: Option<&[f32]>,
+    shape: GemmShape,
+) {
+    let round = |v: &[f32]| v.iter().map(|&e| round_f16(e)).collect::<Vec<f32>>();
+    crate::cpu::matmul::gemm(c, cv, &round(a), av, &round(b), bv, bias, shape);
+}
+
+/// C's view `(m, n)` (=|+=) `alpha · c32[r · np + c] (+ bias[c])`: the padded product written back, as
+/// `ops::matmul_f16::unpad_product` (`shape` gives m, n, alpha, bias and accumulate).
+pub fn unpad_product(
+    c: &mut [f32],
+    cv: MatView,
+    c32: &[f32],
+    np: u32,
+    bias: Option<&[f32]>,
+    shape: GemmShape,
+) {
+    for r in 0..shape.m {
+        for col in 0..shape.n {
+            let mut v = shape.alpha * c32[(r * np + col) as usize];
+            if let (true, Some(b)) = (shape.bias, bias) {
+                v += b[col as usize];
+            }
+            let at = (cv.off + r * cv.rs + col * cv.cs) as usize;
+            c[at] = if shape.accumulate { v + c[at] } else { v };
+        }
+    }
 }

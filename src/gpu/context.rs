@@ -120,17 +120,41 @@ impl Requirements {
 }
 
 /// Features beitlab uses where an adapter offers them and does without elsewhere: natively, subgroup operations
-/// (the software adapters' gemm, `shaders/matmul_lanes.wgsl`). Every device, the app's included, asks for these.
+/// (the software adapters' gemm, `shaders/matmul_lanes.wgsl`) and, together, f16 with cooperative matrices
+/// (mixed precision's products, `shaders/matmul_coop.wgsl`). Every device, the app's included, asks for these.
 /// None in the browser: there WGSL with subgroup operations needs an `enable subgroups;` directive that naga 30
-/// does not parse, so one shader source cannot serve both.
+/// does not parse, so one shader source cannot serve both, and cooperative matrices are native only.
 #[cfg(not(target_arch = "wasm32"))]
-pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP;
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 #[cfg(target_arch = "wasm32")]
 pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::empty();
 
-/// The optional features an adapter offers (see [`OPTIONAL_FEATURES`]).
+/// The features mixed precision's cooperative-matrix products need, both or neither.
+const COOP_FEATURES: wgpu::Features =
+    wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+/// The optional features an adapter offers (see [`OPTIONAL_FEATURES`]); f16 only with cooperative matrices.
 pub fn optional_features(adapter: &wgpu::Adapter) -> wgpu::Features {
-    adapter.features() & OPTIONAL_FEATURES
+    let offered = adapter.features() & OPTIONAL_FEATURES;
+    if offered.contains(COOP_FEATURES) {
+        offered
+    } else {
+        offered - COOP_FEATURES
+    }
+}
+
+/// Experimental features are switched on only for a device that asks for cooperative matrices.
+pub fn experimental_features(features: wgpu::Features) -> wgpu::ExperimentalFeatures {
+    if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        // SAFETY: wgpu marks cooperative matrices experimental (their validation is incomplete). beitlab uses
+        // them in one kernel, which runs only after `ops::matmul_f16::self_check` compared its results with
+        // the CPU on this device; every other kernel is unaffected.
+        unsafe { wgpu::ExperimentalFeatures::enabled() }
+    } else {
+        wgpu::ExperimentalFeatures::disabled()
+    }
 }
 
 /// A device, its queue, what was granted, and the pipeline cache. Cheap to clone (all handles are shared).
@@ -192,7 +216,9 @@ impl GpuContext {
                 label: Some("beitlab device"),
                 required_features: req.features | optional_features(adapter),
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                experimental_features: experimental_features(
+                    req.features | optional_features(adapter),
+                ),
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })

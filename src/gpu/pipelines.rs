@@ -81,7 +81,7 @@ pub struct PipelineCache {
 }
 
 /// Parse and validate a WGSL source with naga, as WebGPU would (with subgroup operations allowed only in the
-/// shaders of [`shaders::SUBGROUP_SHADERS`]).
+/// shaders of [`shaders::SUBGROUP_SHADERS`], f16 and cooperative matrices only in [`shaders::COOP_SHADERS`]).
 pub fn parse_and_validate(
     name: &str,
     source: &str,
@@ -92,6 +92,8 @@ pub fn parse_and_validate(
     })?;
     let capabilities = if shaders::needs_subgroups(name) {
         naga::valid::Capabilities::SUBGROUP
+    } else if shaders::needs_coop(name) {
+        naga::valid::Capabilities::COOPERATIVE_MATRIX | naga::valid::Capabilities::SHADER_FLOAT16
     } else {
         naga::valid::Capabilities::empty()
     };

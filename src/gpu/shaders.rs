@@ -33,6 +33,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("groupnorm", include_str!("../../shaders/groupnorm.wgsl")),
     ("pixel_loss", include_str!("../../shaders/pixel_loss.wgsl")),
     ("precision", include_str!("../../shaders/precision.wgsl")),
+    (
+        "matmul_coop",
+        include_str!("../../shaders/matmul_coop.wgsl"),
+    ),
 ];
 
 /// (name, source) of the render shaders the app draws with (not compute kernels).
@@ -45,6 +49,16 @@ pub const SUBGROUP_SHADERS: &[&str] = &["matmul_lanes", "attention_lanes"];
 /// Whether a shader uses subgroup operations (see [`SUBGROUP_SHADERS`]).
 pub fn needs_subgroups(name: &str) -> bool {
     SUBGROUP_SHADERS.contains(&name)
+}
+
+/// The shaders that use f16 cooperative matrices: they validate and compile only on a device with
+/// `wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX` and `SHADER_F16`, and run only after
+/// `ops::matmul_f16::self_check` passed there.
+pub const COOP_SHADERS: &[&str] = &["matmul_coop"];
+
+/// Whether a shader uses cooperative matrices (see [`COOP_SHADERS`]).
+pub fn needs_coop(name: &str) -> bool {
+    COOP_SHADERS.contains(&name)
 }
 
 /// The source of a shader by name.

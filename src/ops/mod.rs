@@ -15,6 +15,7 @@ mod gemm_choice;
 pub mod groupnorm;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_f16;
 pub mod patches;
 pub mod pixel_loss;
 pub mod precision;
@@ -83,6 +84,8 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<pixel_loss::PixelLossParams>(),
         row::<groupnorm::GroupNormParams>(),
         row::<precision::PrecisionParams>(),
+        row::<matmul_f16::PadParams>(),
+        row::<matmul_f16::CoopParams>(),
     ]
 }
 

@@ -15,6 +15,7 @@ mod gelu;
 mod groupnorm;
 mod layernorm;
 mod matmul;
+mod matmul_f16;
 mod patches;
 mod pixel_loss;
 mod precision;
