@@ -11,10 +11,11 @@ use crate::ops::adamw::{AdamWPlan, AdamWStep};
 use crate::ops::attention::{AttentionShape, HeadView, RelposScatterIndex};
 use crate::ops::crossentropy::CrossEntropyOut;
 use crate::ops::patches::PatchShape;
+use crate::ops::precision::ProductInputs;
 use crate::ops::tokens::TokenShape;
 use crate::ops::{
-    adamw, attention, crossentropy, droppath, elementwise, gelu, layernorm, matmul, patches,
-    reduce, tokens,
+    adamw, attention, crossentropy, droppath, elementwise, gelu, layernorm, matmul, matmul_f16,
+    patches, reduce, tokens,
 };
 
 /// The dims of a BEiT configuration that set kernel shapes.
@@ -563,6 +564,7 @@ pub fn bench_kernels(opts: &BenchOptions) -> Result<(GpuContext, Vec<BenchRow>),
             Some(2.0 * (big as f64).powi(3)),
             None,
         )?;
+        bench_coop(&mut bench, big)?;
     }
 
     // Dispatch overhead: a chain of 1000 small dependent dispatches in one compute pass.
@@ -586,6 +588,37 @@ pub fn bench_kernels(opts: &BenchOptions) -> Result<(GpuContext, Vec<BenchRow>),
     }
     let rows = bench.rows;
     Ok((ctx, rows))
+}
+
+/// Mixed precision's product at `big`³ where the device has f16 cooperative matrices and the kernel passes its
+/// self-check: the whole linear layer (operands packed to f16, product, result written back) and the
+/// tensor-core launch alone. Elsewhere one line on stderr says why there are no such rows.
+fn bench_coop(bench: &mut Bench, big: u32) -> Result<(), GpuError> {
+    let ctx = bench.ctx;
+    if let Err(why) = matmul_f16::self_check(ctx) {
+        eprintln!("no f16 cooperative-matrix rows: {why}");
+        return Ok(());
+    }
+    let e = big as u64 * big as u64;
+    let (a, w, y) = (bench.buf(e), bench.buf(e), bench.buf(e));
+    let d =
+        matmul::linear_forward_as(ProductInputs::F16Coop, ctx, &y, &a, &w, None, big, big, big)?;
+    let flops = Some(2.0 * (big as f64).powi(3));
+    let product = vec![d[2].clone()];
+    bench.measure(
+        "matmul f16 coop (linear)",
+        format!("{big}x{big}x{big}"),
+        d,
+        flops,
+        None,
+    )?;
+    bench.measure(
+        "matmul f16 coop (product)",
+        format!("{big}x{big}x{big}"),
+        product,
+        flops,
+        None,
+    )
 }
 
 /// The rows as an aligned text table.

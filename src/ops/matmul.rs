@@ -413,6 +413,29 @@ fn c_vec4(c: &MatView, n: u32) -> bool {
             .all(|x| x.is_multiple_of(4))
 }
 
+/// [`gemm`] for a product whose operands were prepared as `inputs` says: on cooperative matrices
+/// (`ops::matmul_f16`) for `F16Coop`, else on the f32 kernels.
+#[allow(clippy::too_many_arguments)]
+fn gemm_as(
+    inputs: ProductInputs,
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    c_view: MatView,
+    a: &GpuSlice,
+    a_view: MatView,
+    b: &GpuSlice,
+    b_view: MatView,
+    bias: Option<&GpuSlice>,
+    shape: GemmShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    match inputs {
+        ProductInputs::F16Coop => {
+            super::matmul_f16::gemm_f16(ctx, c, c_view, a, a_view, b, b_view, bias, shape)
+        }
+        _ => gemm(ctx, c, c_view, a, a_view, b, b_view, bias, shape),
+    }
+}
+
 /// `Y (M, N) = X (M, K) · W (N, K)ᵀ + b (N)`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_forward(
@@ -448,7 +471,8 @@ pub fn linear_forward_as(
     let mut out = Vec::new();
     let x = inputs.operand(ctx, x, m as u64 * k as u64, &mut out)?;
     let w = inputs.operand(ctx, w, n as u64 * k as u64, &mut out)?;
-    out.extend(gemm(
+    out.extend(gemm_as(
+        inputs,
         ctx,
         y,
         MatView::row_major(m, n),
@@ -521,7 +545,8 @@ pub fn linear_backward_as(
             accumulate: accumulate_dx,
             ..GemmShape::new(m, k, n)
         };
-        out.extend(gemm(
+        out.extend(gemm_as(
+            inputs,
             ctx,
             dx,
             MatView::row_major(m, k),
@@ -544,14 +569,17 @@ pub fn linear_backward_as(
     );
     // On gemm_lanes the bias gradient Σ_rows dY comes with dW = dYᵀ·X (the rows of dYᵀ summed over k).
     match db {
-        Some(db) if GemmKernel::for_shape(ctx, n, k, m, 1) == GemmKernel::Lanes => {
+        Some(db)
+            if inputs != ProductInputs::F16Coop
+                && GemmKernel::for_shape(ctx, n, k, m, 1) == GemmKernel::Lanes =>
+        {
             out.extend(gemm_lanes_with_row_sums(
                 ctx, dw, dw_view, dy, dyt_view, x, x_view, shape, db,
             )?);
         }
         _ => {
-            out.extend(gemm(
-                ctx, dw, dw_view, dy, dyt_view, x, x_view, None, shape,
+            out.extend(gemm_as(
+                inputs, ctx, dw, dw_view, dy, dyt_view, x, x_view, None, shape,
             )?);
             if let Some(db) = db {
                 out.extend(reduce::col_sum(ctx, db, dy, m, n, true)?);

@@ -137,12 +137,14 @@ pub fn update_loss_scale(ctx: &GpuContext, scaler: &LossScaler) -> Result<Vec<Di
 /// What the products of a network's linear layers read. `F32`: their f32 operands. `F16Emulated`: operands
 /// rounded to f16, accumulated in f32 (mixed precision's numerics), through rounded copies fed to the f32
 /// kernels: no faster, but it runs on any adapter, so the mode can be checked where no f16 cooperative matrix
-/// exists (lavapipe) against the same numbers on the CPU.
+/// exists (lavapipe) against the same numbers on the CPU. `F16Coop`: the same numbers on cooperative matrices
+/// (`ops::matmul_f16`), where the device has them and their self-check passed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProductInputs {
     #[default]
     F32,
     F16Emulated,
+    F16Coop,
 }
 
 impl ProductInputs {
@@ -151,7 +153,8 @@ impl ProductInputs {
         self != Self::F32
     }
 
-    /// `x`, or (f16 inputs) a copy of its first `n` values rounded to f16, with the launches that make it.
+    /// `x`, or (emulated f16 inputs) a copy of its first `n` values rounded to f16, with the launches that make
+    /// it.
     pub fn operand(
         self,
         ctx: &GpuContext,
@@ -160,7 +163,8 @@ impl ProductInputs {
         out: &mut Vec<Dispatch>,
     ) -> Result<GpuSlice, GpuError> {
         match self {
-            Self::F32 => Ok(x.clone()),
+            // The cooperative-matrix product rounds while it packs its operands.
+            Self::F32 | Self::F16Coop => Ok(x.clone()),
             Self::F16Emulated => {
                 let n = fits_u32("precision::round_f16", n)?;
                 let rounded = GpuSlice::new(ctx, "f16 operand", n.max(1) as u64);

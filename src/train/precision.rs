@@ -1,10 +1,11 @@
 //! The arithmetic a training run asks for (`--precision f32|mixed`, the app's setting) and what it gets on an
 //! adapter. Mixed precision: the linear layers' products read their operands rounded to f16 and accumulate in
 //! f32, the weights and AdamW stay f32, and a dynamic loss scale keeps small gradients from vanishing in f16
-//! (overflowed steps are skipped). Its speed needs f16 cooperative-matrix product kernels, which beitlab does
-//! not have yet, so a request for it runs f32 and says so; `BEITLAB_MIXED=emulate` runs the mixed numerics on
-//! any adapter with the products emulated by rounded copies and the f32 kernels (slower than f32: for checking
-//! the mode, not for speed).
+//! (overflowed steps are skipped). The products run on f16 cooperative matrices (`ops::matmul_f16`) where the
+//! device has them and the kernel passes its self-check against the CPU there; elsewhere a request for mixed
+//! precision runs f32 and says why. `BEITLAB_MIXED=emulate` runs the mixed numerics on any adapter with the
+//! products emulated by rounded copies and the f32 kernels (slower than f32: for checking the mode, not for
+//! speed).
 
 use crate::gpu::GpuContext;
 use crate::ops::precision::ProductInputs;
@@ -72,23 +73,34 @@ impl Precision {
                     "mixed precision with its f16-input products emulated by f32 kernels (BEITLAB_MIXED=emulate): mixed precision's numbers, not its speed".into(),
                 ),
             },
-            Self::Mixed => {
-                let why = if ctx
-                    .features
-                    .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
-                {
-                    "beitlab has no f16 cooperative-matrix product kernel yet"
-                } else {
-                    "it needs f16 cooperative matrices, which this adapter does not offer"
-                };
-                Resolved {
+            Self::Mixed => match coop_check(ctx) {
+                Ok(()) => Resolved {
+                    mixed: Some(ProductInputs::F16Coop),
+                    note: None,
+                },
+                Err(why) => Resolved {
                     mixed: None,
                     note: Some(format!(
                         "mixed precision requested but this run is f32: {why} (on {})",
                         ctx.adapter_info.name
                     )),
-                }
-            }
+                },
+            },
         }
     }
+}
+
+/// Whether the cooperative-matrix product can run on `ctx`, with the reason when not.
+fn coop_check(ctx: &GpuContext) -> Result<(), String> {
+    if !crate::ops::matmul_f16::available(ctx) {
+        return Err(
+            "it needs f16 cooperative matrices with 32-lane subgroups, which this adapter does not offer"
+                .into(),
+        );
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::ops::matmul_f16::self_check(ctx)
+        .map_err(|e| format!("the f16 cooperative-matrix product failed its self-check: {e}"));
+    #[cfg(target_arch = "wasm32")]
+    Err("cooperative matrices are native only".into())
 }
