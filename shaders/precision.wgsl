@@ -7,7 +7,8 @@
 // growth_interval finite steps in a row. pack_f16 and unpad_product surround an f16 cooperative-matrix product
 // (shaders/matmul_coop.wgsl): pack_f16 writes a strided f32 matrix (rows, cols) as a dense row-major f16 one
 // (rows_p, cols_p), rounded as round_f16 rounds, zero-padded to the product's tile multiples, two values per u32
-// word; unpad_product writes the product's padded f32 result back into the caller's strided view of C, times
+// word (pack_f16_columns does the same for a view that is contiguous down its columns, a transposed operand,
+// through a workgroup tile so that both its reads and its writes are contiguous); unpad_product writes the product's padded f32 result back into the caller's strided view of C, times
 // alpha, plus the bias, added to C when accumulating.
 //
 // Shapes: out, x (n); state (6): [0] Σ g² of the scaled gradients, [1] the scale this step's backward used,
@@ -187,4 +188,34 @@ fn unpad_product(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         v = v + out[at];
     }
     out[at] = v;
+}
+
+// pack_f16 for a view whose rows are contiguous (rs = 1): one workgroup packs a tile of 64 rows x 32 columns.
+// Reads go down the columns (64 consecutive rows per column), the tile is transposed in workgroup memory (row
+// stride 33 against bank conflicts), and writes go along the packed rows (16 words per row).
+const COL_TILE_ROWS: u32 = 64u;
+const COL_TILE_COLS: u32 = 32u;
+var<workgroup> col_tile: array<u32, 2112>; // 64 rows x 33, f16 bits
+
+@compute @workgroup_size(256)
+fn pack_f16_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.y * COL_TILE_ROWS;
+    let col0 = wg.x * COL_TILE_COLS;
+    // 8 passes of 4 columns x 64 rows.
+    for (var step = 0u; step < 8u; step++) {
+        let r = li % COL_TILE_ROWS;
+        let c = li / COL_TILE_ROWS + 4u * step;
+        col_tile[r * 33u + c] = f16_bits(padded_value(row0 + r, col0 + c));
+    }
+    workgroupBarrier();
+    // 4 passes of 16 rows x 16 words.
+    let half_cols = pad.cols_p / 2u;
+    for (var step = 0u; step < 4u; step++) {
+        let j = li % 16u;
+        let r = li / 16u + 16u * step;
+        let word = col0 / 2u + j;
+        if (row0 + r < pad.rows_p && word < half_cols) {
+            packed[(row0 + r) * half_cols + word] = col_tile[r * 33u + 2u * j] | (col_tile[r * 33u + 2u * j + 1u] << 16u);
+        }
+    }
 }

@@ -47,7 +47,8 @@ fn round_up(x: u32, m: u32) -> u32 {
     x.div_ceil(m) * m
 }
 
-/// `packed` (rows_p · cols_p / 2 words) = the view `(rows, cols)` of `x` as dense row-major f16, zero-padded.
+/// `packed` (rows_p · cols_p / 2 words) = the view `(rows, cols)` of `x` as dense row-major f16, zero-padded
+/// (`pack_f16_columns` for a view contiguous down its columns, `pack_f16` for any other).
 #[allow(clippy::too_many_arguments)]
 pub fn pack_f16(
     ctx: &GpuContext,
@@ -85,13 +86,20 @@ pub fn pack_f16(
             ..Default::default()
         },
     );
-    launch(
-        ctx,
-        "precision",
-        "pack_f16",
-        &[x, x, x, x, x, packed, &u, x],
-        grid_for(words as u64, ELEMENT_WG),
-    )
+    let args = [x, x, x, x, x, packed, &u, x];
+    let column_tiles = [cols_p.div_ceil(32), rows_p.div_ceil(64), 1];
+    if view.rs == 1 && view.cs != 1 && column_tiles[1] <= crate::gpu::MAX_WORKGROUPS_PER_DIM {
+        // Contiguous down the columns (a transposed operand): the tiled kernel keeps reads and writes contiguous.
+        launch(ctx, "precision", "pack_f16_columns", &args, column_tiles)
+    } else {
+        launch(
+            ctx,
+            "precision",
+            "pack_f16",
+            &args,
+            grid_for(words as u64, ELEMENT_WG),
+        )
+    }
 }
 
 /// C's view `(m, n)` (=|+=) `alpha · c32[.., ..n] (+ bias)` from the padded product `c32 (rows, np)`.

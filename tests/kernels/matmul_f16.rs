@@ -1,5 +1,5 @@
 //! The cooperative-matrix product's parts (ops::matmul_f16). Packing a strided f32 matrix into dense, padded
-//! f16 words is exact (the same bit operations as the CPU twin), and so is writing the padded product back into
+//! f16 words (both kernels: any view, and the tiled one for transposed views) is exact (the same bit operations as the CPU twin), and so is writing the padded product back into
 //! C's view (one multiply and two adds in the twin's order). The product itself runs only where the adapter
 //! has f16 cooperative matrices with 32-lane subgroups (not lavapipe): there it is compared with its twin at
 //! tiny, odd and large sizes; elsewhere the launcher and the self-check must refuse with a reason.
@@ -54,20 +54,29 @@ fn the_twins_f16_bits_are_ieee_binary16s() {
     }
 }
 
-fn pack_case(rows: u32, cols: u32, transposed: bool, seed: u64) {
+/// How the packed view sits in its buffer: row-major and any-strided take `pack_f16`, transposed (contiguous
+/// down the columns) `pack_f16_columns`.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    RowMajor,
+    Transposed,
+    Strided,
+}
+
+fn pack_case(rows: u32, cols: u32, layout: Layout, seed: u64) {
     let mut rng = Rng::new(seed);
-    let x = values(&mut rng, (rows * cols) as usize + 3);
-    let view = if transposed {
-        MatView {
-            off: 3,
-            ..MatView::transposed(rows, cols)
-        }
-    } else {
-        MatView {
-            off: 3,
-            ..MatView::row_major(rows, cols)
-        }
+    let x = values(&mut rng, (4 * rows * cols) as usize + 3);
+    let view = match layout {
+        Layout::RowMajor => MatView::row_major(rows, cols),
+        Layout::Transposed => MatView::transposed(rows, cols),
+        Layout::Strided => MatView {
+            rs: 4 * cols,
+            cs: 2,
+            ..MatView::default()
+        },
     };
+    let view = MatView { off: 3, ..view };
+    let transposed = format!("{layout:?}");
     let (rows_p, cols_p) = (
         rows.div_ceil(TILE_MN) * TILE_MN,
         cols.div_ceil(TILE_K) * TILE_K,
@@ -83,17 +92,20 @@ fn pack_case(rows: u32, cols: u32, transposed: bool, seed: u64) {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(
             g, w,
-            "pack ({rows}, {cols}) transposed {transposed}: word {i} = {g:#010x}, twin {w:#010x}"
+            "pack ({rows}, {cols}) {transposed}: word {i} = {g:#010x}, twin {w:#010x}"
         );
     }
 }
 
 #[test]
 fn packing_to_padded_f16_matches_the_twin_bit_for_bit() {
-    pack_case(1, 1, false, 1);
-    pack_case(37, 23, true, 2);
-    pack_case(300, 200, false, 3);
-    pack_case(130, 70, true, 4);
+    pack_case(1, 1, Layout::RowMajor, 1);
+    pack_case(1, 1, Layout::Transposed, 1);
+    pack_case(37, 23, Layout::Transposed, 2);
+    pack_case(300, 200, Layout::RowMajor, 3);
+    pack_case(130, 70, Layout::Transposed, 4);
+    pack_case(77, 45, Layout::Strided, 5);
+    pack_case(200, 300, Layout::Transposed, 6);
 }
 
 fn unpad_case(m: u32, n: u32, bias: bool, accumulate: bool, transposed: bool, seed: u64) {
