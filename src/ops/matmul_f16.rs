@@ -47,6 +47,55 @@ fn round_up(x: u32, m: u32) -> u32 {
     x.div_ceil(m) * m
 }
 
+/// Where a product's temporaries sit in the shared scratch buffer (in 4-byte elements): A16 (Mp·Kp/2 words),
+/// B16 (Kp·Np/2), C32 (Mp·Np), each on a binding-aligned offset.
+struct ScratchLayout {
+    a_words: u64,
+    b_at: u64,
+    b_words: u64,
+    c_at: u64,
+    c_len: u64,
+}
+
+impl ScratchLayout {
+    fn new(ctx: &GpuContext, m: u32, n: u32, k: u32) -> Self {
+        let (mp, np, kp) = (
+            round_up(m, TILE_MN) as u64,
+            round_up(n, TILE_MN) as u64,
+            round_up(k.max(1), TILE_K) as u64,
+        );
+        let align = (ctx.storage_alignment() / 4).max(1);
+        let (a_words, b_words, c_len) = (mp * kp / 2, kp * np / 2, mp * np);
+        let b_at = a_words.div_ceil(align) * align;
+        let c_at = (b_at + b_words).div_ceil(align) * align;
+        Self {
+            a_words,
+            b_at,
+            b_words,
+            c_at,
+            c_len,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.c_at + self.c_len
+    }
+}
+
+/// Grow the shared scratch buffer once to what the largest of these products `(M, N, K)` needs, before a graph
+/// records them: it only grows, and every launch recorded before a growth keeps the smaller buffer alive, so
+/// growing product by product would hold several.
+pub fn reserve_scratch(ctx: &GpuContext, products: &[(u32, u32, u32)]) {
+    let most = products
+        .iter()
+        .map(|&(m, n, k)| ScratchLayout::new(ctx, m, n, k).len())
+        .max()
+        .unwrap_or(0);
+    if most > 0 && most <= u32::MAX as u64 {
+        ctx.scratch(most);
+    }
+}
+
 /// `packed` (rows_p · cols_p / 2 words) = the view `(rows, cols)` of `x` as dense row-major f16, zero-padded
 /// (`pack_f16_columns` for a view contiguous down its columns, `pack_f16` for any other).
 #[allow(clippy::too_many_arguments)]
@@ -192,19 +241,13 @@ pub fn gemm_f16(
             ),
         });
     }
-    // Scratch: A16 (mp·kp/2 words), B16 (kp·np/2), C32 (mp·np), each starting on a binding-aligned offset.
-    let align = (ctx.storage_alignment() / 4).max(1);
-    let a_words = mp as u64 * kp as u64 / 2;
-    let b_words = kp as u64 * np as u64 / 2;
-    let c_len = mp as u64 * np as u64;
-    let b_at = a_words.div_ceil(align) * align;
-    let c_at = (b_at + b_words).div_ceil(align) * align;
-    fits_u32(K, c_at + c_len)?;
-    let scratch = ctx.scratch(c_at + c_len);
+    let layout = ScratchLayout::new(ctx, m, n, k);
+    fits_u32(K, layout.len())?;
+    let scratch = ctx.scratch(layout.len());
     let (a16, b16, c32) = (
-        scratch.sub(0, a_words),
-        scratch.sub(b_at, b_words),
-        scratch.sub(c_at, c_len),
+        scratch.sub(0, layout.a_words),
+        scratch.sub(layout.b_at, layout.b_words),
+        scratch.sub(layout.c_at, layout.c_len),
     );
     let u = GpuSlice::uniform(
         ctx,

@@ -123,6 +123,9 @@ impl<'a> Builder<'a> {
             layers: cfg.num_hidden_layers,
             eps: cfg.layer_norm_eps as f32,
         };
+        if opts.mixed == Some(ProductInputs::F16Coop) {
+            crate::ops::matmul_f16::reserve_scratch(ctx, &linear_products(&dims, cfg));
+        }
         Ok(Self {
             ctx,
             cfg,
@@ -269,4 +272,29 @@ impl<'a> Builder<'a> {
         self.bwd.extend(d);
         Ok(())
     }
+}
+
+/// Every `(M, N, K)` product of the network's linear layers, forward (`Y = X·Wᵀ`) and backward (`dX = dY·W`,
+/// `dW = dYᵀ·X`), at most as many rows as the batch has tokens.
+fn linear_products(d: &Dims, cfg: &BeitConfig) -> Vec<(u32, u32, u32)> {
+    let tokens = d.b * d.t;
+    let patch_in = cfg.num_channels * cfg.patch_size * cfg.patch_size;
+    let layers = [
+        (d.b * d.n, patch_in, d.c),
+        (tokens, d.c, 3 * d.c),
+        (tokens, d.c, d.c),
+        (tokens, d.c, d.inter),
+        (tokens, d.inter, d.c),
+        (d.b * d.n, d.c, cfg.vocab_size),
+    ];
+    layers
+        .iter()
+        .flat_map(|&(m, fan_in, fan_out)| {
+            [
+                (m, fan_out, fan_in),
+                (m, fan_in, fan_out),
+                (fan_out, fan_in, m),
+            ]
+        })
+        .collect()
 }
