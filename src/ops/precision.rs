@@ -41,6 +41,15 @@ impl LossScaler {
     }
 }
 
+/// The uniforms of an element-wise entry over `n` values.
+fn element_params(ctx: &GpuContext, n: u32) -> GpuSlice {
+    let params = PrecisionParams {
+        n,
+        ..Default::default()
+    };
+    GpuSlice::uniform(ctx, "PrecisionParams", &params)
+}
+
 /// `out (n) = round_f16(x (n))`.
 pub fn round_f16(
     ctx: &GpuContext,
@@ -54,14 +63,7 @@ pub fn round_f16(
     if n == 0 {
         return Ok(Vec::new());
     }
-    let u = GpuSlice::uniform(
-        ctx,
-        "PrecisionParams",
-        &PrecisionParams {
-            n,
-            ..Default::default()
-        },
-    );
+    let u = element_params(ctx, n);
     Ok(vec![launch(
         ctx,
         "precision",
@@ -85,14 +87,7 @@ pub fn scale_loss(
     if n == 0 {
         return Ok(Vec::new());
     }
-    let u = GpuSlice::uniform(
-        ctx,
-        "PrecisionParams",
-        &PrecisionParams {
-            n,
-            ..Default::default()
-        },
-    );
+    let u = element_params(ctx, n);
     let (entry, items) = if n.is_multiple_of(4) {
         ("scale_loss4", n as u64 / 4)
     } else {

@@ -1,9 +1,9 @@
 //! `--precision mixed` as a user types it: where the adapter cannot run mixed precision's kernels the run is
 //! f32 and says so (lavapipe has no f16 cooperative matrices); `BEITLAB_MIXED=emulate` runs the mixed numerics
 //! with emulated f16-input products, reports the loss scale per step, and a resumed run keeps the precision it
-//! was started with.
+//! was started with; an unknown precision is refused with the choices.
 
-use super::helpers::{binary, command, ok, path, strings, tempdir};
+use super::helpers::{binary, command, image_folder, ok, path, strings, tempdir};
 
 fn emulated(dir: &std::path::Path, args: &[&str]) -> String {
     let out = command(dir, binary(), &strings(args))
@@ -56,10 +56,15 @@ fn mixed_precision_falls_back_to_f32_with_a_note_and_runs_emulated_when_asked() 
     let r: serde_json::Value = serde_json::from_str(emulated(&dir, &bench).trim()).unwrap();
     assert_eq!(r["precision"], "mixed", "{r}");
 
-    // Pretraining in emulated mixed precision: every step carries its loss scale; a resume stays mixed.
+    // Pretraining on a labelled folder of one's own images in emulated mixed precision: every step carries its
+    // loss scale; a resume stays mixed; fine-tuning on the same folder runs mixed too.
+    let data = dir.join("images");
+    image_folder(&data, &["t-shirt", "trouser"], 12, 0);
     let run = dir.join("run");
     let pretrain = [
         "pretrain",
+        "--data",
+        path(&data),
         "--preset",
         "micro",
         "--steps",
@@ -90,5 +95,54 @@ fn mixed_precision_falls_back_to_f32_with_a_note_and_runs_emulated_when_asked() 
     let later = json_lines(&resumed);
     assert_eq!(later.len(), 2);
     assert!(later.iter().all(|l| l["loss_scale"] == 65536.0));
+    let ft = dir.join("ft");
+    let fine = emulated(
+        &dir,
+        &[
+            "finetune",
+            "--init",
+            path(&run),
+            "--data",
+            path(&data),
+            "--steps",
+            "3",
+            "--batch",
+            "8",
+            "--precision",
+            "mixed",
+            "--json",
+            "--out",
+            path(&ft),
+        ],
+    );
+    // Step lines (the evaluation's line follows them).
+    let steps: Vec<_> = json_lines(&fine)
+        .into_iter()
+        .filter(|l| l.get("step").is_some())
+        .collect();
+    assert_eq!(steps.len(), 3, "{fine}");
+    for l in &steps {
+        assert_eq!(l["loss_scale"], 65536.0, "{l}");
+        assert_eq!(l["skipped"], false, "{l}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_unknown_precision_is_refused_with_the_choices() {
+    let dir = tempdir("precision-bad");
+    for cmd in [&["bench", "train"][..], &["pretrain"], &["finetune"]] {
+        let mut args = strings(cmd);
+        args.extend(strings(&["--precision", "f16"]));
+        let out = command(&dir, binary(), &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A usage error: clap's exit status 2, one line naming the value and the choices; nothing written.
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("unknown precision \"f16\"; use f32 or mixed"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -5,35 +5,13 @@
 //! gradients overflow leaves the weights alone, halves the scale and comes back as skipped, and later steps
 //! train.
 
-use super::common::{ctx, read, Rng};
+use super::common::{ctx, read};
+use super::training::{batch, Batch};
 use beitlab::cpu::precision::{initial_state, state};
 use beitlab::gpu::Dispatch;
 use beitlab::model::{BeitConfig, BeitGraph, BeitModel, GraphOptions, MimRows};
 use beitlab::ops::precision::ProductInputs;
 use beitlab::train::runner::StepRunner;
-
-struct Batch {
-    pixels: Vec<f32>,
-    mask: Vec<u8>,
-    labels: Vec<u32>,
-}
-
-fn batch(cfg: &BeitConfig, b: usize, seed: u64) -> Batch {
-    let mut rng = Rng::new(seed);
-    let n = cfg.patches() as usize;
-    let pixels = rng.vec(
-        b * (cfg.num_channels * cfg.image_size * cfg.image_size) as usize,
-        1.0,
-    );
-    let mask: Vec<u8> = (0..b * n).map(|_| (rng.unit() < 0.4) as u8).collect();
-    let m = mask.iter().filter(|&&v| v != 0).count();
-    let labels = (0..m).map(|_| rng.below(cfg.vocab_size)).collect();
-    Batch {
-        pixels,
-        mask,
-        labels,
-    }
-}
 
 fn graph(model: &BeitModel, b: &Batch, mixed: Option<ProductInputs>, train: bool) -> BeitGraph {
     let opts = GraphOptions {

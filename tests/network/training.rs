@@ -79,13 +79,14 @@ fn adamw_matches_torch_over_three_steps() {
     );
 }
 
-struct Batch {
-    pixels: Vec<f32>,
-    mask: Vec<u8>,
-    labels: Vec<u32>,
+/// A random MIM batch: pixels, a 40% mask, a visual token per masked patch (also used by mixed.rs).
+pub(super) struct Batch {
+    pub pixels: Vec<f32>,
+    pub mask: Vec<u8>,
+    pub labels: Vec<u32>,
 }
 
-fn batch(cfg: &BeitConfig, b: usize, seed: u64) -> Batch {
+pub(super) fn batch(cfg: &BeitConfig, b: usize, seed: u64) -> Batch {
     let mut rng = Rng::new(seed);
     let n = cfg.patches() as usize;
     let pixels = rng.vec(
