@@ -14,8 +14,8 @@ use crate::ops::patches::PatchShape;
 use crate::ops::precision::ProductInputs;
 use crate::ops::tokens::TokenShape;
 use crate::ops::{
-    adamw, attention, crossentropy, droppath, elementwise, gelu, layernorm, matmul, matmul_f16,
-    patches, reduce, tokens,
+    adamw, attention, attention_fused, crossentropy, droppath, elementwise, gelu, layernorm,
+    matmul, matmul_f16, patches, reduce, tokens,
 };
 
 /// The dims of a BEiT configuration that set kernel shapes.
@@ -278,7 +278,51 @@ impl Bench<'_> {
             (&qkv, views(2)),
             s,
         )?;
-        self.measure("attention_backward", shape, d, Some(2.0 * attn_flops), None)?;
+        self.measure(
+            "attention_backward",
+            shape.clone(),
+            d,
+            Some(2.0 * attn_flops),
+            None,
+        )?;
+        // The fused core (the GPUs' default in training graphs): the same work, FLOP/s counted on the same
+        // useful FLOPs (its backward also computes the scores again).
+        if attention_fused::fits(s) {
+            let lse = self.buf(attention_fused::lse_len(s));
+            let (q, k, v) = ((&qkv, views(0)), (&qkv, views(1)), (&qkv, views(2)));
+            let d = attention_fused::forward(ctx, (&o, ov), &lse, q, k, v, Some(&bias), s)?;
+            self.measure(
+                "attention_forward fused",
+                shape.clone(),
+                d,
+                Some(attn_flops),
+                None,
+            )?;
+            let d = attention_fused::backward(
+                ctx,
+                (&dqkv, views(0)),
+                (&dqkv, views(1)),
+                (&dqkv, views(2)),
+                Some(&dbias),
+                &pm,
+                &ds,
+                (&dout, ov),
+                (&o, ov),
+                &lse,
+                q,
+                k,
+                v,
+                Some(&bias),
+                s,
+            )?;
+            self.measure(
+                "attention_backward fused",
+                shape,
+                d,
+                Some(2.0 * attn_flops),
+                None,
+            )?;
+        }
         let d = attention::softmax_forward(ctx, &pm, &sc, Some((&bias, h * t)), b * h * t, t)?;
         self.measure(
             "softmax_forward",
@@ -752,6 +796,7 @@ pub fn bench_train(
             drop_path_seed: Some(1),
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            fused_attention: None,
             mixed,
         },
     )?;

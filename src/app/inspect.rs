@@ -397,6 +397,8 @@ impl Inspector {
                 drop_path_seed: None,
                 label_smoothing: 0.0,
                 keep_block_outputs: None,
+                // The attention view reads the probabilities.
+                fused_attention: Some(false),
                 mixed: None,
             },
         )?;

@@ -446,6 +446,7 @@ impl FinetunePhase {
             drop_path_seed: drop,
             label_smoothing: smoothing,
             keep_block_outputs: None,
+            fused_attention: None,
             mixed: drop.and(mixed),
         };
         let graph = BeitGraph::new(

@@ -71,10 +71,7 @@ pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'sta
 
 /// Whether an adapter computes on the CPU (a software driver), where the app opens small and paces training.
 fn is_software(info: &wgpu::AdapterInfo) -> bool {
-    let name = info.name.to_lowercase();
-    info.device_type == wgpu::DeviceType::Cpu
-        || name.contains("swiftshader")
-        || name.contains("llvmpipe")
+    crate::gpu::is_software_adapter(info)
 }
 
 pub struct Shell {

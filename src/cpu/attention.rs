@@ -206,6 +206,39 @@ pub fn attention_forward<T: Real>(
     }
 }
 
+/// Each row's log-sum-exp of the attention scores, `lse (B, H, T) = log Σ_j exp(scale · q_i·k_j + bias_ij)`
+/// (what the fused kernels keep instead of P; `P_ij = exp(S_ij − lse_i)`).
+pub fn attention_lse<T: Real>(
+    lse: &mut [T],
+    q: (&[T], HeadView),
+    k: (&[T], HeadView),
+    bias: Option<&[T]>,
+    s: AttentionShape,
+) {
+    let (t, dh) = (s.tokens as usize, s.head_dim);
+    let mut scores = vec![T::zero(); t];
+    for b in 0..s.batch {
+        for h in 0..s.heads {
+            for i in 0..t {
+                for (j, score) in scores.iter_mut().enumerate() {
+                    let mut acc = T::zero();
+                    for d in 0..dh {
+                        acc += q.0[at(&q.1, b, h, i as u32, d)] * k.0[at(&k.1, b, h, j as u32, d)];
+                    }
+                    *score = T::of(s.scale as f64) * acc
+                        + bias.map_or(T::zero(), |bb| bb[(h as usize * t + i) * t + j]);
+                }
+                let max = scores.iter().fold(f64::NEG_INFINITY, |m, x| m.max(x.f64()));
+                let mut sum = T::zero();
+                for &x in &scores {
+                    sum += (x - T::of(max)).exp();
+                }
+                lse[(b * s.heads + h) as usize * t + i] = T::of(max) + sum.ln();
+            }
+        }
+    }
+}
+
 /// Attention backward: writes dQ, dK, dV through their views; `dbias (H, T, T) += Σ_b dS` when given.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Real>(

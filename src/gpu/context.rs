@@ -135,6 +135,15 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::empty();
 const COOP_FEATURES: wgpu::Features =
     wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
+/// Whether an adapter computes on the CPU (a software driver: llvmpipe / lavapipe, SwiftShader), by its device
+/// type or, where a browser reports none, its name.
+pub fn is_software_adapter(info: &wgpu::AdapterInfo) -> bool {
+    let name = info.name.to_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu
+        || name.contains("swiftshader")
+        || name.contains("llvmpipe")
+}
+
 /// The optional features an adapter offers (see [`OPTIONAL_FEATURES`]); f16 only with cooperative matrices.
 pub fn optional_features(adapter: &wgpu::Adapter) -> wgpu::Features {
     let offered = adapter.features() & OPTIONAL_FEATURES;

@@ -15,6 +15,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../../shaders/attention_lanes.wgsl"),
     ),
     (
+        "attention_fused",
+        include_str!("../../shaders/attention_fused.wgsl"),
+    ),
+    (
         "elementwise",
         include_str!("../../shaders/elementwise.wgsl"),
     ),

@@ -117,6 +117,8 @@ pub fn forward_files(
         drop_path_seed: None,
         label_smoothing: 0.0,
         keep_block_outputs: None,
+        // `attentions` are among the outputs.
+        fused_attention: Some(false),
         mixed: None,
     };
     let graph = BeitGraph::new(ctx, &cfg, &model.table, &model.params, opts)?;

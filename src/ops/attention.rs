@@ -101,7 +101,7 @@ pub struct AttentionShape {
 }
 
 impl AttentionShape {
-    fn scores_len(&self) -> u64 {
+    pub(super) fn scores_len(&self) -> u64 {
         self.batch as u64 * self.heads as u64 * self.tokens as u64 * self.tokens as u64
     }
 
@@ -463,7 +463,6 @@ pub fn attention_backward_using(
     let t = shape.tokens;
     let d = shape.head_dim;
     let sv = shape.scores_view();
-    let sv_t = MatView { rs: 1, cs: t, ..sv };
     need(K, "dp", dp, shape.scores_len())?;
     need(K, "ds", ds, shape.scores_len())?;
     need(K, "p", p, shape.scores_len())?;
@@ -485,33 +484,6 @@ pub fn attention_backward_using(
             need(K, what, s, view.extent(shape))?;
         }
     }
-    // dV = Pᵀ · dO and dK = scale · dSᵀ · Q as products (composed, and lanes past 32 tokens).
-    let dv_product = || {
-        gemm(
-            ctx,
-            dv.0,
-            dv.1.mat(),
-            p,
-            sv_t,
-            dout.0,
-            dout.1.mat(),
-            None,
-            shape.gemm(t, d, t, 1.0),
-        )
-    };
-    let dk_product = || {
-        gemm(
-            ctx,
-            dk.0,
-            dk.1.mat(),
-            ds,
-            sv_t,
-            q.0,
-            q.1.mat(),
-            None,
-            shape.gemm(t, d, t, shape.scale),
-        )
-    };
     let mut out = Vec::new();
     if lanes {
         // dS and dQ in one launch; then dV and dK in one more up to 32 tokens (past that, reading Pᵀ and dSᵀ a
@@ -525,8 +497,7 @@ pub fn attention_backward_using(
                 ctx, dk, dv, dout, q, p, ds, shape,
             )?);
         } else {
-            out.extend(dv_product()?);
-            out.extend(dk_product()?);
+            out.extend(dv_dk_products(ctx, dk, dv, dout, q, p, ds, shape)?);
         }
     } else {
         // dP = dO · Vᵀ ; dS = softmax backward ; dQ = scale · dS · K
@@ -554,13 +525,56 @@ pub fn attention_backward_using(
             None,
             shape.gemm(t, d, t, shape.scale),
         )?);
-        out.extend(dv_product()?);
-        out.extend(dk_product()?);
+        out.extend(dv_dk_products(ctx, dk, dv, dout, q, p, ds, shape)?);
     }
     if let Some(db) = dbias {
         let hw = fits_u32(K, shape.heads as u64 * t as u64 * t as u64)?;
         out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
     }
+    Ok(out)
+}
+
+/// `dV = Pᵀ · dO` and `dK = scale · dSᵀ · Q` as two batched products, from P and dS (B, H, T, T): the composed
+/// path's, the one-launch path's past 32 tokens, and the fused path's.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dv_dk_products(
+    ctx: &GpuContext,
+    dk: (&GpuSlice, HeadView),
+    dv: (&GpuSlice, HeadView),
+    dout: (&GpuSlice, HeadView),
+    q: (&GpuSlice, HeadView),
+    p: &GpuSlice,
+    ds: &GpuSlice,
+    shape: AttentionShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let (t, d) = (shape.tokens, shape.head_dim);
+    let sv_t = MatView {
+        rs: 1,
+        cs: t,
+        ..shape.scores_view()
+    };
+    let mut out = gemm(
+        ctx,
+        dv.0,
+        dv.1.mat(),
+        p,
+        sv_t,
+        dout.0,
+        dout.1.mat(),
+        None,
+        shape.gemm(t, d, t, 1.0),
+    )?;
+    out.extend(gemm(
+        ctx,
+        dk.0,
+        dk.1.mat(),
+        ds,
+        sv_t,
+        q.0,
+        q.1.mat(),
+        None,
+        shape.gemm(t, d, t, shape.scale),
+    )?);
     Ok(out)
 }
 

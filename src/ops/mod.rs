@@ -5,6 +5,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod attention_fused;
 pub mod attention_lanes;
 pub mod conv;
 pub mod crossentropy;
@@ -70,6 +71,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<gelu::GeluParams>(),
         row::<attention::AttentionParams>(),
         row::<attention_lanes::AttentionLanesParams>(),
+        row::<attention_fused::FusedAttentionParams>(),
         row::<elementwise::ElementwiseParams>(),
         row::<patches::PatchParams>(),
         row::<tokens::TokenParams>(),

@@ -185,6 +185,7 @@ pub fn finetune(
             drop_path_seed: Some(opts.seed),
             label_smoothing: opts.label_smoothing,
             keep_block_outputs: None,
+            fused_attention: None,
             mixed: opts.mixed,
         },
     )?;
@@ -263,6 +264,7 @@ pub fn evaluate(
             drop_path_seed: None,
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            fused_attention: None,
             mixed: None,
         },
     )?;

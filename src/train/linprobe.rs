@@ -40,6 +40,7 @@ pub fn extract_features(
             drop_path_seed: None,
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            fused_attention: None,
             mixed: None,
         },
     )?;

@@ -51,6 +51,7 @@ impl MimStep {
                 drop_path_seed: Some(seed),
                 label_smoothing: 0.0,
                 keep_block_outputs: None,
+                fused_attention: None,
                 mixed,
             },
         )?;

@@ -101,6 +101,7 @@ pub fn graph_for(
             drop_path_seed,
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            fused_attention: None,
             mixed: None,
         },
     )

@@ -7,6 +7,7 @@ mod common;
 
 mod adamw;
 mod attention;
+mod attention_fused;
 mod conv;
 mod crossentropy;
 mod droppath;

@@ -20,6 +20,7 @@ fn graph(model: &BeitModel, b: &Batch, mixed: Option<ProductInputs>, train: bool
         drop_path_seed: train.then_some(5),
         label_smoothing: 0.0,
         keep_block_outputs: None,
+        fused_attention: None,
         mixed,
     };
     let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();

@@ -27,6 +27,7 @@ fn check_head(head: SegmentationHead, image: u32, patch: u32) {
             drop_path_seed: None,
             label_smoothing: 0.0,
             keep_block_outputs: None,
+            fused_attention: None,
             mixed: None,
         },
     )

@@ -110,6 +110,7 @@ fn graph(model: &BeitModel, b: &Batch, rows: MimRows, batch: u32) -> BeitGraph {
         drop_path_seed: None,
         label_smoothing: 0.0,
         keep_block_outputs: None,
+        fused_attention: None,
         mixed: None,
     };
     let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
@@ -174,6 +175,7 @@ fn kept_and_recomputed_block_outputs_give_identical_gradients() {
             drop_path_seed: Some(99),
             label_smoothing: 0.0,
             keep_block_outputs: Some(keep),
+            fused_attention: None,
             mixed: None,
         };
         let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
@@ -193,6 +195,72 @@ fn kept_and_recomputed_block_outputs_give_identical_gradients() {
         results[0].2 + 3 * blocks,
         "three recomputations per block"
     );
+}
+
+/// The fused attention core (GPUs' default: no (B, H, T, T) probabilities kept, the backward computing them
+/// again from each row's log-sum-exp, blocks recomputing their layer norm and GELU outputs) gives the loss and
+/// gradients of the path that keeps them (the software adapters' default, which the HuggingFace fixtures
+/// check), with drop path and layer scale on: micro (17
+/// tokens, heads of 16, the shared bias table) and two blocks of tiny (65 tokens, heads of 64: several key and
+/// query tiles) with both a per-block and the shared table. Tolerances: loss 1e-5 relative; gradients 1e-5 of
+/// the largest plus 1e-4 relative (two orders of summation over a few hundred terms).
+#[test]
+fn fused_attention_gives_the_gradients_of_kept_probabilities() {
+    for preset in ["micro", "tiny"] {
+        let mut cfg = BeitConfig::preset(preset).unwrap();
+        cfg.drop_path_rate = 0.2;
+        if preset == "tiny" {
+            cfg.num_hidden_layers = 2;
+            cfg.vocab_size = 64;
+            cfg.use_relative_position_bias = true;
+        }
+        let model = BeitModel::new_random(ctx(), &cfg, 8).unwrap();
+        let b = batch(&cfg, 2, 9);
+        let m = b.labels.len() as u32;
+        let mut results = Vec::new();
+        for fused in [false, true] {
+            let opts = GraphOptions {
+                batch: 2,
+                mim_rows: MimRows::Masked(m),
+                drop_path_seed: Some(7),
+                label_smoothing: 0.0,
+                // The GPUs' combination: fused attention with layer norm and GELU outputs recomputed.
+                keep_block_outputs: Some(!fused),
+                fused_attention: Some(fused),
+                mixed: None,
+            };
+            let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();
+            let kept = if fused {
+                0
+            } else {
+                cfg.num_hidden_layers as usize
+            };
+            assert_eq!(g.attentions.len(), kept, "{preset}: probabilities kept");
+            g.write_batch(ctx(), &b.pixels, Some(&b.mask), Some(&b.labels))
+                .unwrap();
+            let mut d = g.forward.clone();
+            d.extend(g.backward.iter().cloned());
+            Dispatch::submit(ctx(), "mim", &d).unwrap();
+            results.push((read(&g.stats), read(&g.grads.whole)));
+        }
+        let (kept, fused) = (&results[0], &results[1]);
+        assert_close(
+            &format!("{preset}: loss and accuracy"),
+            &fused.0,
+            &f64s(&kept.0),
+            1e-5 * kept.0[0].abs() as f64,
+            1e-5,
+        );
+        let largest = kept.1.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+        assert!(largest > 0.0, "{preset}: some gradient");
+        assert_close(
+            &format!("{preset}: gradients"),
+            &fused.1,
+            &f64s(&kept.1),
+            1e-5 * largest,
+            1e-4,
+        );
+    }
 }
 
 #[test]
@@ -292,6 +360,7 @@ fn one_graph_serves_batches_with_different_masked_counts_and_seeds() {
         drop_path_seed: Some(1),
         label_smoothing: 0.0,
         keep_block_outputs: None,
+        fused_attention: None,
         mixed: None,
     };
     let g = BeitGraph::new(ctx(), &model.cfg, &model.table, &model.params, opts).unwrap();

@@ -9,6 +9,7 @@ use crate::gpu::{Dispatch, GpuSlice};
 use crate::model::error::ModelError;
 use crate::model::params;
 use crate::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
+use crate::ops::attention_fused;
 use crate::ops::{elementwise, gelu, layernorm, matmul};
 
 const SHARED_TABLE: &str = "beit.encoder.relative_position_bias.relative_position_bias_table";
@@ -25,7 +26,11 @@ pub(super) struct BlockShared {
     scatter: RelposScatterIndex,
     table_rows: u32,
     shape: AttentionShape,
+    /// The scores (B, H, T, T) of the composed forward; with the fused attention the probabilities its backward
+    /// computes again, for the dV product.
     scores: GpuSlice,
+    /// Whether the attention core runs fused (see [`super::GraphOptions::fused_attention`]).
+    fused: bool,
     /// `None` where the blocks keep their own.
     normed: Option<GpuSlice>,
     gelu: Option<GpuSlice>,
@@ -37,8 +42,8 @@ pub(super) struct BlockActs {
     rstd1: GpuSlice,
     qkv: GpuSlice,
     bias: Option<GpuSlice>,
-    /// Attention probabilities (B, H, T, T), also read back by the app.
-    pub probs: GpuSlice,
+    /// What the attention core keeps for the backward.
+    pub attention: AttentionKept,
     ctx: GpuSlice,
     ao: GpuSlice,
     xmid: GpuSlice,
@@ -52,6 +57,24 @@ pub(super) struct BlockActs {
     normed2: GpuSlice,
     gelu: GpuSlice,
     kept: bool,
+}
+
+/// What a block's attention core keeps for its backward: the probabilities (B, H, T, T), which the app also
+/// reads back, or, fused, each row's log-sum-exp of its scores (B, H, T), from which the backward computes the
+/// probabilities again.
+pub(super) enum AttentionKept {
+    Probs(GpuSlice),
+    Lse(GpuSlice),
+}
+
+impl AttentionKept {
+    /// The probabilities where they are kept.
+    pub fn probs(&self) -> Option<&GpuSlice> {
+        match self {
+            Self::Probs(p) => Some(p),
+            Self::Lse(_) => None,
+        }
+    }
 }
 
 /// Scratch buffers the blocks' backward reuses, block after block.
@@ -89,6 +112,7 @@ impl Builder<'_> {
                 scale: (d.d as f32).powf(-0.5),
             },
             scores: self.buf("attention scores", d.bhtt()),
+            fused: self.fuses_attention(),
             normed: (!keep).then(|| self.buf("layer norm output", d.btc())),
             gelu: (!keep).then(|| self.buf("mlp gelu", d.bti())),
         }
@@ -192,7 +216,14 @@ impl Builder<'_> {
             rstd1: self.buf("rstd1", bt as u64),
             qkv: self.buf("qkv", 3 * btc),
             bias: None,
-            probs: self.buf(&format!("attentions.{li}"), d.bhtt()),
+            attention: if s.fused {
+                AttentionKept::Lse(self.buf(
+                    "attention log-sum-exp",
+                    d.b as u64 * d.heads as u64 * d.t as u64,
+                ))
+            } else {
+                AttentionKept::Probs(self.buf(&format!("attentions.{li}"), d.bhtt()))
+            },
             ctx: self.buf("attention context", btc),
             ao: self.buf("attention output", btc),
             xmid: self.buf("residual after attention", btc),
@@ -233,17 +264,28 @@ impl Builder<'_> {
         )?);
         a.bias = self.relative_bias_forward(s, li)?;
         let sh = s.shape;
-        self.fwd.extend(attention::attention_forward(
-            ctx,
-            (&a.ctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim)),
-            &a.probs,
-            &s.scores,
+        let o = (&a.ctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim));
+        let (q, k, v) = (
             (&a.qkv, qkv_views(0, sh)),
             (&a.qkv, qkv_views(1, sh)),
             (&a.qkv, qkv_views(2, sh)),
-            a.bias.as_ref(),
-            sh,
-        )?);
+        );
+        self.fwd.extend(match &a.attention {
+            AttentionKept::Probs(probs) => attention::attention_forward(
+                ctx,
+                o,
+                probs,
+                &s.scores,
+                q,
+                k,
+                v,
+                a.bias.as_ref(),
+                sh,
+            )?,
+            AttentionKept::Lse(lse) => {
+                attention_fused::forward(ctx, o, lse, q, k, v, a.bias.as_ref(), sh)?
+            }
+        });
         self.fwd.extend(matmul::linear_forward_as(
             self.products,
             ctx,
@@ -305,7 +347,11 @@ impl Builder<'_> {
             dh: self.buf("d mlp hidden", d.bti()),
             dctx: self.buf("d attention context", d.btc()),
             dqkv: self.buf("d qkv", 3 * d.btc()),
-            dp: self.buf("d probabilities", d.bhtt()),
+            // The fused attention's backward writes no dP.
+            dp: self.buf(
+                "d probabilities",
+                if self.fuses_attention() { 1 } else { d.bhtt() },
+            ),
             ds: self.buf("d scores", d.bhtt()),
         }
     }
@@ -436,21 +482,52 @@ impl Builder<'_> {
             false,
         )?;
         let sh = s.shape;
-        v.extend(attention::attention_backward(
-            ctx,
+        let btc = HeadView::btc(sh.heads, sh.tokens, sh.head_dim);
+        let (dq, dk, dv) = (
             (&k.dqkv, qkv_views(0, sh)),
             (&k.dqkv, qkv_views(1, sh)),
             (&k.dqkv, qkv_views(2, sh)),
-            None,
-            &k.dp,
-            &k.ds,
-            (dctx, HeadView::btc(sh.heads, sh.tokens, sh.head_dim)),
-            &a.probs,
+        );
+        let (q, kk, vv) = (
             (&a.qkv, qkv_views(0, sh)),
             (&a.qkv, qkv_views(1, sh)),
             (&a.qkv, qkv_views(2, sh)),
-            sh,
-        )?);
+        );
+        v.extend(match &a.attention {
+            AttentionKept::Probs(probs) => attention::attention_backward(
+                ctx,
+                dq,
+                dk,
+                dv,
+                None,
+                &k.dp,
+                &k.ds,
+                (dctx, btc),
+                probs,
+                q,
+                kk,
+                vv,
+                sh,
+            )?,
+            // The probabilities again, into the scores scratch, for the dV product.
+            AttentionKept::Lse(lse) => attention_fused::backward(
+                ctx,
+                dq,
+                dk,
+                dv,
+                None,
+                &s.scores,
+                &k.ds,
+                (dctx, btc),
+                (&a.ctx, btc),
+                lse,
+                q,
+                kk,
+                vv,
+                a.bias.as_ref(),
+                sh,
+            )?,
+        });
         // Each bias table's gradient straight from the batch's score gradients (which both attention paths
         // leave in `ds`).
         for table in &self.bias_tables(li) {

@@ -199,6 +199,30 @@ impl<'a> Builder<'a> {
             .unwrap_or(self.ctx.adapter_info.device_type == wgpu::DeviceType::Cpu)
     }
 
+    /// Whether blocks run the fused attention core (see [`GraphOptions::fused_attention`]).
+    pub fn fuses_attention(&self) -> bool {
+        let d = self.dims;
+        let shape = crate::ops::attention::AttentionShape {
+            batch: d.b,
+            heads: d.heads,
+            tokens: d.t,
+            head_dim: d.d,
+            scale: 1.0,
+        };
+        let wanted = self.opts.fused_attention.unwrap_or_else(|| {
+            #[cfg(not(target_arch = "wasm32"))]
+            match std::env::var("BEITLAB_ATTENTION").as_deref() {
+                Ok("fused") => return true,
+                Ok("composed") => return false,
+                _ => {}
+            }
+            // The browser keeps the probabilities: its adapter may be a software one it does not name.
+            cfg!(not(target_arch = "wasm32"))
+                && !crate::gpu::is_software_adapter(&self.ctx.adapter_info)
+        });
+        wanted && crate::ops::attention_fused::fits(shape)
+    }
+
     /// x_out = x_in + drop_path(λ · branch): the residual update of one branch (forward), one launch: a plain
     /// sum without layer scale and drop path, else `droppath::residual_branch` (its uniform is kept with the
     /// drop-path ones, so a new seed per step reaches it).

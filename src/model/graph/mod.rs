@@ -57,6 +57,13 @@ pub struct GraphOptions {
     /// multiplied by the graph's dynamic loss scale ([`BeitGraph::loss_scaler`], divided out again by AdamW).
     /// `None`: f32 throughout. Pretraining and classification graphs only.
     pub mixed: Option<ProductInputs>,
+    /// Whether the attention core runs fused (`ops::attention_fused`: each block keeps O and a log-sum-exp per
+    /// row instead of its (B, H, T, T) probabilities, which the backward computes again; the graph then has no
+    /// `attentions` to read) or keeps the probabilities (`Some(false)`, needed by whoever reads them).
+    /// `None`: fused on native GPUs where the head fits (at most 64 dimensions), kept on software adapters
+    /// (whose one-launch kernels keep them; the fused kernel's barriers are slow there) and in the browser;
+    /// `BEITLAB_ATTENTION=fused|composed` overrides `None` (measuring).
+    pub fused_attention: Option<bool>,
 }
 
 /// The network for one batch: inputs to fill, outputs to read, and the dispatch lists.
@@ -71,7 +78,7 @@ pub struct BeitGraph {
     pub labels: GpuSlice,
     /// `hidden[k]`: input of block k (k = 0 embeddings), `hidden[L]` output of the last block; (B·T, C).
     pub hidden: Vec<GpuSlice>,
-    /// Attention probabilities of every block, (B, H, T, T).
+    /// Attention probabilities of every block, (B, H, T, T); empty where the attention runs fused.
     pub attentions: Vec<GpuSlice>,
     pub logits: GpuSlice,
     /// (Σ loss, Σ correct) over the counted examples after the forward; see [`BeitGraph::metrics`].
@@ -173,7 +180,10 @@ impl BeitGraph {
             ce_rows: loss.ce_rows,
             labels: loss.labels,
             hidden,
-            attentions: acts.iter().map(|a| a.probs.clone()).collect(),
+            attentions: acts
+                .iter()
+                .filter_map(|a| a.attention.probs().cloned())
+                .collect(),
             logits: head.logits,
             stats: loss.stats,
             grads: g.grads,
@@ -228,7 +238,10 @@ impl BeitGraph {
             ce_rows: GpuSlice::new(ctx, "loss rows (unused)", 1),
             labels: seg.labels.clone(),
             hidden,
-            attentions: acts.iter().map(|a| a.probs.clone()).collect(),
+            attentions: acts
+                .iter()
+                .filter_map(|a| a.attention.probs().cloned())
+                .collect(),
             logits: seg.logits.clone(),
             stats: seg.stats.clone(),
             grads: g.grads,
