@@ -707,6 +707,14 @@ pub struct TrainBench {
     pub dispatches_per_step: usize,
     /// The arithmetic that ran after any fallback: "f32" or "mixed".
     pub precision: String,
+    /// How the attention core ran: "fused" (no probabilities kept) or "kept".
+    pub attention: String,
+    /// The startup tuning (`gpu::tune`): "off" where the rules chose, else shapes timed in this run, the seconds
+    /// that took (before the timed steps), and choices taken from the table.
+    pub tuning: String,
+    pub tuned_shapes: u32,
+    pub tuning_s: f64,
+    pub tuned_from_table: u32,
     pub adapter: String,
     /// With `profile`: per kernel entry point, launches per step and milliseconds per step, slowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -878,6 +886,7 @@ pub fn bench_train(
         Vec::new()
     };
     let gflop = 3.0 * forward_flops(cfg, masked_per_image) * batch as f64 / 1e9;
+    let tuning = ctx.tune_summary();
     Ok(TrainBench {
         preset: preset.to_string(),
         image_size: cfg.image_size,
@@ -891,6 +900,23 @@ pub fn bench_train(
         achieved_gflops: gflop / median,
         dispatches_per_step: work.len(),
         precision: if mixed.is_some() { "mixed" } else { "f32" }.into(),
+        attention: if graph.attentions.is_empty() {
+            "fused"
+        } else {
+            "kept"
+        }
+        .into(),
+        tuning: if tuning.mode == crate::gpu::TuneMode::Off {
+            "off".into()
+        } else {
+            tuning
+                .file
+                .as_ref()
+                .map_or("in memory".into(), |f| f.display().to_string())
+        },
+        tuned_shapes: tuning.timed,
+        tuning_s: tuning.seconds,
+        tuned_from_table: tuning.reused,
         adapter: ctx.adapter_info.name.clone(),
         profile,
     })

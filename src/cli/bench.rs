@@ -217,6 +217,18 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
             "{preset} {}px patch {} batch {}, {}: {:.1} images/s, step {:.1} ms (median of {}), {} dispatches per step, {:.1} MiB in beitlab's buffers, {:.2} GFLOP per step, {:.1} GFLOP/s achieved, on {}",
             r.image_size, r.patch_size, r.batch, r.precision, r.images_per_s, r.step_ms_median, r.steps, r.dispatches_per_step, r.gpu_buffer_mib, r.gflop_per_step, r.achieved_gflops, ctx.describe()
         );
+        println!("attention core: {}", r.attention);
+        if r.tuning == "off" {
+            println!("kernel choice: by the rules (no tuning on this adapter; BEITLAB_TUNE=on times them)");
+        } else {
+            println!(
+                "kernel choice: tuned, {} shapes timed in {:.2} s before the steps, {} from the table ({})",
+                r.tuned_shapes, r.tuning_s, r.tuned_from_table, r.tuning
+            );
+        }
+        if let Some(trouble) = ctx.tune_summary().trouble {
+            println!("tuning table: {trouble}");
+        }
         if let Some(peak) = peak_tflops.filter(|p| *p > 0.0) {
             println!(
                 "{:.2} TFLOP/s achieved: {:.1}% of the given peak {peak} TFLOP/s",

@@ -50,6 +50,22 @@ impl GpuSlice {
         }
     }
 
+    /// A buffer for a short-lived measurement (the tuner's operands), left out of [`allocated_bytes`]: it is
+    /// dropped before any training step runs.
+    pub fn temporary(ctx: &GpuContext, label: &str, len: u64) -> Self {
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len.max(1)) * 4,
+            usage: STORAGE_USAGE,
+            mapped_at_creation: false,
+        });
+        Self {
+            buffer,
+            offset: 0,
+            len,
+        }
+    }
+
     /// A buffer holding a copy of `data` (any 32-bit plain type: f32, u32, i32).
     pub fn from_slice<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> Self {
         assert_eq!(

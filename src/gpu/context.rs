@@ -180,6 +180,8 @@ pub struct GpuContext {
     /// One scratch buffer shared by the launches that need temporary space (split-K partial sums): launches in
     /// a pass run one after another, so they can share it; it only grows.
     scratch: Arc<Mutex<Option<GpuSlice>>>,
+    /// The startup micro-tuning's state and table (see `gpu::tune`).
+    pub(super) tuning: Arc<Mutex<super::tune::TuneState>>,
 }
 
 impl GpuContext {
@@ -279,6 +281,7 @@ impl GpuContext {
         let limits = device.limits();
         let features = device.features();
         let pipelines = PipelineCache::new(device.clone());
+        let tuning = Arc::new(Mutex::new(super::tune::TuneState::new(&adapter_info)));
         Self {
             device,
             queue,
@@ -288,6 +291,7 @@ impl GpuContext {
             pipelines,
             first_error,
             scratch: Arc::new(Mutex::new(None)),
+            tuning,
         }
     }
 

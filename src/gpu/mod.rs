@@ -8,6 +8,7 @@ mod error;
 mod pipelines;
 mod readback;
 pub mod shaders;
+mod tune;
 
 pub use async_read::AsyncRead;
 pub use buffers::{allocated_bytes, FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
@@ -21,6 +22,7 @@ pub use dispatch::{workgroup_grid, Dispatch, MAX_WORKGROUPS_PER_DIM};
 pub use error::GpuError;
 pub use pipelines::{Kernel, PipelineCache};
 pub use readback::{ReadbackRing, ReadbackTicket};
+pub use tune::{TuneMode, TuneSummary, Tuned};
 
 /// naga-side reflection used by the pipeline cache, exposed for the shader validation tests.
 pub mod pipelines_reflection {

@@ -239,3 +239,101 @@ pub fn backward(
     }
     Ok(out)
 }
+
+/// Whether the fused core is faster than the composed one for `shape` on this device, by the tuner
+/// (`gpu::tune`: forward and backward of both timed on temporaries once per shape; the fused core wins unless
+/// the other is more than 5% faster, since it also holds no (B, H, T, T) probabilities per block). `None` where
+/// the context does not tune or the shape does not fit.
+pub fn tuned(
+    ctx: &GpuContext,
+    shape: AttentionShape,
+    with_bias: bool,
+) -> Result<Option<bool>, GpuError> {
+    if !ctx.tunes() || !fits(shape) || shape.batch == 0 || shape.heads == 0 || shape.tokens == 0 {
+        return Ok(None);
+    }
+    let AttentionShape {
+        batch: b,
+        heads: h,
+        tokens: t,
+        head_dim: d,
+        ..
+    } = shape;
+    let key = format!("attention B{b} H{h} T{t} D{d} bias {}", with_bias as u8);
+    let names = ["fused".to_string(), "composed".to_string()];
+    let rows = b as u64 * t as u64;
+    let c = h as u64 * d as u64;
+    let tt = shape.scores_len();
+    let temp = |len: u64| GpuSlice::temporary(ctx, "tuning attention", len);
+    let (qkv, dqkv, o, dout) = (
+        temp(rows * 3 * c),
+        temp(rows * 3 * c),
+        temp(rows * c),
+        temp(rows * c),
+    );
+    let (bias, lse) = (temp(h as u64 * t as u64 * t as u64), temp(lse_len(shape)));
+    let squares: Vec<GpuSlice> = (0..4).map(|_| temp(tt)).collect();
+    let [probs, scores, dp, ds] = [&squares[0], &squares[1], &squares[2], &squares[3]];
+    let view = |part| HeadView::fused_qkv(part, h, t, d);
+    let ov = HeadView::btc(h, t, d);
+    let (q, k, v) = ((&qkv, view(0)), (&qkv, view(1)), (&qkv, view(2)));
+    let (dq, dk, dv) = ((&dqkv, view(0)), (&dqkv, view(1)), (&dqkv, view(2)));
+    let bias = with_bias.then_some(&bias);
+    let choice = ctx.tuned_choice(
+        &key,
+        &names,
+        |name| {
+            let mut work = Vec::new();
+            if name == "fused" {
+                work.extend(forward(ctx, (&o, ov), &lse, q, k, v, bias, shape)?);
+                work.extend(backward(
+                    ctx,
+                    dq,
+                    dk,
+                    dv,
+                    None,
+                    probs,
+                    ds,
+                    (&dout, ov),
+                    (&o, ov),
+                    &lse,
+                    q,
+                    k,
+                    v,
+                    bias,
+                    shape,
+                )?);
+            } else {
+                work.extend(super::attention::attention_forward(
+                    ctx,
+                    (&o, ov),
+                    probs,
+                    scores,
+                    q,
+                    k,
+                    v,
+                    bias,
+                    shape,
+                )?);
+                work.extend(super::attention::attention_backward(
+                    ctx,
+                    dq,
+                    dk,
+                    dv,
+                    None,
+                    dp,
+                    ds,
+                    (&dout, ov),
+                    probs,
+                    q,
+                    k,
+                    v,
+                    shape,
+                )?);
+            }
+            Ok(work)
+        },
+        Some(("fused", 0.05)),
+    )?;
+    Ok(choice.map(|c| c == "fused"))
+}

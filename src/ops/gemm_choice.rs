@@ -30,19 +30,96 @@ impl SplitK {
             return None;
         }
         let tiles = m.div_ceil(128) as u64 * n.div_ceil(128) as u64;
-        let split = |wanted: u32| {
-            let k_chunk = k.div_ceil(wanted).div_ceil(16) * 16;
-            Self {
-                splits: k.div_ceil(k_chunk),
-                k_chunk,
-            }
-        };
+        let split = |wanted: u32| Self::ways(k, wanted);
         let cost = |s: Self| (tiles * s.splits as u64).div_ceil(BIG_SLOTS) * s.k_chunk as u64;
         let most = (k / SPLIT_MIN_K)
             .min(SPLIT_MAX)
             .min((SPLIT_SCRATCH_MAX / (m as u64 * n as u64).max(1)).max(1) as u32);
         let best = (1..=most).map(split).min_by_key(|&s| (cost(s), s.splits))?;
         (best.splits >= 2 && cost(best) * 10 <= cost(split(1)) * 9).then_some(best)
+    }
+
+    /// k cut into about `wanted` ranges, each a multiple of the 16-wide k tile.
+    fn ways(k: u32, wanted: u32) -> Self {
+        let k_chunk = k.div_ceil(wanted.max(1)).div_ceil(16).max(1) * 16;
+        Self {
+            splits: k.div_ceil(k_chunk),
+            k_chunk,
+        }
+    }
+}
+
+/// A product's kernel and, for `Big`, how it is split along k: what the rules pick ([`GemmPlan::rules`]) or
+/// the tuner measured fastest among [`GemmPlan::candidates`] (`gpu::tune`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmPlan {
+    pub kernel: GemmKernel,
+    pub split: Option<SplitK>,
+}
+
+impl GemmPlan {
+    /// `kernel`, split along k where it is `Big` and [`SplitK::for_shape`] splits.
+    pub fn with_kernel(kernel: GemmKernel, m: u32, n: u32, k: u32, batch: u32) -> Self {
+        let split = if kernel == GemmKernel::Big {
+            SplitK::for_shape(m, n, k, batch)
+        } else {
+            None
+        };
+        Self { kernel, split }
+    }
+
+    /// The rules' plan: [`GemmKernel::for_shape`] and its split.
+    pub fn rules(ctx: &GpuContext, m: u32, n: u32, k: u32, batch: u32) -> Self {
+        Self::with_kernel(GemmKernel::for_shape(ctx, m, n, k, batch), m, n, k, batch)
+    }
+
+    /// What the tuner times for a shape: on GPUs `Tiled`, `Big` unsplit and, for a single product with a long
+    /// k, `Big` split 2 to 32 ways (and the rules' split); on software adapters their large kernel (`Lanes` or
+    /// `Wide`) and `Direct`. Every candidate computes the same product with the same tested kernels.
+    pub fn candidates(ctx: &GpuContext, m: u32, n: u32, k: u32, batch: u32) -> Vec<Self> {
+        let plain = |kernel| Self {
+            kernel,
+            split: None,
+        };
+        let mut out = Vec::new();
+        if GemmKernel::for_adapter(ctx) == GemmKernel::Big {
+            out.push(plain(GemmKernel::Tiled));
+            out.push(plain(GemmKernel::Big));
+            if batch == 1 && k >= 2 * SPLIT_MIN_K {
+                let rule = SplitK::for_shape(m, n, k, batch);
+                for split in [2, 4, 8, 16, 32]
+                    .map(|w| SplitK::ways(k, w))
+                    .into_iter()
+                    .chain(rule)
+                {
+                    let fits = split.splits as u64 * m as u64 * n as u64 <= SPLIT_SCRATCH_MAX;
+                    let plan = Self {
+                        kernel: GemmKernel::Big,
+                        split: Some(split),
+                    };
+                    if split.splits >= 2 && fits && !out.contains(&plan) {
+                        out.push(plan);
+                    }
+                }
+            }
+        } else {
+            out.push(plain(GemmKernel::for_adapter(ctx)));
+            out.push(plain(GemmKernel::Direct));
+        }
+        out
+    }
+
+    /// The plan's name in the tuning table: the entry point, and the split.
+    pub fn name(&self) -> String {
+        match self.split {
+            None => self.kernel.entry_point().to_string(),
+            Some(s) => format!(
+                "{} split {} x {}",
+                self.kernel.entry_point(),
+                s.splits,
+                s.k_chunk
+            ),
+        }
     }
 }
 
@@ -126,7 +203,7 @@ fn cpu_cores() -> u64 {
 
 impl GemmKernel {
     /// The forced choice from `BEITLAB_GEMM=tiled|big|wide|direct`, if any.
-    fn forced() -> Option<Self> {
+    pub(crate) fn forced() -> Option<Self> {
         #[cfg(not(target_arch = "wasm32"))]
         match std::env::var("BEITLAB_GEMM").as_deref() {
             Ok("tiled") => return Some(Self::Tiled),

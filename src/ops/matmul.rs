@@ -2,7 +2,7 @@
 //! built on it. Layouts: `X (M, K)`, `W (N, K)` (PyTorch `nn.Linear`), `Y (M, N)`, `b (N)`.
 
 pub use super::gemm_choice::{
-    lanes_tile_rows, lanes_wide_edge, GemmKernel, SplitK, ALL_GEMM_KERNELS,
+    lanes_tile_rows, lanes_wide_edge, GemmKernel, GemmPlan, SplitK, ALL_GEMM_KERNELS,
 };
 use super::precision::ProductInputs;
 use super::{fits_u32, gpu_params, launch_with, need, reduce, vec4_view};
@@ -116,8 +116,90 @@ pub fn gemm(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let kernel = GemmKernel::for_shape(ctx, shape.m, shape.n, shape.k, shape.batch);
-    gemm_using(kernel, ctx, c, c_view, a, a_view, b, b_view, bias, shape)
+    let plan = plan_product(ctx, c_view, a_view, b_view, shape)?;
+    gemm_inner(
+        plan, ctx, c, c_view, a, a_view, b, b_view, bias, shape, None,
+    )
+}
+
+/// The plan of one product: the tuner's fastest for its shape and layouts where the context tunes (timed on
+/// temporaries the first time, `gpu::tune`), else the rules'.
+fn plan_product(
+    ctx: &GpuContext,
+    c_view: MatView,
+    a_view: MatView,
+    b_view: MatView,
+    shape: GemmShape,
+) -> Result<GemmPlan, GpuError> {
+    let GemmShape {
+        m,
+        n,
+        k,
+        batch,
+        batch_inner,
+        ..
+    } = shape;
+    let rules = GemmPlan::rules(ctx, m, n, k, batch);
+    if !ctx.tunes()
+        || GemmKernel::forced().is_some()
+        || m == 0
+        || n == 0
+        || batch == 0
+        || batch_inner == 0
+        || batch % batch_inner != 0
+    {
+        return Ok(rules);
+    }
+    let candidates = GemmPlan::candidates(ctx, m, n, k, batch);
+    if candidates.len() < 2 {
+        return Ok(rules);
+    }
+    let names: Vec<String> = candidates.iter().map(GemmPlan::name).collect();
+    let key = format!(
+        "gemm {m}x{n}x{k} batch {batch} vec4 a{} b{} c{}",
+        vec4_mode(&a_view, a_view.cs, a_view.rs),
+        vec4_mode(&b_view, b_view.rs, b_view.cs),
+        c_vec4(&c_view, n) as u8
+    );
+    let outer = batch / batch_inner;
+    let mut temps: Option<[GpuSlice; 4]> = None;
+    let choice = ctx.tuned_choice(
+        &key,
+        &names,
+        |name| {
+            let plan = candidates
+                .iter()
+                .find(|p| p.name() == name)
+                .copied()
+                .unwrap_or(rules);
+            let [c, a, b, bias] = temps.get_or_insert_with(|| {
+                [
+                    c_view.extent(m, n, outer, batch_inner),
+                    a_view.extent(m, k, outer, batch_inner),
+                    b_view.extent(k, n, outer, batch_inner),
+                    n as u64,
+                ]
+                .map(|len| GpuSlice::temporary(ctx, "tuning operand", len))
+            });
+            gemm_inner(
+                plan,
+                ctx,
+                c,
+                c_view,
+                a,
+                a_view,
+                b,
+                b_view,
+                Some(bias),
+                shape,
+                None,
+            )
+        },
+        None,
+    )?;
+    Ok(choice
+        .and_then(|name| candidates.into_iter().find(|p| p.name() == name))
+        .unwrap_or(rules))
 }
 
 /// [`gemm`] with an explicit choice of kernel (tests check both on every adapter).
@@ -134,8 +216,9 @@ pub fn gemm_using(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    let plan = GemmPlan::with_kernel(kernel, shape.m, shape.n, shape.k, shape.batch);
     gemm_inner(
-        kernel, ctx, c, c_view, a, a_view, b, b_view, bias, shape, None,
+        plan, ctx, c, c_view, a, a_view, b, b_view, bias, shape, None,
     )
 }
 
@@ -162,7 +245,10 @@ pub fn gemm_lanes_with_row_sums(
     }
     need(K, "row_sums", row_sums, shape.m as u64)?;
     gemm_inner(
-        GemmKernel::Lanes,
+        GemmPlan {
+            kernel: GemmKernel::Lanes,
+            split: None,
+        },
         ctx,
         c,
         c_view,
@@ -178,7 +264,7 @@ pub fn gemm_lanes_with_row_sums(
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_inner(
-    kernel: GemmKernel,
+    plan: GemmPlan,
     ctx: &GpuContext,
     c: &GpuSlice,
     c_view: MatView,
@@ -191,6 +277,7 @@ fn gemm_inner(
     row_sums: Option<&GpuSlice>,
 ) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "matmul::gemm";
+    let kernel = plan.kernel;
     let GemmShape {
         m,
         n,
@@ -280,10 +367,8 @@ fn gemm_inner(
             ),
         });
     }
-    if kernel == GemmKernel::Big {
-        if let Some(split) = SplitK::for_shape(m, n, k, batch) {
-            return split_k(ctx, c, a, b, bias_slice, &a4, &b4, params, split, groups);
-        }
+    if let (GemmKernel::Big, Some(split)) = (kernel, plan.split) {
+        return split_k(ctx, c, a, b, bias_slice, &a4, &b4, params, split, groups);
     }
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
     let c4 = vec4_view(ctx, c);
@@ -429,11 +514,57 @@ fn gemm_as(
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
     match inputs {
-        ProductInputs::F16Coop => {
+        ProductInputs::F16Coop if coop_pays(ctx, c_view, a_view, b_view, shape)? => {
             super::matmul_f16::gemm_f16(ctx, c, c_view, a, a_view, b, b_view, bias, shape)
         }
         _ => gemm(ctx, c, c_view, a, a_view, b, b_view, bias, shape),
     }
+}
+
+/// Whether a mixed-precision product takes the cooperative-matrix kernel: yes, unless the tuner measured the
+/// f32 product faster for this shape (a small product, where packing the operands to f16 and writing C back
+/// cost more than the tensor cores save; the product is then exact in f32, which mixed precision allows).
+fn coop_pays(
+    ctx: &GpuContext,
+    c_view: MatView,
+    a_view: MatView,
+    b_view: MatView,
+    shape: GemmShape,
+) -> Result<bool, GpuError> {
+    let GemmShape { m, n, k, batch, .. } = shape;
+    if !ctx.tunes() || batch != 1 || m == 0 || n == 0 {
+        return Ok(true);
+    }
+    let key = format!(
+        "gemm_f16 {m}x{n}x{k} vec4 a{} b{} c{}",
+        vec4_mode(&a_view, a_view.cs, a_view.rs),
+        vec4_mode(&b_view, b_view.rs, b_view.cs),
+        c_vec4(&c_view, n) as u8
+    );
+    let names = ["coop".to_string(), "f32".to_string()];
+    let mut temps: Option<[GpuSlice; 4]> = None;
+    let choice = ctx.tuned_choice(
+        &key,
+        &names,
+        |name| {
+            let [c, a, b, bias] = temps.get_or_insert_with(|| {
+                [
+                    c_view.extent(m, n, 1, 1),
+                    a_view.extent(m, k, 1, 1),
+                    b_view.extent(k, n, 1, 1),
+                    n as u64,
+                ]
+                .map(|len| GpuSlice::temporary(ctx, "tuning operand", len))
+            });
+            if name == "coop" {
+                super::matmul_f16::gemm_f16(ctx, c, c_view, a, a_view, b, b_view, Some(bias), shape)
+            } else {
+                gemm(ctx, c, c_view, a, a_view, b, b_view, Some(bias), shape)
+            }
+        },
+        None,
+    )?;
+    Ok(choice.is_none_or(|c| c == "coop"))
 }
 
 /// `Y (M, N) = X (M, K) · W (N, K)ᵀ + b (N)`.

@@ -24,4 +24,5 @@ mod readback;
 mod reduce;
 mod spatial;
 mod tokens;
+mod tune;
 mod vq;

@@ -217,8 +217,18 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
             // The browser keeps the probabilities: its adapter may be a software one it does not name.
-            cfg!(not(target_arch = "wasm32"))
-                && !crate::gpu::is_software_adapter(&self.ctx.adapter_info)
+            if cfg!(target_arch = "wasm32")
+                || crate::gpu::is_software_adapter(&self.ctx.adapter_info)
+            {
+                return false;
+            }
+            // Where the context tunes, the faster of the two for this shape (the fused one on a near tie).
+            let with_bias =
+                self.cfg.use_relative_position_bias || self.cfg.use_shared_relative_position_bias;
+            crate::ops::attention_fused::tuned(self.ctx, shape, with_bias)
+                .ok()
+                .flatten()
+                .unwrap_or(true)
         });
         wanted && crate::ops::attention_fused::fits(shape)
     }

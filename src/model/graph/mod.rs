@@ -60,7 +60,8 @@ pub struct GraphOptions {
     /// Whether the attention core runs fused (`ops::attention_fused`: each block keeps O and a log-sum-exp per
     /// row instead of its (B, H, T, T) probabilities, which the backward computes again; the graph then has no
     /// `attentions` to read) or keeps the probabilities (`Some(false)`, needed by whoever reads them).
-    /// `None`: fused on native GPUs where the head fits (at most 64 dimensions), kept on software adapters
+    /// `None`: fused on native GPUs where the head fits (at most 64 dimensions) and the tuner did not measure
+    /// the composed core more than 5% faster (`ops::attention_fused::tuned`), kept on software adapters
     /// (whose one-launch kernels keep them; the fused kernel's barriers are slow there) and in the browser;
     /// `BEITLAB_ATTENTION=fused|composed` overrides `None` (measuring).
     pub fused_attention: Option<bool>,
