@@ -12,10 +12,10 @@
 // Shapes: Q, K, V are (B, H, T, D) views into one buffer (a fused (B, T, 3C) qkv tensor), O, dO and dQ
 // (B, H, T, D) views; bias (H, T, T); lse (B, H, T); P and dS (B, H, T, T). D <= 64, any T.
 //
-// Layout of the work: thread t of 64 owns query row t / 4 of the tile and the quarter t % 4: in the forward
-// the keys j ≡ t % 4 (mod 4) of each 32-key tile, in the backward keys t % 4 and t % 4 + 4 of each 8-key
-// tile, and the output dimensions d ≡ t % 4 (mod 4). Tiles in workgroup memory have rows of 65 floats so that
-// the 8 rows a warp reads at once fall into different banks. Rows past T read zeros and are never stored;
+// Layout of the work: in the forward thread t of 64 owns two query rows of the tile (below); in the backward
+// row t / 4 and the quarter t % 4: keys t % 4 and t % 4 + 4 of each 8-key tile and the output dimensions
+// d ≡ t % 4 (mod 4). Tiles in workgroup memory have rows of 65 floats so that the rows a warp reads at once
+// fall into different banks. Rows past T read zeros and are never stored;
 // keys past T score -3e38 (exp gives 0).
 
 struct FusedAttentionParams {
@@ -69,14 +69,15 @@ const ROWS: u32 = 16u;        // query rows per workgroup
 const KEYS: u32 = 32u;        // keys per tile, forward
 const KEYS_BACK: u32 = 8u;    // keys per tile, backward
 const STRIDE: u32 = 65u;      // row stride of the tiles in workgroup memory
-const DIMS: u32 = 16u;        // output dimensions per thread: d = quarter + 4c, c < 16 (D <= 64)
+const DIMS: u32 = 16u;        // backward: output dimensions per thread, d = quarter + 4c, c < 16 (D <= 64)
 const NEG: f32 = -3.0e38;
 
 var<workgroup> q_tile: array<f32, 1040>;   // ROWS x STRIDE: Q · scale
 var<workgroup> kv_tile: array<f32, 2080>;  // KEYS x STRIDE: K, then V (forward)
 var<workgroup> p_tile: array<f32, 512>;    // ROWS x KEYS: exp(S − running max) (forward)
-var<workgroup> red_max: array<f32, 64>;    // per thread: the max of its scores in the tile (forward)
-var<workgroup> red_sum: array<f32, 64>;    // per thread: its partial sums
+var<workgroup> red_max: array<f32, 128>;   // per (row, key group): the max of its scores in the tile (forward)
+var<workgroup> red_sum8: array<f32, 128>;  // per (row, key group): its partial sums (forward)
+var<workgroup> red_sum: array<f32, 64>;    // per thread: its partial sums (backward)
 var<workgroup> do_tile: array<f32, 1040>;  // ROWS x STRIDE: dO (backward)
 var<workgroup> k_tile: array<f32, 520>;    // KEYS_BACK x STRIDE (backward)
 var<workgroup> v_tile: array<f32, 520>;    // KEYS_BACK x STRIDE (backward)
@@ -128,6 +129,9 @@ fn bias_at(h: u32, i: u32, j: u32) -> f32 {
     return 0.0;
 }
 
+// The forward: thread t owns query rows 2·(t / 8) and 2·(t / 8) + 1 of the tile and, for both, the keys
+// j ≡ t % 8 (mod 8) of each 32-key tile and the output dimensions d ≡ t % 8 (mod 8): per dimension of a score
+// 2 reads of Q and 4 of K for 8 multiply-adds, per key of the output 2 reads of P and 8 of V for 16.
 @compute @workgroup_size(64, 1, 1)
 fn fused_attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) t: u32) {
@@ -139,15 +143,18 @@ fn fused_attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     let b = bh / p.heads;
     let h = bh % p.heads;
     let i0 = (w % p.q_tiles) * ROWS;
-    let r = t / 4u;
-    let quarter = t % 4u;
-    let i = i0 + r;
+    let r0 = 2u * (t / 8u);
+    let r1 = r0 + 1u;
+    let g = t % 8u;
     let tokens = p.tokens;
     let dim = p.head_dim;
     load_q_tile(b, h, i0, t);
-    var m_run = NEG;
-    var l_run = 0.0;
-    var acc: array<f32, DIMS>;
+    var m0 = NEG;
+    var m1 = NEG;
+    var l0 = 0.0;
+    var l1 = 0.0;
+    var acc0: array<f32, 8>;
+    var acc1: array<f32, 8>;
     for (var j0 = 0u; j0 < tokens; j0 += KEYS) {
         // The previous tile's reads of kv_tile and p_tile are done (and q_tile is written, the first time).
         workgroupBarrier();
@@ -161,38 +168,55 @@ fn fused_attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
             kv_tile[jj * STRIDE + d] = x;
         }
         workgroupBarrier();
-        var s: array<f32, 8>;
+        var s0: array<f32, 4>;
+        var s1: array<f32, 4>;
         for (var d = 0u; d < dim; d++) {
-            let x = q_tile[r * STRIDE + d];
-            for (var u = 0u; u < 8u; u++) {
-                s[u] += x * kv_tile[(quarter + 4u * u) * STRIDE + d];
+            let x0 = q_tile[r0 * STRIDE + d];
+            let x1 = q_tile[r1 * STRIDE + d];
+            for (var u = 0u; u < 4u; u++) {
+                let kx = kv_tile[(g + 8u * u) * STRIDE + d];
+                s0[u] += x0 * kx;
+                s1[u] += x1 * kx;
             }
         }
-        var mx = NEG;
-        for (var u = 0u; u < 8u; u++) {
-            let j = j0 + quarter + 4u * u;
+        var mx0 = NEG;
+        var mx1 = NEG;
+        for (var u = 0u; u < 4u; u++) {
+            let j = j0 + g + 8u * u;
             if (j < tokens) {
-                if (i < tokens) {
-                    s[u] += bias_at(h, i, j);
+                if (i0 + r0 < tokens) {
+                    s0[u] += bias_at(h, i0 + r0, j);
+                }
+                if (i0 + r1 < tokens) {
+                    s1[u] += bias_at(h, i0 + r1, j);
                 }
             } else {
-                s[u] = NEG;
+                s0[u] = NEG;
+                s1[u] = NEG;
             }
-            mx = max(mx, s[u]);
+            mx0 = max(mx0, s0[u]);
+            mx1 = max(mx1, s1[u]);
         }
-        red_max[t] = mx;
+        red_max[r0 * 8u + g] = mx0;
+        red_max[r1 * 8u + g] = mx1;
         // Every thread's reads of K are done; the tile's maxima are written.
         workgroupBarrier();
-        let m_tile = max(max(red_max[4u * r], red_max[4u * r + 1u]), max(red_max[4u * r + 2u], red_max[4u * r + 3u]));
-        let m_new = max(m_run, m_tile);
-        let alpha = exp(m_run - m_new);
-        var sum = 0.0;
-        for (var u = 0u; u < 8u; u++) {
-            let e = exp(s[u] - m_new);
-            p_tile[r * KEYS + quarter + 4u * u] = e;
-            sum += e;
+        let n0 = max(m0, row_max8(r0));
+        let n1 = max(m1, row_max8(r1));
+        let alpha0 = exp(m0 - n0);
+        let alpha1 = exp(m1 - n1);
+        var sum0 = 0.0;
+        var sum1 = 0.0;
+        for (var u = 0u; u < 4u; u++) {
+            let e0 = exp(s0[u] - n0);
+            let e1 = exp(s1[u] - n1);
+            p_tile[r0 * KEYS + g + 8u * u] = e0;
+            p_tile[r1 * KEYS + g + 8u * u] = e1;
+            sum0 += e0;
+            sum1 += e1;
         }
-        red_sum[t] = sum;
+        red_sum8[r0 * 8u + g] = sum0;
+        red_sum8[r1 * 8u + g] = sum1;
         for (var e = t; e < KEYS * dim; e += 64u) {
             let jj = e / dim;
             let d = e % dim;
@@ -203,31 +227,62 @@ fn fused_attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
             kv_tile[jj * STRIDE + d] = x;
         }
         workgroupBarrier();
-        l_run = l_run * alpha + row_sum(r);
-        m_run = m_new;
-        for (var c = 0u; c < DIMS; c++) {
-            acc[c] *= alpha;
+        l0 = l0 * alpha0 + row_sum8(r0);
+        l1 = l1 * alpha1 + row_sum8(r1);
+        m0 = n0;
+        m1 = n1;
+        for (var c = 0u; c < 8u; c++) {
+            acc0[c] *= alpha0;
+            acc1[c] *= alpha1;
         }
         let keys = min(KEYS, tokens - j0);
         for (var jj = 0u; jj < keys; jj++) {
-            let weight = p_tile[r * KEYS + jj];
-            for (var c = 0u; c < DIMS; c++) {
+            let w0 = p_tile[r0 * KEYS + jj];
+            let w1 = p_tile[r1 * KEYS + jj];
+            for (var c = 0u; c < 8u; c++) {
                 // Columns past D read the tile's padding or a neighbour row and are never stored.
-                acc[c] += weight * kv_tile[jj * STRIDE + quarter + 4u * c];
+                let vx = kv_tile[jj * STRIDE + g + 8u * c];
+                acc0[c] += w0 * vx;
+                acc1[c] += w1 * vx;
             }
         }
     }
-    if (i < tokens) {
-        let inv = 1.0 / l_run;
-        for (var c = 0u; c < DIMS; c++) {
-            let d = quarter + 4u * c;
-            if (d < dim) {
-                o[o_at(b, h, i, d)] = acc[c] * inv;
-            }
+    store_row(b, h, bh, i0 + r0, g, acc0, m0, l0);
+    store_row(b, h, bh, i0 + r1, g, acc1, m1, l1);
+}
+
+// The largest of the 8 partial maxima of tile row `r` in red_max.
+fn row_max8(r: u32) -> f32 {
+    var m = red_max[8u * r];
+    for (var k = 1u; k < 8u; k++) {
+        m = max(m, red_max[8u * r + k]);
+    }
+    return m;
+}
+
+// The sum of the 8 partial sums of tile row `r` in red_sum8.
+fn row_sum8(r: u32) -> f32 {
+    var s = 0.0;
+    for (var k = 0u; k < 8u; k++) {
+        s += red_sum8[8u * r + k];
+    }
+    return s;
+}
+
+// Row i of O (the thread's dimensions g + 8c) and, from the thread with g = 0, its log-sum-exp.
+fn store_row(b: u32, h: u32, bh: u32, i: u32, g: u32, acc: array<f32, 8>, m: f32, l: f32) {
+    if (i >= p.tokens) {
+        return;
+    }
+    let inv = 1.0 / l;
+    for (var c = 0u; c < 8u; c++) {
+        let d = g + 8u * c;
+        if (d < p.head_dim) {
+            o[o_at(b, h, i, d)] = acc[c] * inv;
         }
-        if (quarter == 0u) {
-            lse[bh * tokens + i] = m_run + log(l_run);
-        }
+    }
+    if (g == 0u) {
+        lse[bh * p.tokens + i] = m + log(l);
     }
 }
 
