@@ -528,10 +528,21 @@ pub fn attention_backward_using(
         out.extend(dv_dk_products(ctx, dk, dv, dout, q, p, ds, shape)?);
     }
     if let Some(db) = dbias {
-        let hw = fits_u32(K, shape.heads as u64 * t as u64 * t as u64)?;
-        out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
+        out.extend(bias_gradient(ctx, db, ds, shape)?);
     }
     Ok(out)
+}
+
+/// `dbias (H, T, T) += Σ_b dS` from the score gradients (B, H, T, T).
+pub(super) fn bias_gradient(
+    ctx: &GpuContext,
+    dbias: &GpuSlice,
+    ds: &GpuSlice,
+    shape: AttentionShape,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let t = shape.tokens as u64;
+    let hw = fits_u32("attention::bias_gradient", shape.heads as u64 * t * t)?;
+    reduce::col_sum(ctx, dbias, ds, shape.batch, hw, true)
 }
 
 /// `dV = Pᵀ · dO` and `dK = scale · dSᵀ · Q` as two batched products, from P and dS (B, H, T, T): the composed

@@ -7,8 +7,8 @@
 //! Shapes: Q, K, V [`HeadView`]s of (B, H, T, D) in one buffer (a fused qkv tensor), O, dO, dQ, dK, dV views
 //! of (B, H, T, D); bias (H, T, T); lse (B, H, T); P and dS scratch (B, H, T, T).
 
-use super::attention::{dv_dk_products, AttentionShape, HeadView};
-use super::{fits_u32, gpu_params, launch_with, need, reduce};
+use super::attention::{bias_gradient, dv_dk_products, AttentionShape, HeadView};
+use super::{fits_u32, gpu_params, launch_with, need};
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -233,9 +233,7 @@ pub fn backward(
     )?];
     out.extend(dv_dk_products(ctx, dk, dv, dout, q, probs, ds, shape)?);
     if let Some(db) = dbias {
-        let t = shape.tokens;
-        let hw = fits_u32(K, shape.heads as u64 * t as u64 * t as u64)?;
-        out.extend(reduce::col_sum(ctx, db, ds, shape.batch, hw, true)?);
+        out.extend(bias_gradient(ctx, db, ds, shape)?);
     }
     Ok(out)
 }

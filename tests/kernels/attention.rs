@@ -7,6 +7,7 @@
 use super::common::*;
 use beitlab::cpu;
 use beitlab::cpu::attention::{relative_position_index, RelposInverse};
+use beitlab::gpu::GpuSlice;
 use beitlab::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
 use beitlab::ops::attention_lanes::AttentionKernel;
 use beitlab::ops::RowKernel;
@@ -190,6 +191,78 @@ fn attention_kernels(heads: u32, tokens: u32, head_dim: u32) -> Vec<AttentionKer
     kinds
 }
 
+/// One attention test's inputs through fused-qkv views (qkv and a bias table, uniform in [-1, 1)) and the CPU
+/// twin's forward on them (O and P), for the composed / one-launch and the fused tests.
+pub(super) struct Case {
+    pub rng: Rng,
+    pub shape: AttentionShape,
+    pub qkv: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub fq: Vec<f64>,
+    pub fb: Vec<f64>,
+    pub views: [HeadView; 3],
+    pub ov: HeadView,
+    /// Elements of O (B·T·C) and of P (B·H·T·T).
+    pub out_len: usize,
+    pub tt: usize,
+    pub wo: Vec<f64>,
+    pub wp: Vec<f64>,
+}
+
+impl Case {
+    pub(super) fn new(
+        batch: u32,
+        heads: u32,
+        tokens: u32,
+        head_dim: u32,
+        with_bias: bool,
+        seed: u64,
+    ) -> Self {
+        let mut rng = Rng::new(seed);
+        let c = heads * head_dim;
+        let qkv = rng.vec((batch * tokens * 3 * c) as usize, 1.0);
+        let bias = rng.vec((heads * tokens * tokens) as usize, 1.0);
+        let shape = AttentionShape {
+            batch,
+            heads,
+            tokens,
+            head_dim,
+            scale: (head_dim as f32).powf(-0.5),
+        };
+        let views = [0, 1, 2].map(|part| HeadView::fused_qkv(part, heads, tokens, head_dim));
+        let ov = HeadView::btc(heads, tokens, head_dim);
+        let (out_len, tt) = (
+            (batch * tokens * c) as usize,
+            (batch * heads * tokens * tokens) as usize,
+        );
+        let (fq, fb) = (f64s(&qkv), f64s(&bias));
+        let (mut wo, mut wp) = (vec![0.0; out_len], vec![0.0; tt]);
+        cpu::attention::attention_forward(
+            (&mut wo, ov),
+            &mut wp,
+            (&fq, views[0]),
+            (&fq, views[1]),
+            (&fq, views[2]),
+            with_bias.then_some(&fb[..]),
+            shape,
+        );
+        Self {
+            rng,
+            shape,
+            qkv,
+            bias,
+            fq,
+            fb,
+            views,
+            ov,
+            out_len,
+            tt,
+            wo,
+            wp,
+        }
+    }
+}
+
 fn attention_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias: bool, seed: u64) {
     for kind in attention_kernels(heads, tokens, head_dim) {
         attention_case_using(kind, batch, heads, tokens, head_dim, with_bias, seed);
@@ -205,31 +278,10 @@ fn attention_case_using(
     with_bias: bool,
     seed: u64,
 ) {
-    let mut rng = Rng::new(seed);
-    let c = heads * head_dim;
-    let qkv_len = (batch * tokens * 3 * c) as usize;
-    let qkv = rng.vec(qkv_len, 1.0);
-    let bias = rng.vec((heads * tokens * tokens) as usize, 1.0);
-    let s = AttentionShape {
-        batch,
-        heads,
-        tokens,
-        head_dim,
-        scale: (head_dim as f32).powf(-0.5),
-    };
-    let (qv, kv, vv) = (
-        HeadView::fused_qkv(0, heads, tokens, head_dim),
-        HeadView::fused_qkv(1, heads, tokens, head_dim),
-        HeadView::fused_qkv(2, heads, tokens, head_dim),
-    );
-    let ov = HeadView::btc(heads, tokens, head_dim);
-    let tt = (batch * heads * tokens * tokens) as usize;
-    let (o, p, scores) = (
-        poisoned((batch * tokens * c) as usize),
-        poisoned(tt),
-        poisoned(tt),
-    );
-    let (qg, bg) = (up(&qkv), up(&bias));
+    let mut case = Case::new(batch, heads, tokens, head_dim, with_bias, seed);
+    let (s, [qv, kv, vv], ov, tt) = (case.shape, case.views, case.ov, case.tt);
+    let (o, p, scores) = (poisoned(case.out_len), poisoned(tt), poisoned(tt));
+    let (qg, bg) = (up(&case.qkv), up(&case.bias));
     run(attention::attention_forward_using(
         kind,
         ctx(),
@@ -243,22 +295,12 @@ fn attention_case_using(
         s,
     )
     .unwrap());
-    let fq = f64s(&qkv);
-    let fb = f64s(&bias);
-    let (mut wo, mut wp) = (vec![0.0; (batch * tokens * c) as usize], vec![0.0; tt]);
-    cpu::attention::attention_forward(
-        (&mut wo, ov),
-        &mut wp,
-        (&fq, qv),
-        (&fq, kv),
-        (&fq, vv),
-        with_bias.then_some(&fb[..]),
-        s,
-    );
+    let (fq, wo, wp) = (&case.fq, &case.wo, &case.wp);
+    let (c, qkv_len, rng) = (heads * head_dim, case.qkv.len(), &mut case.rng);
     let tol = 1e-5 * (tokens as f64).sqrt();
     let what = |x: &str| format!("{kind:?} attention {x}");
-    assert_close(&what("p"), &read(&p), &wp, 1e-6, 1e-5);
-    assert_close(&what("o"), &read(&o), &wo, tol, 1e-4);
+    assert_close(&what("p"), &read(&p), wp, 1e-6, 1e-5);
+    assert_close(&what("o"), &read(&o), wo, tol, 1e-4);
 
     let dout = rng.vec((batch * tokens * c) as usize, 1.0);
     let dqkv = poisoned(qkv_len);
@@ -282,34 +324,73 @@ fn attention_case_using(
         s,
     )
     .unwrap());
-    let mut wdqkv = vec![0.0; qkv_len];
-    let (mut wdq, mut wdk, mut wdv) = (vec![0.0; qkv_len], vec![0.0; qkv_len], vec![0.0; qkv_len]);
-    let mut wdb = f64s(&db0);
-    cpu::attention::attention_backward(
-        (&mut wdq, qv),
-        (&mut wdk, kv),
-        (&mut wdv, vv),
-        with_bias.then_some(&mut wdb[..]),
-        (&f64s(&dout), ov),
-        &wp,
-        (&fq, qv),
-        (&fq, kv),
-        (&fq, vv),
-        s,
-    );
-    for i in 0..qkv_len {
-        let part = (i / c as usize) % 3;
-        wdqkv[i] = [wdq[i], wdk[i], wdv[i]][part];
-    }
-    assert_close(&what("dqkv"), &read(&dqkv), &wdqkv, tol * 4.0, 1e-4);
-    if with_bias {
-        assert_close(
-            &what("dbias"),
-            &read(&dbias),
-            &wdb,
-            1e-5 * batch as f64 + 1e-6,
-            1e-5,
+    let want = TwinBackward::new(fq, wp, &dout, &db0, with_bias, s);
+    want.check(&what(""), &dqkv, with_bias.then_some(&dbias), tol);
+}
+
+/// The CPU twin's attention backward through fused-qkv views, for the composed / one-launch and the fused
+/// tests: dqkv (each part where its view places it) and the bias gradient added to its starting values.
+pub(super) struct TwinBackward {
+    dqkv: Vec<f64>,
+    dbias: Vec<f64>,
+    batch: u32,
+}
+
+impl TwinBackward {
+    pub(super) fn new(
+        fq: &[f64],
+        wp: &[f64],
+        dout: &[f32],
+        db0: &[f32],
+        with_bias: bool,
+        s: AttentionShape,
+    ) -> Self {
+        let c = (s.heads * s.head_dim) as usize;
+        let len = fq.len();
+        let view = |part| HeadView::fused_qkv(part, s.heads, s.tokens, s.head_dim);
+        let ov = HeadView::btc(s.heads, s.tokens, s.head_dim);
+        let (mut wdq, mut wdk, mut wdv) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        let mut dbias = f64s(db0);
+        cpu::attention::attention_backward(
+            (&mut wdq, view(0)),
+            (&mut wdk, view(1)),
+            (&mut wdv, view(2)),
+            with_bias.then_some(&mut dbias[..]),
+            (&f64s(dout), ov),
+            wp,
+            (fq, view(0)),
+            (fq, view(1)),
+            (fq, view(2)),
+            s,
         );
+        let dqkv = (0..len)
+            .map(|i| [wdq[i], wdk[i], wdv[i]][(i / c) % 3])
+            .collect();
+        Self {
+            dqkv,
+            dbias,
+            batch: s.batch,
+        }
+    }
+
+    /// dqkv within `tol` x 4 (atol) and 1e-4 (rtol); the bias gradient, where given, within 1e-5 per image.
+    pub(super) fn check(&self, what: &str, dqkv: &GpuSlice, dbias: Option<&GpuSlice>, tol: f64) {
+        assert_close(
+            &format!("{what}dqkv"),
+            &read(dqkv),
+            &self.dqkv,
+            tol * 4.0,
+            1e-4,
+        );
+        if let Some(db) = dbias {
+            assert_close(
+                &format!("{what}dbias"),
+                &read(db),
+                &self.dbias,
+                1e-5 * self.batch as f64 + 1e-6,
+                1e-5,
+            );
+        }
     }
 }
 

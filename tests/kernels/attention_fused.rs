@@ -7,34 +7,18 @@
 //! Tolerances as tests/kernels/attention.rs: O and gradients atol 1e-5·√T (4x for gradients), rtol 1e-4;
 //! P atol 1e-6, rtol 1e-5; lse atol 1e-5, rtol 1e-5.
 
+use super::attention::{Case, TwinBackward};
 use super::common::*;
 use beitlab::cpu;
 use beitlab::ops::attention::{AttentionShape, HeadView};
 use beitlab::ops::attention_fused;
 
 fn fused_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias: bool, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let c = heads * head_dim;
-    let qkv_len = (batch * tokens * 3 * c) as usize;
-    let qkv = rng.vec(qkv_len, 1.0);
-    let bias = rng.vec((heads * tokens * tokens) as usize, 1.0);
-    let s = AttentionShape {
-        batch,
-        heads,
-        tokens,
-        head_dim,
-        scale: (head_dim as f32).powf(-0.5),
-    };
-    let (qv, kv, vv) = (
-        HeadView::fused_qkv(0, heads, tokens, head_dim),
-        HeadView::fused_qkv(1, heads, tokens, head_dim),
-        HeadView::fused_qkv(2, heads, tokens, head_dim),
-    );
-    let ov = HeadView::btc(heads, tokens, head_dim);
-    let tt = (batch * heads * tokens * tokens) as usize;
+    let mut case = Case::new(batch, heads, tokens, head_dim, with_bias, seed);
+    let (s, [qv, kv, vv], ov, tt) = (case.shape, case.views, case.ov, case.tt);
     let rows = attention_fused::lse_len(s) as usize;
-    let (o, lse) = (poisoned((batch * tokens * c) as usize), poisoned(rows));
-    let (qg, bg) = (up(&qkv), up(&bias));
+    let (o, lse) = (poisoned(case.out_len), poisoned(rows));
+    let (qg, bg) = (up(&case.qkv), up(&case.bias));
     run(attention_fused::forward(
         ctx(),
         (&o, ov),
@@ -46,23 +30,15 @@ fn fused_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias: boo
         s,
     )
     .unwrap());
-    let (fq, fb) = (f64s(&qkv), f64s(&bias));
-    let fbias = with_bias.then_some(&fb[..]);
-    let (mut wo, mut wp) = (vec![0.0; (batch * tokens * c) as usize], vec![0.0; tt]);
-    cpu::attention::attention_forward(
-        (&mut wo, ov),
-        &mut wp,
-        (&fq, qv),
-        (&fq, kv),
-        (&fq, vv),
-        fbias,
-        s,
-    );
+    let (fq, wo, wp) = (&case.fq, &case.wo, &case.wp);
+    let fbias = with_bias.then_some(&case.fb[..]);
+    let (qkv_len, rng) = (case.qkv.len(), &mut case.rng);
+    let c = heads * head_dim;
     let mut wlse = vec![0.0; rows];
-    cpu::attention::attention_lse(&mut wlse, (&fq, qv), (&fq, kv), fbias, s);
+    cpu::attention::attention_lse(&mut wlse, (fq, qv), (fq, kv), fbias, s);
     let tol = 1e-5 * (tokens as f64).sqrt();
     let what = |x: &str| format!("fused attention {batch}x{heads}x{tokens}x{head_dim} {x}");
-    assert_close(&what("o"), &read(&o), &wo, tol, 1e-4);
+    assert_close(&what("o"), &read(&o), wo, tol, 1e-4);
     assert_close(&what("lse"), &read(&lse), &wlse, 1e-5, 1e-5);
 
     let dout = rng.vec((batch * tokens * c) as usize, 1.0);
@@ -88,34 +64,13 @@ fn fused_case(batch: u32, heads: u32, tokens: u32, head_dim: u32, with_bias: boo
         s,
     )
     .unwrap());
-    assert_close(&what("probs"), &read(&probs), &wp, 1e-6, 1e-5);
-    let (mut wdq, mut wdk, mut wdv) = (vec![0.0; qkv_len], vec![0.0; qkv_len], vec![0.0; qkv_len]);
-    let mut wdb = f64s(&db0);
-    cpu::attention::attention_backward(
-        (&mut wdq, qv),
-        (&mut wdk, kv),
-        (&mut wdv, vv),
-        with_bias.then_some(&mut wdb[..]),
-        (&f64s(&dout), ov),
-        &wp,
-        (&fq, qv),
-        (&fq, kv),
-        (&fq, vv),
-        s,
+    assert_close(&what("probs"), &read(&probs), wp, 1e-6, 1e-5);
+    TwinBackward::new(fq, wp, &dout, &db0, with_bias, s).check(
+        &what(""),
+        &dqkv,
+        with_bias.then_some(&dbias),
+        tol,
     );
-    let wdqkv: Vec<f64> = (0..qkv_len)
-        .map(|i| [wdq[i], wdk[i], wdv[i]][(i / c as usize) % 3])
-        .collect();
-    assert_close(&what("dqkv"), &read(&dqkv), &wdqkv, tol * 4.0, 1e-4);
-    if with_bias {
-        assert_close(
-            &what("dbias"),
-            &read(&dbias),
-            &wdb,
-            1e-5 * batch as f64 + 1e-6,
-            1e-5,
-        );
-    }
 }
 
 #[test]
