@@ -1,8 +1,8 @@
 //! The startup tuner (`gpu::tune`) on contexts of their own with tuning on and a table directory of their own:
 //! a product's shape is timed once, the fastest candidate kept and its result still equals the CPU twin; the
 //! table is reused within the process and by a new context through its file; `fresh` times again; a corrupt
-//! table is reported and replaced; `off` times nothing; the attention core is tuned between fused and kept.
-//! No assertion depends on which candidate is faster: only that the choice is the measured fastest.
+//! table is reported and replaced; `off` times nothing; the attention core is tuned between fused and kept; a
+//! whole training step with tuned kernels equals the rules' step. No assertion depends on which candidate is faster: only that the choice is the measured fastest.
 //! Tolerance of the product: atol 1e-5·√K, rtol 1e-5 (one f32 dot product of K terms).
 
 use super::common::{assert_close, f64s, Rng};
@@ -148,5 +148,66 @@ fn the_attention_core_is_tuned_between_fused_and_kept() {
         ..shape
     };
     assert_eq!(attention_fused::tuned(&ctx, wide, true).unwrap(), None);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A whole pretraining step of micro on a tuning context (every product's kernel timed and chosen) gives the
+/// loss and gradients of the same step by the rules. Tolerance: 1e-5 of the largest gradient plus 1e-4 relative
+/// (kernels that sum in other orders).
+#[test]
+fn a_tuned_training_step_equals_the_rules_step() {
+    use beitlab::gpu::Dispatch;
+    use beitlab::model::{BeitConfig, BeitGraph, BeitModel, GraphOptions, MimRows};
+    let dir = table_dir("graph");
+    let cfg = BeitConfig::preset("micro").unwrap();
+    let mut rng = Rng::new(17);
+    let b = 3usize;
+    let pixels = rng.vec(b * (cfg.image_size * cfg.image_size) as usize, 1.0);
+    let mask: Vec<u8> = (0..b * cfg.patches() as usize)
+        .map(|_| (rng.unit() < 0.4) as u8)
+        .collect();
+    let masked = mask.iter().filter(|&&m| m != 0).count();
+    let labels: Vec<u32> = (0..masked).map(|_| rng.below(cfg.vocab_size)).collect();
+    let mut results = Vec::new();
+    for mode in [TuneMode::Off, TuneMode::On] {
+        let ctx = tuned_ctx(mode, &dir);
+        let model = BeitModel::new_random(&ctx, &cfg, 4).unwrap();
+        let opts = GraphOptions {
+            batch: b as u32,
+            mim_rows: MimRows::Masked(masked as u32),
+            drop_path_seed: None,
+            label_smoothing: 0.0,
+            keep_block_outputs: None,
+            fused_attention: None,
+            mixed: None,
+        };
+        let g = BeitGraph::new(&ctx, &cfg, &model.table, &model.params, opts).unwrap();
+        g.write_batch(&ctx, &pixels, Some(&mask), Some(&labels))
+            .unwrap();
+        let mut work = g.forward.clone();
+        work.extend(g.backward.iter().cloned());
+        Dispatch::submit(&ctx, "tuned step", &work).unwrap();
+        ctx.wait().unwrap();
+        let timed = ctx.tune_summary().timed;
+        assert_eq!(
+            timed > 0,
+            mode == TuneMode::On,
+            "{mode:?}: {timed} shapes timed"
+        );
+        results.push((
+            ctx.read_f32(&g.stats).unwrap(),
+            ctx.read_f32(&g.grads.whole).unwrap(),
+        ));
+    }
+    let (rules, tuned) = (&results[0], &results[1]);
+    assert_close(
+        "loss",
+        &tuned.0,
+        &f64s(&rules.0),
+        1e-5 * rules.0[0].abs() as f64,
+        1e-5,
+    );
+    let largest = rules.1.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    assert_close("gradients", &tuned.1, &f64s(&rules.1), 1e-5 * largest, 1e-4);
     std::fs::remove_dir_all(&dir).ok();
 }
