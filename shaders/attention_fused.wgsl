@@ -102,6 +102,20 @@ fn dq_at(b: u32, h: u32, i: u32, d: u32) -> u32 {
     return p.dq_off + b * p.dq_bs + h * p.dq_hs + i * p.dq_rs + d;
 }
 
+// Key j's dimension d, or 0 past T (tiles past the last key are zero-filled).
+fn key_or_zero(b: u32, h: u32, j: u32, d: u32) -> f32 {
+    if (j < p.tokens) {
+        return qkv[k_at(b, h, j, d)];
+    }
+    return 0.0;
+}
+fn value_or_zero(b: u32, h: u32, j: u32, d: u32) -> f32 {
+    if (j < p.tokens) {
+        return qkv[v_at(b, h, j, d)];
+    }
+    return 0.0;
+}
+
 // The query tile's rows, times the scale, into q_tile (zeros past T).
 fn load_q_tile(b: u32, h: u32, i0: u32, t: u32) {
     let dim = p.head_dim;
@@ -159,13 +173,7 @@ fn fused_attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
         // The previous tile's reads of kv_tile and p_tile are done (and q_tile is written, the first time).
         workgroupBarrier();
         for (var e = t; e < KEYS * dim; e += 64u) {
-            let jj = e / dim;
-            let d = e % dim;
-            var x = 0.0;
-            if (j0 + jj < tokens) {
-                x = qkv[k_at(b, h, j0 + jj, d)];
-            }
-            kv_tile[jj * STRIDE + d] = x;
+            kv_tile[(e / dim) * STRIDE + e % dim] = key_or_zero(b, h, j0 + e / dim, e % dim);
         }
         workgroupBarrier();
         var s0: array<f32, 4>;
@@ -218,13 +226,7 @@ fn fused_attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
         red_sum8[r0 * 8u + g] = sum0;
         red_sum8[r1 * 8u + g] = sum1;
         for (var e = t; e < KEYS * dim; e += 64u) {
-            let jj = e / dim;
-            let d = e % dim;
-            var x = 0.0;
-            if (j0 + jj < tokens) {
-                x = qkv[v_at(b, h, j0 + jj, d)];
-            }
-            kv_tile[jj * STRIDE + d] = x;
+            kv_tile[(e / dim) * STRIDE + e % dim] = value_or_zero(b, h, j0 + e / dim, e % dim);
         }
         workgroupBarrier();
         l0 = l0 * alpha0 + row_sum8(r0);
@@ -332,16 +334,9 @@ fn fused_attention_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
         // The previous tile's reads of k_tile and ds_tile are done.
         workgroupBarrier();
         for (var e = t; e < KEYS_BACK * dim; e += 64u) {
-            let jj = e / dim;
-            let d = e % dim;
-            var kx = 0.0;
-            var vx = 0.0;
-            if (j0 + jj < tokens) {
-                kx = qkv[k_at(b, h, j0 + jj, d)];
-                vx = qkv[v_at(b, h, j0 + jj, d)];
-            }
-            k_tile[jj * STRIDE + d] = kx;
-            v_tile[jj * STRIDE + d] = vx;
+            let at = (e / dim) * STRIDE + e % dim;
+            k_tile[at] = key_or_zero(b, h, j0 + e / dim, e % dim);
+            v_tile[at] = value_or_zero(b, h, j0 + e / dim, e % dim);
         }
         workgroupBarrier();
         for (var u = 0u; u < 2u; u++) {

@@ -69,11 +69,6 @@ pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'sta
     }
 }
 
-/// Whether an adapter computes on the CPU (a software driver), where the app opens small and paces training.
-fn is_software(info: &wgpu::AdapterInfo) -> bool {
-    crate::gpu::is_software_adapter(info)
-}
-
 pub struct Shell {
     pub app: BeitApp,
     opened: Instant,
@@ -105,11 +100,12 @@ impl Shell {
                     rs.adapter.get_info(),
                     ErrorPolicy::Record,
                 );
-                let small = is_software(&ctx.adapter_info) || cfg!(target_arch = "wasm32");
+                let small = crate::gpu::is_software_adapter(&ctx.adapter_info)
+                    || cfg!(target_arch = "wasm32");
                 let settings = Settings::chosen(small, opts.preset.as_deref(), opts.batch);
                 let mut app = BeitApp::with_settings(ctx, settings, true);
                 if let Some(s) = app.session.as_mut() {
-                    if is_software(&s.ctx.adapter_info) {
+                    if crate::gpu::is_software_adapter(&s.ctx.adapter_info) {
                         s.max_in_flight = 1;
                         s.frames_per_submit = 2;
                     }

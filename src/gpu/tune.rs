@@ -69,7 +69,7 @@ pub struct TuneState {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TuneSummary {
     pub mode: TuneMode,
-    /// Shapes timed in this process, and the seconds it took.
+    /// Shapes timed in this process, and the seconds spent timing them.
     pub timed: u32,
     pub seconds: f64,
     /// Choices taken from the table (the file, or a shape timed earlier in this process).
@@ -266,11 +266,14 @@ impl GpuContext {
             }
             file
         };
-        let started = std::time::Instant::now();
+        // Seconds spent timing (not building: a candidate's build may time its own parts, counted there).
+        let mut seconds = 0.0;
         let mut micros = BTreeMap::new();
         for name in candidates {
             let Ok(work) = build(name) else { continue };
+            let started = std::time::Instant::now();
             micros.insert(name.clone(), self.time_micros(&work)?);
+            seconds += started.elapsed().as_secs_f64();
         }
         let Some((fastest, &best)) = micros.iter().min_by(|a, b| a.1.total_cmp(b.1)) else {
             return Ok(None);
@@ -281,7 +284,6 @@ impl GpuContext {
             }
             _ => fastest.clone(),
         };
-        let seconds = started.elapsed().as_secs_f64();
         let mut state = self.tune_state();
         state.entries.insert(
             key.to_string(),

@@ -162,21 +162,35 @@ pub fn forward(
     }
     let grid = check(K, shape, q, k, v, &[("o", o)], bias, lse)?;
     let views = [q.1, k.1, v.1, o.1, o.1, o.1];
+    Ok(vec![launch(
+        ctx,
+        "fused_attention_forward",
+        (shape, views, grid),
+        q.0,
+        bias,
+        &[o.0, lse],
+    )?])
+}
+
+/// One launch of `entry` with these views in its parameters: the uniform (binding 0), the qkv buffer (1), the
+/// bias (4; without one the shader reads none, and the qkv buffer, already bound read-only, stands in), then
+/// `rest` from binding 5 on.
+fn launch(
+    ctx: &GpuContext,
+    entry: &str,
+    (shape, views, grid): (AttentionShape, [HeadView; 6], [u32; 3]),
+    qkv: &GpuSlice,
+    bias: Option<&GpuSlice>,
+    rest: &[&GpuSlice],
+) -> Result<Dispatch, GpuError> {
     let u = GpuSlice::uniform(
         ctx,
         "FusedAttentionParams",
         &params(shape, bias.is_some(), views),
     );
-    // Without a bias the shader reads none; binding 4 takes the qkv buffer, already bound read-only.
-    let b = bias.unwrap_or(q.0);
-    Ok(vec![launch_with(
-        ctx,
-        "attention_fused",
-        "fused_attention_forward",
-        &[],
-        &[&u, q.0, q.0, q.0, b, o.0, lse],
-        grid,
-    )?])
+    let mut args = vec![&u, qkv, qkv, qkv, bias.unwrap_or(qkv)];
+    args.extend_from_slice(rest);
+    launch_with(ctx, "attention_fused", entry, &[], &args, grid)
 }
 
 /// The backward of [`forward`]: dQ, dK, dV written through their views (dK and dV may be views of dQ's
@@ -217,19 +231,13 @@ pub fn backward(
     need(K, "probs", probs, shape.scores_len())?;
     need(K, "ds", ds, shape.scores_len())?;
     let views = [q.1, k.1, v.1, o.1, dout.1, dq.1];
-    let u = GpuSlice::uniform(
+    let mut out = vec![launch(
         ctx,
-        "FusedAttentionParams (backward)",
-        &params(shape, bias.is_some(), views),
-    );
-    let b = bias.unwrap_or(q.0);
-    let mut out = vec![launch_with(
-        ctx,
-        "attention_fused",
         "fused_attention_backward",
-        &[],
-        &[&u, q.0, q.0, q.0, b, o.0, lse, dout.0, dq.0, probs, ds],
-        grid,
+        (shape, views, grid),
+        q.0,
+        bias,
+        &[o.0, lse, dout.0, dq.0, probs, ds],
     )?];
     out.extend(dv_dk_products(ctx, dk, dv, dout, q, probs, ds, shape)?);
     if let Some(db) = dbias {

@@ -156,12 +156,9 @@ fn plan_product(
     }
     let names: Vec<String> = candidates.iter().map(GemmPlan::name).collect();
     let key = format!(
-        "gemm {m}x{n}x{k} batch {batch} vec4 a{} b{} c{}",
-        vec4_mode(&a_view, a_view.cs, a_view.rs),
-        vec4_mode(&b_view, b_view.rs, b_view.cs),
-        c_vec4(&c_view, n) as u8
+        "gemm {m}x{n}x{k} batch {batch} {}",
+        layouts_key(c_view, a_view, b_view, n)
     );
-    let outer = batch / batch_inner;
     let mut temps: Option<[GpuSlice; 4]> = None;
     let choice = ctx.tuned_choice(
         &key,
@@ -172,15 +169,8 @@ fn plan_product(
                 .find(|p| p.name() == name)
                 .copied()
                 .unwrap_or(rules);
-            let [c, a, b, bias] = temps.get_or_insert_with(|| {
-                [
-                    c_view.extent(m, n, outer, batch_inner),
-                    a_view.extent(m, k, outer, batch_inner),
-                    b_view.extent(k, n, outer, batch_inner),
-                    n as u64,
-                ]
-                .map(|len| GpuSlice::temporary(ctx, "tuning operand", len))
-            });
+            let [c, a, b, bias] =
+                temps.get_or_insert_with(|| tuning_operands(ctx, c_view, a_view, b_view, shape));
             gemm_inner(
                 plan,
                 ctx,
@@ -521,6 +511,42 @@ fn gemm_as(
     }
 }
 
+/// The part of a tuning key that says how a product reads and writes: each operand's vec4 mode and C's.
+fn layouts_key(c_view: MatView, a_view: MatView, b_view: MatView, n: u32) -> String {
+    format!(
+        "vec4 a{} b{} c{}",
+        vec4_mode(&a_view, a_view.cs, a_view.rs),
+        vec4_mode(&b_view, b_view.rs, b_view.cs),
+        c_vec4(&c_view, n) as u8
+    )
+}
+
+/// Temporary C, A, B and bias as long as a product's views reach, for the tuner to time candidates on.
+fn tuning_operands(
+    ctx: &GpuContext,
+    c_view: MatView,
+    a_view: MatView,
+    b_view: MatView,
+    shape: GemmShape,
+) -> [GpuSlice; 4] {
+    let GemmShape {
+        m,
+        n,
+        k,
+        batch,
+        batch_inner,
+        ..
+    } = shape;
+    let outer = batch / batch_inner.max(1);
+    [
+        c_view.extent(m, n, outer, batch_inner),
+        a_view.extent(m, k, outer, batch_inner),
+        b_view.extent(k, n, outer, batch_inner),
+        n as u64,
+    ]
+    .map(|len| GpuSlice::temporary(ctx, "tuning operand", len))
+}
+
 /// Whether a mixed-precision product takes the cooperative-matrix kernel: yes, unless the tuner measured the
 /// f32 product faster for this shape (a small product, where packing the operands to f16 and writing C back
 /// cost more than the tensor cores save; the product is then exact in f32, which mixed precision allows).
@@ -536,10 +562,8 @@ fn coop_pays(
         return Ok(true);
     }
     let key = format!(
-        "gemm_f16 {m}x{n}x{k} vec4 a{} b{} c{}",
-        vec4_mode(&a_view, a_view.cs, a_view.rs),
-        vec4_mode(&b_view, b_view.rs, b_view.cs),
-        c_vec4(&c_view, n) as u8
+        "gemm_f16 {m}x{n}x{k} {}",
+        layouts_key(c_view, a_view, b_view, n)
     );
     let names = ["coop".to_string(), "f32".to_string()];
     let mut temps: Option<[GpuSlice; 4]> = None;
@@ -547,15 +571,8 @@ fn coop_pays(
         &key,
         &names,
         |name| {
-            let [c, a, b, bias] = temps.get_or_insert_with(|| {
-                [
-                    c_view.extent(m, n, 1, 1),
-                    a_view.extent(m, k, 1, 1),
-                    b_view.extent(k, n, 1, 1),
-                    n as u64,
-                ]
-                .map(|len| GpuSlice::temporary(ctx, "tuning operand", len))
-            });
+            let [c, a, b, bias] =
+                temps.get_or_insert_with(|| tuning_operands(ctx, c_view, a_view, b_view, shape));
             if name == "coop" {
                 super::matmul_f16::gemm_f16(ctx, c, c_view, a, a_view, b, b_view, Some(bias), shape)
             } else {

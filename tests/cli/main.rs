@@ -6,6 +6,7 @@
 mod dalle;
 mod experiment;
 mod faults;
+mod fused_tuned;
 mod helpers;
 mod own_data;
 mod precision;

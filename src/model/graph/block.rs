@@ -337,7 +337,7 @@ impl Builder<'_> {
         Ok((a, x_out))
     }
 
-    pub fn block_scratch(&self) -> BlockScratch {
+    pub fn block_scratch(&self, s: &BlockShared) -> BlockScratch {
         let d = self.dims;
         BlockScratch {
             after_drop: self.buf("d branch", d.btc()),
@@ -348,10 +348,7 @@ impl Builder<'_> {
             dctx: self.buf("d attention context", d.btc()),
             dqkv: self.buf("d qkv", 3 * d.btc()),
             // The fused attention's backward writes no dP.
-            dp: self.buf(
-                "d probabilities",
-                if self.fuses_attention() { 1 } else { d.bhtt() },
-            ),
+            dp: self.buf("d probabilities", if s.fused { 1 } else { d.bhtt() }),
             ds: self.buf("d scores", d.bhtt()),
         }
     }

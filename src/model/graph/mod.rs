@@ -157,7 +157,7 @@ impl BeitGraph {
             // `dx` holds d hidden[l] as the backward walks down.
             let dx = g.buf("d hidden", d.btc());
             g.loss_and_head_backward(&emb, &head, &loss, &dx)?;
-            let scratch = g.block_scratch();
+            let scratch = g.block_scratch(&shared);
             for li in (0..d.layers).rev() {
                 let (a, x_in) = (&acts[li as usize], &hidden[li as usize]);
                 g.block_backward(&shared, &scratch, li, a, x_in, &dx)?;
@@ -223,7 +223,7 @@ impl BeitGraph {
         g.zero_gradients()?;
         let dx = g.buf("d hidden", d.btc());
         let dmaps = g.segment_backward(&seg, &hidden, &dx)?;
-        let scratch = g.block_scratch();
+        let scratch = g.block_scratch(shared);
         for li in (0..d.layers).rev() {
             g.segment_inject(&dx, &dmaps, li + 1)?;
             let (a, x_in) = (&acts[li as usize], &hidden[li as usize]);
