@@ -17,6 +17,9 @@
 // (one accumulator write per two multiply-adds), and C is written as vec4s where its layout allows (C_VEC4).
 // Measured on llvmpipe, 2 cores: a 1040 x 576 x 192 product 5.3-5.9 ms before C_VEC4 and the k pairs,
 // 3.3-3.6 ms (64-69 GFLOP/s) with them; tiny's linear layers 28-48 GFLOP/s against 12-16 with gemm_wide.
+// Reading A and B as vec4s in steps of four k where their layouts allow (A_VEC4, B_VEC4; a storage read costs
+// about the same for 1 or 4 values) took tiny's linear layers from 39-47 to 52-66 GFLOP/s (`bench kernels
+// --preset tiny --batch 16`) and a tiny32 b16 training step from 1.17 to 0.97-1.00 s.
 //
 // Lane l owns columns n0 + l + 8j (or, with C_VEC4, n0 + 8l + j): j = 0..3 in acc[2i], j = 4..7 in
 // acc[2i + 1] for row i of a group of 8.
@@ -59,6 +62,8 @@ struct GemmParams {
 @group(0) @binding(2) var<storage, read> b: array<f32>;         // (batch, K, N) through b strides
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (N)
 @group(0) @binding(4) var<uniform> p: GemmParams;
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;   // the same buffer as a, 4 at a time (A_VEC4)
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;   // the same buffer as b, 4 at a time (B_VEC4)
 @group(0) @binding(7) var<storage, read_write> c4: array<vec4<f32>>; // the same buffer as c, 4 at a time (C_VEC4)
 @group(0) @binding(8) var<storage, read_write> row_sums: array<f32>;  // (M) += Σ_k A[m, k] (ROW_SUMS)
 
@@ -83,6 +88,17 @@ override TILE_ROWS: u32 = 64u;
 // way, from the values of A the k loop reads anyway, instead of a column-sum launch after it. One product at a
 // time (batch 1).
 override ROW_SUMS: bool = false;
+
+// Pipeline constants: how A and B are read in the k loop's steps of four (`vec4_mode` of ops/matmul.rs).
+// 0: one element per read. A_VEC4 1: A contiguous along k, each lane reads its row's 4 values at k..k+3 in
+// one vec4. A_VEC4 2: A contiguous along m, lane 2j + h reads rows 4h..4h+3 of a group of 8 at k + j, so one
+// vec4 read per lane again covers the group's 8 rows x 4 k. B_VEC4 1: B contiguous along k, each of the
+// lane's 8 columns at k..k+3 in one vec4. B_VEC4 2 (only with C_VEC4, whose lane columns are adjacent): B
+// contiguous along n, the lane's 8 columns at one k in two vec4s. On llvmpipe a storage read is a loop over the
+// 8 lanes whatever its width, so a vec4 read moves 4 values for about the price of one, and these steps make
+// 4 times fewer loop trips for the same values.
+override A_VEC4: u32 = 0u;
+override B_VEC4: u32 = 0u;
 
 // `v`, added to the row sum `*sum` with ROW_SUMS.
 fn summed(sum: ptr<function, f32>, v: f32) -> f32 {
@@ -187,6 +203,126 @@ fn add_rows8_lo(a_lane: f32, b_lo: vec4<f32>, acc: ptr<function, Rows8>) {
     (*acc)[14] += subgroupBroadcast(a_lane, 7u) * b_lo;
 }
 
+// add_rows8_k2 on rows already spread: `x0`, `y0` rows 0-3 and 4-7 of the group at k, `x1`, `y1` at k + 1.
+fn add_spread_k2(x0: vec4<f32>, y0: vec4<f32>, x1: vec4<f32>, y1: vec4<f32>, b_lo0: vec4<f32>, b_hi0: vec4<f32>,
+                 b_lo1: vec4<f32>, b_hi1: vec4<f32>, acc: ptr<function, Rows8>) {
+    (*acc)[0] += x0.x * b_lo0 + x1.x * b_lo1; (*acc)[1] += x0.x * b_hi0 + x1.x * b_hi1;
+    (*acc)[2] += x0.y * b_lo0 + x1.y * b_lo1; (*acc)[3] += x0.y * b_hi0 + x1.y * b_hi1;
+    (*acc)[4] += x0.z * b_lo0 + x1.z * b_lo1; (*acc)[5] += x0.z * b_hi0 + x1.z * b_hi1;
+    (*acc)[6] += x0.w * b_lo0 + x1.w * b_lo1; (*acc)[7] += x0.w * b_hi0 + x1.w * b_hi1;
+    (*acc)[8] += y0.x * b_lo0 + y1.x * b_lo1; (*acc)[9] += y0.x * b_hi0 + y1.x * b_hi1;
+    (*acc)[10] += y0.y * b_lo0 + y1.y * b_lo1; (*acc)[11] += y0.y * b_hi0 + y1.y * b_hi1;
+    (*acc)[12] += y0.z * b_lo0 + y1.z * b_lo1; (*acc)[13] += y0.z * b_hi0 + y1.z * b_hi1;
+    (*acc)[14] += y0.w * b_lo0 + y1.w * b_lo1; (*acc)[15] += y0.w * b_hi0 + y1.w * b_hi1;
+}
+
+// A's values of a group of 8 rows at k..k+3 as the lane reads them (A_VEC4): its row's 4 values (0, 1) or
+// rows 4h..4h+3 at k + j for lane 2j + h (2). `aq`: the lane's address of them at k = 0.
+fn a_quad(aq: u32, k: u32) -> vec4<f32> {
+    if (A_VEC4 == 0u) {
+        let i = aq + k * p.a_cs;
+        return vec4<f32>(a[i], a[i + p.a_cs], a[i + 2u * p.a_cs], a[i + 3u * p.a_cs]);
+    }
+    return a4[(aq + k * p.a_cs) / 4u];
+}
+
+// The 8 rows of a group at k..k+3 in every lane, from a_quad's `va`: [rows 0-3, rows 4-7] at k, at k + 1,
+// k + 2, k + 3, by broadcasts of whole vec4s.
+fn spread8_k4(va: vec4<f32>) -> array<vec4<f32>, 8> {
+    if (A_VEC4 == 2u) {
+        return array<vec4<f32>, 8>(
+            subgroupBroadcast(va, 0u), subgroupBroadcast(va, 1u), subgroupBroadcast(va, 2u),
+            subgroupBroadcast(va, 3u), subgroupBroadcast(va, 4u), subgroupBroadcast(va, 5u),
+            subgroupBroadcast(va, 6u), subgroupBroadcast(va, 7u));
+    }
+    let r0 = subgroupBroadcast(va, 0u);
+    let r1 = subgroupBroadcast(va, 1u);
+    let r2 = subgroupBroadcast(va, 2u);
+    let r3 = subgroupBroadcast(va, 3u);
+    let r4 = subgroupBroadcast(va, 4u);
+    let r5 = subgroupBroadcast(va, 5u);
+    let r6 = subgroupBroadcast(va, 6u);
+    let r7 = subgroupBroadcast(va, 7u);
+    return array<vec4<f32>, 8>(
+        vec4<f32>(r0.x, r1.x, r2.x, r3.x), vec4<f32>(r4.x, r5.x, r6.x, r7.x),
+        vec4<f32>(r0.y, r1.y, r2.y, r3.y), vec4<f32>(r4.y, r5.y, r6.y, r7.y),
+        vec4<f32>(r0.z, r1.z, r2.z, r3.z), vec4<f32>(r4.z, r5.z, r6.z, r7.z),
+        vec4<f32>(r0.w, r1.w, r2.w, r3.w), vec4<f32>(r4.w, r5.w, r6.w, r7.w));
+}
+
+// Four k of one group of 8 rows: `va` from a_quad, B's lane columns at k + j in `b_lo{j}`, `b_hi{j}`; each
+// accumulator written twice per four k, as with k pairs.
+fn add_rows8_k4(va: vec4<f32>, b_lo0: vec4<f32>, b_hi0: vec4<f32>, b_lo1: vec4<f32>, b_hi1: vec4<f32>,
+                b_lo2: vec4<f32>, b_hi2: vec4<f32>, b_lo3: vec4<f32>, b_hi3: vec4<f32>,
+                acc: ptr<function, Rows8>) {
+    let r = spread8_k4(va);
+    add_spread_k2(r[0], r[1], r[2], r[3], b_lo0, b_hi0, b_lo1, b_hi1, acc);
+    add_spread_k2(r[4], r[5], r[6], r[7], b_lo2, b_hi2, b_lo3, b_hi3, acc);
+}
+
+// `va` added into the group's running row sums `*sums` (ROW_SUMS), in a_quad's layout.
+fn summed4(sums: ptr<function, vec4<f32>>, va: vec4<f32>) -> vec4<f32> {
+    if (ROW_SUMS) {
+        *sums += va;
+    }
+    return va;
+}
+
+// The lane's row's sum from the group's quad sums `sums` (each lane's, in a_quad's layout).
+fn quad_row_sum(sums: vec4<f32>, lane: u32) -> f32 {
+    if (A_VEC4 == 2u) {
+        let lo = subgroupBroadcast(sums, 0u) + subgroupBroadcast(sums, 2u) + subgroupBroadcast(sums, 4u)
+            + subgroupBroadcast(sums, 6u);
+        let hi = subgroupBroadcast(sums, 1u) + subgroupBroadcast(sums, 3u) + subgroupBroadcast(sums, 5u)
+            + subgroupBroadcast(sums, 7u);
+        return select(hi, lo, lane < 4u)[lane % 4u];
+    }
+    return sums.x + sums.y + sums.z + sums.w;
+}
+
+// B's values at k..k+3 for the lane's 8 columns, read as B_VEC4 says: [lo, hi] at k, at k + 1, k + 2, k + 3.
+// `bc0`..`bc7`: the columns' element addresses at k = 0; `bq_lo`, `bq_hi`, `bq_rs`: the vec4 indices of the
+// adjacent columns at k = 0 and B's row stride in vec4s (B_VEC4 2).
+fn b_quad(k: u32, bc0: u32, bc1: u32, bc2: u32, bc3: u32, bc4: u32, bc5: u32, bc6: u32, bc7: u32, bq_lo: u32,
+          bq_hi: u32, bq_rs: u32) -> array<vec4<f32>, 8> {
+    if (B_VEC4 == 1u) {
+        let kq = k / 4u;
+        let c0 = b4[bc0 / 4u + kq];
+        let c1 = b4[bc1 / 4u + kq];
+        let c2 = b4[bc2 / 4u + kq];
+        let c3 = b4[bc3 / 4u + kq];
+        let c4 = b4[bc4 / 4u + kq];
+        let c5 = b4[bc5 / 4u + kq];
+        let c6 = b4[bc6 / 4u + kq];
+        let c7 = b4[bc7 / 4u + kq];
+        return array<vec4<f32>, 8>(
+            vec4<f32>(c0.x, c1.x, c2.x, c3.x), vec4<f32>(c4.x, c5.x, c6.x, c7.x),
+            vec4<f32>(c0.y, c1.y, c2.y, c3.y), vec4<f32>(c4.y, c5.y, c6.y, c7.y),
+            vec4<f32>(c0.z, c1.z, c2.z, c3.z), vec4<f32>(c4.z, c5.z, c6.z, c7.z),
+            vec4<f32>(c0.w, c1.w, c2.w, c3.w), vec4<f32>(c4.w, c5.w, c6.w, c7.w));
+    }
+    if (B_VEC4 == 2u) {
+        let r = k * bq_rs;
+        return array<vec4<f32>, 8>(
+            b4[bq_lo + r], b4[bq_hi + r], b4[bq_lo + r + bq_rs], b4[bq_hi + r + bq_rs],
+            b4[bq_lo + r + 2u * bq_rs], b4[bq_hi + r + 2u * bq_rs], b4[bq_lo + r + 3u * bq_rs],
+            b4[bq_hi + r + 3u * bq_rs]);
+    }
+    let kb0 = k * p.b_rs;
+    let kb1 = kb0 + p.b_rs;
+    let kb2 = kb1 + p.b_rs;
+    let kb3 = kb2 + p.b_rs;
+    return array<vec4<f32>, 8>(
+        vec4<f32>(b[bc0 + kb0], b[bc1 + kb0], b[bc2 + kb0], b[bc3 + kb0]),
+        vec4<f32>(b[bc4 + kb0], b[bc5 + kb0], b[bc6 + kb0], b[bc7 + kb0]),
+        vec4<f32>(b[bc0 + kb1], b[bc1 + kb1], b[bc2 + kb1], b[bc3 + kb1]),
+        vec4<f32>(b[bc4 + kb1], b[bc5 + kb1], b[bc6 + kb1], b[bc7 + kb1]),
+        vec4<f32>(b[bc0 + kb2], b[bc1 + kb2], b[bc2 + kb2], b[bc3 + kb2]),
+        vec4<f32>(b[bc4 + kb2], b[bc5 + kb2], b[bc6 + kb2], b[bc7 + kb2]),
+        vec4<f32>(b[bc0 + kb3], b[bc1 + kb3], b[bc2 + kb3], b[bc3 + kb3]),
+        vec4<f32>(b[bc4 + kb3], b[bc5 + kb3], b[bc6 + kb3], b[bc7 + kb3]));
+}
+
 fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
     if (col < p.n) {
         let idx = c_base + row * p.c_rs + col * p.c_cs;
@@ -288,6 +424,26 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let bc6 = b_base + min(col0 + 6u * step, last_n) * p.b_cs;
     let bc7 = b_base + min(col0 + 7u * step, last_n) * p.b_cs;
     let bc8 = b_base + min(col_x, last_n) * p.b_cs;
+    // The lane's addresses of A at k = 0 for a_quad, one per group of 8 rows: its row's as above, or with
+    // A_VEC4 2 rows 4h..4h+3 of the group at k = j for lane 2j + h (the launcher asks M to be a multiple of 4
+    // then, so the last group's vec4 lies inside A; rows past M are read, never stored).
+    let q_row = select(0u, 4u * (lane % 2u), A_VEC4 == 2u);
+    let q_k = select(0u, (lane / 2u) * p.a_cs, A_VEC4 == 2u);
+    let q_last = select(last_m, last_m & ~3u, A_VEC4 == 2u);
+    let aq0 = select(ar0, a_base + min(m0 + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq1 = select(ar1, a_base + min(m0 + 8u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq2 = select(ar2, a_base + min(m0 + 16u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq3 = select(ar3, a_base + min(m0 + 24u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq4 = select(ar4, a_base + min(m0 + 32u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq5 = select(ar5, a_base + min(m0 + 40u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq6 = select(ar6, a_base + min(m0 + 48u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq7 = select(ar7, a_base + min(m0 + 56u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    let aq8 = select(ar8, a_base + min(m0 + 64u + q_row, q_last) + q_k, A_VEC4 == 2u);
+    // B_VEC4 2: the vec4 indices of the lane's columns col0..col0+3 and col0+4..col0+7 at k = 0 (N is a
+    // multiple of 4 with C_VEC4, so a quad past the edge is moved inside whole; never stored).
+    let bq_lo = (b_base + min(col0, last_n & ~3u)) / 4u;
+    let bq_hi = (b_base + min(col0 + 4u, last_n & ~3u)) / 4u;
+    let bq_rs = p.b_rs / 4u;
     // Groups of 8 rows inside C (1..8, up to 9 in the last row tile) and columns of C from the tile's first
     // (up to 64, up to 72 in the last column tile); the same for every lane.
     let groups = min((p.m - m0 + 7u) / 8u, select(TILE_ROWS / 8u, 9u, WIDE_EDGE && wg.y + 1u == nwg.y));
@@ -320,9 +476,22 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var rs6 = 0.0;
     var rs7 = 0.0;
     var rs8 = 0.0;
-    // k two at a time (add_rows8_k2), then the last one where K is odd; the wide loop one at a time (two
-    // at a time made a 65 x 65 x 64 product 25% slower: its ninth group and column add too much state).
+    // The same over the steps of four, in a_quad's layout (folded into rs0..rs8 after them).
+    var rq0 = vec4<f32>(0.0);
+    var rq1 = vec4<f32>(0.0);
+    var rq2 = vec4<f32>(0.0);
+    var rq3 = vec4<f32>(0.0);
+    var rq4 = vec4<f32>(0.0);
+    var rq5 = vec4<f32>(0.0);
+    var rq6 = vec4<f32>(0.0);
+    var rq7 = vec4<f32>(0.0);
+    var rq8 = vec4<f32>(0.0);
+    // k four at a time where A or B is read as vec4s (A_VEC4, B_VEC4), then two at a time (add_rows8_k2),
+    // then the last one where K is odd. A tile wider than 64 takes k one at a time: its ninth group and column
+    // add so much state that two at a time made a 65 x 65 x 64 product 25% slower, and four at a time with
+    // vec4 reads made tiny's attention forward (its Q·Kᵀ is one) 15-50% slower.
     let k_pairs = p.k & ~1u;
+    let k_quads = select(0u, p.k & ~3u, A_VEC4 != 0u || B_VEC4 != 0u);
     if (WIDE_EDGE && cols > 64u) {
         for (var k = 0u; k < p.k; k++) {
             let ka = k * p.a_cs;
@@ -341,7 +510,21 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (WIDE_EDGE && groups > 8u) { add_rows8_x(summed(&rs8, a[ar8 + ka]), b_lo, b_hi, b_x, &acc8, &accx8); }
         }
     } else if (cols > 32u || C_VEC4) {
-        for (var k = 0u; k < k_pairs; k += 2u) {
+        for (var k = 0u; k < k_quads; k += 4u) {
+            let bq = b_quad(k, bc0, bc1, bc2, bc3, bc4, bc5, bc6, bc7, bq_lo, bq_hi, bq_rs);
+            let b_lo0 = bq[0]; let b_hi0 = bq[1]; let b_lo1 = bq[2]; let b_hi1 = bq[3];
+            let b_lo2 = bq[4]; let b_hi2 = bq[5]; let b_lo3 = bq[6]; let b_hi3 = bq[7];
+            add_rows8_k4(summed4(&rq0, a_quad(aq0, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc0);
+            if (groups > 1u) { add_rows8_k4(summed4(&rq1, a_quad(aq1, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc1); }
+            if (groups > 2u) { add_rows8_k4(summed4(&rq2, a_quad(aq2, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc2); }
+            if (groups > 3u) { add_rows8_k4(summed4(&rq3, a_quad(aq3, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc3); }
+            if (groups > 4u) { add_rows8_k4(summed4(&rq4, a_quad(aq4, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc4); }
+            if (groups > 5u) { add_rows8_k4(summed4(&rq5, a_quad(aq5, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc5); }
+            if (groups > 6u) { add_rows8_k4(summed4(&rq6, a_quad(aq6, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc6); }
+            if (groups > 7u) { add_rows8_k4(summed4(&rq7, a_quad(aq7, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc7); }
+            if (WIDE_EDGE && groups > 8u) { add_rows8_k4(summed4(&rq8, a_quad(aq8, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc8); }
+        }
+        for (var k = k_quads; k < k_pairs; k += 2u) {
             let ka = k * p.a_cs;
             let kn = ka + p.a_cs;
             let kb = k * p.b_rs;
@@ -390,6 +573,17 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (groups > 7u) { add_rows8_lo(summed(&rs7, a[ar7 + ka]), b_lo, &acc7); }
             if (WIDE_EDGE && groups > 8u) { add_rows8_lo(summed(&rs8, a[ar8 + ka]), b_lo, &acc8); }
         }
+    }
+    if (ROW_SUMS && k_quads > 0u) {
+        rs0 += quad_row_sum(rq0, lane);
+        rs1 += quad_row_sum(rq1, lane);
+        rs2 += quad_row_sum(rq2, lane);
+        rs3 += quad_row_sum(rq3, lane);
+        rs4 += quad_row_sum(rq4, lane);
+        rs5 += quad_row_sum(rq5, lane);
+        rs6 += quad_row_sum(rq6, lane);
+        rs7 += quad_row_sum(rq7, lane);
+        rs8 += quad_row_sum(rq8, lane);
     }
     if (ROW_SUMS && wg.x == 0u) {
         store_row_sum(m0 + lane, rs0);

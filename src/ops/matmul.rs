@@ -386,6 +386,8 @@ fn gemm_inner(
             ("C_VEC4", c_vec4(&c_view, n) as u32 as f64),
             ("TILE_ROWS", lanes_tile_rows(m, n, batch) as f64),
             ("ROW_SUMS", row_sums.is_some() as u32 as f64),
+            ("A_VEC4", lanes_a_vec4(a_mode, m) as f64),
+            ("B_VEC4", lanes_b_vec4(b_mode, c_vec4(&c_view, n)) as f64),
         ],
         _ => Vec::new(),
     };
@@ -475,6 +477,27 @@ fn vec4_mode(v: &MatView, k_stride: u32, other_stride: u32) -> u32 {
         2
     } else {
         0
+    }
+}
+
+/// How `gemm_lanes` reads A in its steps of four k (`A_VEC4` of `shaders/matmul_lanes.wgsl`): as
+/// [`vec4_mode`] says, except that along m (mode 2) M must be a multiple of 4, so that the vec4 holding the
+/// last rows lies inside A.
+fn lanes_a_vec4(a_mode: u32, m: u32) -> u32 {
+    if a_mode == 2 && !m.is_multiple_of(4) {
+        0
+    } else {
+        a_mode
+    }
+}
+
+/// How `gemm_lanes` reads B in its steps of four k (`B_VEC4`): as [`vec4_mode`] says, except that along n
+/// (mode 2) its lanes must own adjacent columns, which they do only with `C_VEC4`.
+fn lanes_b_vec4(b_mode: u32, c_vec4: bool) -> u32 {
+    if b_mode == 2 && !c_vec4 {
+        0
+    } else {
+        b_mode
     }
 }
 
