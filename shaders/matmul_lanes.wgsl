@@ -26,7 +26,8 @@
 // Rows in groups of 8 and, with interleaved columns, the second group of 32 columns are skipped (a branch the
 // whole subgroup takes alike) where the tile passes the edge of C. Reads past the edge are clamped to the last
 // row / column and never stored. With WIDE_EDGE the last row tile may have a ninth group of 8 rows and the last
-// column tile a ninth column per lane (up to 72 x 72), so a side that passes a multiple of 64 by 1 to 8 (BEiT's
+// column tile up to 8 more columns, computed after the k loop (store_edge_column), so up to 72 x 72 in all and a
+// side that passes a multiple of 64 by 1 to 8 (BEiT's
 // 65 and 197 tokens) costs no tile of its own: a 65 x 65 attention product is one workgroup, not four.
 
 struct GemmParams {
@@ -115,7 +116,6 @@ fn store_row_sum(row: u32, v: f32) {
 }
 
 alias Rows8 = array<vec4<f32>, 16>; // 8 rows x the lane's 8 columns
-alias Col8 = array<vec4<f32>, 2>;   // 8 rows (0-3, 4-7) x the lane's ninth column (a tile 65-72 wide)
 
 // Rows of one group of 8, all 8 columns of the lane: `a_lane` is lane l's A value of row l of the group.
 fn add_rows8(a_lane: f32, b_lo: vec4<f32>, b_hi: vec4<f32>, acc: ptr<function, Rows8>) {
@@ -166,29 +166,6 @@ fn add_rows8_k2(a0: f32, a1: f32, b_lo0: vec4<f32>, b_hi0: vec4<f32>, b_lo1: vec
     (*acc)[10] += y0.y * b_lo0 + y1.y * b_lo1; (*acc)[11] += y0.y * b_hi0 + y1.y * b_hi1;
     (*acc)[12] += y0.z * b_lo0 + y1.z * b_lo1; (*acc)[13] += y0.z * b_hi0 + y1.z * b_hi1;
     (*acc)[14] += y0.w * b_lo0 + y1.w * b_lo1; (*acc)[15] += y0.w * b_hi0 + y1.w * b_hi1;
-}
-
-// The same with the lane's ninth column `b_x` (the last column tile of a matrix 65-72 columns past its start).
-fn add_rows8_x(a_lane: f32, b_lo: vec4<f32>, b_hi: vec4<f32>, b_x: f32, acc: ptr<function, Rows8>,
-               acc_x: ptr<function, Col8>) {
-    let s0 = subgroupBroadcast(a_lane, 0u);
-    let s1 = subgroupBroadcast(a_lane, 1u);
-    let s2 = subgroupBroadcast(a_lane, 2u);
-    let s3 = subgroupBroadcast(a_lane, 3u);
-    let s4 = subgroupBroadcast(a_lane, 4u);
-    let s5 = subgroupBroadcast(a_lane, 5u);
-    let s6 = subgroupBroadcast(a_lane, 6u);
-    let s7 = subgroupBroadcast(a_lane, 7u);
-    (*acc)[0] += s0 * b_lo; (*acc)[1] += s0 * b_hi;
-    (*acc)[2] += s1 * b_lo; (*acc)[3] += s1 * b_hi;
-    (*acc)[4] += s2 * b_lo; (*acc)[5] += s2 * b_hi;
-    (*acc)[6] += s3 * b_lo; (*acc)[7] += s3 * b_hi;
-    (*acc)[8] += s4 * b_lo; (*acc)[9] += s4 * b_hi;
-    (*acc)[10] += s5 * b_lo; (*acc)[11] += s5 * b_hi;
-    (*acc)[12] += s6 * b_lo; (*acc)[13] += s6 * b_hi;
-    (*acc)[14] += s7 * b_lo; (*acc)[15] += s7 * b_hi;
-    (*acc_x)[0] += vec4<f32>(s0, s1, s2, s3) * b_x;
-    (*acc_x)[1] += vec4<f32>(s4, s5, s6, s7) * b_x;
 }
 
 // The same for a tile whose second 32 columns are past the edge: the low 4 columns of the lane only.
@@ -323,6 +300,93 @@ fn b_quad(k: u32, bc0: u32, bc1: u32, bc2: u32, bc3: u32, bc4: u32, bc5: u32, bc
         vec4<f32>(b[bc4 + kb3], b[bc5 + kb3], b[bc6 + kb3], b[bc7 + kb3]));
 }
 
+// Row `ar`'s (the lane's element address of A at k = 0) values at k..k+3: one vec4 where A is contiguous
+// along k (A_VEC4 1), else four reads.
+fn a_row_quad(ar: u32, k: u32) -> vec4<f32> {
+    if (A_VEC4 == 1u) {
+        return a4[(ar + k) / 4u];
+    }
+    let i = ar + k * p.a_cs;
+    return vec4<f32>(a[i], a[i + p.a_cs], a[i + 2u * p.a_cs], a[i + 3u * p.a_cs]);
+}
+
+// Column `bc`'s (its element address of B at k = 0) values at k..k+3, the same in every lane: one vec4
+// where B is contiguous along k (B_VEC4 1), else four reads.
+fn b_col_quad(bc: u32, k: u32) -> vec4<f32> {
+    if (B_VEC4 == 1u) {
+        return b4[(bc + k) / 4u];
+    }
+    let i = bc + k * p.b_rs;
+    return vec4<f32>(b[i], b[i + p.b_rs], b[i + 2u * p.b_rs], b[i + 3u * p.b_rs]);
+}
+
+// A tile's column `col` past its first 64 (WIDE_EDGE: the last column tile of a side 65-72 past its start),
+// written for the tile's rows as dot products over k: lane l takes rows m0 + l + 8g (g < `groups`, lane
+// addresses `ar0`..`ar8`) with B's column read alike by every lane. Before, such a column was a ninth
+// accumulator per lane and row inside the k loop, whose extra state made that loop slower whichever way it
+// stepped k; with this pass and k pairs in the loop, tiny32's attention products (65 tokens) take 17% less
+// time (a single-threaded `bench train --profile` of a step, 304 -> 251 ms).
+fn store_edge_column(col: u32, m0: u32, lane: u32, groups: u32, b_base: u32, c_base: u32, ar0: u32, ar1: u32,
+                     ar2: u32, ar3: u32, ar4: u32, ar5: u32, ar6: u32, ar7: u32, ar8: u32) {
+    let bc = b_base + col * p.b_cs;
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
+    var s4 = vec4<f32>(0.0);
+    var s5 = vec4<f32>(0.0);
+    var s6 = vec4<f32>(0.0);
+    var s7 = vec4<f32>(0.0);
+    var s8 = vec4<f32>(0.0);
+    let k_quads = p.k & ~3u;
+    for (var k = 0u; k < k_quads; k += 4u) {
+        let vb = b_col_quad(bc, k);
+        s0 += a_row_quad(ar0, k) * vb;
+        if (groups > 1u) { s1 += a_row_quad(ar1, k) * vb; }
+        if (groups > 2u) { s2 += a_row_quad(ar2, k) * vb; }
+        if (groups > 3u) { s3 += a_row_quad(ar3, k) * vb; }
+        if (groups > 4u) { s4 += a_row_quad(ar4, k) * vb; }
+        if (groups > 5u) { s5 += a_row_quad(ar5, k) * vb; }
+        if (groups > 6u) { s6 += a_row_quad(ar6, k) * vb; }
+        if (groups > 7u) { s7 += a_row_quad(ar7, k) * vb; }
+        if (groups > 8u) { s8 += a_row_quad(ar8, k) * vb; }
+    }
+    for (var k = k_quads; k < p.k; k++) {
+        let vb = b[bc + k * p.b_rs];
+        let ka = k * p.a_cs;
+        s0.x += a[ar0 + ka] * vb;
+        if (groups > 1u) { s1.x += a[ar1 + ka] * vb; }
+        if (groups > 2u) { s2.x += a[ar2 + ka] * vb; }
+        if (groups > 3u) { s3.x += a[ar3 + ka] * vb; }
+        if (groups > 4u) { s4.x += a[ar4 + ka] * vb; }
+        if (groups > 5u) { s5.x += a[ar5 + ka] * vb; }
+        if (groups > 6u) { s6.x += a[ar6 + ka] * vb; }
+        if (groups > 7u) { s7.x += a[ar7 + ka] * vb; }
+        if (groups > 8u) { s8.x += a[ar8 + ka] * vb; }
+    }
+    var bias_c = 0.0;
+    if ((p.flags & 1u) != 0u) {
+        bias_c = bias[col];
+    }
+    let ones = vec4<f32>(1.0);
+    store_edge_row(m0 + lane, col, c_base, p.alpha * dot(s0, ones) + bias_c);
+    if (groups > 1u) { store_edge_row(m0 + lane + 8u, col, c_base, p.alpha * dot(s1, ones) + bias_c); }
+    if (groups > 2u) { store_edge_row(m0 + lane + 16u, col, c_base, p.alpha * dot(s2, ones) + bias_c); }
+    if (groups > 3u) { store_edge_row(m0 + lane + 24u, col, c_base, p.alpha * dot(s3, ones) + bias_c); }
+    if (groups > 4u) { store_edge_row(m0 + lane + 32u, col, c_base, p.alpha * dot(s4, ones) + bias_c); }
+    if (groups > 5u) { store_edge_row(m0 + lane + 40u, col, c_base, p.alpha * dot(s5, ones) + bias_c); }
+    if (groups > 6u) { store_edge_row(m0 + lane + 48u, col, c_base, p.alpha * dot(s6, ones) + bias_c); }
+    if (groups > 7u) { store_edge_row(m0 + lane + 56u, col, c_base, p.alpha * dot(s7, ones) + bias_c); }
+    if (groups > 8u) { store_edge_row(m0 + lane + 64u, col, c_base, p.alpha * dot(s8, ones) + bias_c); }
+}
+
+// store_lane for a row that may be past C's last (the edge column's lanes).
+fn store_edge_row(row: u32, col: u32, c_base: u32, v: f32) {
+    if (row < p.m) {
+        store_lane(row, col, c_base, v);
+    }
+}
+
 fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
     if (col < p.n) {
         let idx = c_base + row * p.c_rs + col * p.c_cs;
@@ -351,15 +415,14 @@ fn store_quad(idx: u32, v: vec4<f32>) {
 }
 
 // Rows row0..row0+7 of C (those inside), the lane's 8 columns (from `col0`, 8 apart or, with C_VEC4,
-// adjacent) and, in a tile wider than 64 (`cols` > 64), its ninth (`col_x`), times alpha plus the bias
-// (`bias_lo`, `bias_hi`, `bias_x`: the lane's columns of it, or zeros). A store is a loop over the lanes even
-// where every lane is masked off, so groups of 8 columns past the edge (`cols` left from the tile's first, at
-// most 72) are skipped by a branch the whole subgroup takes alike. The accumulators come by value: indexing
+// adjacent), times alpha plus the bias (`bias_lo`, `bias_hi`: the lane's columns of it, or zeros). A store is
+// a loop over the lanes even where every lane is masked off, so groups of 8 columns past the edge (`cols` left
+// from the tile's first) are skipped by a branch the whole subgroup takes alike. The accumulators come by value: indexing
 // the caller's in place at run time would make llvmpipe keep them in memory through the whole k loop
 // (measured 7x slower), and unrolling the rows here by hand made each workgroup slower to start (more code,
 // more state).
-fn store_rows8(row0: u32, col0: u32, col_x: u32, cols: u32, c_base: u32, acc: Rows8, acc_x: Col8,
-               bias_lo: vec4<f32>, bias_hi: vec4<f32>, bias_x: f32) {
+fn store_rows8(row0: u32, col0: u32, cols: u32, c_base: u32, acc: Rows8, bias_lo: vec4<f32>,
+               bias_hi: vec4<f32>) {
     for (var i = 0u; i < 8u; i++) {
         let row = row0 + i;
         if (row < p.m) {
@@ -382,7 +445,6 @@ fn store_rows8(row0: u32, col0: u32, col_x: u32, cols: u32, c_base: u32, acc: Ro
                     if (cols > 56u) { store_lane(row, col0 + 56u, c_base, hi.w); }
                 }
             }
-            if (WIDE_EDGE && cols > 64u) { store_lane(row, col_x, c_base, p.alpha * acc_x[i / 4u][i % 4u] + bias_x); }
         }
     }
 }
@@ -411,10 +473,9 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let ar6 = a_base + min(m0 + lane + 48u, last_m) * p.a_rs;
     let ar7 = a_base + min(m0 + lane + 56u, last_m) * p.a_rs;
     let ar8 = a_base + min(m0 + lane + 64u, last_m) * p.a_rs;
-    // Column j of the lane: col0 + step j; its ninth: col_x.
+    // Column j of the lane: col0 + step j.
     let step = select(8u, 1u, C_VEC4);
     let col0 = n0 + select(lane, 8u * lane, C_VEC4);
-    let col_x = n0 + 64u + lane;
     let bc0 = b_base + min(col0, last_n) * p.b_cs;
     let bc1 = b_base + min(col0 + step, last_n) * p.b_cs;
     let bc2 = b_base + min(col0 + 2u * step, last_n) * p.b_cs;
@@ -423,8 +484,8 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let bc5 = b_base + min(col0 + 5u * step, last_n) * p.b_cs;
     let bc6 = b_base + min(col0 + 6u * step, last_n) * p.b_cs;
     let bc7 = b_base + min(col0 + 7u * step, last_n) * p.b_cs;
-    let bc8 = b_base + min(col_x, last_n) * p.b_cs;
-    // The lane's addresses of A at k = 0 for a_quad, one per group of 8 rows: its row's as above, or with
+    // The lane's addresses of A at k = 0 for a_quad, one per group of 8 rows (never a ninth: wide-edge tiles
+    // take no steps of four): its row's as above, or with
     // A_VEC4 2 rows 4h..4h+3 of the group at k = j for lane 2j + h (the launcher asks M to be a multiple of 4
     // then, so the last group's vec4 lies inside A; rows past M are read, never stored).
     let q_row = select(0u, 4u * (lane % 2u), A_VEC4 == 2u);
@@ -438,7 +499,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let aq5 = select(ar5, a_base + min(m0 + 40u + q_row, q_last) + q_k, A_VEC4 == 2u);
     let aq6 = select(ar6, a_base + min(m0 + 48u + q_row, q_last) + q_k, A_VEC4 == 2u);
     let aq7 = select(ar7, a_base + min(m0 + 56u + q_row, q_last) + q_k, A_VEC4 == 2u);
-    let aq8 = select(ar8, a_base + min(m0 + 64u + q_row, q_last) + q_k, A_VEC4 == 2u);
     // B_VEC4 2: the vec4 indices of the lane's columns col0..col0+3 and col0+4..col0+7 at k = 0 (N is a
     // multiple of 4 with C_VEC4, so a quad past the edge is moved inside whole; never stored).
     let bq_lo = (b_base + min(col0, last_n & ~3u)) / 4u;
@@ -457,15 +517,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var acc6: Rows8;
     var acc7: Rows8;
     var acc8: Rows8;
-    var accx0: Col8;
-    var accx1: Col8;
-    var accx2: Col8;
-    var accx3: Col8;
-    var accx4: Col8;
-    var accx5: Col8;
-    var accx6: Col8;
-    var accx7: Col8;
-    var accx8: Col8;
     // The lane's rows' sums of A (ROW_SUMS), one per group of 8.
     var rs0 = 0.0;
     var rs1 = 0.0;
@@ -485,31 +536,14 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var rq5 = vec4<f32>(0.0);
     var rq6 = vec4<f32>(0.0);
     var rq7 = vec4<f32>(0.0);
-    var rq8 = vec4<f32>(0.0);
     // k four at a time where A or B is read as vec4s (A_VEC4, B_VEC4), then two at a time (add_rows8_k2),
-    // then the last one where K is odd. A tile wider than 64 takes k one at a time: its ninth group and column
-    // add so much state that two at a time made a 65 x 65 x 64 product 25% slower, and four at a time with
-    // vec4 reads made tiny's attention forward (its Q·Kᵀ is one) 15-50% slower.
+    // then the last one where K is odd; a wide last column tile's columns past 64 come after (store_edge_column).
     let k_pairs = p.k & ~1u;
-    let k_quads = select(0u, p.k & ~3u, A_VEC4 != 0u || B_VEC4 != 0u);
-    if (WIDE_EDGE && cols > 64u) {
-        for (var k = 0u; k < p.k; k++) {
-            let ka = k * p.a_cs;
-            let kb = k * p.b_rs;
-            let b_lo = vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
-            let b_hi = vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
-            let b_x = b[bc8 + kb];
-            add_rows8_x(summed(&rs0, a[ar0 + ka]), b_lo, b_hi, b_x, &acc0, &accx0);
-            if (groups > 1u) { add_rows8_x(summed(&rs1, a[ar1 + ka]), b_lo, b_hi, b_x, &acc1, &accx1); }
-            if (groups > 2u) { add_rows8_x(summed(&rs2, a[ar2 + ka]), b_lo, b_hi, b_x, &acc2, &accx2); }
-            if (groups > 3u) { add_rows8_x(summed(&rs3, a[ar3 + ka]), b_lo, b_hi, b_x, &acc3, &accx3); }
-            if (groups > 4u) { add_rows8_x(summed(&rs4, a[ar4 + ka]), b_lo, b_hi, b_x, &acc4, &accx4); }
-            if (groups > 5u) { add_rows8_x(summed(&rs5, a[ar5 + ka]), b_lo, b_hi, b_x, &acc5, &accx5); }
-            if (groups > 6u) { add_rows8_x(summed(&rs6, a[ar6 + ka]), b_lo, b_hi, b_x, &acc6, &accx6); }
-            if (groups > 7u) { add_rows8_x(summed(&rs7, a[ar7 + ka]), b_lo, b_hi, b_x, &acc7, &accx7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8_x(summed(&rs8, a[ar8 + ka]), b_lo, b_hi, b_x, &acc8, &accx8); }
-        }
-    } else if (cols > 32u || C_VEC4) {
+    // Not in wide-edge tiles: with a ninth group of rows, k four at a time was slower than two at a time in
+    // tiny's attention (forward and backward 23.6 against 22.5 ms, single-threaded `bench kernels --preset
+    // tiny --batch 16`, medians of three).
+    let k_quads = select(0u, p.k & ~3u, (A_VEC4 != 0u || B_VEC4 != 0u) && !WIDE_EDGE);
+    if (cols > 32u || C_VEC4) {
         for (var k = 0u; k < k_quads; k += 4u) {
             let bq = b_quad(k, bc0, bc1, bc2, bc3, bc4, bc5, bc6, bc7, bq_lo, bq_hi, bq_rs);
             let b_lo0 = bq[0]; let b_hi0 = bq[1]; let b_lo1 = bq[2]; let b_hi1 = bq[3];
@@ -522,7 +556,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (groups > 5u) { add_rows8_k4(summed4(&rq5, a_quad(aq5, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc5); }
             if (groups > 6u) { add_rows8_k4(summed4(&rq6, a_quad(aq6, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc6); }
             if (groups > 7u) { add_rows8_k4(summed4(&rq7, a_quad(aq7, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8_k4(summed4(&rq8, a_quad(aq8, k)), b_lo0, b_hi0, b_lo1, b_hi1, b_lo2, b_hi2, b_lo3, b_hi3, &acc8); }
         }
         for (var k = k_quads; k < k_pairs; k += 2u) {
             let ka = k * p.a_cs;
@@ -583,7 +616,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         rs5 += quad_row_sum(rq5, lane);
         rs6 += quad_row_sum(rq6, lane);
         rs7 += quad_row_sum(rq7, lane);
-        rs8 += quad_row_sum(rq8, lane);
     }
     if (ROW_SUMS && wg.x == 0u) {
         store_row_sum(m0 + lane, rs0);
@@ -598,21 +630,24 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
     var bias_lo = vec4<f32>(0.0);
     var bias_hi = vec4<f32>(0.0);
-    var bias_x = 0.0;
     if ((p.flags & 1u) != 0u) {
         bias_lo = vec4<f32>(bias[min(col0, last_n)], bias[min(col0 + step, last_n)],
                             bias[min(col0 + 2u * step, last_n)], bias[min(col0 + 3u * step, last_n)]);
         bias_hi = vec4<f32>(bias[min(col0 + 4u * step, last_n)], bias[min(col0 + 5u * step, last_n)],
                             bias[min(col0 + 6u * step, last_n)], bias[min(col0 + 7u * step, last_n)]);
-        bias_x = bias[min(col_x, last_n)];
     }
-    store_rows8(m0, col0, col_x, cols, c_base, acc0, accx0, bias_lo, bias_hi, bias_x);
-    if (groups > 1u) { store_rows8(m0 + 8u, col0, col_x, cols, c_base, acc1, accx1, bias_lo, bias_hi, bias_x); }
-    if (groups > 2u) { store_rows8(m0 + 16u, col0, col_x, cols, c_base, acc2, accx2, bias_lo, bias_hi, bias_x); }
-    if (groups > 3u) { store_rows8(m0 + 24u, col0, col_x, cols, c_base, acc3, accx3, bias_lo, bias_hi, bias_x); }
-    if (groups > 4u) { store_rows8(m0 + 32u, col0, col_x, cols, c_base, acc4, accx4, bias_lo, bias_hi, bias_x); }
-    if (groups > 5u) { store_rows8(m0 + 40u, col0, col_x, cols, c_base, acc5, accx5, bias_lo, bias_hi, bias_x); }
-    if (groups > 6u) { store_rows8(m0 + 48u, col0, col_x, cols, c_base, acc6, accx6, bias_lo, bias_hi, bias_x); }
-    if (groups > 7u) { store_rows8(m0 + 56u, col0, col_x, cols, c_base, acc7, accx7, bias_lo, bias_hi, bias_x); }
-    if (WIDE_EDGE && groups > 8u) { store_rows8(m0 + 64u, col0, col_x, cols, c_base, acc8, accx8, bias_lo, bias_hi, bias_x); }
+    store_rows8(m0, col0, cols, c_base, acc0, bias_lo, bias_hi);
+    if (groups > 1u) { store_rows8(m0 + 8u, col0, cols, c_base, acc1, bias_lo, bias_hi); }
+    if (groups > 2u) { store_rows8(m0 + 16u, col0, cols, c_base, acc2, bias_lo, bias_hi); }
+    if (groups > 3u) { store_rows8(m0 + 24u, col0, cols, c_base, acc3, bias_lo, bias_hi); }
+    if (groups > 4u) { store_rows8(m0 + 32u, col0, cols, c_base, acc4, bias_lo, bias_hi); }
+    if (groups > 5u) { store_rows8(m0 + 40u, col0, cols, c_base, acc5, bias_lo, bias_hi); }
+    if (groups > 6u) { store_rows8(m0 + 48u, col0, cols, c_base, acc6, bias_lo, bias_hi); }
+    if (groups > 7u) { store_rows8(m0 + 56u, col0, cols, c_base, acc7, bias_lo, bias_hi); }
+    if (WIDE_EDGE && groups > 8u) { store_rows8(m0 + 64u, col0, cols, c_base, acc8, bias_lo, bias_hi); }
+    if (WIDE_EDGE) {
+        for (var col = n0 + 64u; col < n0 + cols; col++) {
+            store_edge_column(col, m0, lane, groups, b_base, c_base, ar0, ar1, ar2, ar3, ar4, ar5, ar6, ar7, ar8);
+        }
+    }
 }
