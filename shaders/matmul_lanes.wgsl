@@ -180,19 +180,6 @@ fn add_rows8_lo(a_lane: f32, b_lo: vec4<f32>, acc: ptr<function, Rows8>) {
     (*acc)[14] += subgroupBroadcast(a_lane, 7u) * b_lo;
 }
 
-// add_rows8_k2 on rows already spread: `x0`, `y0` rows 0-3 and 4-7 of the group at k, `x1`, `y1` at k + 1.
-fn add_spread_k2(x0: vec4<f32>, y0: vec4<f32>, x1: vec4<f32>, y1: vec4<f32>, b_lo0: vec4<f32>, b_hi0: vec4<f32>,
-                 b_lo1: vec4<f32>, b_hi1: vec4<f32>, acc: ptr<function, Rows8>) {
-    (*acc)[0] += x0.x * b_lo0 + x1.x * b_lo1; (*acc)[1] += x0.x * b_hi0 + x1.x * b_hi1;
-    (*acc)[2] += x0.y * b_lo0 + x1.y * b_lo1; (*acc)[3] += x0.y * b_hi0 + x1.y * b_hi1;
-    (*acc)[4] += x0.z * b_lo0 + x1.z * b_lo1; (*acc)[5] += x0.z * b_hi0 + x1.z * b_hi1;
-    (*acc)[6] += x0.w * b_lo0 + x1.w * b_lo1; (*acc)[7] += x0.w * b_hi0 + x1.w * b_hi1;
-    (*acc)[8] += y0.x * b_lo0 + y1.x * b_lo1; (*acc)[9] += y0.x * b_hi0 + y1.x * b_hi1;
-    (*acc)[10] += y0.y * b_lo0 + y1.y * b_lo1; (*acc)[11] += y0.y * b_hi0 + y1.y * b_hi1;
-    (*acc)[12] += y0.z * b_lo0 + y1.z * b_lo1; (*acc)[13] += y0.z * b_hi0 + y1.z * b_hi1;
-    (*acc)[14] += y0.w * b_lo0 + y1.w * b_lo1; (*acc)[15] += y0.w * b_hi0 + y1.w * b_hi1;
-}
-
 // A's values of a group of 8 rows at k..k+3 as the lane reads them (A_VEC4): its row's 4 values (0, 1) or
 // rows 4h..4h+3 at k + j for lane 2j + h (2). `aq`: the lane's address of them at k = 0.
 fn a_quad(aq: u32, k: u32) -> vec4<f32> {
@@ -228,13 +215,28 @@ fn spread8_k4(va: vec4<f32>) -> array<vec4<f32>, 8> {
 }
 
 // Four k of one group of 8 rows: `va` from a_quad, B's lane columns at k + j in `b_lo{j}`, `b_hi{j}`; each
-// accumulator written twice per four k, as with k pairs.
+// accumulator written once per four k (writing it twice, once per pair, was 3-7% slower on tiny's linear
+// layers, single-threaded `bench kernels`; with A read one value at a time, four k per write was 40% slower).
 fn add_rows8_k4(va: vec4<f32>, b_lo0: vec4<f32>, b_hi0: vec4<f32>, b_lo1: vec4<f32>, b_hi1: vec4<f32>,
                 b_lo2: vec4<f32>, b_hi2: vec4<f32>, b_lo3: vec4<f32>, b_hi3: vec4<f32>,
                 acc: ptr<function, Rows8>) {
     let r = spread8_k4(va);
-    add_spread_k2(r[0], r[1], r[2], r[3], b_lo0, b_hi0, b_lo1, b_hi1, acc);
-    add_spread_k2(r[4], r[5], r[6], r[7], b_lo2, b_hi2, b_lo3, b_hi3, acc);
+    (*acc)[0] += r[0].x * b_lo0 + r[2].x * b_lo1 + r[4].x * b_lo2 + r[6].x * b_lo3;
+    (*acc)[1] += r[0].x * b_hi0 + r[2].x * b_hi1 + r[4].x * b_hi2 + r[6].x * b_hi3;
+    (*acc)[2] += r[0].y * b_lo0 + r[2].y * b_lo1 + r[4].y * b_lo2 + r[6].y * b_lo3;
+    (*acc)[3] += r[0].y * b_hi0 + r[2].y * b_hi1 + r[4].y * b_hi2 + r[6].y * b_hi3;
+    (*acc)[4] += r[0].z * b_lo0 + r[2].z * b_lo1 + r[4].z * b_lo2 + r[6].z * b_lo3;
+    (*acc)[5] += r[0].z * b_hi0 + r[2].z * b_hi1 + r[4].z * b_hi2 + r[6].z * b_hi3;
+    (*acc)[6] += r[0].w * b_lo0 + r[2].w * b_lo1 + r[4].w * b_lo2 + r[6].w * b_lo3;
+    (*acc)[7] += r[0].w * b_hi0 + r[2].w * b_hi1 + r[4].w * b_hi2 + r[6].w * b_hi3;
+    (*acc)[8] += r[1].x * b_lo0 + r[3].x * b_lo1 + r[5].x * b_lo2 + r[7].x * b_lo3;
+    (*acc)[9] += r[1].x * b_hi0 + r[3].x * b_hi1 + r[5].x * b_hi2 + r[7].x * b_hi3;
+    (*acc)[10] += r[1].y * b_lo0 + r[3].y * b_lo1 + r[5].y * b_lo2 + r[7].y * b_lo3;
+    (*acc)[11] += r[1].y * b_hi0 + r[3].y * b_hi1 + r[5].y * b_hi2 + r[7].y * b_hi3;
+    (*acc)[12] += r[1].z * b_lo0 + r[3].z * b_lo1 + r[5].z * b_lo2 + r[7].z * b_lo3;
+    (*acc)[13] += r[1].z * b_hi0 + r[3].z * b_hi1 + r[5].z * b_hi2 + r[7].z * b_hi3;
+    (*acc)[14] += r[1].w * b_lo0 + r[3].w * b_lo1 + r[5].w * b_lo2 + r[7].w * b_lo3;
+    (*acc)[15] += r[1].w * b_hi0 + r[3].w * b_hi1 + r[5].w * b_hi2 + r[7].w * b_hi3;
 }
 
 // `va` added into the group's running row sums `*sums` (ROW_SUMS), in a_quad's layout.
