@@ -568,7 +568,7 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let k_pairs = p.k & ~1u;
     // Not in wide-edge tiles: with a ninth group of rows, k four at a time was slower than two at a time in
     // tiny's attention (forward and backward 23.6 against 22.5 ms, single-threaded `bench kernels --preset
-    // tiny --batch 16`, medians of three).
+    // tiny --batch 16`, medians of three), and eight at a time no faster than two.
     let k_quads = select(0u, p.k & ~3u, (A_VEC4 != 0u || B_VEC4 != 0u) && !WIDE_EDGE);
     if (cols > 32u || C_VEC4) {
         // Eight k at a time, then the rest of the steps of four.
