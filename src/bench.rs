@@ -730,12 +730,30 @@ pub struct KernelTime {
     pub ms: f64,
 }
 
-/// Time every launch of `work` alone (its own submit, waited for), `reps` times, and sum per kernel.
+/// What `bench train` profiles: nothing, each kernel's launches summed, or summed per kernel and launch grid
+/// (telling apart the products of one kernel: a step's attention products are `gemm_lanes [1, 1, 48]` at
+/// tiny32 b16, its linear layers the grids with 17 row tiles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Off,
+    ByKernel,
+    ByKernelAndGrid,
+}
+
+/// Time every launch of `work` alone (its own submit, waited for), `reps` times, and sum per kernel (and grid).
 fn profile_launches(
     ctx: &GpuContext,
     work: &[Dispatch],
     reps: u32,
+    by_grid: bool,
 ) -> Result<Vec<KernelTime>, crate::model::ModelError> {
+    let key = |d: &Dispatch| {
+        if by_grid {
+            format!("{} {:?}", d.kernel.name, d.workgroups)
+        } else {
+            d.kernel.name.clone()
+        }
+    };
     let mut by_kernel: Vec<KernelTime> = Vec::new();
     for _ in 0..reps.max(1) {
         for d in work {
@@ -744,10 +762,11 @@ fn profile_launches(
             Dispatch::submit(ctx, "profile", std::slice::from_ref(d))?;
             ctx.wait()?;
             let ms = t0.elapsed().as_secs_f64() * 1e3 / reps.max(1) as f64;
-            match by_kernel.iter_mut().find(|k| k.kernel == d.kernel.name) {
+            let name = key(d);
+            match by_kernel.iter_mut().find(|k| k.kernel == name) {
                 Some(k) => k.ms += ms,
                 None => by_kernel.push(KernelTime {
-                    kernel: d.kernel.name.clone(),
+                    kernel: name,
                     launches: 0,
                     ms,
                 }),
@@ -755,7 +774,7 @@ fn profile_launches(
         }
     }
     for k in &mut by_kernel {
-        k.launches = work.iter().filter(|d| d.kernel.name == k.kernel).count();
+        k.launches = work.iter().filter(|d| key(d) == k.kernel).count();
     }
     by_kernel.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     Ok(by_kernel)
@@ -775,16 +794,16 @@ pub fn forward_flops(cfg: &crate::model::BeitConfig, masked: f64) -> f64 {
 }
 
 /// Time full MIM pretraining steps (forward, masked cross-entropy, backward, clip, AdamW) on random data;
-/// each step submitted and waited for alone, median over `steps` after two warm-up steps. With `profile`,
-/// every launch of a step is then also timed alone and summed per kernel. `mixed`: mixed precision with these
-/// products (loss scaling and its update included).
+/// each step submitted and waited for alone, median over `steps` after two warm-up steps. With a `profile`,
+/// every launch of a step is then also timed alone and summed per kernel (and grid). `mixed`: mixed precision
+/// with these products (loss scaling and its update included).
 pub fn bench_train(
     ctx: &GpuContext,
     cfg: &crate::model::BeitConfig,
     preset: &str,
     batch: u32,
     steps: u32,
-    profile: bool,
+    profile: Profile,
     mixed: Option<crate::ops::precision::ProductInputs>,
 ) -> Result<TrainBench, crate::model::ModelError> {
     use crate::data::masking::BlockMasking;
@@ -880,10 +899,10 @@ pub fn bench_train(
     times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let median = times[times.len() / 2];
     let masked_per_image = masked_total as f64 / (steps as f64 * batch as f64);
-    let profile = if profile {
-        profile_launches(ctx, &work, 2)?
-    } else {
-        Vec::new()
+    let profile = match profile {
+        Profile::Off => Vec::new(),
+        Profile::ByKernel => profile_launches(ctx, &work, 2, false)?,
+        Profile::ByKernelAndGrid => profile_launches(ctx, &work, 2, true)?,
     };
     let gflop = 3.0 * forward_flops(cfg, masked_per_image) * batch as f64 / 1e9;
     let tuning = ctx.tune_summary();

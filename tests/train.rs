@@ -6,6 +6,7 @@
 #[path = "kernels/common.rs"]
 mod common;
 
+use beitlab::bench::Profile;
 use beitlab::data::augment::Augment;
 use beitlab::data::dataset::{Dataset, Split};
 use beitlab::data::masking::BlockMasking;
@@ -282,7 +283,8 @@ fn resuming_a_mixed_precision_run_equals_the_uninterrupted_run() {
 #[test]
 fn bench_train_reports_its_numbers() {
     let cfg = BeitConfig::preset("micro").unwrap();
-    let r = beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1, true, None).unwrap();
+    let r =
+        beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1, Profile::ByKernel, None).unwrap();
     assert!(r.images_per_s > 0.0 && r.step_ms_median > 0.0);
     assert_eq!(r.precision, "f32");
     // The profile accounts for every launch of the step, and names the matrix products among them.
@@ -298,6 +300,17 @@ fn bench_train_reports_its_numbers() {
         r.profile.windows(2).all(|w| w[0].ms >= w[1].ms),
         "slowest first"
     );
+    // Per kernel and grid (`--profile-grids`): the same launches, each entry naming its grid, more entries.
+    let g = beitlab::bench::bench_train(ctx(), &cfg, "micro", 2, 1, Profile::ByKernelAndGrid, None)
+        .unwrap();
+    let launches: usize = g.profile.iter().map(|k| k.launches).sum();
+    assert_eq!(launches, g.dispatches_per_step);
+    assert!(
+        g.profile.iter().all(|k| k.kernel.contains(" [")),
+        "{:?}",
+        g.profile
+    );
+    assert!(g.profile.len() > r.profile.len());
     assert!(r.gpu_buffer_mib > 0.0 && r.gflop_per_step > 0.0);
     // Forward FLOPs of the tiny preset per image, by hand: 12 layers of (qkv, scores + context, projection, MLP)
     // plus patch embedding and a 26-token MIM head.

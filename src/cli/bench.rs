@@ -106,6 +106,9 @@ pub struct TrainBenchArgs {
     /// Also time every kernel launch of a step alone and print where the step's time goes.
     #[arg(long)]
     pub profile: bool,
+    /// --profile with the launches summed per kernel and launch grid (tells one kernel's products apart).
+    #[arg(long)]
+    pub profile_grids: bool,
     /// f32, or mixed (f16-input products, dynamic loss scale); where mixed cannot run the step is f32, a note
     /// says why, and the result's `precision` says what ran.
     #[arg(long, value_parser = crate::train::precision::Precision::parse, default_value = "f32")]
@@ -183,9 +186,15 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
         steps,
         json,
         profile,
+        profile_grids,
         precision,
         peak_tflops,
     } = *args;
+    let profile = match (profile, profile_grids) {
+        (_, true) => bench::Profile::ByKernelAndGrid,
+        (true, false) => bench::Profile::ByKernel,
+        (false, false) => bench::Profile::Off,
+    };
     let mut cfg = crate::model::BeitConfig::preset(preset).map_err(|e| e.to_string())?;
     if let Some(s) = image_size {
         cfg.image_size = s;
@@ -239,13 +248,20 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
         if !r.profile.is_empty() {
             let total: f64 = r.profile.iter().map(|k| k.ms).sum();
             println!("each launch timed alone (its own submit; the sum, {total:.1} ms, includes that overhead):");
+            let width = r
+                .profile
+                .iter()
+                .map(|k| k.kernel.len())
+                .max()
+                .unwrap_or(0)
+                .max(36);
             println!(
-                "  {:<36} {:>8} {:>10} {:>7}",
+                "  {:<width$} {:>8} {:>10} {:>7}",
                 "kernel", "launches", "ms/step", "share"
             );
             for k in &r.profile {
                 println!(
-                    "  {:<36} {:>8} {:>10.2} {:>6.1}%",
+                    "  {:<width$} {:>8} {:>10.2} {:>6.1}%",
                     k.kernel,
                     k.launches,
                     k.ms,
