@@ -184,10 +184,14 @@ fn add_rows8_lo(a_lane: f32, b_lo: vec4<f32>, acc: ptr<function, Rows8>) {
 // rows 4h..4h+3 at k + j for lane 2j + h (2). `aq`: the lane's address of them at k = 0.
 fn a_quad(aq: u32, k: u32) -> vec4<f32> {
     if (A_VEC4 == 0u) {
-        let i = aq + k * p.a_cs;
-        return vec4<f32>(a[i], a[i + p.a_cs], a[i + 2u * p.a_cs], a[i + 3u * p.a_cs]);
+        return a_along_k4(aq + k * p.a_cs);
     }
     return a4[(aq + k * p.a_cs) / 4u];
+}
+
+// A at element `i` and the next three k, one read each.
+fn a_along_k4(i: u32) -> vec4<f32> {
+    return vec4<f32>(a[i], a[i + p.a_cs], a[i + 2u * p.a_cs], a[i + 3u * p.a_cs]);
 }
 
 // The 8 rows of a group at k..k+3 in every lane, from a_quad's `va`: [rows 0-3, rows 4-7] at k, at k + 1,
@@ -327,14 +331,13 @@ fn b_quad(k: u32, bc0: u32, bc1: u32, bc2: u32, bc3: u32, bc4: u32, bc5: u32, bc
         vec4<f32>(b[bc4 + kb3], b[bc5 + kb3], b[bc6 + kb3], b[bc7 + kb3]));
 }
 
-// Row `ar`'s (the lane's element address of A at k = 0) values at k..k+3: one vec4 where A is contiguous
-// along k (A_VEC4 1), else four reads.
+// Row `ar`'s (the lane's element address of A at k = 0) values at k..k+3: a_quad's read where the lane's
+// quad is its own row's (A_VEC4 0 or 1), else four reads.
 fn a_row_quad(ar: u32, k: u32) -> vec4<f32> {
-    if (A_VEC4 == 1u) {
-        return a4[(ar + k) / 4u];
+    if (A_VEC4 == 2u) {
+        return a_along_k4(ar + k * p.a_cs);
     }
-    let i = ar + k * p.a_cs;
-    return vec4<f32>(a[i], a[i + p.a_cs], a[i + 2u * p.a_cs], a[i + 3u * p.a_cs]);
+    return a_quad(ar, k);
 }
 
 // Column `bc`'s (its element address of B at k = 0) values at k..k+3, the same in every lane: one vec4
@@ -352,7 +355,7 @@ fn b_col_quad(bc: u32, k: u32) -> vec4<f32> {
 // addresses `ar0`..`ar8`) with B's column read alike by every lane. Before, such a column was a ninth
 // accumulator per lane and row inside the k loop, whose extra state made that loop slower whichever way it
 // stepped k; with this pass and k pairs in the loop, tiny32's attention products (65 tokens) take 17% less
-// time (a single-threaded `bench train --profile` of a step, 304 -> 251 ms).
+// time (a single-threaded `bench train --profile-grids` of a step, 304 -> 251 ms).
 fn store_edge_column(col: u32, m0: u32, lane: u32, groups: u32, b_base: u32, c_base: u32, ar0: u32, ar1: u32,
                      ar2: u32, ar3: u32, ar4: u32, ar5: u32, ar6: u32, ar7: u32, ar8: u32) {
     let bc = b_base + col * p.b_cs;

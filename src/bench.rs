@@ -901,8 +901,7 @@ pub fn bench_train(
     let masked_per_image = masked_total as f64 / (steps as f64 * batch as f64);
     let profile = match profile {
         Profile::Off => Vec::new(),
-        Profile::ByKernel => profile_launches(ctx, &work, 2, false)?,
-        Profile::ByKernelAndGrid => profile_launches(ctx, &work, 2, true)?,
+        by => profile_launches(ctx, &work, 2, by == Profile::ByKernelAndGrid)?,
     };
     let gflop = 3.0 * forward_flops(cfg, masked_per_image) * batch as f64 / 1e9;
     let tuning = ctx.tune_summary();

@@ -3,6 +3,7 @@
 //! fine-tuning, evaluation, a resume after SIGKILL and loading the result in the app. Each runs the real
 //! binary in a temporary folder and checks its exit status, its output and the files it wrote.
 
+mod bench;
 mod dalle;
 mod experiment;
 mod faults;
