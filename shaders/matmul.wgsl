@@ -1,4 +1,5 @@
-// matmul.wgsl: batched, strided matrix product C = alpha · A · B (+ bias) (+ C). Kernels: gemm (64 x 64 tiles), gemm_big
+// matmul.wgsl: batched, strided matrix product C = alpha · A · B (+ bias) (+ C), optionally with a GELU epilogue
+// (flags bits 6-7; GELU's functions from common/gelu.wgsl, appended by the shader registry). Kernels: gemm (64 x 64 tiles), gemm_big
 // (128 x 128, GPUs, optional split-K with gemm_splitk_sum), gemm_wide and gemm_direct (software adapters; those with
 // 8-lane subgroups use gemm_lanes of matmul_lanes.wgsl instead of gemm_wide). gemm is tiled in workgroup memory
 // (64 x 64 x 16 tiles) with 8x8 register blocking per thread. Every operand is addressed through strides, so one kernel serves
@@ -14,6 +15,9 @@ struct GemmParams {
     batch_inner: u32,
     // bit 0: add bias[n]; bit 1: accumulate into C; bits 2-3: A readable as vec4 along k (1) or m (2);
     // bits 4-5: B readable as vec4 along k (1) or n (2). Set by the launcher when offsets and strides allow.
+    // Bits 6-7: the GELU epilogue (`ops::matmul::Epilogue`): 1 also writes gelu of each stored element of C to
+    // `act` at the same index (an MLP's activation with its pre-activation); 2 multiplies each new value by the
+    // slope gelu'(act) at its index before it is stored or added (the pre-activation's gradient).
     flags: u32,
     alpha: f32,
     a_off: u32,
@@ -45,6 +49,7 @@ struct GemmParams {
 @group(0) @binding(4) var<uniform> p: GemmParams;
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;  // the same buffer as a, read 4 at a time
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;  // the same buffer as b, read 4 at a time
+@group(0) @binding(8) var<storage, read_write> act: array<f32>; // laid out as C: the GELU epilogue's (flags bits 6-7)
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -61,10 +66,17 @@ fn store_c(row: u32, col: u32, base: u32, v: f32) {
             r += bias[col];
         }
         let idx = base + row * p.c_rs + col * p.c_cs;
+        let gelu_mode = (p.flags >> 6u) & 3u;
+        if (gelu_mode == 2u) {
+            r *= gelu_slope(act[idx]);
+        }
         if ((p.flags & 2u) != 0u) {
             r += c[idx];
         }
         c[idx] = r;
+        if (gelu_mode == 1u) {
+            act[idx] = gelu(r);
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 // matmul_lanes.wgsl: gemm_lanes, the strided batched product C = alpha · A · B (+ bias) (+ C) of matmul.wgsl for
 // software adapters whose subgroups are 8 lanes wide (llvmpipe on 256-bit vectors). Same parameters and
 // bindings 0-4 as matmul.wgsl, and binding 7, C again as vec4s; a separate module because it needs the
-// SUBGROUP feature. With ROW_SUMS (binding 8) it also adds each row of A's sum over k into a vector.
+// SUBGROUP feature. With ROW_SUMS (binding 8) it also adds each row of A's sum over k into a vector; with
+// GELU_EPILOGUE (bindings 8 and 9) it writes an MLP's activation with its pre-activation, or multiplies the
+// activation's gradient by GELU's slope (GELU's functions from common/gelu.wgsl, appended by the registry).
 //
 // Shapes: A (M, K), B (K, N), C (M, N) per batch item, addressed through strides; bias (N).
 //
@@ -66,7 +68,9 @@ struct GemmParams {
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;   // the same buffer as a, 4 at a time (A_VEC4)
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;   // the same buffer as b, 4 at a time (B_VEC4)
 @group(0) @binding(7) var<storage, read_write> c4: array<vec4<f32>>; // the same buffer as c, 4 at a time (C_VEC4)
-@group(0) @binding(8) var<storage, read_write> row_sums: array<f32>;  // (M) += Σ_k A[m, k] (ROW_SUMS)
+// ROW_SUMS: (M) += Σ_k A[m, k]. GELU_EPILOGUE: laid out as C, the activation written or the pre-activation read.
+@group(0) @binding(8) var<storage, read_write> aux: array<f32>;
+@group(0) @binding(9) var<storage, read_write> aux4: array<vec4<f32>>; // the same buffer as aux, 4 at a time
 
 // Pipeline constant: the wide-edge variant (its extra state makes full tiles slower, so the launcher asks
 // for it only where a side of C has such an edge; `GemmKernel::tiles` makes the grid to match).
@@ -84,11 +88,17 @@ override C_VEC4: bool = false;
 // `lanes_tile_rows` picks it). Never with WIDE_EDGE.
 override TILE_ROWS: u32 = 64u;
 
-// Pipeline constant: also add each row's sum of A over k into `row_sums` (the workgroups of the first column
+// Pipeline constant: also add each row's sum of A over k into `aux` (the workgroups of the first column
 // tile store them). A linear layer's weight gradient dW = dYᵀ·X then gives its bias gradient Σ_rows dY on the
 // way, from the values of A the k loop reads anyway, instead of a column-sum launch after it. One product at a
 // time (batch 1).
 override ROW_SUMS: bool = false;
+
+// Pipeline constant: the GELU epilogue, as bits 6-7 of matmul.wgsl's flags (`ops::matmul::Epilogue`): 1 also
+// writes gelu of each stored element of C to `aux` at the same index (an MLP's activation with its
+// pre-activation, in the same launch); 2 multiplies each new value by the slope gelu'(aux) at its index before it
+// is stored or added (the pre-activation's gradient from the activation's). Never with ROW_SUMS.
+override GELU_EPILOGUE: u32 = 0u;
 
 // Pipeline constants: how A and B are read in the k loop's steps of four (`vec4_mode` of ops/matmul.rs).
 // 0: one element per read. A_VEC4 1: A contiguous along k, each lane reads its row's 4 values at k..k+3 in
@@ -111,7 +121,7 @@ fn summed(sum: ptr<function, f32>, v: f32) -> f32 {
 
 fn store_row_sum(row: u32, v: f32) {
     if (row < p.m) {
-        row_sums[row] += v;
+        aux[row] += v;
     }
 }
 
@@ -417,10 +427,14 @@ fn store_edge_row(row: u32, col: u32, c_base: u32, v: f32) {
     }
 }
 
+// With the GELU epilogue where C is written one element at a time (no C_VEC4, or a wide tile's edge columns).
 fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
     if (col < p.n) {
         let idx = c_base + row * p.c_rs + col * p.c_cs;
         var r = v;
+        if (GELU_EPILOGUE == 2u) {
+            r *= gelu_slope(aux[idx]);
+        }
         if (C_VEC4) {
             if ((p.flags & 2u) != 0u) {
                 r += c4[idx / 4u][idx % 4u];
@@ -432,16 +446,38 @@ fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
             }
             c[idx] = r;
         }
+        if (GELU_EPILOGUE == 1u) {
+            aux[idx] = gelu(r);
+        }
     }
 }
 
-// Four adjacent elements of a row of C from `idx` (C_VEC4), all inside C.
+// Four adjacent elements of a row of C from `idx` (C_VEC4), all inside C (the GELU epilogue comes after all
+// stores, gelu_epilogue_rows).
 fn store_quad(idx: u32, v: vec4<f32>) {
     var r = v;
     if ((p.flags & 2u) != 0u) {
         r += c4[idx / 4u];
     }
     c4[idx / 4u] = r;
+}
+
+// The GELU epilogue of the lane's quads of `rows` rows from `row0` (C_VEC4), read back from C once the tile is
+// stored: GELU's code once per kernel instead of once per inlined store (the accumulators are never indexed at run
+// time, so each group's stores are a copy of their own).
+fn gelu_epilogue_rows(row0: u32, rows: u32, col0: u32, c_base: u32) {
+    for (var row = row0; row < row0 + rows; row++) {
+        let q = (c_base + row * p.c_rs + col0) / 4u;
+        for (var h = 0u; h < 2u; h++) {
+            if (col0 + 4u * h < p.n) {
+                if (GELU_EPILOGUE == 1u) {
+                    aux4[q + h] = gelu4(c4[q + h]);
+                } else {
+                    c4[q + h] = c4[q + h] * gelu_slope4(aux4[q + h]);
+                }
+            }
+        }
+    }
 }
 
 // Rows row0..row0+7 of C (those inside), the lane's 8 columns (from `col0`, 8 apart or, with C_VEC4,
@@ -689,6 +725,9 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (groups > 6u) { store_rows8(m0 + 48u, col0, cols, c_base, acc6, bias_lo, bias_hi); }
     if (groups > 7u) { store_rows8(m0 + 56u, col0, cols, c_base, acc7, bias_lo, bias_hi); }
     if (WIDE_EDGE && groups > 8u) { store_rows8(m0 + 64u, col0, cols, c_base, acc8, bias_lo, bias_hi); }
+    if (GELU_EPILOGUE != 0u && C_VEC4) {
+        gelu_epilogue_rows(m0, min(p.m - m0, 8u * groups), col0, c_base);
+    }
     if (WIDE_EDGE) {
         for (var col = n0 + 64u; col < n0 + cols; col++) {
             store_edge_column(col, m0, lane, groups, b_base, c_base, ar0, ar1, ar2, ar3, ar4, ar5, ar6, ar7, ar8);

@@ -208,6 +208,66 @@ impl Bench<'_> {
         )
     }
 
+    /// The MLP's products with GELU in their launch: fc1 writing its activation (`rows x mlp x c`) and fc2's
+    /// backward taking GELU's slope (`rows x c x mlp`); compare with the plain fc1 / fc2 rows plus the GELU rows.
+    fn mlp_gelu(&mut self, rows: u32, mlp: u32, c: u32) -> Result<(), GpuError> {
+        let (x, w1, b1) = (
+            self.buf(rows as u64 * c as u64),
+            self.buf(mlp as u64 * c as u64),
+            self.buf(mlp as u64),
+        );
+        let (h, f) = (
+            self.buf(rows as u64 * mlp as u64),
+            self.buf(rows as u64 * mlp as u64),
+        );
+        let flops = 2.0 * rows as f64 * mlp as f64 * c as f64;
+        let f32_products = ProductInputs::F32;
+        let d = matmul::linear_gelu_forward_as(
+            f32_products,
+            self.ctx,
+            &h,
+            &f,
+            &x,
+            &w1,
+            Some(&b1),
+            rows,
+            mlp,
+            c,
+        )?;
+        let shape = format!("{rows}x{mlp}x{c}");
+        self.measure("linear_forward fc1+gelu", shape, d, Some(flops), None)?;
+        let (dy, w2, dw2, db2, dh) = (
+            self.buf(rows as u64 * c as u64),
+            self.buf(c as u64 * mlp as u64),
+            self.buf(c as u64 * mlp as u64),
+            self.buf(c as u64),
+            self.buf(rows as u64 * mlp as u64),
+        );
+        let d = matmul::linear_backward_gelu_as(
+            f32_products,
+            self.ctx,
+            &dh,
+            &self.buf(1),
+            &dw2,
+            Some(&db2),
+            &dy,
+            &f,
+            &h,
+            &w2,
+            rows,
+            c,
+            mlp,
+        )?;
+        let shape = format!("{rows}x{c}x{mlp}");
+        self.measure(
+            "linear_backward fc2+gelu",
+            shape,
+            d,
+            Some(2.0 * flops),
+            None,
+        )
+    }
+
     fn preset(&mut self, p: &BenchDims) -> Result<(), GpuError> {
         let ctx = self.ctx;
         let b = self.opts.batch;
@@ -220,6 +280,7 @@ impl Bench<'_> {
         self.linear("qkv", rows, 3 * c, c)?;
         self.linear("fc1", rows, mlp, c)?;
         self.linear("fc2", rows, c, mlp)?;
+        self.mlp_gelu(rows, mlp, c)?;
         self.linear("lm_head", masked, v, c)?;
 
         // Attention core on a fused qkv buffer, with the gathered relative position bias.

@@ -58,6 +58,11 @@ pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'sta
     limits.max_texture_dimension_2d = 8192.min(offered.max_texture_dimension_2d);
     limits.min_storage_buffer_offset_alignment = offered.min_storage_buffer_offset_alignment;
     limits.min_uniform_buffer_offset_alignment = offered.min_uniform_buffer_offset_alignment;
+    crate::gpu::raise_optional_limits(
+        &mut limits,
+        &offered,
+        crate::gpu::optional_features(adapter),
+    );
     wgpu::DeviceDescriptor {
         label: Some("beitlab app device"),
         required_features: crate::gpu::optional_features(adapter),

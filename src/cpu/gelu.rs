@@ -30,18 +30,27 @@ pub fn phi_cdf<T: Real>(v: T) -> T {
     T::of(0.5) * erfc_approx(-v * T::of(std::f64::consts::FRAC_1_SQRT_2))
 }
 
+/// `x · Φ(x)`.
+pub fn gelu<T: Real>(v: T) -> T {
+    v * phi_cdf(v)
+}
+
+/// GELU's slope `Φ(x) + x·φ(x)`.
+pub fn gelu_slope<T: Real>(v: T) -> T {
+    let pdf = T::of(0.398_942_280_401_432_7) * (T::of(-0.5) * v * v).exp();
+    phi_cdf(v) + v * pdf
+}
+
 /// `out = x · Φ(x)`.
 pub fn gelu_forward<T: Real>(out: &mut [T], x: &[T], n: usize) {
     for i in 0..n {
-        out[i] = x[i] * phi_cdf(x[i]);
+        out[i] = gelu(x[i]);
     }
 }
 
 /// `dx (=|+=) dy · (Φ(x) + x·φ(x))`.
 pub fn gelu_backward<T: Real>(dx: &mut [T], dy: &[T], x: &[T], n: usize, accumulate: bool) {
     for i in 0..n {
-        let v = x[i];
-        let pdf = T::of(0.398_942_280_401_432_7) * (T::of(-0.5) * v * v).exp();
-        put(&mut dx[i], dy[i] * (phi_cdf(v) + v * pdf), accumulate);
+        put(&mut dx[i], dy[i] * gelu_slope(x[i]), accumulate);
     }
 }

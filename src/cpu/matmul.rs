@@ -1,5 +1,6 @@
 //! CPU twin of `ops::matmul`: the strided batched product and `nn.Linear` forward / backward.
 
+use super::gelu::{gelu, gelu_slope};
 use super::{put, Real};
 use crate::ops::matmul::{GemmShape, MatView};
 
@@ -14,6 +15,31 @@ pub fn gemm<T: Real>(
     bv: MatView,
     bias: Option<&[T]>,
     s: GemmShape,
+) {
+    gemm_with_epilogue(c, cv, a, av, b, bv, bias, s, Epilogue::None);
+}
+
+/// The epilogue of `ops::matmul::Epilogue` on each element of C, its buffer laid out as C.
+pub enum Epilogue<'a, T> {
+    None,
+    /// `out = gelu(C)` for every element written.
+    Gelu(&'a mut [T]),
+    /// Each new value times `gelu'(pre)` before it is stored (`ops::matmul` takes it without accumulation).
+    GeluGrad(&'a [T]),
+}
+
+/// [`gemm`] with an epilogue, as `ops::matmul::gemm_with_epilogue`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with_epilogue<T: Real>(
+    c: &mut [T],
+    cv: MatView,
+    a: &[T],
+    av: MatView,
+    b: &[T],
+    bv: MatView,
+    bias: Option<&[T]>,
+    s: GemmShape,
+    mut epilogue: Epilogue<T>,
 ) {
     let at = |v: &MatView, z: u32, r: u32, col: u32| -> usize {
         (v.off + (z / s.batch_inner) * v.bo + (z % s.batch_inner) * v.bi + r * v.rs + col * v.cs)
@@ -32,7 +58,14 @@ pub fn gemm<T: Real>(
                         v += bias[j as usize];
                     }
                 }
-                put(&mut c[at(&cv, z, i, j)], v, s.accumulate);
+                let idx = at(&cv, z, i, j);
+                if let Epilogue::GeluGrad(pre) = &epilogue {
+                    v = v * gelu_slope(pre[idx]);
+                }
+                put(&mut c[idx], v, s.accumulate);
+                if let Epilogue::Gelu(out) = &mut epilogue {
+                    out[idx] = gelu(c[idx]);
+                }
             }
         }
     }

@@ -131,6 +131,27 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
 #[cfg(target_arch = "wasm32")]
 pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::empty();
 
+/// Storage buffers per shader stage that a device with subgroups asks for where its adapter offers them:
+/// `gemm_lanes` (`shaders/matmul_lanes.wgsl`, the software adapters' product) binds 9, one more than WebGPU's
+/// default 8 (llvmpipe offers 32). The browser never runs it.
+pub const LANES_STORAGE_BUFFERS: u32 = 9;
+
+/// Raise `limits` (what a device will be created with) for the optional features it gets: with subgroups, to
+/// [`LANES_STORAGE_BUFFERS`] storage buffers per stage where the adapter offers that many.
+pub fn raise_optional_limits(
+    limits: &mut wgpu::Limits,
+    offered: &wgpu::Limits,
+    features: wgpu::Features,
+) {
+    if features.contains(wgpu::Features::SUBGROUP)
+        && offered.max_storage_buffers_per_shader_stage >= LANES_STORAGE_BUFFERS
+    {
+        limits.max_storage_buffers_per_shader_stage = limits
+            .max_storage_buffers_per_shader_stage
+            .max(LANES_STORAGE_BUFFERS);
+    }
+}
+
 /// The features mixed precision's cooperative-matrix products need, both or neither.
 const COOP_FEATURES: wgpu::Features =
     wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
@@ -214,7 +235,8 @@ impl GpuContext {
         policy: ErrorPolicy,
     ) -> Result<Self, GpuError> {
         let info = adapter.get_info();
-        let limits = req.limits_for(&info.name, &adapter.limits())?;
+        let mut limits = req.limits_for(&info.name, &adapter.limits())?;
+        raise_optional_limits(&mut limits, &adapter.limits(), optional_features(adapter));
         let missing = req.features - adapter.features();
         if !missing.is_empty() {
             return Err(GpuError::MissingFeature {

@@ -1,14 +1,30 @@
 //! The shader registry: every WGSL file of `shaders/`, embedded in the binary (the browser build has no files).
 
-/// (name, source) of every kernel family.
+/// (name, source) of every kernel family. Functions several families share live in `shaders/common/`, appended
+/// to the source of each family that uses them (WGSL has no includes; module-scope order does not matter).
 pub const SHADERS: &[(&str, &str)] = &[
-    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    (
+        "matmul",
+        concat!(
+            include_str!("../../shaders/matmul.wgsl"),
+            include_str!("../../shaders/common/gelu.wgsl")
+        ),
+    ),
     (
         "matmul_lanes",
-        include_str!("../../shaders/matmul_lanes.wgsl"),
+        concat!(
+            include_str!("../../shaders/matmul_lanes.wgsl"),
+            include_str!("../../shaders/common/gelu.wgsl")
+        ),
     ),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
-    ("gelu", include_str!("../../shaders/gelu.wgsl")),
+    (
+        "gelu",
+        concat!(
+            include_str!("../../shaders/gelu.wgsl"),
+            include_str!("../../shaders/common/gelu.wgsl")
+        ),
+    ),
     ("attention", include_str!("../../shaders/attention.wgsl")),
     (
         "attention_lanes",

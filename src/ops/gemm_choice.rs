@@ -217,13 +217,16 @@ impl GemmKernel {
     }
 
     /// Whether this kernel can run on `ctx`: `Lanes` needs subgroup operations with subgroups of exactly 8
-    /// lanes (its workgroup is one subgroup); the others run anywhere.
+    /// lanes (its workgroup is one subgroup) and [`crate::gpu::LANES_STORAGE_BUFFERS`] storage buffers per
+    /// stage; the others run anywhere.
     pub fn runs_on(self, ctx: &GpuContext) -> bool {
         match self {
             Self::Lanes => {
                 ctx.features.contains(wgpu::Features::SUBGROUP)
                     && ctx.adapter_info.subgroup_min_size == 8
                     && ctx.adapter_info.subgroup_max_size == 8
+                    && ctx.limits.max_storage_buffers_per_shader_stage
+                        >= crate::gpu::LANES_STORAGE_BUFFERS
             }
             _ => true,
         }

@@ -103,6 +103,39 @@ impl GemmShape {
     }
 }
 
+/// What a product does with each element of C besides alpha, the bias and accumulation: an MLP's GELU in the
+/// launch of the product next to it (bits 6-7 of `GemmParams::flags`, `GELU_EPILOGUE` of `gemm_lanes`), on every
+/// f32 kernel. The buffer is laid out as C (C's view applies to it).
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Epilogue<'a> {
+    #[default]
+    None,
+    /// Also `out = gelu(C)` for every element of C written: the activation with its pre-activation (fc1).
+    Gelu(&'a GpuSlice),
+    /// C = (alpha · A · B + bias) times GELU's slope `gelu'(pre)`: the pre-activation's gradient from the
+    /// activation's (the input gradient of fc2). Not with accumulation (`gemm_lanes` applies it to C as
+    /// stored).
+    GeluGrad(&'a GpuSlice),
+}
+
+impl<'a> Epilogue<'a> {
+    /// Its code in `GemmParams::flags` bits 6-7 and `GELU_EPILOGUE`.
+    fn code(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Gelu(_) => 1,
+            Self::GeluGrad(_) => 2,
+        }
+    }
+
+    fn buffer(self) -> Option<&'a GpuSlice> {
+        match self {
+            Self::None => None,
+            Self::Gelu(s) | Self::GeluGrad(s) => Some(s),
+        }
+    }
+}
+
 /// `C = alpha · A · B (+ bias) (+ C)` with strided views. `bias` is read only when `shape.bias`.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
@@ -116,10 +149,56 @@ pub fn gemm(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    gemm_with_epilogue(
+        ctx,
+        c,
+        c_view,
+        a,
+        a_view,
+        b,
+        b_view,
+        bias,
+        shape,
+        Epilogue::None,
+    )
+}
+
+/// [`gemm`] with an [`Epilogue`] on each element of C.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with_epilogue(
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    c_view: MatView,
+    a: &GpuSlice,
+    a_view: MatView,
+    b: &GpuSlice,
+    b_view: MatView,
+    bias: Option<&GpuSlice>,
+    shape: GemmShape,
+    epilogue: Epilogue,
+) -> Result<Vec<Dispatch>, GpuError> {
     let plan = plan_product(ctx, c_view, a_view, b_view, shape)?;
     gemm_inner(
-        plan, ctx, c, c_view, a, a_view, b, b_view, bias, shape, None,
+        plan,
+        ctx,
+        c,
+        c_view,
+        a,
+        a_view,
+        b,
+        b_view,
+        bias,
+        shape,
+        Extra::Epilogue(epilogue),
     )
+}
+
+/// What a product writes or reads through its extra bindings (8 and 9) besides C: row sums (`gemm_lanes`
+/// only) or an [`Epilogue`]'s buffer, never both.
+#[derive(Clone, Copy)]
+enum Extra<'a> {
+    Epilogue(Epilogue<'a>),
+    RowSums(&'a GpuSlice),
 }
 
 /// The plan of one product: the tuner's fastest for its shape and layouts where the context tunes (timed on
@@ -182,7 +261,7 @@ fn plan_product(
                 b_view,
                 Some(bias),
                 shape,
-                None,
+                Extra::Epilogue(Epilogue::None),
             )
         },
         None,
@@ -192,7 +271,7 @@ fn plan_product(
         .unwrap_or(rules))
 }
 
-/// [`gemm`] with an explicit choice of kernel (tests check both on every adapter).
+/// [`gemm_with_epilogue`] with an explicit choice of kernel (tests check every kernel on every adapter).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_using(
     kernel: GemmKernel,
@@ -205,10 +284,21 @@ pub fn gemm_using(
     b_view: MatView,
     bias: Option<&GpuSlice>,
     shape: GemmShape,
+    epilogue: Epilogue,
 ) -> Result<Vec<Dispatch>, GpuError> {
     let plan = GemmPlan::with_kernel(kernel, shape.m, shape.n, shape.k, shape.batch);
     gemm_inner(
-        plan, ctx, c, c_view, a, a_view, b, b_view, bias, shape, None,
+        plan,
+        ctx,
+        c,
+        c_view,
+        a,
+        a_view,
+        b,
+        b_view,
+        bias,
+        shape,
+        Extra::Epilogue(epilogue),
     )
 }
 
@@ -248,7 +338,7 @@ pub fn gemm_lanes_with_row_sums(
         b_view,
         None,
         shape,
-        Some(row_sums),
+        Extra::RowSums(row_sums),
     )
 }
 
@@ -264,9 +354,13 @@ fn gemm_inner(
     b_view: MatView,
     bias: Option<&GpuSlice>,
     shape: GemmShape,
-    row_sums: Option<&GpuSlice>,
+    extra: Extra,
 ) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "matmul::gemm";
+    let (row_sums, epilogue) = match extra {
+        Extra::RowSums(s) => (Some(s), Epilogue::None),
+        Extra::Epilogue(e) => (None, e),
+    };
     let kernel = plan.kernel;
     let GemmShape {
         m,
@@ -305,6 +399,20 @@ fn gemm_inner(
     need(K, "A", a, a_view.extent(m, k, outer, batch_inner))?;
     need(K, "B", b, b_view.extent(k, n, outer, batch_inner))?;
     fits_u32(K, c_view.extent(m, n, outer, batch_inner))?;
+    if let Some(act) = epilogue.buffer() {
+        need(
+            K,
+            "the GELU epilogue's buffer",
+            act,
+            c_view.extent(m, n, outer, batch_inner),
+        )?;
+    }
+    if matches!(epilogue, Epilogue::GeluGrad(_)) && shape.accumulate {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "GELU's slope applies to a product that is written, not accumulated".into(),
+        });
+    }
     let bias_slice = match (shape.bias, bias) {
         (true, Some(s)) => {
             need(K, "bias", s, n as u64)?;
@@ -325,7 +433,11 @@ fn gemm_inner(
         n,
         k,
         batch_inner,
-        flags: shape.bias as u32 | ((shape.accumulate as u32) << 1) | (a_mode << 2) | (b_mode << 4),
+        flags: shape.bias as u32
+            | ((shape.accumulate as u32) << 1)
+            | (a_mode << 2)
+            | (b_mode << 4)
+            | (epilogue.code() << 6),
         alpha: shape.alpha,
         a_off: a_view.off,
         b_off: b_view.off,
@@ -357,22 +469,17 @@ fn gemm_inner(
             ),
         });
     }
+    // Bindings 8 and 9: the row sums or the epilogue's buffer, and its vec4 view (C where neither is used).
+    let aux = row_sums.or(epilogue.buffer()).unwrap_or(c);
     if let (GemmKernel::Big, Some(split)) = (kernel, plan.split) {
-        return split_k(ctx, c, a, b, bias_slice, &a4, &b4, params, split, groups);
+        return split_k(
+            ctx, c, a, b, bias_slice, &a4, &b4, aux, params, split, groups,
+        );
     }
     let u = GpuSlice::uniform(ctx, "GemmParams", &params);
     let c4 = vec4_view(ctx, c);
-    let args = [
-        c,
-        a,
-        b,
-        bias_slice,
-        &u,
-        &a4,
-        &b4,
-        &c4,
-        row_sums.unwrap_or(c),
-    ];
+    let aux4 = vec4_view(ctx, aux);
+    let args = [c, a, b, bias_slice, &u, &a4, &b4, &c4, aux, &aux4];
     let constants: Vec<(&str, f64)> = match kernel {
         GemmKernel::Direct => {
             let (tile_n, tile_m) = kernel.tile_for(m, n);
@@ -386,6 +493,7 @@ fn gemm_inner(
             ("C_VEC4", c_vec4(&c_view, n) as u32 as f64),
             ("TILE_ROWS", lanes_tile_rows(m, n, batch) as f64),
             ("ROW_SUMS", row_sums.is_some() as u32 as f64),
+            ("GELU_EPILOGUE", epilogue.code() as f64),
             ("A_VEC4", lanes_a_vec4(a_mode, m) as f64),
             ("B_VEC4", lanes_b_vec4(b_mode, c_vec4(&c_view, n)) as f64),
         ],
@@ -402,7 +510,8 @@ fn gemm_inner(
 }
 
 /// A split-K product: `gemm_big` writes `splits` partial sums (splits, M, N) into the shared scratch buffer,
-/// then `gemm_splitk_sum` adds them into C with alpha, bias and accumulation as `params` ask.
+/// then `gemm_splitk_sum` adds them into C with alpha, bias, accumulation and the epilogue (its buffer `act`) as
+/// `params` ask.
 #[allow(clippy::too_many_arguments)]
 fn split_k(
     ctx: &GpuContext,
@@ -412,6 +521,7 @@ fn split_k(
     bias: &GpuSlice,
     a4: &GpuSlice,
     b4: &GpuSlice,
+    act: &GpuSlice,
     params: GemmParams,
     split: SplitK,
     groups: [u32; 3],
@@ -422,7 +532,7 @@ fn split_k(
     let partial = ctx.scratch(partial_len);
     let parts = GemmParams {
         batch_inner: 1,
-        // Only the vec4 read modes: no bias, no accumulation, alpha 1 (the sum applies them).
+        // Only the vec4 read modes: no bias, no accumulation, no epilogue, alpha 1 (the sum applies them).
         flags: params.flags & 0b11_1100,
         alpha: 1.0,
         a_bo: 0,
@@ -444,7 +554,7 @@ fn split_k(
         "matmul",
         "gemm_big",
         &[],
-        &[&partial, a, b, bias, &u, a4, b4],
+        &[&partial, a, b, bias, &u, a4, b4, &partial, &partial],
         [groups[0], groups[1], split.splits],
     )?;
     let sum = GemmParams {
@@ -457,7 +567,7 @@ fn split_k(
         "matmul",
         "gemm_splitk_sum",
         &[],
-        &[c, &partial, b, bias, &u, a4, b4],
+        &[c, &partial, b, bias, &u, a4, b4, c, act],
         super::grid_for(m as u64 * n as u64, 256),
     )?;
     Ok(vec![first, second])
@@ -511,8 +621,11 @@ fn c_vec4(c: &MatView, n: u32) -> bool {
             .all(|x| x.is_multiple_of(4))
 }
 
-/// [`gemm`] for a product whose operands were prepared as `inputs` says: on cooperative matrices
-/// (`ops::matmul_f16`) for `F16Coop`, else on the f32 kernels.
+/// [`gemm_with_epilogue`] for a product whose operands were prepared as `inputs` says: on cooperative matrices
+/// (`ops::matmul_f16`) for `F16Coop`, else on the f32 kernels. The epilogue runs in the product's launch on the
+/// f32 kernels; after the cooperative-matrix product (whose write-back has none), C dense (M, N), as GELU
+/// launches: `Gelu` from C, and `GeluGrad` with the product written to `unfused` (M·N elements, touched only
+/// then) first.
 #[allow(clippy::too_many_arguments)]
 fn gemm_as(
     inputs: ProductInputs,
@@ -525,12 +638,37 @@ fn gemm_as(
     b_view: MatView,
     bias: Option<&GpuSlice>,
     shape: GemmShape,
+    epilogue: Epilogue,
+    unfused: &GpuSlice,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    match inputs {
-        ProductInputs::F16Coop if coop_pays(ctx, c_view, a_view, b_view, shape)? => {
-            super::matmul_f16::gemm_f16(ctx, c, c_view, a, a_view, b, b_view, bias, shape)
+    const K: &str = "matmul::gemm (f16, GELU after it)";
+    if inputs != ProductInputs::F16Coop || !coop_pays(ctx, c_view, a_view, b_view, shape)? {
+        return gemm_with_epilogue(ctx, c, c_view, a, a_view, b, b_view, bias, shape, epilogue);
+    }
+    let f16 = |c: &GpuSlice, shape: GemmShape| {
+        super::matmul_f16::gemm_f16(ctx, c, c_view, a, a_view, b, b_view, bias, shape)
+    };
+    let len = fits_u32(K, shape.m as u64 * shape.n as u64)?;
+    let dense = c_view == MatView::row_major(shape.m, shape.n) && shape.batch == 1;
+    match epilogue {
+        Epilogue::None => f16(c, shape),
+        _ if !dense => Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: "a GELU epilogue after the f16 product needs a dense C".into(),
+        }),
+        Epilogue::Gelu(out) => {
+            let mut v = f16(c, shape)?;
+            v.extend(super::gelu::gelu_forward(ctx, out, c, len)?);
+            Ok(v)
         }
-        _ => gemm(ctx, c, c_view, a, a_view, b, b_view, bias, shape),
+        Epilogue::GeluGrad(pre) => {
+            need(K, "the product before GELU's slope", unfused, len as u64)?;
+            let mut v = f16(unfused, shape)?;
+            v.extend(super::gelu::gelu_backward(
+                ctx, c, unfused, pre, len, false,
+            )?);
+            Ok(v)
+        }
     }
 }
 
@@ -635,6 +773,40 @@ pub fn linear_forward_as(
     n: u32,
     k: u32,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    linear_forward_with(inputs, ctx, y, x, w, b, m, n, k, Epilogue::None)
+}
+
+/// An MLP's first layer with its GELU: `H (M, N) = X · Wᵀ + b` and `F (M, N) = gelu(H)`, F written by the
+/// product's launch (its [`Epilogue::Gelu`]; a GELU launch after a cooperative-matrix product).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_gelu_forward_as(
+    inputs: ProductInputs,
+    ctx: &GpuContext,
+    h: &GpuSlice,
+    f: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    b: Option<&GpuSlice>,
+    m: u32,
+    n: u32,
+    k: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    linear_forward_with(inputs, ctx, h, x, w, b, m, n, k, Epilogue::Gelu(f))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn linear_forward_with(
+    inputs: ProductInputs,
+    ctx: &GpuContext,
+    y: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    b: Option<&GpuSlice>,
+    m: u32,
+    n: u32,
+    k: u32,
+    epilogue: Epilogue,
+) -> Result<Vec<Dispatch>, GpuError> {
     let shape = GemmShape {
         bias: b.is_some(),
         ..GemmShape::new(m, n, k)
@@ -653,6 +825,8 @@ pub fn linear_forward_as(
         MatView::transposed(k, n),
         b,
         shape,
+        epilogue,
+        y,
     )?);
     Ok(out)
 }
@@ -707,10 +881,55 @@ pub fn linear_backward_as(
     k: u32,
     accumulate_dx: bool,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    let dx = dx.map(|dx| (dx, Epilogue::None, dx));
+    linear_backward_with(inputs, ctx, dx, dw, db, dy, x, w, m, n, k, accumulate_dx)
+}
+
+/// Backward of an MLP's second layer through the GELU before it: `dH (M, K) = (dY · W) ⊙ gelu'(pre)`, with
+/// GELU's slope in the launch of the product (its [`Epilogue::GeluGrad`]), `dW += dYᵀ · X`, `db += Σ_rows dY`.
+/// `pre (M, K)` is the first layer's output H and `x` = gelu(H). `unfused (M, K)` holds dY · W before the
+/// slope where the product runs on cooperative matrices (no epilogue there); elsewhere it is not touched.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward_gelu_as(
+    inputs: ProductInputs,
+    ctx: &GpuContext,
+    dh: &GpuSlice,
+    unfused: &GpuSlice,
+    dw: &GpuSlice,
+    db: Option<&GpuSlice>,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    pre: &GpuSlice,
+    w: &GpuSlice,
+    m: u32,
+    n: u32,
+    k: u32,
+) -> Result<Vec<Dispatch>, GpuError> {
+    let dx = Some((dh, Epilogue::GeluGrad(pre), unfused));
+    linear_backward_with(inputs, ctx, dx, dw, db, dy, x, w, m, n, k, false)
+}
+
+/// [`linear_backward_as`] with an epilogue on the dX product (`dx`: the gradient, the epilogue, where the
+/// product goes before it when it cannot run in the launch).
+#[allow(clippy::too_many_arguments)]
+fn linear_backward_with(
+    inputs: ProductInputs,
+    ctx: &GpuContext,
+    dx: Option<(&GpuSlice, Epilogue, &GpuSlice)>,
+    dw: &GpuSlice,
+    db: Option<&GpuSlice>,
+    dy: &GpuSlice,
+    x: &GpuSlice,
+    w: &GpuSlice,
+    m: u32,
+    n: u32,
+    k: u32,
+    accumulate_dx: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     let mut out = Vec::new();
     let dy = &inputs.operand(ctx, dy, m as u64 * n as u64, &mut out)?;
     let x = &inputs.operand(ctx, x, m as u64 * k as u64, &mut out)?;
-    if let Some(dx) = dx {
+    if let Some((dx, epilogue, unfused)) = dx {
         let w = &inputs.operand(ctx, w, n as u64 * k as u64, &mut out)?;
         let shape = GemmShape {
             accumulate: accumulate_dx,
@@ -727,6 +946,8 @@ pub fn linear_backward_as(
             MatView::row_major(n, k),
             None,
             shape,
+            epilogue,
+            unfused,
         )?);
     }
     let shape = GemmShape {
@@ -750,7 +971,18 @@ pub fn linear_backward_as(
         }
         _ => {
             out.extend(gemm_as(
-                inputs, ctx, dw, dw_view, dy, dyt_view, x, x_view, None, shape,
+                inputs,
+                ctx,
+                dw,
+                dw_view,
+                dy,
+                dyt_view,
+                x,
+                x_view,
+                None,
+                shape,
+                Epilogue::None,
+                dw,
             )?);
             if let Some(db) = db {
                 out.extend(reduce::col_sum(ctx, db, dy, m, n, true)?);

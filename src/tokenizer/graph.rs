@@ -12,8 +12,9 @@ use crate::gpu::{Dispatch, FlatBuffer, FlatLayout, GpuContext, GpuSlice};
 use crate::model::ModelError;
 use crate::ops::matmul::{gemm, GemmShape, MatView};
 use crate::ops::patches::{self, PatchShape};
+use crate::ops::precision::ProductInputs;
 use crate::ops::vq::{self, EmaState};
-use crate::ops::{elementwise, gelu, matmul, reduce, tokens};
+use crate::ops::{elementwise, matmul, reduce, tokens};
 use crate::rng::Rng;
 use crate::tensorfile::{self, HostTensor};
 
@@ -290,9 +291,11 @@ impl TokenizerGraph {
         // Encoder and quantiser: pixels -> patches -> context -> MLP -> ẑ -> nearest code.
         let mut enc = patches::patchify(ctx, &x, &pixels, ps)?;
         enc.extend(patches::patch_context(ctx, &xc, &x, ps)?);
-        enc.extend(matmul::linear_forward(
+        enc.extend(matmul::linear_gelu_forward_as(
+            ProductInputs::F32,
             ctx,
             &h1,
+            &a1,
             &xc,
             &prm("encoder.fc1.weight")?,
             Some(&prm("encoder.fc1.bias")?),
@@ -300,7 +303,6 @@ impl TokenizerGraph {
             h,
             5 * p,
         )?);
-        enc.extend(gelu::gelu_forward(ctx, &a1, &h1, r * h)?);
         enc.extend(matmul::linear_forward(
             ctx,
             &z,
@@ -326,9 +328,11 @@ impl TokenizerGraph {
 
         // Decoder: tokens -> codes -> MLP -> patches.
         let mut dec = tokens::gather_rows(ctx, &q, &tk.codebook, &tok, r, d, false)?;
-        dec.extend(matmul::linear_forward(
+        dec.extend(matmul::linear_gelu_forward_as(
+            ProductInputs::F32,
             ctx,
             &h2,
+            &a2,
             &q,
             &prm("decoder.fc1.weight")?,
             Some(&prm("decoder.fc1.bias")?),
@@ -336,7 +340,6 @@ impl TokenizerGraph {
             h,
             d,
         )?);
-        dec.extend(gelu::gelu_forward(ctx, &a2, &h2, r * h)?);
         dec.extend(matmul::linear_forward(
             ctx,
             &y,
@@ -404,9 +407,10 @@ impl TokenizerGraph {
             grads.layout.total as u32,
             0.0,
         )?);
-        let (dy, da2, dh2, dq) = (
+        // The f32 products take GELU's slope in their launch: no buffer for d gelu before it.
+        let unfused = b("d gelu (unused in f32)", 1);
+        let (dy, dh2, dq) = (
             b("d reconstruction", r64 * p64),
-            b("d decoder gelu", r64 * h64),
             b("d decoder hidden", r64 * h64),
             b("d quantised", r64 * d64),
         );
@@ -420,20 +424,21 @@ impl TokenizerGraph {
             r * p,
             false,
         )?);
-        step.extend(matmul::linear_backward(
+        step.extend(matmul::linear_backward_gelu_as(
+            ProductInputs::F32,
             ctx,
-            Some(&da2),
+            &dh2,
+            &unfused,
             &g("decoder.fc2.weight")?,
             Some(&g("decoder.fc2.bias")?),
             &dy,
             &a2,
+            &h2,
             &prm("decoder.fc2.weight")?,
             r,
             p,
             h,
-            false,
         )?);
-        step.extend(gelu::gelu_backward(ctx, &dh2, &da2, &h2, r * h, false)?);
         step.extend(matmul::linear_backward(
             ctx,
             Some(&dq),
@@ -448,10 +453,9 @@ impl TokenizerGraph {
             false,
         )?);
         // Straight-through: the decoder's gradient passes to ẑ, plus the commitment term 2β(ẑ − q)/(R·D).
-        let (dzn, dz, da1, dh1) = (
+        let (dzn, dz, dh1) = (
             b("d normalised codes", r64 * d64),
             b("d codes", r64 * d64),
-            b("d encoder gelu", r64 * h64),
             b("d encoder hidden", r64 * h64),
         );
         step.extend(elementwise::axpby(
@@ -465,20 +469,21 @@ impl TokenizerGraph {
             false,
         )?);
         step.extend(vq::l2norm_backward(ctx, &dz, &dzn, &zn, &norm, r, d)?);
-        step.extend(matmul::linear_backward(
+        step.extend(matmul::linear_backward_gelu_as(
+            ProductInputs::F32,
             ctx,
-            Some(&da1),
+            &dh1,
+            &unfused,
             &g("encoder.fc2.weight")?,
             Some(&g("encoder.fc2.bias")?),
             &dz,
             &a1,
+            &h1,
             &prm("encoder.fc2.weight")?,
             r,
             d,
             h,
-            false,
         )?);
-        step.extend(gelu::gelu_backward(ctx, &dh1, &da1, &h1, r * h, false)?);
         step.extend(matmul::linear_backward(
             ctx,
             None,

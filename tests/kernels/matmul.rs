@@ -4,7 +4,9 @@
 
 use super::common::*;
 use beitlab::cpu;
-use beitlab::ops::matmul::{self, GemmKernel, GemmShape, MatView, SplitK, ALL_GEMM_KERNELS};
+use beitlab::ops::matmul::{
+    self, Epilogue, GemmKernel, GemmShape, MatView, SplitK, ALL_GEMM_KERNELS,
+};
 
 /// Every gemm kernel this device runs. On llvmpipe (the test driver) that is all of them: `gemm_lanes` needs
 /// its 8-lane subgroups, and a device that lost them would silently skip the software adapters' main kernel.
@@ -167,6 +169,7 @@ fn batched_strided_accumulate_case(kernel: GemmKernel, m: u32, n: u32, k: u32, c
         b_view,
         None,
         shape,
+        Epilogue::None,
     )
     .unwrap());
     let mut want = f64s(&c0);
@@ -273,6 +276,7 @@ fn compare_gemm(
         b_view,
         Some(&up(&bias)),
         shape,
+        Epilogue::None,
     )
     .unwrap();
     let launches = d.len();
@@ -405,6 +409,7 @@ fn gemm_every_kernel_k_contiguous_with_a_tail() {
             b_view,
             None,
             shape,
+            Epilogue::None,
         )
         .unwrap());
         assert_close(
@@ -601,6 +606,290 @@ fn lanes_row_sums_every_layout() {
                 &read(&sums),
                 &want_sums,
                 1e-6 * k as f64,
+                1e-5,
+            );
+        }
+    }
+}
+
+/// The GELU epilogues (an MLP's activation written with its pre-activation; the pre-activation's gradient from
+/// the activation's) on every kernel against the CPU twin: full, edge and wide-edge tiles, C written as vec4s or
+/// not, a strided batch, with and without accumulation (the activation); split-K applies them in its sum.
+/// Outputs poisoned. GELU's slope on an accumulating product is refused.
+#[test]
+fn gemm_gelu_epilogues_every_kernel() {
+    let one = up(&[1.0]);
+    let err = matmul::gemm_with_epilogue(
+        ctx(),
+        &poisoned(1),
+        MatView::row_major(1, 1),
+        &one,
+        MatView::row_major(1, 1),
+        &one,
+        MatView::row_major(1, 1),
+        None,
+        GemmShape {
+            accumulate: true,
+            ..GemmShape::new(1, 1, 1)
+        },
+        Epilogue::GeluGrad(&one),
+    )
+    .err()
+    .expect("GELU's slope on an accumulating product is refused")
+    .to_string();
+    assert!(err.contains("not accumulated"), "{err}");
+    let mut rng = Rng::new(29);
+    let mut cases: Vec<(GemmKernel, u32, u32, u32, u32)> = Vec::new();
+    for kernel in kernels_here() {
+        for &(m, n, k, batch) in &[
+            (130u32, 192u32, 64u32, 1u32),
+            (65, 65, 64, 3),
+            (17, 19, 17, 1),
+            (72, 8, 9, 2),
+        ] {
+            cases.push((kernel, m, n, k, batch));
+        }
+    }
+    cases.push((GemmKernel::Big, 40, 36, 1000, 1));
+    for (kernel, m, n, k, batch) in cases {
+        for (ta, tb) in [(false, true), (true, false)] {
+            for accumulate in [false, true] {
+                // GELU's slope takes a written product only (checked below).
+                for grad in [false, true].into_iter().filter(|&g| !(g && accumulate)) {
+                    let (mut a_view, mut b_view) = operand_views(m, n, k, ta, tb);
+                    let c_view = MatView::row_major(m, n);
+                    a_view.bo = m * k;
+                    b_view.bo = k * n;
+                    let shape = GemmShape {
+                        bias: true,
+                        alpha: 0.75,
+                        accumulate,
+                        batch,
+                        ..GemmShape::new(m, n, k)
+                    };
+                    let len = (m * n * batch) as usize;
+                    let a = rng.vec((m * k * batch) as usize, 1.0);
+                    let b = rng.vec((k * n * batch) as usize, 1.0);
+                    let bias = rng.vec(n as usize, 1.0);
+                    let c0 = rng.vec(len, 1.0);
+                    let pre = rng.vec(len, 3.0);
+                    let c = if accumulate { with(&c0) } else { poisoned(len) };
+                    let act = if grad { up(&pre) } else { poisoned(len) };
+                    let epilogue = if grad {
+                        Epilogue::GeluGrad(&act)
+                    } else {
+                        Epilogue::Gelu(&act)
+                    };
+                    run(matmul::gemm_using(
+                        kernel,
+                        ctx(),
+                        &c,
+                        c_view,
+                        &up(&a),
+                        a_view,
+                        &up(&b),
+                        b_view,
+                        Some(&up(&bias)),
+                        shape,
+                        epilogue,
+                    )
+                    .unwrap());
+                    let mut want = f64s(&c0);
+                    let mut want_act = vec![0.0f64; len];
+                    let fpre = f64s(&pre);
+                    cpu::matmul::gemm_with_epilogue(
+                        &mut want,
+                        c_view,
+                        &f64s(&a),
+                        a_view,
+                        &f64s(&b),
+                        b_view,
+                        Some(&f64s(&bias)),
+                        shape,
+                        if grad {
+                            cpu::matmul::Epilogue::GeluGrad(&fpre)
+                        } else {
+                            cpu::matmul::Epilogue::Gelu(&mut want_act)
+                        },
+                    );
+                    let what = format!(
+                        "{kernel:?} {m}x{n}x{k} batch {batch} transposed A {ta} B {tb} accumulate \
+                         {accumulate} GELU {}",
+                        if grad { "slope" } else { "output" }
+                    );
+                    assert_close(&what, &read(&c), &want, 1e-6 * k as f64, 1e-5);
+                    if !grad {
+                        assert_close(
+                            &format!("{what}: activation"),
+                            &read(&act),
+                            &want_act,
+                            1e-6 * k as f64,
+                            1e-5,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An MLP's two layers with GELU's epilogues (`linear_gelu_forward_as`, `linear_backward_gelu_as`) against the
+/// CPU twin in f32, and, with f16-rounded operands, against the same products followed by GELU launches.
+#[test]
+fn linear_layers_with_gelu_epilogues() {
+    use beitlab::ops::gelu;
+    use beitlab::ops::precision::ProductInputs;
+    let mut rng = Rng::new(31);
+    for &(m, n, k) in &[(67usize, 132usize, 45usize), (130, 36, 96), (3, 5, 7)] {
+        let (mu, nu, ku) = (m as u32, n as u32, k as u32);
+        let x = rng.vec(m * k, 1.0);
+        let w1 = rng.vec(n * k, 1.0);
+        let b1 = rng.vec(n, 1.0);
+        // fc2 maps the n activations back to k; its output gradient dY (m, k).
+        let w2 = rng.vec(k * n, 1.0);
+        let dy = rng.vec(m * k, 1.0);
+        let (dw0, db0) = (rng.vec(k * n, 1.0), rng.vec(k, 1.0));
+        for inputs in [ProductInputs::F32, ProductInputs::F16Emulated] {
+            let what = format!("{m}x{n}x{k} {inputs:?}");
+            let (h, f) = (poisoned(m * n), poisoned(m * n));
+            run(matmul::linear_gelu_forward_as(
+                inputs,
+                ctx(),
+                &h,
+                &f,
+                &up(&x),
+                &up(&w1),
+                Some(&up(&b1)),
+                mu,
+                nu,
+                ku,
+            )
+            .unwrap());
+            let (dh, dw, db) = (poisoned(m * n), with(&dw0), with(&db0));
+            run(matmul::linear_backward_gelu_as(
+                inputs,
+                ctx(),
+                &dh,
+                &poisoned(1),
+                &dw,
+                Some(&db),
+                &up(&dy),
+                &f,
+                &h,
+                &up(&w2),
+                mu,
+                ku,
+                nu,
+            )
+            .unwrap());
+            let (want_h, want_f, want_dh, want_dw, want_db) = if inputs == ProductInputs::F32 {
+                let mut h = vec![0.0f64; m * n];
+                cpu::matmul::linear_forward(
+                    &mut h,
+                    &f64s(&x),
+                    &f64s(&w1),
+                    Some(&f64s(&b1)),
+                    m,
+                    n,
+                    k,
+                );
+                let mut f = vec![0.0f64; m * n];
+                cpu::gelu::gelu_forward(&mut f, &h, m * n);
+                let (mut dg, mut dw, mut db) = (vec![0.0f64; m * n], f64s(&dw0), f64s(&db0));
+                cpu::matmul::linear_backward(
+                    Some(&mut dg),
+                    &mut dw,
+                    Some(&mut db),
+                    &f64s(&dy),
+                    &f,
+                    &f64s(&w2),
+                    m,
+                    k,
+                    n,
+                    false,
+                );
+                let mut dh = vec![0.0f64; m * n];
+                cpu::gelu::gelu_backward(&mut dh, &dg, &h, m * n, false);
+                (h, f, dh, dw, db)
+            } else {
+                // The same products without the epilogues, GELU in launches of its own.
+                let (h2, f2, dg2, dh2) = (
+                    poisoned(m * n),
+                    poisoned(m * n),
+                    poisoned(m * n),
+                    poisoned(m * n),
+                );
+                let (dw2, db2) = (with(&dw0), with(&db0));
+                let mut v = matmul::linear_forward_as(
+                    inputs,
+                    ctx(),
+                    &h2,
+                    &up(&x),
+                    &up(&w1),
+                    Some(&up(&b1)),
+                    mu,
+                    nu,
+                    ku,
+                )
+                .unwrap();
+                v.extend(gelu::gelu_forward(ctx(), &f2, &h2, (m * n) as u32).unwrap());
+                v.extend(
+                    matmul::linear_backward_as(
+                        inputs,
+                        ctx(),
+                        Some(&dg2),
+                        &dw2,
+                        Some(&db2),
+                        &up(&dy),
+                        &f2,
+                        &up(&w2),
+                        mu,
+                        ku,
+                        nu,
+                        false,
+                    )
+                    .unwrap(),
+                );
+                v.extend(
+                    gelu::gelu_backward(ctx(), &dh2, &dg2, &h2, (m * n) as u32, false).unwrap(),
+                );
+                run(v);
+                let r = |s: &beitlab::gpu::GpuSlice| f64s(&read(s));
+                (r(&h2), r(&f2), r(&dh2), r(&dw2), r(&db2))
+            };
+            assert_close(
+                &format!("H {what}"),
+                &read(&h),
+                &want_h,
+                1e-6 * k as f64,
+                1e-5,
+            );
+            assert_close(
+                &format!("gelu(H) {what}"),
+                &read(&f),
+                &want_f,
+                1e-6 * k as f64,
+                1e-5,
+            );
+            assert_close(
+                &format!("dH {what}"),
+                &read(&dh),
+                &want_dh,
+                1e-6 * n as f64,
+                1e-5,
+            );
+            assert_close(
+                &format!("dW {what}"),
+                &read(&dw),
+                &want_dw,
+                1e-6 * m as f64,
+                1e-5,
+            );
+            assert_close(
+                &format!("db {what}"),
+                &read(&db),
+                &want_db,
+                1e-6 * m as f64,
                 1e-5,
             );
         }

@@ -10,6 +10,7 @@ use crate::model::error::ModelError;
 use crate::model::params;
 use crate::ops::attention::{self, AttentionShape, HeadView, RelposScatterIndex};
 use crate::ops::attention_fused;
+use crate::ops::precision::ProductInputs;
 use crate::ops::{elementwise, gelu, layernorm, matmul};
 
 const SHARED_TABLE: &str = "beit.encoder.relative_position_bias.relative_position_bias_table";
@@ -309,10 +310,12 @@ impl Builder<'_> {
             &a.mean2,
             &a.rstd2,
         )?);
-        self.fwd.extend(matmul::linear_forward_as(
+        // fc1 writes its GELU output in the same launch.
+        self.fwd.extend(matmul::linear_gelu_forward_as(
             self.products,
             ctx,
             &a.h,
+            &a.gelu,
             &a.normed2,
             &p.t(&name("intermediate.dense.weight"))?,
             Some(&p.t(&name("intermediate.dense.bias"))?),
@@ -320,8 +323,6 @@ impl Builder<'_> {
             inter,
             c,
         )?);
-        self.fwd
-            .extend(gelu::gelu_forward(ctx, &a.gelu, &a.h, bti as u32)?);
         self.fwd.extend(matmul::linear_forward_as(
             self.products,
             ctx,
@@ -343,7 +344,15 @@ impl Builder<'_> {
             after_drop: self.buf("d branch", d.btc()),
             d_branch: self.buf("d branch input", d.btc()),
             d_normed: self.buf("d normed", d.btc()),
-            dg: self.buf("d gelu", d.bti()),
+            // Only the cooperative-matrix product, which has no epilogue, writes d gelu before GELU's slope.
+            dg: self.buf(
+                "d gelu",
+                if self.products == ProductInputs::F16Coop {
+                    d.bti()
+                } else {
+                    1
+                },
+            ),
             dh: self.buf("d mlp hidden", d.bti()),
             dctx: self.buf("d attention context", d.btc()),
             dqkv: self.buf("d qkv", 3 * d.btc()),
@@ -389,27 +398,21 @@ impl Builder<'_> {
         if !a.kept {
             v.extend(gelu::gelu_forward(ctx, &a.gelu, &a.h, d.bti() as u32)?);
         }
-        v.extend(matmul::linear_backward_as(
+        // fc2's input gradient times GELU's slope in the product's launch: d of fc1's output.
+        v.extend(matmul::linear_backward_gelu_as(
             self.products,
             ctx,
-            Some(&k.dg),
+            &k.dh,
+            &k.dg,
             &gr.t(&name("output.dense.weight"))?,
             Some(&gr.t(&name("output.dense.bias"))?),
             &d_f,
             &a.gelu,
+            &a.h,
             &p.t(&name("output.dense.weight"))?,
             bt,
             c,
             inter,
-            false,
-        )?);
-        v.extend(gelu::gelu_backward(
-            ctx,
-            &k.dh,
-            &k.dg,
-            &a.h,
-            d.bti() as u32,
-            false,
         )?);
         // The layer norm output fc1 read, again where it was not kept (its mean and 1/std are rewritten with the
         // same values).
