@@ -201,6 +201,8 @@ pub struct GpuContext {
     /// One scratch buffer shared by the launches that need temporary space (split-K partial sums): launches in
     /// a pass run one after another, so they can share it; it only grows.
     scratch: Arc<Mutex<Option<GpuSlice>>>,
+    /// See [`GpuContext::unused_storage`].
+    unused: Arc<std::sync::OnceLock<GpuSlice>>,
     /// The startup micro-tuning's state and table (see `gpu::tune`).
     pub(super) tuning: Arc<Mutex<super::tune::TuneState>>,
 }
@@ -313,8 +315,18 @@ impl GpuContext {
             pipelines,
             first_error,
             scratch: Arc::new(Mutex::new(None)),
+            unused: Arc::new(std::sync::OnceLock::new()),
             tuning,
         }
+    }
+
+    /// A 4-element buffer for a writable binding that a launch does not use (a kernel's optional output, such as
+    /// a product's GELU epilogue): WebGPU forbids two writable bindings of one dispatch over the same buffer, so
+    /// such a binding cannot stand on the kernel's output.
+    pub fn unused_storage(&self) -> GpuSlice {
+        self.unused
+            .get_or_init(|| GpuSlice::new(self, "unused binding", 4))
+            .clone()
     }
 
     /// The shared scratch buffer, at least `len` elements long (a new, larger one when it is too short; launches

@@ -469,8 +469,10 @@ fn gemm_inner(
             ),
         });
     }
-    // Bindings 8 and 9: the row sums or the epilogue's buffer, and its vec4 view (C where neither is used).
-    let aux = row_sums.or(epilogue.buffer()).unwrap_or(c);
+    // Bindings 8 and 9: the row sums or the epilogue's buffer, and its vec4 view (a stand-in where neither is
+    // used: the browser refuses two writable bindings over one buffer).
+    let unused = ctx.unused_storage();
+    let aux = row_sums.or(epilogue.buffer()).unwrap_or(&unused);
     if let (GemmKernel::Big, Some(split)) = (kernel, plan.split) {
         return split_k(
             ctx, c, a, b, bias_slice, &a4, &b4, aux, params, split, groups,
@@ -554,7 +556,17 @@ fn split_k(
         "matmul",
         "gemm_big",
         &[],
-        &[&partial, a, b, bias, &u, a4, b4, &partial, &partial],
+        &[
+            &partial,
+            a,
+            b,
+            bias,
+            &u,
+            a4,
+            b4,
+            &partial,
+            &ctx.unused_storage(),
+        ],
         [groups[0], groups[1], split.splits],
     )?;
     let sum = GemmParams {
