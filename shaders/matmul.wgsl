@@ -1,9 +1,10 @@
 // matmul.wgsl: batched, strided matrix product C = alpha · A · B (+ bias) (+ C), optionally with a GELU epilogue
-// (flags bits 6-7; GELU's functions from common/gelu.wgsl, appended by the shader registry). Kernels: gemm (64 x 64 tiles), gemm_big
-// (128 x 128, GPUs, optional split-K with gemm_splitk_sum), gemm_wide and gemm_direct (software adapters; those with
-// 8-lane subgroups use gemm_lanes of matmul_lanes.wgsl instead of gemm_wide). gemm is tiled in workgroup memory
-// (64 x 64 x 16 tiles) with 8x8 register blocking per thread. Every operand is addressed through strides, so one kernel serves
-// nn.Linear forward (B = Wᵀ), its backward (dX = dY·W, dW += dYᵀ·X) and attention's per-head products.
+// (flags bits 6-7; GELU's functions from common/gelu.wgsl, appended by the shader registry). Kernels: gemm (64 x
+// 64 tiles), gemm_big (128 x 128, GPUs, optional split-K with gemm_splitk_sum), gemm_wide and gemm_direct
+// (software adapters; those with 8-lane subgroups use gemm_lanes of matmul_lanes.wgsl instead of gemm_wide). gemm
+// is tiled in workgroup memory (64 x 64 x 16 tiles) with 8x8 register blocking per thread. Every operand is
+// addressed through strides, so one kernel serves nn.Linear forward (B = Wᵀ), its backward (dX = dY·W, dW +=
+// dYᵀ·X) and attention's per-head products.
 //
 // Shapes: A (M, K), B (K, N), C (M, N) per batch item; batch item z = (z / batch_inner, z % batch_inner)
 // with separate outer / inner strides (e.g. batch and head). bias (N). All f32, any M, N, K.
@@ -17,7 +18,7 @@ struct GemmParams {
     // bits 4-5: B readable as vec4 along k (1) or n (2). Set by the launcher when offsets and strides allow.
     // Bits 6-7: the GELU epilogue (`ops::matmul::Epilogue`): 1 also writes gelu of each stored element of C to
     // `act` at the same index (an MLP's activation with its pre-activation); 2 multiplies each new value by the
-    // slope gelu'(act) at its index before it is stored or added (the pre-activation's gradient).
+    // slope gelu'(act) at its index before it is stored (the pre-activation's gradient; never with bit 1).
     flags: u32,
     alpha: f32,
     a_off: u32,

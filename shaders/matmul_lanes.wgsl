@@ -96,8 +96,8 @@ override ROW_SUMS: bool = false;
 
 // Pipeline constant: the GELU epilogue, as bits 6-7 of matmul.wgsl's flags (`ops::matmul::Epilogue`): 1 also
 // writes gelu of each stored element of C to `aux` at the same index (an MLP's activation with its
-// pre-activation, in the same launch); 2 multiplies each new value by the slope gelu'(aux) at its index before it
-// is stored or added (the pre-activation's gradient from the activation's). Never with ROW_SUMS.
+// pre-activation, in the same launch); 2 multiplies each value of C by the slope gelu'(aux) at its index (the
+// pre-activation's gradient from the activation's; never on an accumulating product). Never with ROW_SUMS.
 override GELU_EPILOGUE: u32 = 0u;
 
 // Pipeline constants: how A and B are read in the k loop's steps of four (`vec4_mode` of ops/matmul.rs).

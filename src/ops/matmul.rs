@@ -636,7 +636,7 @@ fn c_vec4(c: &MatView, n: u32) -> bool {
 /// [`gemm_with_epilogue`] for a product whose operands were prepared as `inputs` says: on cooperative matrices
 /// (`ops::matmul_f16`) for `F16Coop`, else on the f32 kernels. The epilogue runs in the product's launch on the
 /// f32 kernels; after the cooperative-matrix product (whose write-back has none), C dense (M, N), as GELU
-/// launches: `Gelu` from C, and `GeluGrad` with the product written to `unfused` (M·N elements, touched only
+/// launches: `Gelu` from C, and `GeluGrad` with the product written to `unfused` (M·N elements, needed only
 /// then) first.
 #[allow(clippy::too_many_arguments)]
 fn gemm_as(
@@ -651,7 +651,7 @@ fn gemm_as(
     bias: Option<&GpuSlice>,
     shape: GemmShape,
     epilogue: Epilogue,
-    unfused: &GpuSlice,
+    unfused: Option<&GpuSlice>,
 ) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "matmul::gemm (f16, GELU after it)";
     if inputs != ProductInputs::F16Coop || !coop_pays(ctx, c_view, a_view, b_view, shape)? {
@@ -674,6 +674,10 @@ fn gemm_as(
             Ok(v)
         }
         Epilogue::GeluGrad(pre) => {
+            let unfused = unfused.ok_or_else(|| GpuError::BadLaunch {
+                kernel: K.into(),
+                message: "GELU's slope after the f16 product needs a buffer for the product".into(),
+            })?;
             need(K, "the product before GELU's slope", unfused, len as u64)?;
             let mut v = f16(unfused, shape)?;
             v.extend(super::gelu::gelu_backward(
@@ -838,7 +842,7 @@ fn linear_forward_with(
         b,
         shape,
         epilogue,
-        y,
+        None,
     )?);
     Ok(out)
 }
@@ -893,7 +897,7 @@ pub fn linear_backward_as(
     k: u32,
     accumulate_dx: bool,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let dx = dx.map(|dx| (dx, Epilogue::None, dx));
+    let dx = dx.map(|dx| (dx, Epilogue::None, None));
     linear_backward_with(inputs, ctx, dx, dw, db, dy, x, w, m, n, k, accumulate_dx)
 }
 
@@ -917,7 +921,7 @@ pub fn linear_backward_gelu_as(
     n: u32,
     k: u32,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let dx = Some((dh, Epilogue::GeluGrad(pre), unfused));
+    let dx = Some((dh, Epilogue::GeluGrad(pre), Some(unfused)));
     linear_backward_with(inputs, ctx, dx, dw, db, dy, x, w, m, n, k, false)
 }
 
@@ -927,7 +931,7 @@ pub fn linear_backward_gelu_as(
 fn linear_backward_with(
     inputs: ProductInputs,
     ctx: &GpuContext,
-    dx: Option<(&GpuSlice, Epilogue, &GpuSlice)>,
+    dx: Option<(&GpuSlice, Epilogue, Option<&GpuSlice>)>,
     dw: &GpuSlice,
     db: Option<&GpuSlice>,
     dy: &GpuSlice,
@@ -994,7 +998,7 @@ fn linear_backward_with(
                 None,
                 shape,
                 Epilogue::None,
-                dw,
+                None,
             )?);
             if let Some(db) = db {
                 out.extend(reduce::col_sum(ctx, db, dy, m, n, true)?);
