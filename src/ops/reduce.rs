@@ -1,7 +1,9 @@
 //! Launchers for `shaders/reduce.wgsl`: column sums (two stages through a scratch buffer when there are many
 //! rows), row sums, and multi-pass sums of a flat buffer (mean, sum of squares, global L2 norm).
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, rows_per_chunk, vec4_view, ELEMENT_WG};
+use super::{
+    fits_u32, gpu_params, grid_for, launch, need, rows_per_chunk, vec4_view, RowKernel, ELEMENT_WG,
+};
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -17,6 +19,18 @@ const SQRT: u32 = 4;
 
 /// Elements summed by one workgroup of `reduce_sum` (256 threads x 4 quads).
 pub const SUM_PER_GROUP: u64 = 4096;
+
+/// Elements summed by one workgroup of `reduce_sum_long` (64 threads x 256 quads; software adapters).
+pub const SUM_PER_LONG_GROUP: u64 = 65536;
+
+/// The kernel of a flat sum: `Workgroup` (`reduce_sum`, many short workgroups for GPUs) or `Thread`
+/// (`reduce_sum_long`, long runs per thread and few barriers for software adapters); see [`RowKernel`].
+fn sum_kernel(kind: RowKernel) -> (&'static str, u64) {
+    match kind {
+        RowKernel::Workgroup => ("reduce_sum", SUM_PER_GROUP),
+        RowKernel::Thread => ("reduce_sum_long", SUM_PER_LONG_GROUP),
+    }
+}
 
 fn col_sum_pass(
     ctx: &GpuContext,
@@ -167,7 +181,25 @@ pub fn sum(
     square: bool,
     sqrt: bool,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    let kind = RowKernel::for_adapter(ctx);
+    sum_using(kind, ctx, out, out_index, x, n, scale, square, sqrt)
+}
+
+/// [`sum`] with an explicit choice of kernel (tests check both on every adapter).
+#[allow(clippy::too_many_arguments)]
+pub fn sum_using(
+    kind: RowKernel,
+    ctx: &GpuContext,
+    out: &GpuSlice,
+    out_index: u32,
+    x: &GpuSlice,
+    n: u32,
+    scale: f32,
+    square: bool,
+    sqrt: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "reduce::sum";
+    let (entry, per_group) = sum_kernel(kind);
     need(K, "out", out, out_index as u64 + 1)?;
     need(K, "x", x, n as u64)?;
     let mut dispatches = Vec::new();
@@ -175,7 +207,7 @@ pub fn sum(
     let mut len = n as u64;
     let mut first = true;
     loop {
-        let groups = len.div_ceil(SUM_PER_GROUP).max(1);
+        let groups = len.div_ceil(per_group).max(1);
         let last = groups == 1;
         let mut flags = if first && square { SQUARE } else { 0 };
         let (dst, off) = if last {
@@ -200,7 +232,7 @@ pub fn sum(
             dispatches.push(launch(
                 ctx,
                 "reduce",
-                "reduce_sum",
+                entry,
                 &[&dst, &zero, &u, &vec4_view(ctx, &zero)],
                 [1, 1, 1],
             )?);
@@ -209,7 +241,7 @@ pub fn sum(
         dispatches.push(launch(
             ctx,
             "reduce",
-            "reduce_sum",
+            entry,
             &[&dst, &src, &u, &vec4_view(ctx, &src)],
             workgroup_grid(groups),
         )?);

@@ -4,6 +4,7 @@
 use super::common::*;
 use beitlab::cpu;
 use beitlab::ops::reduce;
+use beitlab::ops::RowKernel;
 
 fn cols_rows_case(rows: usize, cols: usize, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -48,27 +49,44 @@ fn col_row_sum_odd() {
 }
 
 fn sum_case(n: usize, seed: u64) {
-    let x = Rng::new(seed).vec(n, 1.0);
-    let xg = up(&x);
-    let out = poisoned(4);
-    let mut d = reduce::mean(ctx(), &out, 0, &xg, n as u32).unwrap();
-    d.extend(reduce::sum_squares(ctx(), &out, 1, &xg, n as u32).unwrap());
-    d.extend(reduce::l2_norm(ctx(), &out, 2, &xg, n as u32).unwrap());
-    d.extend(reduce::sum(ctx(), &out, 3, &xg, n as u32, 2.0, false, false).unwrap());
-    run(d);
-    let fx = f64s(&x);
-    let mut want = vec![0.0; 4];
-    cpu::reduce::mean(&mut want, 0, &fx, n);
-    cpu::reduce::sum_squares(&mut want, 1, &fx, n);
-    cpu::reduce::l2_norm(&mut want, 2, &fx, n);
-    cpu::reduce::sum(&mut want, 3, &fx, n, 2.0, false, false);
-    assert_close(
-        "sums",
-        &read(&out),
-        &want,
-        1e-6 * (n as f64).sqrt() + 1e-6,
-        1e-5,
-    );
+    // Both kernels on every adapter: many short workgroups (GPUs) and long runs per thread (software).
+    for kind in [RowKernel::Workgroup, RowKernel::Thread] {
+        let x = Rng::new(seed).vec(n, 1.0);
+        let xg = up(&x);
+        let out = poisoned(4);
+        let mean_scale = 1.0 / n.max(1) as f32;
+        let mut d = reduce::sum_using(
+            kind,
+            ctx(),
+            &out,
+            0,
+            &xg,
+            n as u32,
+            mean_scale,
+            false,
+            false,
+        )
+        .unwrap();
+        d.extend(reduce::sum_using(kind, ctx(), &out, 1, &xg, n as u32, 1.0, true, false).unwrap());
+        d.extend(reduce::sum_using(kind, ctx(), &out, 2, &xg, n as u32, 1.0, true, true).unwrap());
+        d.extend(
+            reduce::sum_using(kind, ctx(), &out, 3, &xg, n as u32, 2.0, false, false).unwrap(),
+        );
+        run(d);
+        let fx = f64s(&x);
+        let mut want = vec![0.0; 4];
+        cpu::reduce::mean(&mut want, 0, &fx, n);
+        cpu::reduce::sum_squares(&mut want, 1, &fx, n);
+        cpu::reduce::l2_norm(&mut want, 2, &fx, n);
+        cpu::reduce::sum(&mut want, 3, &fx, n, 2.0, false, false);
+        assert_close(
+            &format!("sums ({kind:?})"),
+            &read(&out),
+            &want,
+            1e-6 * (n as f64).sqrt() + 1e-6,
+            1e-5,
+        );
+    }
 }
 
 #[test]
@@ -84,4 +102,20 @@ fn sum_multi_pass() {
     // Whole workgroups of quads (4096 elements each), then a second pass over 3 partial sums.
     sum_case(4096, 5);
     sum_case(12_288, 6);
+    // The same for the long workgroups (65536 elements each): exactly one, three, and one past them.
+    sum_case(65_536, 7);
+    sum_case(196_608, 8);
+    sum_case(196_611, 9);
+}
+
+#[test]
+fn sum_of_nothing_is_zero() {
+    for kind in [RowKernel::Workgroup, RowKernel::Thread] {
+        let out = poisoned(2);
+        let x = up(&[1.0]);
+        let mut d = reduce::sum_using(kind, ctx(), &out, 0, &x, 0, 1.0, false, false).unwrap();
+        d.extend(reduce::sum_using(kind, ctx(), &out, 1, &x, 0, 1.0, true, true).unwrap());
+        run(d);
+        assert_eq!(read(&out), vec![0.0, 0.0], "{kind:?}");
+    }
 }
