@@ -2,7 +2,7 @@
 //! label smoothing, per-row loss / correctness, their means, and the fused backward.
 //! Shapes: `rows, labels (M)` u32; `loss, correct, lse (M)`; `stats (2)` = (mean loss, top-1 accuracy).
 
-use super::{gpu_params, grid_for, launch, need, reduce, RowKernel};
+use super::{gpu_params, grid_for, launch, need, reduce, vec4_view, RowKernel};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -19,17 +19,22 @@ pub struct CrossEntropyOut<'a> {
     pub stats: Option<&'a GpuSlice>,
 }
 
-/// The forward's kernel: a thread per row on software adapters for rows of up to [`THREAD_ROW_VOCAB`]
-/// logits (a workgroup barrier there costs more than a short row's arithmetic), a workgroup per row elsewhere.
+/// The forward's kernel: a thread per row on software adapters for rows of up to [`THREAD_ROW_VOCAB`] logits
+/// or of whole quads (read four at a time), a workgroup per row elsewhere. A workgroup barrier on a software
+/// adapter costs more than a short row's arithmetic; for tiny's 410 rows of 8192 logits the thread per row
+/// reading quads took 8.7 ms single-threaded on llvmpipe against 18.2 for the workgroup per row (`bench
+/// kernels`, row ce_forward).
 pub fn forward_kernel(ctx: &GpuContext, vocab: u32) -> RowKernel {
     match RowKernel::for_adapter(ctx) {
-        RowKernel::Thread if vocab <= THREAD_ROW_VOCAB => RowKernel::Thread,
+        RowKernel::Thread if vocab <= THREAD_ROW_VOCAB || vocab.is_multiple_of(4) => {
+            RowKernel::Thread
+        }
         _ => RowKernel::Workgroup,
     }
 }
 
-/// The longest row the forward gives one thread (a few hundred such rows spread over few workgroups; longer
-/// ones, as a 8192-code vocabulary, keep a workgroup each).
+/// The longest row of single logits (a vocabulary that is no multiple of 4) the forward gives one thread on a
+/// software adapter (a few hundred such rows spread over few workgroups; longer ones keep a workgroup each).
 pub const THREAD_ROW_VOCAB: u32 = 1024;
 
 /// Per selected row: loss, correct (0/1) and log-sum-exp; optionally their means into `stats`.
@@ -118,6 +123,8 @@ fn forward_dispatch(
             labels,
             params,
             logits,
+            logits,
+            &vec4_view(ctx, logits),
         ],
         kind.grid(launched as u64),
     )
@@ -155,13 +162,46 @@ pub fn ce_backward(
         scale,
     };
     let u = GpuSlice::uniform(ctx, "CrossEntropyParams", &params);
-    Ok(vec![launch(
+    Ok(vec![backward_dispatch(
+        ctx, dlogits, logits, lse, rows, labels, &u, m, vocab,
+    )?])
+}
+
+/// The `ce_backward` dispatch over `launched` selected rows: `ce_backward4` (four logits per thread) where the
+/// vocabulary is a multiple of 4.
+#[allow(clippy::too_many_arguments)]
+fn backward_dispatch(
+    ctx: &GpuContext,
+    dlogits: &GpuSlice,
+    logits: &GpuSlice,
+    lse: &GpuSlice,
+    rows: &GpuSlice,
+    labels: &GpuSlice,
+    params: &GpuSlice,
+    launched: u32,
+    vocab: u32,
+) -> Result<Dispatch, GpuError> {
+    let elements = launched as u64 * vocab as u64;
+    if vocab.is_multiple_of(4) {
+        let (logits4, dlogits4) = (vec4_view(ctx, logits), vec4_view(ctx, dlogits));
+        return launch(
+            ctx,
+            "crossentropy",
+            "ce_backward4",
+            &[
+                dlogits, dlogits, dlogits, logits, rows, labels, params, lse, logits, &logits4,
+                &dlogits4,
+            ],
+            grid_for(elements / 4, 256),
+        );
+    }
+    launch(
         ctx,
         "crossentropy",
         "ce_backward",
-        &[dlogits, dlogits, dlogits, logits, rows, labels, &u, lse],
-        grid_for(m as u64 * vocab as u64, 256),
-    )?])
+        &[dlogits, dlogits, dlogits, logits, rows, labels, params, lse],
+        grid_for(elements, 256),
+    )
 }
 
 /// [`ce_forward`] for a per-step count of rows: `params` is a uniform the caller rewrites each step with the
@@ -237,12 +277,8 @@ pub fn ce_backward_with(
     if m_cap == 0 {
         return Ok(Vec::new());
     }
-    Ok(vec![launch(
-        ctx,
-        "crossentropy",
-        "ce_backward",
-        &[dlogits, dlogits, dlogits, logits, rows, labels, params, lse],
-        grid_for(m_cap as u64 * vocab as u64, 256),
+    Ok(vec![backward_dispatch(
+        ctx, dlogits, logits, lse, rows, labels, params, m_cap, vocab,
     )?])
 }
 

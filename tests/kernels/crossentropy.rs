@@ -103,6 +103,9 @@ fn case_using(
 fn crossentropy_tiny() {
     case(1, 1, 1, 0.0, 1);
     case(4, 3, 5, 0.1, 2);
+    // Vocabularies of whole quads (read four logits at a time): one quad, and three.
+    case(3, 2, 4, 0.1, 6);
+    case(5, 4, 12, 0.0, 7);
 }
 
 #[test]
@@ -141,6 +144,35 @@ fn crossentropy_argmax_ties_take_lowest_index() {
         )
         .unwrap());
         assert_eq!(read(&correct), vec![1.0], "{kind:?}");
+    }
+    // A tie between values that different threads read (quads 1 and 75 of a 512-wide row): label 5 is the
+    // lowest index of the maximum, 300 is not.
+    for kind in [RowKernel::Workgroup, RowKernel::Thread] {
+        let mut row = vec![0.0f32; 512];
+        row[5] = 2.0;
+        row[300] = 2.0;
+        let logits = up(&row);
+        let (loss, correct, lse) = (poisoned(2), poisoned(2), poisoned(2));
+        let out = CrossEntropyOut {
+            loss: &loss,
+            correct: &correct,
+            lse: &lse,
+            stats: None,
+        };
+        run(crossentropy::ce_forward_using(
+            kind,
+            ctx(),
+            out,
+            &logits,
+            1,
+            &up_u32(&[0, 0]),
+            &up_u32(&[5, 300]),
+            2,
+            512,
+            0.0,
+        )
+        .unwrap());
+        assert_eq!(read(&correct), vec![1.0, 0.0], "{kind:?}");
     }
 }
 
