@@ -32,6 +32,17 @@ var<workgroup> red_v: array<f32, 64>;
 var<workgroup> red_i: array<u32, 64>;
 var<workgroup> red_s: array<f32, 64>;
 
+// The running maximum and its index (`best`, `best_i`) after the four values `z` at indices first..first+3, in
+// order: a tie keeps the lower index.
+fn take_quad_max(z: vec4<f32>, first: u32, best: ptr<function, f32>, best_i: ptr<function, u32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if (z[j] > *best) {
+            *best = z[j];
+            *best_i = first + j;
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn ce_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
@@ -47,12 +58,7 @@ fn ce_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         // Thread li takes quads li, li + WG, ...: its values in increasing v, so a tie keeps the lowest index.
         for (var q = li; q < p.vocab / 4u; q += WG) {
             let z = logits4[base / 4u + q];
-            for (var j = 0u; j < 4u; j++) {
-                if (z[j] > best) {
-                    best = z[j];
-                    best_i = 4u * q + j;
-                }
-            }
+            take_quad_max(z, 4u * q, &best, &best_i);
         }
     } else {
         for (var v = li; v < p.vocab; v += WG) {
@@ -136,12 +142,7 @@ fn ce_forward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     if (p.vocab % 4u == 0u) {
         for (var q = 0u; q < p.vocab / 4u; q++) {
             let z = logits4[base / 4u + q];
-            for (var j = 0u; j < 4u; j++) {
-                if (z[j] > best) {
-                    best = z[j];
-                    best_i = 4u * q + j;
-                }
-            }
+            take_quad_max(z, 4u * q, &best, &best_i);
         }
         for (var q = 0u; q < p.vocab / 4u; q++) {
             let z = logits4[base / 4u + q];

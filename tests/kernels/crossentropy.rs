@@ -119,60 +119,51 @@ fn crossentropy_rows_past_65535() {
     case(70_010, 70_001, 3, 0.1, 5);
 }
 
+/// The forward's `correct` flags for one row of logits and one selected copy of it per label.
+fn correct_flags(kind: RowKernel, row: &[f32], labels: &[u32]) -> Vec<f32> {
+    let m = labels.len();
+    let logits = up(row);
+    let (loss, correct, lse) = (poisoned(m), poisoned(m), poisoned(m));
+    let out = CrossEntropyOut {
+        loss: &loss,
+        correct: &correct,
+        lse: &lse,
+        stats: None,
+    };
+    run(crossentropy::ce_forward_using(
+        kind,
+        ctx(),
+        out,
+        &logits,
+        1,
+        &up_u32(&vec![0; m]),
+        &up_u32(labels),
+        m as u32,
+        row.len() as u32,
+        0.0,
+    )
+    .unwrap());
+    read(&correct)
+}
+
 #[test]
 fn crossentropy_argmax_ties_take_lowest_index() {
     for kind in [RowKernel::Workgroup, RowKernel::Thread] {
-        let logits = up(&[1.0, 3.0, 3.0, 0.0]);
-        let (loss, correct, lse) = (poisoned(1), poisoned(1), poisoned(1));
-        let out = CrossEntropyOut {
-            loss: &loss,
-            correct: &correct,
-            lse: &lse,
-            stats: None,
-        };
-        run(crossentropy::ce_forward_using(
-            kind,
-            ctx(),
-            out,
-            &logits,
-            1,
-            &up_u32(&[0]),
-            &up_u32(&[1]),
-            1,
-            4,
-            0.0,
-        )
-        .unwrap());
-        assert_eq!(read(&correct), vec![1.0], "{kind:?}");
-    }
-    // A tie between values that different threads read (quads 1 and 75 of a 512-wide row): label 5 is the
-    // lowest index of the maximum, 300 is not.
-    for kind in [RowKernel::Workgroup, RowKernel::Thread] {
+        assert_eq!(
+            correct_flags(kind, &[1.0, 3.0, 3.0, 0.0], &[1]),
+            vec![1.0],
+            "{kind:?}"
+        );
+        // A tie between values that different threads read (quads 1 and 75 of a 512-wide row): label 5 is the
+        // lowest index of the maximum, 300 is not.
         let mut row = vec![0.0f32; 512];
         row[5] = 2.0;
         row[300] = 2.0;
-        let logits = up(&row);
-        let (loss, correct, lse) = (poisoned(2), poisoned(2), poisoned(2));
-        let out = CrossEntropyOut {
-            loss: &loss,
-            correct: &correct,
-            lse: &lse,
-            stats: None,
-        };
-        run(crossentropy::ce_forward_using(
-            kind,
-            ctx(),
-            out,
-            &logits,
-            1,
-            &up_u32(&[0, 0]),
-            &up_u32(&[5, 300]),
-            2,
-            512,
-            0.0,
-        )
-        .unwrap());
-        assert_eq!(read(&correct), vec![1.0, 0.0], "{kind:?}");
+        assert_eq!(
+            correct_flags(kind, &row, &[5, 300]),
+            vec![1.0, 0.0],
+            "{kind:?}"
+        );
     }
 }
 
