@@ -27,17 +27,21 @@
 // acc[2i + 1] for row i of a group of 8.
 // Rows in groups of 8 and, with interleaved columns, the second group of 32 columns are skipped (a branch the
 // whole subgroup takes alike) where the tile passes the edge of C. Reads past the edge are clamped to the last
-// row / column and never stored. With WIDE_EDGE the last row tile may have a ninth group of 8 rows and the last
-// column tile up to 8 more columns, computed after the k loop (store_edge_column), so up to 72 x 72 in all and a
-// side that passes a multiple of 64 by 1 to 8 (BEiT's
-// 65 and 197 tokens) costs no tile of its own: a 65 x 65 attention product is one workgroup, not four.
+// row / column and never stored. With WIDE_EDGE the last row tile may have up to 8 more rows and the last column
+// tile up to 8 more columns, computed after the k loop (store_edge_row_pass, store_edge_column), so up to 72 x 72
+// in all and a side that passes a multiple of 64 by 1 to 8 (BEiT's 65 and 197 tokens) costs no tile of its own:
+// a 65 x 65 attention product is one workgroup, not four.
+// A tile wholly inside C is stored without a check per element (see the end of gemm_lanes): with the checks, a
+// 65 x 65 x 64 product whose C rows are 65 long (no vec4 stores) took 5.1 ms for 48 tiles single-threaded, and
+// 2.2 ms with the edge rows' pass and without them (the same product with 64 columns and vec4 stores: 1.3 ms).
 
 struct GemmParams {
     m: u32,
     n: u32,
     k: u32,
     batch_inner: u32,
-    // bit 0: add bias[n]; bit 1: accumulate into C (the vec4 bits of matmul.wgsl are ignored here).
+    // bit 0: add bias[n]; bit 1: accumulate into C, read here as ACCUMULATE (the vec4 bits of matmul.wgsl are
+    // ignored here).
     flags: u32,
     alpha: f32,
     a_off: u32,
@@ -75,6 +79,12 @@ struct GemmParams {
 // Pipeline constant: the wide-edge variant (its extra state makes full tiles slower, so the launcher asks
 // for it only where a side of C has such an edge; `GemmKernel::tiles` makes the grid to match).
 override WIDE_EDGE: bool = false;
+
+// Pipeline constant: C is added to (flags bit 1) as a constant, so a product that writes C reads none of it.
+// A condition on the parameters inside the store loops is not a branch on llvmpipe but a mask: the read of C
+// ran, masked off, in every product (a 64 x 64 x 64 product with a row stride of 65 took 4.2 ms for 48
+// tiles with the read, 3.1 without).
+override ACCUMULATE: bool = false;
 
 // Pipeline constant: C is written four elements at a time (the launcher's `c_vec4`: C contiguous along n, N
 // and every offset multiples of 4). Lane l then owns the adjacent columns 8l..8l+7 and stores each row of them
@@ -423,25 +433,25 @@ fn store_edge_column(col: u32, m0: u32, lane: u32, groups: u32, b_base: u32, c_b
 // store_lane for a row that may be past C's last (the edge column's lanes).
 fn store_edge_row(row: u32, col: u32, c_base: u32, v: f32) {
     if (row < p.m) {
-        store_lane(row, col, c_base, v);
+        store_lane(row, col, c_base, v, true);
     }
 }
 
 // With the GELU epilogue where C is written one element at a time (no C_VEC4, or a wide tile's edge columns).
-fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
-    if (col < p.n) {
+fn store_lane(row: u32, col: u32, c_base: u32, v: f32, checked: bool) {
+    if (!checked || col < p.n) {
         let idx = c_base + row * p.c_rs + col * p.c_cs;
         var r = v;
         if (GELU_EPILOGUE == 2u) {
             r *= gelu_slope(aux[idx]);
         }
         if (C_VEC4) {
-            if ((p.flags & 2u) != 0u) {
+            if (ACCUMULATE) {
                 r += c4[idx / 4u][idx % 4u];
             }
             c4[idx / 4u][idx % 4u] = r;
         } else {
-            if ((p.flags & 2u) != 0u) {
+            if (ACCUMULATE) {
                 r += c[idx];
             }
             c[idx] = r;
@@ -456,7 +466,7 @@ fn store_lane(row: u32, col: u32, c_base: u32, v: f32) {
 // stores, gelu_epilogue_rows).
 fn store_quad(idx: u32, v: vec4<f32>) {
     var r = v;
-    if ((p.flags & 2u) != 0u) {
+    if (ACCUMULATE) {
         r += c4[idx / 4u];
     }
     c4[idx / 4u] = r;
@@ -465,18 +475,20 @@ fn store_quad(idx: u32, v: vec4<f32>) {
 // The GELU epilogue of the lane's quads of `rows` rows from `row0` (C_VEC4), read back from C once the tile is
 // stored: GELU's code once per kernel instead of once per inlined store (the accumulators are never indexed at run
 // time, so each group's stores are a copy of their own).
-fn gelu_epilogue_rows(row0: u32, rows: u32, col0: u32, c_base: u32) {
+fn gelu_epilogue_rows(row0: u32, rows: u32, col0: u32, c_base: u32, checked: bool) {
     for (var row = row0; row < row0 + rows; row++) {
         let q = (c_base + row * p.c_rs + col0) / 4u;
-        for (var h = 0u; h < 2u; h++) {
-            if (col0 + 4u * h < p.n) {
-                if (GELU_EPILOGUE == 1u) {
-                    aux4[q + h] = gelu4(c4[q + h]);
-                } else {
-                    c4[q + h] = c4[q + h] * gelu_slope4(aux4[q + h]);
-                }
-            }
-        }
+        if (!checked || col0 < p.n) { gelu_epilogue_quad(q); }
+        if (!checked || col0 + 4u < p.n) { gelu_epilogue_quad(q + 1u); }
+    }
+}
+
+// The GELU epilogue of C's quad `q`.
+fn gelu_epilogue_quad(q: u32) {
+    if (GELU_EPILOGUE == 1u) {
+        aux4[q] = gelu4(c4[q]);
+    } else {
+        c4[q] = c4[q] * gelu_slope4(aux4[q]);
     }
 }
 
@@ -488,30 +500,80 @@ fn gelu_epilogue_rows(row0: u32, rows: u32, col0: u32, c_base: u32) {
 // (measured 7x slower), and unrolling the rows here by hand made each workgroup slower to start (more code,
 // more state).
 fn store_rows8(row0: u32, col0: u32, cols: u32, c_base: u32, acc: Rows8, bias_lo: vec4<f32>,
-               bias_hi: vec4<f32>) {
+               bias_hi: vec4<f32>, checked: bool) {
     for (var i = 0u; i < 8u; i++) {
-        let row = row0 + i;
-        if (row < p.m) {
-            let lo = p.alpha * acc[2u * i] + bias_lo;
-            let hi = p.alpha * acc[2u * i + 1u] + bias_hi;
-            if (C_VEC4) {
-                // N is a multiple of 4, so each quad is wholly inside C or wholly past its edge.
-                let idx = c_base + row * p.c_rs + col0;
-                if (col0 < p.n) { store_quad(idx, lo); }
-                if (col0 + 4u < p.n) { store_quad(idx + 4u, hi); }
-            } else {
-                store_lane(row, col0, c_base, lo.x);
-                if (cols > 8u) { store_lane(row, col0 + 8u, c_base, lo.y); }
-                if (cols > 16u) { store_lane(row, col0 + 16u, c_base, lo.z); }
-                if (cols > 24u) { store_lane(row, col0 + 24u, c_base, lo.w); }
-                if (cols > 32u) {
-                    store_lane(row, col0 + 32u, c_base, hi.x);
-                    if (cols > 40u) { store_lane(row, col0 + 40u, c_base, hi.y); }
-                    if (cols > 48u) { store_lane(row, col0 + 48u, c_base, hi.z); }
-                    if (cols > 56u) { store_lane(row, col0 + 56u, c_base, hi.w); }
-                }
+        store_row(row0 + i, col0, cols, c_base, p.alpha * acc[2u * i] + bias_lo, p.alpha * acc[2u * i + 1u] + bias_hi,
+                  checked);
+    }
+}
+
+// Row `row` of C, the lane's 8 columns from `col0` (as store_rows8) with their final values `lo`, `hi`; with
+// `checked`, only the row and columns inside C (`cols` left from the tile's first column), else all of them.
+fn store_row(row: u32, col0: u32, cols: u32, c_base: u32, lo: vec4<f32>, hi: vec4<f32>, checked: bool) {
+    if (!checked || row < p.m) {
+        if (C_VEC4) {
+            // N is a multiple of 4, so each quad is wholly inside C or wholly past its edge.
+            let idx = c_base + row * p.c_rs + col0;
+            if (!checked || col0 < p.n) { store_quad(idx, lo); }
+            if (!checked || col0 + 4u < p.n) { store_quad(idx + 4u, hi); }
+        } else {
+            store_lane(row, col0, c_base, lo.x, checked);
+            if (!checked || cols > 8u) { store_lane(row, col0 + 8u, c_base, lo.y, checked); }
+            if (!checked || cols > 16u) { store_lane(row, col0 + 16u, c_base, lo.z, checked); }
+            if (!checked || cols > 24u) { store_lane(row, col0 + 24u, c_base, lo.w, checked); }
+            if (!checked || cols > 32u) {
+                store_lane(row, col0 + 32u, c_base, hi.x, checked);
+                if (!checked || cols > 40u) { store_lane(row, col0 + 40u, c_base, hi.y, checked); }
+                if (!checked || cols > 48u) { store_lane(row, col0 + 48u, c_base, hi.z, checked); }
+                if (!checked || cols > 56u) { store_lane(row, col0 + 56u, c_base, hi.w, checked); }
             }
         }
+    }
+}
+
+// The tile's first `groups` groups of 8 rows (store_rows8), checked or not as there.
+fn store_tile(m0: u32, col0: u32, cols: u32, c_base: u32, groups: u32, acc0: Rows8, acc1: Rows8, acc2: Rows8,
+              acc3: Rows8, acc4: Rows8, acc5: Rows8, acc6: Rows8, acc7: Rows8, bias_lo: vec4<f32>,
+              bias_hi: vec4<f32>, checked: bool) {
+    store_rows8(m0, col0, cols, c_base, acc0, bias_lo, bias_hi, checked);
+    if (groups > 1u) { store_rows8(m0 + 8u, col0, cols, c_base, acc1, bias_lo, bias_hi, checked); }
+    if (groups > 2u) { store_rows8(m0 + 16u, col0, cols, c_base, acc2, bias_lo, bias_hi, checked); }
+    if (groups > 3u) { store_rows8(m0 + 24u, col0, cols, c_base, acc3, bias_lo, bias_hi, checked); }
+    if (groups > 4u) { store_rows8(m0 + 32u, col0, cols, c_base, acc4, bias_lo, bias_hi, checked); }
+    if (groups > 5u) { store_rows8(m0 + 40u, col0, cols, c_base, acc5, bias_lo, bias_hi, checked); }
+    if (groups > 6u) { store_rows8(m0 + 48u, col0, cols, c_base, acc6, bias_lo, bias_hi, checked); }
+    if (groups > 7u) { store_rows8(m0 + 56u, col0, cols, c_base, acc7, bias_lo, bias_hi, checked); }
+}
+
+// A tile's row `row` past its first 64 (WIDE_EDGE: the last row tile of a side 65-72 past its start), the
+// lane's 8 columns of the first 64 as dot products over k, A's row read alike by every lane and B as in the
+// k loop; stored with alpha and the bias (`bias_lo`, `bias_hi`), and its sum of A added to the row sums
+// (ROW_SUMS, first column tile, lane 0). Before, such rows were a ninth group of 8 rows inside the k loop,
+// whose extra state kept that loop at two k per step and one value per read.
+fn store_edge_row_pass(row: u32, col0: u32, cols: u32, c_base: u32, ar: u32, bc0: u32, bc1: u32, bc2: u32,
+                       bc3: u32, bc4: u32, bc5: u32, bc6: u32, bc7: u32, bq_lo: u32, bq_hi: u32, bq_rs: u32,
+                       bias_lo: vec4<f32>, bias_hi: vec4<f32>, store_sum: bool) {
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    var sum = vec4<f32>(0.0);
+    let k_quads = select(0u, p.k & ~3u, A_VEC4 != 0u || B_VEC4 != 0u);
+    for (var k = 0u; k < k_quads; k += 4u) {
+        let va = a_row_quad(ar, k);
+        let bq = b_quad(k, bc0, bc1, bc2, bc3, bc4, bc5, bc6, bc7, bq_lo, bq_hi, bq_rs);
+        lo += va.x * bq[0] + va.y * bq[2] + va.z * bq[4] + va.w * bq[6];
+        hi += va.x * bq[1] + va.y * bq[3] + va.z * bq[5] + va.w * bq[7];
+        if (ROW_SUMS) { sum += va; }
+    }
+    for (var k = k_quads; k < p.k; k++) {
+        let va = a[ar + k * p.a_cs];
+        let kb = k * p.b_rs;
+        lo += va * vec4<f32>(b[bc0 + kb], b[bc1 + kb], b[bc2 + kb], b[bc3 + kb]);
+        hi += va * vec4<f32>(b[bc4 + kb], b[bc5 + kb], b[bc6 + kb], b[bc7 + kb]);
+        if (ROW_SUMS) { sum.x += va; }
+    }
+    store_row(row, col0, cols, c_base, p.alpha * lo + bias_lo, p.alpha * hi + bias_hi, true);
+    if (ROW_SUMS && store_sum) {
+        store_row_sum(row, dot(sum, vec4<f32>(1.0)));
     }
 }
 
@@ -582,7 +644,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var acc5: Rows8;
     var acc6: Rows8;
     var acc7: Rows8;
-    var acc8: Rows8;
     // The lane's rows' sums of A (ROW_SUMS), one per group of 8.
     var rs0 = 0.0;
     var rs1 = 0.0;
@@ -592,8 +653,7 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     var rs5 = 0.0;
     var rs6 = 0.0;
     var rs7 = 0.0;
-    var rs8 = 0.0;
-    // The same over the steps of four, in a_quad's layout (folded into rs0..rs8 after them).
+    // The same over the steps of four, in a_quad's layout (folded into rs0..rs7 after them).
     var rq0 = vec4<f32>(0.0);
     var rq1 = vec4<f32>(0.0);
     var rq2 = vec4<f32>(0.0);
@@ -605,10 +665,9 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     // k four at a time where A or B is read as vec4s (A_VEC4, B_VEC4), then two at a time (add_rows8_k2),
     // then the last one where K is odd; a wide last column tile's columns past 64 come after (store_edge_column).
     let k_pairs = p.k & ~1u;
-    // Not in wide-edge tiles: with a ninth group of rows, k four at a time was slower than two at a time in
-    // tiny's attention (forward and backward 23.6 against 22.5 ms, single-threaded `bench kernels --preset
-    // tiny --batch 16`, medians of three), and eight at a time no faster than two.
-    let k_quads = select(0u, p.k & ~3u, (A_VEC4 != 0u || B_VEC4 != 0u) && !WIDE_EDGE);
+    // Wide-edge tiles too: their rows past 64 come after the loop (store_edge_row_pass), so the loop never
+    // carries a ninth group of rows, whose extra state had kept it at two k per step there.
+    let k_quads = select(0u, p.k & ~3u, A_VEC4 != 0u || B_VEC4 != 0u);
     if (cols > 32u || C_VEC4) {
         // Eight k at a time, then the rest of the steps of four.
         let k_octs = k_quads & ~7u;
@@ -654,7 +713,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (groups > 5u) { add_rows8_k2(summed(&rs5, a[ar5 + ka]), summed(&rs5, a[ar5 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc5); }
             if (groups > 6u) { add_rows8_k2(summed(&rs6, a[ar6 + ka]), summed(&rs6, a[ar6 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc6); }
             if (groups > 7u) { add_rows8_k2(summed(&rs7, a[ar7 + ka]), summed(&rs7, a[ar7 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8_k2(summed(&rs8, a[ar8 + ka]), summed(&rs8, a[ar8 + kn]), b_lo0, b_hi0, b_lo1, b_hi1, &acc8); }
         }
         for (var k = k_pairs; k < p.k; k++) {
             let ka = k * p.a_cs;
@@ -669,7 +727,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (groups > 5u) { add_rows8(summed(&rs5, a[ar5 + ka]), b_lo, b_hi, &acc5); }
             if (groups > 6u) { add_rows8(summed(&rs6, a[ar6 + ka]), b_lo, b_hi, &acc6); }
             if (groups > 7u) { add_rows8(summed(&rs7, a[ar7 + ka]), b_lo, b_hi, &acc7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8(summed(&rs8, a[ar8 + ka]), b_lo, b_hi, &acc8); }
         }
     } else {
         for (var k = 0u; k < p.k; k++) {
@@ -684,7 +741,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (groups > 5u) { add_rows8_lo(summed(&rs5, a[ar5 + ka]), b_lo, &acc5); }
             if (groups > 6u) { add_rows8_lo(summed(&rs6, a[ar6 + ka]), b_lo, &acc6); }
             if (groups > 7u) { add_rows8_lo(summed(&rs7, a[ar7 + ka]), b_lo, &acc7); }
-            if (WIDE_EDGE && groups > 8u) { add_rows8_lo(summed(&rs8, a[ar8 + ka]), b_lo, &acc8); }
         }
     }
     if (ROW_SUMS && k_quads > 0u) {
@@ -706,7 +762,6 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         if (groups > 5u) { store_row_sum(m0 + lane + 40u, rs5); }
         if (groups > 6u) { store_row_sum(m0 + lane + 48u, rs6); }
         if (groups > 7u) { store_row_sum(m0 + lane + 56u, rs7); }
-        if (groups > 8u) { store_row_sum(m0 + lane + 64u, rs8); }
     }
     var bias_lo = vec4<f32>(0.0);
     var bias_hi = vec4<f32>(0.0);
@@ -716,17 +771,28 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         bias_hi = vec4<f32>(bias[min(col0 + 4u * step, last_n)], bias[min(col0 + 5u * step, last_n)],
                             bias[min(col0 + 6u * step, last_n)], bias[min(col0 + 7u * step, last_n)]);
     }
-    store_rows8(m0, col0, cols, c_base, acc0, bias_lo, bias_hi);
-    if (groups > 1u) { store_rows8(m0 + 8u, col0, cols, c_base, acc1, bias_lo, bias_hi); }
-    if (groups > 2u) { store_rows8(m0 + 16u, col0, cols, c_base, acc2, bias_lo, bias_hi); }
-    if (groups > 3u) { store_rows8(m0 + 24u, col0, cols, c_base, acc3, bias_lo, bias_hi); }
-    if (groups > 4u) { store_rows8(m0 + 32u, col0, cols, c_base, acc4, bias_lo, bias_hi); }
-    if (groups > 5u) { store_rows8(m0 + 40u, col0, cols, c_base, acc5, bias_lo, bias_hi); }
-    if (groups > 6u) { store_rows8(m0 + 48u, col0, cols, c_base, acc6, bias_lo, bias_hi); }
-    if (groups > 7u) { store_rows8(m0 + 56u, col0, cols, c_base, acc7, bias_lo, bias_hi); }
-    if (WIDE_EDGE && groups > 8u) { store_rows8(m0 + 64u, col0, cols, c_base, acc8, bias_lo, bias_hi); }
+    // A tile wholly inside C (its first 64 columns, its rows up to TILE_ROWS) is stored without checks: a
+    // condition inside the store loops is a mask on llvmpipe, not a branch, and made each stored element cost
+    // about twice as much (the branch here, outside any loop, is taken by the whole subgroup).
+    if (p.m - m0 >= TILE_ROWS && cols >= 64u) {
+        store_tile(m0, col0, cols, c_base, groups, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, bias_lo, bias_hi,
+                   false);
+    } else {
+        store_tile(m0, col0, cols, c_base, groups, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, bias_lo, bias_hi,
+                   true);
+    }
+    if (WIDE_EDGE && groups > 8u) {
+        for (var row = m0 + 64u; row < min(p.m, m0 + 72u); row++) {
+            store_edge_row_pass(row, col0, cols, c_base, a_base + row * p.a_rs, bc0, bc1, bc2, bc3, bc4, bc5,
+                                bc6, bc7, bq_lo, bq_hi, bq_rs, bias_lo, bias_hi, wg.x == 0u && lane == 0u);
+        }
+    }
     if (GELU_EPILOGUE != 0u && C_VEC4) {
-        gelu_epilogue_rows(m0, min(p.m - m0, 8u * groups), col0, c_base);
+        if (p.m - m0 >= TILE_ROWS && cols >= 64u) {
+            gelu_epilogue_rows(m0, min(p.m - m0, 8u * groups), col0, c_base, false);
+        } else {
+            gelu_epilogue_rows(m0, min(p.m - m0, 8u * groups), col0, c_base, true);
+        }
     }
     if (WIDE_EDGE) {
         for (var col = n0 + 64u; col < n0 + cols; col++) {

@@ -492,6 +492,7 @@ fn gemm_inner(
         }
         GemmKernel::Lanes => vec![
             ("WIDE_EDGE", lanes_wide_edge(m, n) as u32 as f64),
+            ("ACCUMULATE", shape.accumulate as u32 as f64),
             ("C_VEC4", c_vec4(&c_view, n) as u32 as f64),
             ("TILE_ROWS", lanes_tile_rows(m, n, batch) as f64),
             ("ROW_SUMS", row_sums.is_some() as u32 as f64),

@@ -114,10 +114,15 @@ fn linear_many_rows() {
 #[test]
 fn gemm_batched_strided_accumulate() {
     // 2 x 3 batch items, A read transposed from a padded layout, C accumulated with alpha, on every kernel;
-    // the second and third shapes take gemm_lanes' wide edges, the third with C written 4 at a time (its
-    // offsets and strides multiples of 4).
+    // the others take gemm_lanes' wide edges, the third and fourth with C written 4 at a time (its offsets and
+    // strides multiples of 4), the fourth with full tiles beside them and k in steps of eight and four.
     for kernel in kernels_here() {
-        for (m, n, k, c_off) in [(19u32, 23u32, 29u32, 2u32), (66, 70, 5, 2), (66, 72, 5, 4)] {
+        for (m, n, k, c_off) in [
+            (19u32, 23u32, 29u32, 2u32),
+            (66, 70, 5, 2),
+            (66, 72, 5, 4),
+            (130, 136, 20, 4),
+        ] {
             batched_strided_accumulate_case(kernel, m, n, k, c_off);
         }
     }
@@ -208,6 +213,8 @@ fn gemm_every_kernel_all_layouts() {
             (65, 65, 64),
             (72, 73, 9),
             (200, 64, 3),
+            (68, 72, 20),
+            (132, 197, 13),
         ] {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let (a_view, b_view) = operand_views(m, n, k, ta, tb);
@@ -545,6 +552,7 @@ fn lanes_row_sums_every_layout() {
     for &(m, n, k) in &[
         (96u32, 32u32, 544u32),
         (65, 65, 64),
+        (68, 70, 24),
         (30, 30, 300),
         (17, 5, 99),
         (200, 64, 3),
