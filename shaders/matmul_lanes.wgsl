@@ -33,7 +33,7 @@
 // a 65 x 65 attention product is one workgroup, not four.
 // A tile wholly inside C is stored without a check per element (see the end of gemm_lanes): with the checks, a
 // 65 x 65 x 64 product whose C rows are 65 long (no vec4 stores) took 5.1 ms for 48 tiles single-threaded, and
-// 2.2 ms with the edge rows' pass and without them (the same product with 64 columns and vec4 stores: 1.3 ms).
+// 2.2 ms with the edge rows' pass and without them (a 64 x 64 x 64 product with vec4 stores: 1.3 ms).
 
 struct GemmParams {
     m: u32,
@@ -774,7 +774,8 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     // A tile wholly inside C (its first 64 columns, its rows up to TILE_ROWS) is stored without checks: a
     // condition inside the store loops is a mask on llvmpipe, not a branch, and made each stored element cost
     // about twice as much (the branch here, outside any loop, is taken by the whole subgroup).
-    if (p.m - m0 >= TILE_ROWS && cols >= 64u) {
+    let full_tile = p.m - m0 >= TILE_ROWS && cols >= 64u;
+    if (full_tile) {
         store_tile(m0, col0, cols, c_base, groups, acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, bias_lo, bias_hi,
                    false);
     } else {
@@ -788,7 +789,7 @@ fn gemm_lanes(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         }
     }
     if (GELU_EPILOGUE != 0u && C_VEC4) {
-        if (p.m - m0 >= TILE_ROWS && cols >= 64u) {
+        if (full_tile) {
             gelu_epilogue_rows(m0, min(p.m - m0, 8u * groups), col0, c_base, false);
         } else {
             gelu_epilogue_rows(m0, min(p.m - m0, 8u * groups), col0, c_base, true);
