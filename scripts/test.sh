@@ -17,4 +17,13 @@ cargo test --release --locked "$@"
 if [ "$#" -eq 0 ]; then
     scripts/app_screenshot.sh target/app-screenshot.png 60
     web/test.sh target/browser-screenshot.png
+    # The kernel tests again on SwiftShader, the software Vulkan driver that comes with Chromium (installed
+    # above): the browser's fallback adapter, whose 4-lane subgroups take gemm_regs where llvmpipe takes
+    # gemm_lanes (about 100 s).
+    SWIFTSHADER=/usr/lib/chromium/vk_swiftshader_icd.json
+    if [ ! -f "$SWIFTSHADER" ]; then
+        echo "no $SWIFTSHADER: the Chromium package no longer ships SwiftShader's Vulkan driver there" >&2
+        exit 1
+    fi
+    VK_DRIVER_FILES="$SWIFTSHADER" cargo test --release --locked --test kernels
 fi

@@ -14,8 +14,9 @@
 // one subgroup computing a 64 x 64 tile of C with no workgroup memory and no barriers: per k, lane l reads the
 // 8 elements A[m0 + l + 8r, k] (r = 0..7) and its 8 columns of B[k, :]; the A values reach all lanes through
 // broadcasts, and each lane adds 64 rows x its 8 columns. That is 16 reads for 512 multiply-adds per lane
-// (gemm_wide: 32 workgroup-memory reads and more for its tile loads per 256). The accumulators do not fit in
-// registers and every write to them inside the k loop is masked, so the full-width loop takes k two at a time
+// (gemm_wide, the 128 x 128 kernel it replaced, since removed: 32 workgroup-memory reads and more for its tile
+// loads per 256). The accumulators do not fit in registers and every write to them inside the k loop is
+// masked, so the full-width loop takes k two at a time
 // (one accumulator write per two multiply-adds), and C is written as vec4s where its layout allows (C_VEC4).
 // Measured on llvmpipe, 2 cores: a 1040 x 576 x 192 product 5.3-5.9 ms before C_VEC4 and the k pairs,
 // 3.3-3.6 ms (64-69 GFLOP/s) with them; tiny's linear layers 28-48 GFLOP/s against 12-16 with gemm_wide.

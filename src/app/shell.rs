@@ -82,6 +82,8 @@ pub struct Shell {
     /// Progress last written to the console (web): (phase steps done, seconds since opening).
     logged: ([u32; 4], f64),
     logged_query: Option<usize>,
+    /// Whether the adapter line went to the console (web).
+    logged_adapter: bool,
     /// Lesson chapter last written to the console (web).
     logged_lesson: Option<usize>,
     /// The segmentation prediction (image, model version) and validation step last reported.
@@ -133,6 +135,7 @@ impl Shell {
             started: false,
             logged: ([0; 4], 0.0),
             logged_query: None,
+            logged_adapter: false,
             logged_lesson: None,
             logged_error: None,
             logged_notice: None,
@@ -207,6 +210,18 @@ impl Shell {
         let mut lines = Vec::new();
         let t = self.opened.elapsed().as_secs_f64();
         if let Some(s) = self.app.session.as_ref() {
+            if !self.logged_adapter {
+                self.logged_adapter = true;
+                let info = &s.ctx.adapter_info;
+                lines.push(format!(
+                    "beitlab adapter: {} ({:?}, subgroups {}-{}), products on {}",
+                    info.name,
+                    info.device_type,
+                    info.subgroup_min_size,
+                    info.subgroup_max_size,
+                    crate::ops::matmul::GemmKernel::for_adapter(&s.ctx).entry_point(),
+                ));
+            }
             if s.done != self.logged.0 && t - self.logged.1 >= 1.0 {
                 let (phase, name) = match s.progress() {
                     Some((k, _, _)) => (k, k.name()),

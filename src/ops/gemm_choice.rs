@@ -75,7 +75,7 @@ impl GemmPlan {
 
     /// What the tuner times for a shape: on GPUs `Tiled`, `Big` unsplit and, for a single product with a long
     /// k, `Big` split 2 to 32 ways (and the rules' split); on software adapters their large kernel (`Lanes` or
-    /// `Wide`) and `Direct`. Every candidate computes the same product with the same tested kernels.
+    /// `Regs`), `Regs` and `Direct`. Every candidate computes the same product with the same tested kernels.
     pub fn candidates(ctx: &GpuContext, m: u32, n: u32, k: u32, batch: u32) -> Vec<Self> {
         let plain = |kernel| Self {
             kernel,
@@ -103,8 +103,15 @@ impl GemmPlan {
                 }
             }
         } else {
-            out.push(plain(GemmKernel::for_adapter(ctx)));
-            out.push(plain(GemmKernel::Direct));
+            for kernel in [
+                GemmKernel::for_adapter(ctx),
+                GemmKernel::Regs,
+                GemmKernel::Direct,
+            ] {
+                if !out.contains(&plain(kernel)) {
+                    out.push(plain(kernel));
+                }
+            }
         }
         out
     }
@@ -126,15 +133,15 @@ impl GemmPlan {
 /// The gemm kernels: `gemm` (64 x 64 tiles, 8 x 8 per thread) for GPUs' smaller products, `gemm_big` (128 x 128
 /// tiles, 256 threads, optional split-K) for GPUs' large ones; on software adapters `gemm_lanes` (64 x 64 tiles
 /// on one 8-lane subgroup, A shared by subgroup broadcasts; `shaders/matmul_lanes.wgsl`) where the device has
-/// subgroups of 8, else `gemm_wide` (128 x 128 tiles, 16 x 16 per thread), where reads per multiply-add matter
-/// more than registers, and `gemm_direct` (32 x 32 tiles, 4 x 4 per thread, no workgroup memory, no barriers)
-/// for products too small or too narrow for those tiles.
+/// subgroups of 8, else `gemm_regs` (32 x 32 tiles, 8 x 8 per thread, no workgroup memory, no barriers), where
+/// reads per multiply-add matter more than registers, and `gemm_direct` (32 x 32 tiles, 4 x 4 per thread) for
+/// products too small for 8 x 8 blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmKernel {
     Tiled,
     Big,
-    Wide,
     Direct,
+    Regs,
     Lanes,
 }
 
@@ -142,8 +149,8 @@ pub enum GemmKernel {
 pub const ALL_GEMM_KERNELS: [GemmKernel; 5] = [
     GemmKernel::Tiled,
     GemmKernel::Big,
-    GemmKernel::Wide,
     GemmKernel::Direct,
+    GemmKernel::Regs,
     GemmKernel::Lanes,
 ];
 
@@ -151,15 +158,22 @@ pub const ALL_GEMM_KERNELS: [GemmKernel; 5] = [
 /// its accumulators and its stores, in ns) and nanoseconds per multiply-add of its tile (padding included).
 /// Measured on llvmpipe (2 cores, 256-bit vectors): `gemm_lanes` 1 x 1 x 1 over 512 workgroups 1.8 ms (7 us
 /// a workgroup per core), 1040 x 576 x 192 in about 3.5 ms with vec4 stores of C and k in pairs (0.06 ns per
-/// multiply-add per core; 6 ms and 0.10 before them); `gemm_wide`
-/// and `gemm_direct` 12-13 GFLOP/s on tiny's linear layers (`BEITLAB_GEMM=... beitlab bench kernels
+/// multiply-add per core; 6 ms and 0.10 before them); `gemm_direct`
+/// 12-13 GFLOP/s on tiny's linear layers (`BEITLAB_GEMM=... beitlab bench kernels
 /// --preset tiny --batch 16`: about 0.33 ns); their small states start fast (not measured apart, taken as
 /// 1 us). The one measured choice that depends on the starts: micro's batched 17 x 17 attention products
 /// take `gemm_direct` (a step 17 against 20 ms with `gemm_lanes`), tiny's 65 x 65 ones `gemm_lanes`
 /// (attention forward 9.9 against 13.5 ms).
-fn software_tile_ns(kernel: GemmKernel) -> (f64, f64) {
+/// `gemm_regs` (8 x 8 per thread) relative to `gemm_direct`: on adapters with 4-lane subgroups 1.5-1.8x fewer
+/// ns per multiply-add (SwiftShader, mini b16: its 16 products of 784 x 64 81 -> 55 ms a step; llvmpipe on
+/// 128-bit vectors, `LP_NATIVE_VECTOR_WIDTH=128`, tiny32 b16 with every product on one kernel: a step 9.2 s
+/// with `gemm_direct`, 5.0 s with `gemm_regs`), on llvmpipe's 8 lanes 1.15x (a 784 x 256 x 64 product 7.7
+/// against 6.7 GFLOP/s); its start taken as `gemm_direct`'s.
+fn software_tile_ns(kernel: GemmKernel, eight_lanes: bool) -> (f64, f64) {
     match kernel {
         GemmKernel::Lanes => (7000.0, 0.06),
+        GemmKernel::Regs if eight_lanes => (1000.0, 0.29),
+        GemmKernel::Regs => (1000.0, 0.2),
         _ => (1000.0, 0.33),
     }
 }
@@ -202,14 +216,14 @@ fn cpu_cores() -> u64 {
 }
 
 impl GemmKernel {
-    /// The forced choice from `BEITLAB_GEMM=tiled|big|wide|direct`, if any.
+    /// The forced choice from `BEITLAB_GEMM=tiled|big|direct|regs|lanes`, if any.
     pub(crate) fn forced() -> Option<Self> {
         #[cfg(not(target_arch = "wasm32"))]
         match std::env::var("BEITLAB_GEMM").as_deref() {
             Ok("tiled") => return Some(Self::Tiled),
             Ok("big") => return Some(Self::Big),
-            Ok("wide") => return Some(Self::Wide),
             Ok("direct") => return Some(Self::Direct),
+            Ok("regs") => return Some(Self::Regs),
             Ok("lanes") => return Some(Self::Lanes),
             _ => {}
         }
@@ -232,24 +246,24 @@ impl GemmKernel {
         }
     }
 
-    /// On CPU adapters (lavapipe, SwiftShader) `Lanes` where it runs, else `Wide`; `Big` elsewhere;
-    /// `BEITLAB_GEMM=tiled|big|wide|direct|lanes` overrides (every product then takes that kernel; `lanes`
-    /// falls back to `wide` on a device without 8-lane subgroups).
+    /// On CPU adapters (lavapipe, SwiftShader) `Lanes` where it runs, else `Regs`; `Big` elsewhere;
+    /// `BEITLAB_GEMM=tiled|big|direct|regs|lanes` overrides (every product then takes that kernel; `lanes`
+    /// falls back to `regs` on a device without 8-lane subgroups).
     pub fn for_adapter(ctx: &GpuContext) -> Self {
         if let Some(k) = Self::forced() {
-            return if k.runs_on(ctx) { k } else { Self::Wide };
+            return if k.runs_on(ctx) { k } else { Self::Regs };
         }
         if ctx.adapter_info.device_type != wgpu::DeviceType::Cpu {
             Self::Big
         } else if Self::Lanes.runs_on(ctx) {
             Self::Lanes
         } else {
-            Self::Wide
+            Self::Regs
         }
     }
 
-    /// The kernel for `batch` products of `m x n x k`: on CPU adapters whichever of `Lanes` (or `Wide`) and
-    /// `Direct` takes less time by a simple model: workgroups run a core each, in rounds of as many as there
+    /// The kernel for `batch` products of `m x n x k`: on CPU adapters whichever of `Lanes` (where it runs),
+    /// `Regs` and `Direct` takes less time by a simple model: workgroups run a core each, in rounds of as many as there
     /// are cores, and each costs its start plus the part of its tile it computes (padding included: a 17 x 17
     /// attention product fills 2% of a 128-wide tile and 28% of a 32-wide one; `Lanes` skips rows past the
     /// edge in groups of 8 and columns in groups of 32) times k times the kernel's cost per multiply-add
@@ -271,7 +285,7 @@ impl GemmKernel {
             return Self::Tiled;
         }
         let cores = cpu_cores();
-        let time = |kernel: Self| {
+        let time = |kernel: Self, eight_lanes: bool| {
             let [tiles_n, tiles_m] = kernel.tiles_for_batch(m, n, batch);
             let per_item = tiles_m as u64 * tiles_n as u64;
             let tiles = per_item * batch.max(1) as u64;
@@ -286,19 +300,19 @@ impl GemmKernel {
                     (tm * tn) as f64
                 }
             };
-            let (start, per_fma) = software_tile_ns(kernel);
+            let (start, per_fma) = software_tile_ns(kernel, eight_lanes);
             tiles.div_ceil(cores) as f64 * (start + area * k.max(1) as f64 * per_fma)
         };
-        let large = if base == Self::Lanes {
-            Self::Lanes
-        } else {
-            Self::Wide
-        };
-        if time(Self::Direct) < time(large) {
-            Self::Direct
-        } else {
-            large
-        }
+        let eight_lanes = base == Self::Lanes;
+        [Self::Regs, Self::Direct]
+            .into_iter()
+            .fold(base, |best, other| {
+                if time(other, eight_lanes) < time(best, eight_lanes) {
+                    other
+                } else {
+                    best
+                }
+            })
     }
 
     /// The shader module the kernel's entry point is in.
@@ -313,18 +327,18 @@ impl GemmKernel {
         match self {
             Self::Tiled => "gemm",
             Self::Big => "gemm_big",
-            Self::Wide => "gemm_wide",
             Self::Direct => "gemm_direct",
+            Self::Regs => "gemm_regs",
             Self::Lanes => "gemm_lanes",
         }
     }
 
-    /// Rows and columns of C per workgroup (the largest tile for `Direct`).
+    /// Rows and columns of C per workgroup (the largest tile for `Direct` and `Regs`).
     pub fn tile(self) -> u32 {
         match self {
             Self::Tiled | Self::Lanes => 64,
-            Self::Big | Self::Wide => 128,
-            Self::Direct => 32,
+            Self::Big => 128,
+            Self::Direct | Self::Regs => 32,
         }
     }
 
@@ -361,6 +375,10 @@ impl GemmKernel {
         match self {
             Self::Direct => {
                 let fit = |x: u32| x.div_ceil(4).clamp(1, 8) * 4;
+                (fit(n), fit(m))
+            }
+            Self::Regs => {
+                let fit = |x: u32| x.div_ceil(8).clamp(1, 4) * 8;
                 (fit(n), fit(m))
             }
             other => (other.tile(), other.tile()),

@@ -490,6 +490,13 @@ fn gemm_inner(
                 ("DIRECT_Y", (tile_m / 4) as f64),
             ]
         }
+        GemmKernel::Regs => {
+            let (tile_n, tile_m) = kernel.tile_for(m, n);
+            vec![
+                ("REGS_X", (tile_n / 8) as f64),
+                ("REGS_Y", (tile_m / 8) as f64),
+            ]
+        }
         GemmKernel::Lanes => vec![
             ("WIDE_EDGE", lanes_wide_edge(m, n) as u32 as f64),
             ("ACCUMULATE", shape.accumulate as u32 as f64),

@@ -324,7 +324,9 @@ fn gemm_rejects_short_buffers() {
 
 /// On a software adapter with 8-lane subgroups the linear layers, their weight gradients and tiny's 65 x 65
 /// attention products take `gemm_lanes`; micro's batched 17 x 17 attention products, where its start per
-/// workgroup outweighs the work, take `gemm_direct` (both measured faster that way on llvmpipe).
+/// workgroup outweighs the work, take `gemm_direct` (both measured faster that way on llvmpipe). Without them
+/// (SwiftShader, the browser's fallback adapter) the same products take `gemm_regs`, and only products too
+/// small for its 8 x 8 blocks take `gemm_direct`.
 #[test]
 fn software_adapters_choose_by_start_and_work() {
     let c = ctx();
@@ -332,19 +334,24 @@ fn software_adapters_choose_by_start_and_work() {
     {
         return;
     }
-    assert!(
-        GemmKernel::Lanes.runs_on(c),
-        "llvmpipe has 8-lane subgroups"
-    );
-    assert_eq!(GemmKernel::for_shape(c, 17, 17, 16, 64), GemmKernel::Direct);
-    assert_eq!(GemmKernel::for_shape(c, 17, 16, 17, 64), GemmKernel::Direct);
-    assert_eq!(GemmKernel::for_shape(c, 65, 65, 64, 48), GemmKernel::Lanes);
-    assert_eq!(GemmKernel::for_shape(c, 544, 96, 32, 1), GemmKernel::Lanes);
-    assert_eq!(GemmKernel::for_shape(c, 96, 32, 544, 1), GemmKernel::Lanes);
-    assert_eq!(
-        GemmKernel::for_shape(c, 1040, 576, 192, 1),
+    let large = if c.adapter_info.name.contains("llvmpipe") {
+        assert!(
+            GemmKernel::Lanes.runs_on(c),
+            "llvmpipe has 8-lane subgroups"
+        );
+        assert_eq!(GemmKernel::for_shape(c, 17, 17, 16, 64), GemmKernel::Direct);
+        assert_eq!(GemmKernel::for_shape(c, 17, 16, 17, 64), GemmKernel::Direct);
         GemmKernel::Lanes
-    );
+    } else {
+        assert!(!GemmKernel::Lanes.runs_on(c));
+        assert_eq!(GemmKernel::for_shape(c, 17, 17, 16, 64), GemmKernel::Regs);
+        assert_eq!(GemmKernel::for_shape(c, 4, 4, 8, 64), GemmKernel::Direct);
+        GemmKernel::Regs
+    };
+    assert_eq!(GemmKernel::for_shape(c, 65, 65, 64, 48), large);
+    assert_eq!(GemmKernel::for_shape(c, 544, 96, 32, 1), large);
+    assert_eq!(GemmKernel::for_shape(c, 96, 32, 544, 1), large);
+    assert_eq!(GemmKernel::for_shape(c, 1040, 576, 192, 1), large);
 }
 
 /// gemm_lanes' grid: 64 x 64 tiles, and where a side passes a multiple of 64 by 1 to 8 the last tile takes
@@ -363,6 +370,9 @@ fn lanes_tiles_take_small_edges_into_the_last_tile() {
     assert_eq!(lanes.tiles(1040, 192), [3, 17]);
     assert_eq!(lanes.tiles(1, 5), [1, 1]);
     assert_eq!(GemmKernel::Direct.tiles(17, 40), [2, 1]);
+    assert_eq!(GemmKernel::Regs.tile_for(17, 40), (32, 24));
+    assert_eq!(GemmKernel::Regs.tiles(17, 40), [2, 1]);
+    assert_eq!(GemmKernel::Regs.tile_for(3, 9), (16, 8));
 }
 
 /// Every kernel on batched operands that are contiguous along k with padded, aligned rows and a K that is not

@@ -36,7 +36,7 @@ page.on("console", (msg) => {
   const text = msg.text();
   lines.push({ t: Date.now() - t0, text });
   if (msg.type() === "error" || text.includes("beitlab error")) failures.push(`console error: ${text}`);
-  if (/beitlab (progress|attention|error|notice)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
+  if (/beitlab (adapter|progress|attention|error|notice)/.test(text)) console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${text}`);
 });
 page.on("pageerror", (err) => failures.push(`uncaught exception: ${err.message}`));
 
