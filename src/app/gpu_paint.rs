@@ -45,7 +45,24 @@ pub struct PaintResources {
 
 /// Create the pipeline for eframe's render state (call once at start-up).
 pub fn install(rs: &RenderState) {
-    let device = &rs.device;
+    let (pipeline, layout) = create_pipeline(&rs.device, rs.target_format);
+    rs.renderer
+        .write()
+        .callback_resources
+        .insert(PaintResources {
+            pipeline,
+            layout,
+            entries: HashMap::new(),
+        });
+}
+
+/// The painter's pipeline drawing into `format` (premultiplied alpha blending over what is there), and the layout
+/// of its bind group: binding 0 the values (a storage buffer), 1 the [`PaintParams`]. Draw 4 vertices as a
+/// triangle strip to cover the viewport.
+pub fn create_pipeline(
+    device: &wgpu::Device,
+    format: wgpu::TextureFormat,
+) -> (wgpu::RenderPipeline, wgpu::BindGroupLayout) {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("paint"),
         source: wgpu::ShaderSource::Wgsl(SHADER.into()),
@@ -55,7 +72,7 @@ pub fn install(rs: &RenderState) {
         entries: &[
             wgpu::BindGroupLayoutEntry {
                 binding: 0,
-                visibility: wgpu::ShaderStages::FRAGMENT,
+                visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage { read_only: true },
                     has_dynamic_offset: false,
@@ -65,7 +82,7 @@ pub fn install(rs: &RenderState) {
             },
             wgpu::BindGroupLayoutEntry {
                 binding: 1,
-                visibility: wgpu::ShaderStages::FRAGMENT,
+                visibility: wgpu::ShaderStages::VERTEX_FRAGMENT,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
                     has_dynamic_offset: false,
@@ -94,7 +111,7 @@ pub fn install(rs: &RenderState) {
             entry_point: Some("fs_main"),
             compilation_options: Default::default(),
             targets: &[Some(wgpu::ColorTargetState {
-                format: rs.target_format,
+                format,
                 blend: Some(wgpu::BlendState::PREMULTIPLIED_ALPHA_BLENDING),
                 write_mask: wgpu::ColorWrites::ALL,
             })],
@@ -108,14 +125,7 @@ pub fn install(rs: &RenderState) {
         multiview_mask: None,
         cache: None,
     });
-    rs.renderer
-        .write()
-        .callback_resources
-        .insert(PaintResources {
-            pipeline,
-            layout,
-            entries: HashMap::new(),
-        });
+    (pipeline, layout)
 }
 
 /// One heat map to draw this frame.

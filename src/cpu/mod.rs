@@ -13,6 +13,7 @@ pub mod groupnorm;
 pub mod interpolate;
 pub mod layernorm;
 pub mod matmul;
+pub mod paint;
 pub mod patches;
 pub mod pixel_loss;
 pub mod precision;

@@ -17,6 +17,7 @@ mod groupnorm;
 mod layernorm;
 mod matmul;
 mod matmul_f16;
+mod paint;
 mod patches;
 mod pixel_loss;
 mod precision;
