@@ -1,6 +1,6 @@
 //! Which gemm kernel a product takes, and whether a GPU product is split along k: the kernels of
-//! `shaders/matmul.wgsl` and `shaders/matmul_lanes.wgsl` and the rules that pick one per shape (a cost model per adapter kind, measured on
-//! llvmpipe and on an H200), used by the launchers in [`super::matmul`].
+//! `shaders/matmul.wgsl` and `shaders/matmul_lanes.wgsl` and the rules that pick one per shape (a cost model per
+//! adapter kind, measured on llvmpipe, SwiftShader and an H200), used by the launchers in [`super::matmul`].
 
 use crate::gpu::GpuContext;
 
@@ -263,8 +263,8 @@ impl GemmKernel {
     }
 
     /// The kernel for `batch` products of `m x n x k`: on CPU adapters whichever of `Lanes` (where it runs),
-    /// `Regs` and `Direct` takes less time by a simple model: workgroups run a core each, in rounds of as many as there
-    /// are cores, and each costs its start plus the part of its tile it computes (padding included: a 17 x 17
+    /// `Regs` and `Direct` takes less time by a simple model: workgroups run a core each, in rounds of as many
+    /// as there are cores, and each costs its start plus the part of its tile it computes (padding included: a 17 x 17
     /// attention product fills 2% of a 128-wide tile and 28% of a 32-wide one; `Lanes` skips rows past the
     /// edge in groups of 8 and columns in groups of 32) times k times the kernel's cost per multiply-add
     /// ([`software_tile_ns`]).
@@ -285,7 +285,8 @@ impl GemmKernel {
             return Self::Tiled;
         }
         let cores = cpu_cores();
-        let time = |kernel: Self, eight_lanes: bool| {
+        let eight_lanes = base == Self::Lanes;
+        let time = |kernel: Self| {
             let [tiles_n, tiles_m] = kernel.tiles_for_batch(m, n, batch);
             let per_item = tiles_m as u64 * tiles_n as u64;
             let tiles = per_item * batch.max(1) as u64;
@@ -303,11 +304,10 @@ impl GemmKernel {
             let (start, per_fma) = software_tile_ns(kernel, eight_lanes);
             tiles.div_ceil(cores) as f64 * (start + area * k.max(1) as f64 * per_fma)
         };
-        let eight_lanes = base == Self::Lanes;
         [Self::Regs, Self::Direct]
             .into_iter()
             .fold(base, |best, other| {
-                if time(other, eight_lanes) < time(best, eight_lanes) {
+                if time(other) < time(best) {
                     other
                 } else {
                     best
