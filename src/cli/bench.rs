@@ -86,6 +86,13 @@ pub struct AppBenchArgs {
     pub seconds: f64,
     #[arg(long, default_value_t = 60.0)]
     pub fps: f64,
+    /// The view drawn each frame: mim, tokens, codebook, attention, paint, segment, compare, curves, status or data.
+    #[arg(long, value_parser = crate::app::View::from_name, default_value = "mim")]
+    pub view: crate::app::View,
+    /// Start with this many steps of an earlier run's curves (made-up numbers, five series) next to the live
+    /// ones, as after a long run: with `--view curves`, what plotting them costs.
+    #[arg(long, default_value_t = 0)]
+    pub history: u32,
 }
 
 /// `bench train`: see [`BenchCommand::Train`].
@@ -146,7 +153,8 @@ pub fn run(what: &BenchCommand) -> Result<(), String> {
             batch: a.batch,
             seconds: a.seconds,
             fps: a.fps,
-            view: crate::app::View::Mim,
+            view: a.view,
+            history: a.history,
         }),
         BenchCommand::Train(a) => train(a),
         BenchCommand::Soak(a) => soak(a),

@@ -4,7 +4,7 @@
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::explain;
-use crate::app::curves::Panel;
+use crate::app::curves::{decimate, Panel};
 use crate::app::BeitApp;
 
 pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
@@ -17,14 +17,11 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
         return;
     };
     let width = ui.available_width();
+    // One column per physical pixel: a long run's series are cut to what those columns can show.
+    let columns = (width * ui.ctx().pixels_per_point()).ceil().max(1.0) as usize;
     for panel in Panel::ALL {
-        let series: Vec<(String, Vec<[f64; 2]>)> = s
-            .curves
-            .of(panel)
-            .map(|(n, v)| (n.to_string(), v.to_vec()))
-            .collect();
         ui.label(egui::RichText::new(panel.title()).strong());
-        if series.is_empty() {
+        if s.curves.of(panel).next().is_none() {
             ui.label("(nothing yet)");
             continue;
         }
@@ -34,9 +31,27 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
             .legend(Legend::default())
             .x_axis_label("step")
             .show(ui, |plot| {
-                for (name, points) in series {
-                    plot.line(Line::new(name, PlotPoints::from(points)));
+                // Following the data, each series spans its own steps; zoomed or panned, the visible ones.
+                let shown = plot.plot_bounds();
+                let follow = plot.auto_bounds().x || !shown.is_valid_x();
+                for (name, points) in s.curves.of(panel) {
+                    let (lo, hi) = if follow {
+                        x_range(points)
+                    } else {
+                        (shown.min()[0], shown.max()[0])
+                    };
+                    let kept = decimate(points, lo, hi, columns);
+                    plot.line(Line::new(name.to_string(), PlotPoints::from(kept)));
                 }
             });
     }
+}
+
+/// The smallest and largest x of a series.
+fn x_range(points: &[[f64; 2]]) -> (f64, f64) {
+    points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p[0]), hi.max(p[0]))
+        })
 }
