@@ -333,7 +333,8 @@ fn gemm_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 // address differs between lanes or not, while arithmetic is cheap; so what counts is values read per
 // multiply-add: a thread's 8 x 8 block reads 16 values per k for 64 multiply-adds (gemm_direct's 4 x 4 block: 8
 // for 16). Measured on SwiftShader (Subzero, 2 cores), a 784 x 256 x 64 product: 2.4-2.6 GFLOP/s with 4 x 4
-// per thread, 4.1-5.1 with 8 x 8 (and no faster with 16 x 8 or 16 x 16); on llvmpipe 6.7 against 7.7.
+// per thread, 4.1-5.1 with 8 x 8 (16 x 8 and 16 x 16 up to a tenth faster on large products, but their tiles of
+// 64 would pad small products further); on llvmpipe 6.7 against 7.7.
 // Thread (x, y) owns rows 8y..8y+7 and columns 8x..8x+7 of the tile; rows and columns past the end are read
 // at the last valid index (clamped) and never stored. Same bindings and parameters.
 

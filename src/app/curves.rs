@@ -41,7 +41,7 @@ pub struct Curves {
 
 impl Curves {
     pub fn push(&mut self, panel: Panel, name: &str, x: f64, y: f64) {
-        if y.is_finite() {
+        if x.is_finite() && y.is_finite() {
             self.series
                 .entry((panel, name.to_string()))
                 .or_default()
@@ -74,8 +74,9 @@ impl Curves {
 /// The points of `points` worth drawing on `columns` pixel columns spanning x in `[lo, hi]`: each column keeps its
 /// first and last point in x and its lowest and highest in y, in x order, so a line through them covers the same
 /// pixels as one through every point, and the nearest point on each side outside the range is kept so the line
-/// enters and leaves the plot. A series of at most four points a column is returned whole. Points need not be
-/// sorted by x; the result is. One pass over `points`; at most `4 * columns + 2` points come back.
+/// enters and leaves the plot. A series of at most four points a column is returned whole. A series runs forward
+/// in x (a run's steps); the points of one that does not come back in x order, and points whose x is not finite
+/// are left out. One pass over `points`; at most `4 * columns + 2` points come back.
 pub fn decimate(points: &[[f64; 2]], lo: f64, hi: f64, columns: usize) -> Vec<[f64; 2]> {
     let columns = columns.max(1);
     if points.len() <= 4 * columns || hi <= lo || !(hi - lo).is_finite() {
@@ -152,6 +153,9 @@ fn decimate_any(
     let x = |i: usize| points[i][0];
     let y = |i: usize| points[i][1];
     for (i, &[xi, yi]) in points.iter().enumerate() {
+        if !xi.is_finite() {
+            continue;
+        }
         if xi < lo {
             if before.is_none_or(|b| x(b) < xi) {
                 before = Some(i);
@@ -263,6 +267,18 @@ mod tests {
                 "lo {lo} hi {hi} columns {columns}"
             );
         }
+    }
+
+    #[test]
+    fn points_without_a_finite_x_are_left_out() {
+        let mut points = zigzag(1_000);
+        points[0][0] = f64::NAN;
+        points[500][0] = f64::INFINITY;
+        let kept = decimate(&points, 1.0, 999.0, 10);
+        assert!(kept.iter().all(|p| p[0].is_finite()));
+        assert!(kept.windows(2).all(|w| w[0][0] < w[1][0]));
+        assert_eq!(kept.first(), Some(&points[1]));
+        assert_eq!(kept.last(), Some(&points[999]));
     }
 
     #[test]

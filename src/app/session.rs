@@ -591,7 +591,7 @@ impl Session {
                     c.push(Panel::LearningRate, &name, x, m.lr as f64);
                     c.push(Panel::GradNorm, &name, x, m.grad_norm as f64);
                     if let Some(ips) = self.speed.images_per_second() {
-                        self.curves.push(Panel::Throughput, kind.name(), x, ips);
+                        self.curves.push(Panel::Throughput, &name, x, ips);
                     }
                 }
                 PhaseEvent::Validation { step, accuracy } => {

@@ -369,8 +369,8 @@ impl GemmKernel {
         }
     }
 
-    /// (columns, rows) of C per workgroup for an `m x n` product: `Direct` shrinks its 32 x 32 tile to the
-    /// matrix in steps of 4 (its threads' 4 x 4 blocks).
+    /// (columns, rows) of C per workgroup for an `m x n` product: `Direct` and `Regs` shrink their 32 x 32 tile
+    /// to the matrix in steps of 4 and 8 (their threads' 4 x 4 and 8 x 8 blocks).
     pub fn tile_for(self, m: u32, n: u32) -> (u32, u32) {
         match self {
             Self::Direct => {

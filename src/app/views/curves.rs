@@ -25,25 +25,43 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
             ui.label("(nothing yet)");
             continue;
         }
-        Plot::new(panel.title())
+        let response = Plot::new(panel.title())
             .height(150.0)
             .width(width)
             .legend(Legend::default())
             .x_axis_label("step")
             .show(ui, |plot| {
-                // Following the data, each series spans its own steps; zoomed or panned, the visible ones.
+                // The plot's bounds and mode as they were last frame: following the data, each series is cut over
+                // its own steps; zoomed or panned, over the visible ones.
                 let shown = plot.plot_bounds();
                 let follow = plot.auto_bounds().x || !shown.is_valid_x();
+                let mut all = (f64::INFINITY, f64::NEG_INFINITY);
                 for (name, points) in s.curves.of(panel) {
                     let (lo, hi) = if follow {
                         x_range(points)
                     } else {
                         (shown.min()[0], shown.max()[0])
                     };
+                    all = (all.0.min(lo), all.1.max(hi));
                     let kept = decimate(points, lo, hi, columns);
                     plot.line(Line::new(name.to_string(), PlotPoints::from(kept)));
                 }
+                // Whether this frame followed the data, and the x range its series were cut to.
+                (follow, all.0, all.1)
             });
+        // A zoom, pan or reset this frame changed the bounds after the series were cut: draw once more.
+        let (follow, lo, hi) = response.inner;
+        let now = response.transform.bounds();
+        let (now_lo, now_hi) = (now.min()[0], now.max()[0]);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (hi - lo).abs().max(1.0);
+        let stale = if follow {
+            now_lo > lo && !close(now_lo, lo) || now_hi < hi && !close(now_hi, hi)
+        } else {
+            !close(now_lo, lo) || !close(now_hi, hi)
+        };
+        if stale {
+            ui.ctx().request_repaint();
+        }
     }
 }
 
