@@ -120,6 +120,11 @@ fn start_runs_tokenizer_pretraining_and_finetuning_with_curves() {
         h.query_by_label("(nothing yet)").is_none(),
         "every curve panel has data"
     );
+    // With training over, the curves view settles: it asks for another frame only when its bounds change.
+    assert!(
+        h.run_ok().is_some(),
+        "the idle curves view keeps asking for frames"
+    );
 }
 
 /// The CPU default (mini: a 7 x 7 grid, 64 codes, 400 + 400 steps of 16 images) learns to predict hidden tokens

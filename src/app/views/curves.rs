@@ -35,31 +35,24 @@ pub fn show(app: &mut BeitApp, ui: &mut egui::Ui) {
                 // its own steps; zoomed or panned, over the visible ones.
                 let shown = plot.plot_bounds();
                 let follow = plot.auto_bounds().x || !shown.is_valid_x();
-                let mut all = (f64::INFINITY, f64::NEG_INFINITY);
                 for (name, points) in s.curves.of(panel) {
                     let (lo, hi) = if follow {
                         x_range(points)
                     } else {
                         (shown.min()[0], shown.max()[0])
                     };
-                    all = (all.0.min(lo), all.1.max(hi));
                     let kept = decimate(points, lo, hi, columns);
                     plot.line(Line::new(name.to_string(), PlotPoints::from(kept)));
                 }
-                // Whether this frame followed the data, and the x range its series were cut to.
-                (follow, all.0, all.1)
+                (shown.min()[0], shown.max()[0])
             });
-        // A zoom, pan or reset this frame changed the bounds after the series were cut: draw once more.
-        let (follow, lo, hi) = response.inner;
+        // The series were cut to last frame's bounds; where a zoom, pan or reset (or new data, when following it)
+        // changed them in this frame, draw once more. Unchanged bounds ask for nothing, so an idle view stays idle.
+        let (was_lo, was_hi) = response.inner;
         let now = response.transform.bounds();
         let (now_lo, now_hi) = (now.min()[0], now.max()[0]);
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (hi - lo).abs().max(1.0);
-        let stale = if follow {
-            now_lo > lo && !close(now_lo, lo) || now_hi < hi && !close(now_hi, hi)
-        } else {
-            !close(now_lo, lo) || !close(now_hi, hi)
-        };
-        if stale {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (now_hi - now_lo).abs().max(1.0);
+        if !close(now_lo, was_lo) || !close(now_hi, was_hi) {
             ui.ctx().request_repaint();
         }
     }
