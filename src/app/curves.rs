@@ -122,15 +122,7 @@ fn decimate_sorted(
             }
             i += 1;
         }
-        let mut four = [first, i - 1, low, high];
-        four.sort_unstable();
-        let mut previous = None;
-        for k in four {
-            if previous != Some(k) {
-                kept.push(points[k]);
-            }
-            previous = Some(k);
-        }
+        push_column(&mut kept, points, [first, i - 1, low, high]);
     }
     if end < points.len() {
         kept.push(points[end]);
@@ -179,18 +171,23 @@ fn decimate_any(
     }
     let mut kept = Vec::with_capacity(4 * columns + 2);
     kept.extend(before.map(|b| points[b]));
-    for mut four in kept_of.into_iter().flatten() {
-        four.sort_by(|&a, &b| x(a).total_cmp(&x(b)).then(a.cmp(&b)));
-        let mut previous = None;
-        for i in four {
-            if previous != Some(i) {
-                kept.push(points[i]);
-            }
-            previous = Some(i);
-        }
+    for four in kept_of.into_iter().flatten() {
+        push_column(&mut kept, points, four);
     }
     kept.extend(after.map(|a| points[a]));
     kept
+}
+
+/// Append one column's kept points (indices into `points`, possibly repeated) in x order, each once.
+fn push_column(kept: &mut Vec<[f64; 2]>, points: &[[f64; 2]], mut four: [usize; 4]) {
+    four.sort_by(|&a, &b| points[a][0].total_cmp(&points[b][0]).then(a.cmp(&b)));
+    let mut previous = None;
+    for i in four {
+        if previous != Some(i) {
+            kept.push(points[i]);
+        }
+        previous = Some(i);
+    }
 }
 
 #[cfg(test)]
