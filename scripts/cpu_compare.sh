@@ -20,10 +20,12 @@ python3 -c "import torch, transformers" 2>/dev/null || {
 }
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
 results=$(mktemp)
+trap 'rm -f "$results" "$results.torch"' EXIT
 for round in $(seq 1 "$rounds"); do
     ours=$("$bin" bench train --preset tiny --image-size 32 --patch-size 4 --batch 16 --steps 3 --json 2>/dev/null |
-        grep '^{')
-    theirs=$(python3 "$torch_py" --configs tiny32 --batch 16 --threads 2 --device cpu 2>/dev/null | grep '^{')
+        grep '^{') || { echo "round $round: $bin bench train failed" >&2; exit 1; }
+    theirs=$(python3 "$torch_py" --configs tiny32 --batch 16 --threads 2 --device cpu 2>/dev/null | grep '^{') ||
+        { echo "round $round: $torch_py failed" >&2; exit 1; }
     echo "$round $ours" >>"$results"
     echo "$round $theirs" >>"$results.torch"
 done
@@ -43,4 +45,3 @@ for i, (o, t) in enumerate(zip(ours, theirs), 1):
     print(f"{i:5} {o['images_per_s']:14.1f} {o['step_ms_median']:8.0f} {t['images_per_s']:14.1f} {r:6.2f}")
 print(f"ratio median {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}) over {len(ratios)} rounds")
 PY
-rm -f "$results" "$results.torch"
