@@ -13,27 +13,28 @@ set -euo pipefail
 bin=${1:?usage: cpu_compare.sh BEITLAB_BINARY BENCH_TORCH_PY [ROUNDS]}
 torch_py=${2:?usage: cpu_compare.sh BEITLAB_BINARY BENCH_TORCH_PY [ROUNDS]}
 rounds=${3:-5}
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+# Each round's JSON lines, and the runtime folder Mesa wants where none is set; removed at the end.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$work}"
 python3 -c "import torch, transformers" 2>/dev/null || {
     echo "python3 cannot import torch and transformers: pip install torch transformers" >&2
     exit 1
 }
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
-results=$(mktemp)
-trap 'rm -f "$results" "$results.torch"' EXIT
 for round in $(seq 1 "$rounds"); do
     ours=$("$bin" bench train --preset tiny --image-size 32 --patch-size 4 --batch 16 --steps 3 --json 2>/dev/null |
         grep '^{') || { echo "round $round: $bin bench train failed" >&2; exit 1; }
     theirs=$(python3 "$torch_py" --configs tiny32 --batch 16 --threads 2 --device cpu 2>/dev/null | grep '^{') ||
         { echo "round $round: $torch_py failed" >&2; exit 1; }
-    echo "$round $ours" >>"$results"
-    echo "$round $theirs" >>"$results.torch"
+    echo "$ours" >>"$work/beitlab.jsonl"
+    echo "$theirs" >>"$work/torch.jsonl"
 done
-python3 - "$results" "$results.torch" <<'PY'
+python3 - "$work/beitlab.jsonl" "$work/torch.jsonl" <<'PY'
 import json, statistics, sys
 
 def rows(path):
-    return [json.loads(line.split(" ", 1)[1]) for line in open(path)]
+    return [json.loads(line) for line in open(path)]
 
 ours, theirs = rows(sys.argv[1]), rows(sys.argv[2])
 print(f"beitlab on {ours[0]['adapter']}; PyTorch {theirs[0].get('torch', '?')} on {theirs[0]['torch_threads']} threads")
