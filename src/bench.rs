@@ -15,7 +15,7 @@ use crate::ops::precision::ProductInputs;
 use crate::ops::tokens::TokenShape;
 use crate::ops::{
     adamw, attention, attention_fused, crossentropy, droppath, elementwise, gelu, layernorm,
-    matmul, matmul_f16, patches, reduce, tokens,
+    matmul, matmul_f16, patches, probe, reduce, tokens,
 };
 
 /// The dims of a BEiT configuration that set kernel shapes.
@@ -687,6 +687,8 @@ pub fn bench_kernels(opts: &BenchOptions) -> Result<(GpuContext, Vec<BenchRow>),
         dispatches: 1000,
     });
 
+    bench_probes(&mut bench)?;
+
     for p in &opts.presets {
         bench.preset = p.name;
         bench.preset(p)?;
@@ -694,6 +696,77 @@ pub fn bench_kernels(opts: &BenchOptions) -> Result<(GpuContext, Vec<BenchRow>),
     let rows = bench.rows;
     Ok((ctx, rows))
 }
+
+/// The adapter probes of `shaders/probe.wgsl`: multiply-adds on values in registers (GFLOP/s, a multiply-add
+/// counted as 2 FLOP), and scalar and vec4 storage reads from a cache-resident 16 KiB (GB/s). Enough
+/// invocations to fill every core of a software adapter, or every multiprocessor of a GPU.
+fn bench_probes(bench: &mut Bench) -> Result<(), GpuError> {
+    let software = bench.ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
+    let invocations: u32 = if software { 1 << 14 } else { 1 << 22 };
+    let n = 4096u32;
+    let (src, out) = (bench.buf(n as u64), bench.buf(invocations as u64));
+    let rows = [
+        (
+            probe::Probe::MultiplyAdd,
+            PROBE_MULTIPLY_ADD,
+            "registers",
+            if software { 32 } else { 512 },
+        ),
+        (
+            probe::Probe::Read,
+            "probe read f32",
+            "storage, 16 KiB",
+            if software { 64 } else { 1024 },
+        ),
+        (
+            probe::Probe::Read4,
+            "probe read vec4",
+            "storage, 16 KiB",
+            if software { 64 } else { 1024 },
+        ),
+    ];
+    for (which, name, what, iters) in rows {
+        let d = probe::probe(bench.ctx, which, &out, &src, n, invocations, iters)?;
+        let steps = invocations as f64 * iters as f64;
+        let shape = match which {
+            probe::Probe::MultiplyAdd => {
+                format!(
+                    "{invocations} inv x {iters} x {}, {what}",
+                    probe::MULTIPLY_ADDS_PER_STEP
+                )
+            }
+            _ => format!(
+                "{invocations} inv x {iters} x {}, {what}",
+                probe::READS_PER_STEP
+            ),
+        };
+        let (flops, bytes) = match which {
+            probe::Probe::MultiplyAdd => (
+                Some(2.0 * steps * probe::MULTIPLY_ADDS_PER_STEP as f64),
+                None,
+            ),
+            probe::Probe::Read => (None, Some(4.0 * steps * probe::READS_PER_STEP as f64)),
+            probe::Probe::Read4 => (None, Some(16.0 * steps * probe::READS_PER_STEP as f64)),
+        };
+        bench.measure(name, shape, d, flops, bytes)?;
+    }
+    Ok(())
+}
+
+/// The peak `bench kernels` prints achieved / peak against: the given one, or on a software adapter (whose
+/// peak no table gives) the multiply-add probe's rate among `rows`, in TFLOP/s.
+pub fn table_peak(ctx: &GpuContext, rows: &[BenchRow], given: Option<f64>) -> Option<f64> {
+    given.or_else(|| {
+        (ctx.adapter_info.device_type == wgpu::DeviceType::Cpu)
+            .then(|| rows.iter().find(|r| r.kernel == PROBE_MULTIPLY_ADD))
+            .flatten()
+            .and_then(|r| r.gflops)
+            .map(|g| g / 1e3)
+    })
+}
+
+/// The kernel name of the multiply-add probe's row.
+pub const PROBE_MULTIPLY_ADD: &str = "probe multiply-add";
 
 /// Mixed precision's product at `big`³ where the device has f16 cooperative matrices and the kernel passes its
 /// self-check: the whole linear layer (operands packed to f16, product, result written back) and the

@@ -363,7 +363,13 @@ fn print_kernels(opts: &BenchOptions, json: bool) -> Result<(), String> {
     } else {
         println!("adapter: {}", ctx.describe());
         println!("batch {} per preset; each row: one warm-up, then repetitions in one compute pass, one submit", opts.batch);
-        print!("{}", bench::format_table(&rows, opts.peak_tflops));
+        let peak = bench::table_peak(&ctx, &rows, opts.peak_tflops);
+        if opts.peak_tflops.is_none() && peak.is_some() {
+            println!(
+                "of peak: against the multiply-add probe (this software adapter's arithmetic ceiling, measured here)"
+            );
+        }
+        print!("{}", bench::format_table(&rows, peak));
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod paint;
 pub mod patches;
 pub mod pixel_loss;
 pub mod precision;
+pub mod probe;
 pub mod reduce;
 pub mod spatial;
 pub mod tokens;

@@ -53,6 +53,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("groupnorm", include_str!("../../shaders/groupnorm.wgsl")),
     ("pixel_loss", include_str!("../../shaders/pixel_loss.wgsl")),
     ("precision", include_str!("../../shaders/precision.wgsl")),
+    ("probe", include_str!("../../shaders/probe.wgsl")),
     (
         "matmul_coop",
         include_str!("../../shaders/matmul_coop.wgsl"),

@@ -20,6 +20,7 @@ pub mod matmul_f16;
 pub mod patches;
 pub mod pixel_loss;
 pub mod precision;
+pub mod probe;
 pub mod reduce;
 pub mod spatial;
 pub mod tokens;
@@ -86,6 +87,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<pixel_loss::PixelLossParams>(),
         row::<groupnorm::GroupNormParams>(),
         row::<precision::PrecisionParams>(),
+        row::<probe::ProbeParams>(),
         row::<matmul_f16::PadParams>(),
         row::<matmul_f16::CoopParams>(),
     ]

@@ -1,5 +1,6 @@
 //! `beitlab bench train --profile` and `--profile-grids` as a user types them: the per-kernel table, and the
-//! same launches split by launch grid (each row naming its grid).
+//! same launches split by launch grid (each row naming its grid); `beitlab bench kernels` with its adapter
+//! probes and, on the software driver, each product's share of the multiply-add probe.
 
 use super::helpers::{ok, tempdir};
 
@@ -47,5 +48,58 @@ fn the_step_profile_sums_per_kernel_and_per_kernel_and_grid() {
         "{by_grid}"
     );
     assert!(grids.len() > kernels.len(), "{by_grid}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The `bench kernels` table row whose kernel column is `kernel`, split into columns.
+fn kernel_row<'a>(stdout: &'a str, kernel: &str) -> Vec<&'a str> {
+    let line = stdout
+        .lines()
+        .find(|l| l.get(7..).is_some_and(|rest| rest.starts_with(kernel)))
+        .unwrap_or_else(|| panic!("no {kernel} row in:\n{stdout}"));
+    line.split_whitespace().collect()
+}
+
+#[test]
+fn bench_kernels_prints_the_probes_and_shares_of_the_multiply_add_probe() {
+    let dir = tempdir("bench-kernels");
+    let out = ok(
+        &dir,
+        &[
+            "bench",
+            "kernels",
+            "--preset",
+            "tiny",
+            "--batch",
+            "1",
+            "--seconds",
+            "0.001",
+        ],
+    )
+    .stdout;
+    let probe = kernel_row(&out, "probe multiply-add");
+    let gflops: f64 = probe[probe.len() - 3].parse().unwrap();
+    assert!(gflops > 0.0, "{out}");
+    for reads in ["probe read f32", "probe read vec4"] {
+        let row = kernel_row(&out, reads);
+        let gbps: f64 = row[row.len() - 1].parse().unwrap();
+        assert!(gbps > 0.0, "{out}");
+    }
+    // The test driver is a software adapter: the table's peak is the probe's own rate.
+    assert!(
+        out.contains("of peak: against the multiply-add probe"),
+        "{out}"
+    );
+    assert_eq!(probe[probe.len() - 1], "100.0%", "{out}");
+    let qkv = kernel_row(&out, "linear_forward qkv");
+    let (qkv_gflops, share): (f64, f64) = (
+        qkv[qkv.len() - 3].parse().unwrap(),
+        qkv[qkv.len() - 1].trim_end_matches('%').parse().unwrap(),
+    );
+    let expected = 100.0 * qkv_gflops / gflops;
+    assert!(
+        (share - expected).abs() <= 0.1 + 0.01 * expected,
+        "{share} against {expected}: {out}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

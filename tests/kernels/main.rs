@@ -21,6 +21,7 @@ mod paint;
 mod patches;
 mod pixel_loss;
 mod precision;
+mod probe;
 mod readback;
 mod reduce;
 mod spatial;
