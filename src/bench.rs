@@ -727,26 +727,11 @@ fn bench_probes(bench: &mut Bench) -> Result<(), GpuError> {
     ];
     for (which, name, what, iters) in rows {
         let d = probe::probe(bench.ctx, which, &out, &src, n, invocations, iters)?;
-        let steps = invocations as f64 * iters as f64;
-        let shape = match which {
-            probe::Probe::MultiplyAdd => {
-                format!(
-                    "{invocations} inv x {iters} x {}, {what}",
-                    probe::MULTIPLY_ADDS_PER_STEP
-                )
-            }
-            _ => format!(
-                "{invocations} inv x {iters} x {}, {what}",
-                probe::READS_PER_STEP
-            ),
-        };
-        let (flops, bytes) = match which {
-            probe::Probe::MultiplyAdd => (
-                Some(2.0 * steps * probe::MULTIPLY_ADDS_PER_STEP as f64),
-                None,
-            ),
-            probe::Probe::Read => (None, Some(4.0 * steps * probe::READS_PER_STEP as f64)),
-            probe::Probe::Read4 => (None, Some(16.0 * steps * probe::READS_PER_STEP as f64)),
+        let work = invocations as f64 * iters as f64 * which.per_step() as f64;
+        let shape = format!("{invocations} inv x {iters} x {}, {what}", which.per_step());
+        let (flops, bytes) = match which.bytes_per_read() {
+            None => (Some(2.0 * work), None),
+            Some(b) => (None, Some(b as f64 * work)),
         };
         bench.measure(name, shape, d, flops, bytes)?;
     }

@@ -33,6 +33,24 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// Work per invocation and step: multiply-adds ([`MULTIPLY_ADDS_PER_STEP`]) or items read
+    /// ([`READS_PER_STEP`]).
+    pub fn per_step(self) -> u64 {
+        match self {
+            Self::MultiplyAdd => MULTIPLY_ADDS_PER_STEP,
+            Self::Read | Self::Read4 => READS_PER_STEP,
+        }
+    }
+
+    /// Bytes of one item read (none for the multiply-add probe).
+    pub fn bytes_per_read(self) -> Option<u64> {
+        match self {
+            Self::MultiplyAdd => None,
+            Self::Read => Some(4),
+            Self::Read4 => Some(16),
+        }
+    }
+
     fn entry(self) -> &'static str {
         match self {
             Self::MultiplyAdd => "probe_multiply_add",
