@@ -7,9 +7,10 @@
 // probe_multiply_add: each invocation runs `iters` steps of 6 independent vec4 chains, each step applying
 // a ← a·c + x eight times to each chain before writing it back, values in registers, no memory traffic in the
 // loop: 192 multiply-adds per step. Eight per write as in gemm_lanes' k loop, because on llvmpipe every write
-// to a variable inside a loop is a masked blend, which one multiply-add per write would time as well. probe_read / probe_read4: each
-// invocation sums 8 scalars (vec4s) per step from its own contiguous run of `src`, wrapping at `n` (a power
-// of two, small enough to stay in cache), so the loop is its reads and little else.
+// to a variable inside a loop is a masked blend, which one multiply-add per write would time as well.
+// probe_read / probe_read4: each invocation sums 8 scalars (vec4s) per step from its own contiguous run of
+// `src`, wrapping at `n` (a power of two, small enough to stay in cache), so the loop is its reads and little
+// else.
 //
 // Shapes: src (n) floats (n / 4 vec4s through src4); out (invocations), one sum per invocation.
 
