@@ -10,6 +10,12 @@
 // The `4` entries do four elements per thread through vec4 views of the same buffers where a quad lies in
 // one sample (drop_path: per_sample a multiple of 4) and one row (residual_branch: C a multiple of 4): on
 // llvmpipe every storage access is a loop over the lanes, so four elements per access roughly halved them.
+// residual_branch_backward, the backward of a residual_branch with layer scale in one pass: with dy (B·T, C)
+// the gradient of out, d branch = s_b · λ[c] · dy (written to out) and the layer scale's gradient as partial
+// column sums part (chunks, C) of s_b · dy ⊙ branch (branch bound as x_in), one per chunk of rows_per_chunk
+// rows, which reduce.wgsl's col_sum finishes. One thread per (chunk, column) or, in its `4` entry, per
+// (chunk, quad of columns): it walks its chunk's rows, so every element is read and written once (the old path
+// was a drop path, a layer scale and the partial sums: three passes, four launches with the column sum).
 
 struct DropPathParams {
     batch: u32,
@@ -32,6 +38,17 @@ struct DropPathParams {
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;         // x, 4 at a time
 @group(0) @binding(7) var<storage, read> x_in4: array<vec4<f32>>;      // x_in, 4 at a time
 @group(0) @binding(8) var<storage, read> lambda4: array<vec4<f32>>;    // λ, 4 at a time
+// residual_branch_backward: the layer scale's partial sums (chunks, C), and how the rows are chunked.
+@group(0) @binding(9) var<storage, read_write> part: array<f32>;
+@group(0) @binding(10) var<storage, read_write> part4: array<vec4<f32>>; // part, 4 at a time
+@group(0) @binding(11) var<uniform> chunking: ChunkParams;
+
+struct ChunkParams {
+    rows: u32,
+    rows_per_chunk: u32,
+    chunks: u32,
+    _pad: u32,
+}
 
 // A 32-bit integer hash with good avalanche (xorshift-multiply rounds).
 fn mix32(v: u32) -> u32 {
@@ -113,4 +130,58 @@ fn residual_branch4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         v *= sample_scale(e / p.per_sample);
     }
     out4[q] = x_in4[q] + v;
+}
+
+// The drop-path scale of row `row`'s sample (rows of `cols` values, `per_sample` values per sample), or 1
+// without drop path (bit 1 of flags).
+fn row_scale(row: u32) -> f32 {
+    if ((p.flags & 2u) == 0u) {
+        return 1.0;
+    }
+    return sample_scale(row / (p.per_sample / p.cols));
+}
+
+@compute @workgroup_size(64)
+fn residual_branch_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) li: u32) {
+    let g = (wg.x + wg.y * nwg.x) * 64u + li;
+    if (g >= p.cols * chunking.chunks) {
+        return;
+    }
+    let c = g % p.cols;
+    let chunk = g / p.cols;
+    let r0 = chunk * chunking.rows_per_chunk;
+    let r1 = min(chunking.rows, r0 + chunking.rows_per_chunk);
+    let lam = lambda[c];
+    var s = 0.0;
+    for (var row = r0; row < r1; row++) {
+        let e = row * p.cols + c;
+        let dy = x[e] * row_scale(row);
+        s += dy * x_in[e];
+        out[e] = dy * lam;
+    }
+    part[g] = s;
+}
+
+@compute @workgroup_size(64)
+fn residual_branch_backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) li: u32) {
+    let quads = p.cols / 4u;
+    let g = (wg.x + wg.y * nwg.x) * 64u + li;
+    if (g >= quads * chunking.chunks) {
+        return;
+    }
+    let cq = g % quads;
+    let chunk = g / quads;
+    let r0 = chunk * chunking.rows_per_chunk;
+    let r1 = min(chunking.rows, r0 + chunking.rows_per_chunk);
+    let lam = lambda4[cq];
+    var s = vec4<f32>(0.0);
+    for (var row = r0; row < r1; row++) {
+        let q = row * quads + cq;
+        let dy = x4[q] * row_scale(row);
+        s += dy * x_in4[q];
+        out4[q] = dy * lam;
+    }
+    part4[g] = s;
 }

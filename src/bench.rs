@@ -454,24 +454,36 @@ impl Bench<'_> {
         )?;
         let d = elementwise::add(ctx, &y, &x, &dy, e as u32, false)?;
         self.measure("add (residual)", format!("{e}"), d, None, f4(3 * e))?;
-        let d = elementwise::scale_cols(ctx, &y, &x, &gamma, rows, c, true)?;
-        self.measure(
-            "scale_cols (layer scale)",
-            format!("{rows}x{c}"),
-            d,
-            None,
-            f4(3 * e),
+        let d = droppath::residual_branch(
+            ctx,
+            &y,
+            &x,
+            &dy,
+            Some(&gamma),
+            (b, t * c, c),
+            Some(0.9),
+            7,
+            1,
         )?;
-        let d = elementwise::scale_cols_grad(ctx, &dg, &dy, &x, rows, c)?;
-        self.measure("scale_cols_grad", format!("{rows}x{c}"), d, None, f4(2 * e))?;
-        let d = droppath::drop_path(ctx, &y, &x, b, t * c, 0.9, 7, 1, true)?;
         self.measure(
-            "drop_path (+residual)",
+            "residual_branch (λ, drop path)",
             format!("{b}x{}", t * c),
             d,
             None,
             f4(3 * e),
         )?;
+        let rp = droppath::DropPathParams::residual(b, t * c, c, Some(0.9), true, 7, 1);
+        let ru = GpuSlice::uniform(ctx, "DropPathParams", &rp);
+        let d = droppath::residual_branch_backward_with(ctx, &dx, &dg, &dy, &x, &gamma, &ru, &rp)?;
+        self.measure(
+            "residual_branch_backward",
+            format!("{b}x{}", t * c),
+            d,
+            None,
+            f4(3 * e),
+        )?;
+        let d = droppath::drop_path(ctx, &y, &x, b, t * c, 0.9, 7, 1, true)?;
+        self.measure("drop_path", format!("{b}x{}", t * c), d, None, f4(3 * e))?;
         let d = reduce::col_sum(ctx, &db, &dy, rows, c, true)?;
         self.measure("col_sum (bias grad)", format!("{rows}x{c}"), d, None, f4(e))?;
 

@@ -217,23 +217,6 @@ fn relpos_scatter_is_the_adjoint_of_gather() {
 }
 
 #[test]
-fn scale_cols_backward_matches_fd() {
-    let (rows, cols) = (4, 3);
-    let mut r = Rng(7);
-    let (x, g, wy) = (r.vec(rows * cols), r.vec(cols), r.vec(rows * cols));
-    let f = |x: &[f64], g: &[f64]| {
-        let mut y = vec![0.0; rows * cols];
-        cpu::elementwise::scale_cols(&mut y, x, g, rows, cols, false);
-        dot(&y, &wy)
-    };
-    let (mut dx, mut dg) = (vec![0.0; rows * cols], vec![0.0; cols]);
-    cpu::elementwise::scale_cols(&mut dx, &wy, &g, rows, cols, false);
-    cpu::elementwise::scale_cols_grad(&mut dg, &wy, &x, rows, cols);
-    fd("layer scale dx", &x, &dx, |v| f(v, &g));
-    fd("layer scale dgamma", &g, &dg, |v| f(&x, v));
-}
-
-#[test]
 fn token_assembly_backward_matches_fd() {
     let s = TokenShape {
         batch: 2,
@@ -345,6 +328,43 @@ fn drop_path_backward_matches_fd() {
         cpu::droppath::drop_path(&mut y, v, batch, per, 0.6, 99, 1, false);
         dot(&y, &wy)
     });
+}
+
+#[test]
+fn residual_branch_backward_matches_fd() {
+    let (batch, tokens, cols) = (5, 2, 3);
+    let per = tokens * cols;
+    let dims = (batch, per, cols);
+    let mut r = Rng(13);
+    let (x_in, branch, lam, wy) = (
+        r.vec(batch * per),
+        r.vec(batch * per),
+        r.vec(cols),
+        r.vec(batch * per),
+    );
+    let f = |branch: &[f64], lam: &[f64]| {
+        let mut y = vec![0.0; batch * per];
+        cpu::droppath::residual_branch(&mut y, &x_in, branch, Some(lam), dims, Some(0.6), 99, 2);
+        dot(&y, &wy)
+    };
+    let (mut db, mut dl) = (vec![0.0; batch * per], vec![0.0; cols]);
+    cpu::droppath::residual_branch_backward(
+        &mut db,
+        &mut dl,
+        &wy,
+        &branch,
+        &lam,
+        dims,
+        Some(0.6),
+        99,
+        2,
+    );
+    assert!(
+        db.contains(&0.0) && db.iter().any(|&v| v != 0.0),
+        "seed 99 at 0.6 should drop some samples and keep others"
+    );
+    fd("residual branch d branch", &branch, &db, |v| f(v, &lam));
+    fd("residual branch dλ", &lam, &dl, |v| f(&branch, v));
 }
 
 #[test]

@@ -20,6 +20,15 @@ pub fn keeps(seed: u64, stream: u32, b: u32, keep_prob: f32) -> bool {
     u < keep_prob
 }
 
+/// The scale drop path gives sample `b`'s branch: 1 / keep or 0 as [`keeps`] draws, 1 without drop path.
+fn branch_scale<T: Real>(keep: Option<f32>, seed: u64, stream: u32, b: usize) -> T {
+    match keep {
+        Some(kp) if keeps(seed, stream, b as u32, kp) => T::one() / T::of(kp as f64),
+        Some(_) => T::zero(),
+        None => T::one(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn drop_path<T: Real>(
     out: &mut [T],
@@ -32,11 +41,7 @@ pub fn drop_path<T: Real>(
     accumulate: bool,
 ) {
     for b in 0..batch {
-        let scale = if keeps(seed, stream, b as u32, keep_prob) {
-            T::one() / T::of(keep_prob as f64)
-        } else {
-            T::zero()
-        };
+        let scale = branch_scale::<T>(Some(keep_prob), seed, stream, b);
         for i in 0..per_sample {
             let e = b * per_sample + i;
             put(&mut out[e], x[e] * scale, accumulate);
@@ -58,15 +63,37 @@ pub fn residual_branch<T: Real>(
     stream: u32,
 ) {
     for b in 0..batch {
-        let scale = match keep {
-            Some(kp) if keeps(seed, stream, b as u32, kp) => T::one() / T::of(kp as f64),
-            Some(_) => T::zero(),
-            None => T::one(),
-        };
+        let scale = branch_scale::<T>(keep, seed, stream, b);
         for i in 0..per_sample {
             let e = b * per_sample + i;
             let lam = lambda.map_or(T::one(), |l| l[e % cols]);
             out[e] = x_in[e] + branch[e] * lam * scale;
+        }
+    }
+}
+
+/// Twin of `ops::droppath::residual_branch_backward_with`, the backward of [`residual_branch`] with a layer scale:
+/// `d_branch = s_b · λ ⊙ dy` and `dλ += Σ_rows s_b · dy ⊙ branch`, for `dy, branch (B, S)` in rows of `cols`
+/// values and `s_b` the drop-path scale of sample b when `keep` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn residual_branch_backward<T: Real>(
+    d_branch: &mut [T],
+    dlambda: &mut [T],
+    dy: &[T],
+    branch: &[T],
+    lambda: &[T],
+    (batch, per_sample, cols): (usize, usize, usize),
+    keep: Option<f32>,
+    seed: u64,
+    stream: u32,
+) {
+    for b in 0..batch {
+        let scale = branch_scale::<T>(keep, seed, stream, b);
+        for i in 0..per_sample {
+            let e = b * per_sample + i;
+            let g = dy[e] * scale;
+            d_branch[e] = g * lambda[e % cols];
+            dlambda[e % cols] += g * branch[e];
         }
     }
 }

@@ -37,26 +37,3 @@ pub fn axpby<T: Real>(
         );
     }
 }
-
-/// `out (R, C) (=|+=) x · γ (C)`.
-pub fn scale_cols<T: Real>(
-    out: &mut [T],
-    x: &[T],
-    gamma: &[T],
-    rows: usize,
-    cols: usize,
-    accumulate: bool,
-) {
-    for i in 0..rows * cols {
-        put(&mut out[i], x[i] * gamma[i % cols], accumulate);
-    }
-}
-
-/// `dγ (C) += Σ_r dy · x`.
-pub fn scale_cols_grad<T: Real>(dgamma: &mut [T], dy: &[T], x: &[T], rows: usize, cols: usize) {
-    for r in 0..rows {
-        for c in 0..cols {
-            dgamma[c] += dy[r * cols + c] * x[r * cols + c];
-        }
-    }
-}

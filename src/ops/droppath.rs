@@ -1,7 +1,10 @@
 //! Launchers for `shaders/droppath.wgsl`: per-sample drop path with a counter-based RNG, and the forward residual
-//! update of a branch fused with its layer scale and drop path. Shapes: `out, x, x_in (B, S)`, `λ (C)`, `S = T·C`.
+//! update of a branch fused with its layer scale and drop path, and its backward. Shapes: `out, x, x_in (B, S)`,
+//! `λ (C)`, `S = T·C`; the backward's partial sums `(chunks, C)`.
 
-use super::{fits_u32, gpu_params, grid_for, launch, need, vec4_view, ELEMENT_WG};
+use super::{
+    fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk, vec4_view, ELEMENT_WG,
+};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -10,6 +13,15 @@ gpu_params!(
         batch: u32, per_sample: u32, keep_prob: f32, flags: u32, seed_lo: u32, seed_hi: u32, stream: u32, cols: u32,
     }
 );
+
+gpu_params!(
+    /// Mirrors `ChunkParams` in droppath.wgsl: how [`residual_branch_backward_with`] splits the rows for its
+    /// partial sums.
+    ChunkParams in "droppath" as "ChunkParams" { rows: u32, rows_per_chunk: u32, chunks: u32, _pad: u32 }
+);
+
+/// Threads per workgroup of the `residual_branch_backward` entries.
+const BACKWARD_WG: u64 = 64;
 
 impl DropPathParams {
     /// The uniform of one drop-path launch: `batch` samples of `per_sample` values, random stream `stream` of
@@ -216,4 +228,91 @@ pub fn residual_branch(
     );
     let u = GpuSlice::uniform(ctx, "DropPathParams (residual)", &p);
     residual_branch_with(ctx, out, x_in, branch, lambda, &u, &p)
+}
+
+/// The backward of [`residual_branch_with`] with a layer scale, in one pass over the rows plus the column sum
+/// of its partials: `d_branch = s_b · λ ⊙ dy` and `dλ (+)= Σ_rows s_b · dy ⊙ branch`, for `dy` the gradient of
+/// the residual's output and `branch` the forward's branch. `p` (and the uniform `params` holding it, which the
+/// caller rewrites per step with the forward's seed) must have the layer scale on; drop path as there. Before,
+/// this was a drop path, a layer scale and its gradient's partial sums: three passes, four launches.
+#[allow(clippy::too_many_arguments)]
+pub fn residual_branch_backward_with(
+    ctx: &GpuContext,
+    d_branch: &GpuSlice,
+    dlambda: &GpuSlice,
+    dy: &GpuSlice,
+    branch: &GpuSlice,
+    lambda: &GpuSlice,
+    params: &GpuSlice,
+    p: &DropPathParams,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "droppath::residual_branch_backward";
+    let bad = |message: String| GpuError::BadLaunch {
+        kernel: K.into(),
+        message,
+    };
+    let n = p.batch as u64 * p.per_sample as u64;
+    need(K, "d_branch", d_branch, n)?;
+    need(K, "dy", dy, n)?;
+    need(K, "branch", branch, n)?;
+    fits_u32(K, n)?;
+    if (p.flags & 4) == 0 || p.cols == 0 || !p.per_sample.is_multiple_of(p.cols) {
+        return Err(bad(format!(
+            "it needs the layer scale on and {} columns dividing a sample of {}",
+            p.cols, p.per_sample
+        )));
+    }
+    if (p.flags & 2) != 0 && !(p.keep_prob > 0.0 && p.keep_prob <= 1.0) {
+        return Err(bad(format!(
+            "keep probability {} is outside (0, 1]",
+            p.keep_prob
+        )));
+    }
+    need(K, "lambda", lambda, p.cols as u64)?;
+    need(K, "dlambda", dlambda, p.cols as u64)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = (n / p.cols as u64) as u32;
+    let rpc = rows_per_chunk(rows as u64) as u32;
+    let chunking = ChunkParams {
+        rows,
+        rows_per_chunk: rpc,
+        chunks: rows.div_ceil(rpc),
+        ..Default::default()
+    };
+    let part = GpuSlice::new(
+        ctx,
+        "layer scale dλ partials",
+        chunking.chunks as u64 * p.cols as u64,
+    );
+    let cu = GpuSlice::uniform(ctx, "ChunkParams", &chunking);
+    // A quad lies in one row, and so in one sample.
+    let quads = p.cols.is_multiple_of(4);
+    let views = [d_branch, dy, branch, lambda, &part].map(|s| vec4_view(ctx, s));
+    let (entry, threads) = if quads {
+        (
+            "residual_branch_backward4",
+            chunking.chunks as u64 * p.cols as u64 / 4,
+        )
+    } else {
+        (
+            "residual_branch_backward",
+            chunking.chunks as u64 * p.cols as u64,
+        )
+    };
+    let fused = launch(
+        ctx,
+        "droppath",
+        entry,
+        &[
+            d_branch, dy, params, branch, lambda, &views[0], &views[1], &views[2], &views[3],
+            &part, &views[4], &cu,
+        ],
+        grid_for(threads, BACKWARD_WG),
+    )?;
+    Ok(vec![
+        fused,
+        reduce::col_sum_partials(ctx, dlambda, &part, chunking.chunks, p.cols, true)?,
+    ])
 }

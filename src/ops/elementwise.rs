@@ -1,15 +1,13 @@
-//! Launchers for `shaders/elementwise.wgsl`: fill, copy, residual add, accumulate-into, and the per-channel
-//! scale (layer scale λ) with its gradient. Shapes in each function's comment.
+//! Launchers for `shaders/elementwise.wgsl`: fill, copy, residual add, accumulate-into. Shapes in each
+//! function's comment.
 
-use super::{
-    fits_u32, gpu_params, grid_for, launch, need, reduce, rows_per_chunk, vec4_view, ELEMENT_WG,
-};
+use super::{fits_u32, gpu_params, grid_for, launch, need, vec4_view, ELEMENT_WG};
 use crate::gpu::{Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
     /// Mirrors `ElementwiseParams` in elementwise.wgsl.
     ElementwiseParams in "elementwise" as "ElementwiseParams" {
-        n: u32, cols: u32, rows: u32, rows_per_chunk: u32, chunks: u32, flags: u32,
+        n: u32, flags: u32,
         value: f32,
         value2: f32,
     }
@@ -30,9 +28,8 @@ fn simple(
         return Ok(Vec::new());
     }
     let u = GpuSlice::uniform(ctx, "ElementwiseParams", &params);
-    // Four elements per thread (the `4` entry) where whole quads cover n and, for the layer scale, a row.
-    let quads =
-        params.n.is_multiple_of(4) && (entry != "scale_cols" || params.cols.is_multiple_of(4));
+    // Four elements per thread (the `4` entry) where whole quads cover n.
+    let quads = params.n.is_multiple_of(4);
     let dispatch = if quads {
         let (out4, a4, b4) = (vec4_view(ctx, out), vec4_view(ctx, a), vec4_view(ctx, b));
         launch(
@@ -148,80 +145,6 @@ pub fn axpby(
             flags: accumulate as u32,
             value: alpha,
             value2: beta,
-            ..Default::default()
         },
     )
-}
-
-/// `out (R, C) (=|+=) x (R, C) · γ (C)` (layer scale; also its input gradient `dx = dy · γ`).
-#[allow(clippy::too_many_arguments)]
-pub fn scale_cols(
-    ctx: &GpuContext,
-    out: &GpuSlice,
-    x: &GpuSlice,
-    gamma: &GpuSlice,
-    rows: u32,
-    cols: u32,
-    accumulate: bool,
-) -> Result<Vec<Dispatch>, GpuError> {
-    let n = rows as u64 * cols as u64;
-    need("elementwise::scale_cols", "x", x, n)?;
-    need("elementwise::scale_cols", "gamma", gamma, cols as u64)?;
-    let n = fits_u32("elementwise::scale_cols", n)?;
-    simple(
-        ctx,
-        "scale_cols",
-        out,
-        x,
-        gamma,
-        ElementwiseParams {
-            n,
-            cols,
-            rows,
-            flags: accumulate as u32,
-            ..Default::default()
-        },
-    )
-}
-
-/// `dγ (C) += Σ_r dy[r, :] · x[r, :]` for `dy, x (R, C)`: row-chunk partials, then a column sum.
-pub fn scale_cols_grad(
-    ctx: &GpuContext,
-    dgamma: &GpuSlice,
-    dy: &GpuSlice,
-    x: &GpuSlice,
-    rows: u32,
-    cols: u32,
-) -> Result<Vec<Dispatch>, GpuError> {
-    const K: &str = "elementwise::scale_cols_grad_partial";
-    let n = rows as u64 * cols as u64;
-    need(K, "dy", dy, n)?;
-    need(K, "x", x, n)?;
-    need(K, "dgamma", dgamma, cols as u64)?;
-    if rows == 0 || cols == 0 {
-        return Ok(Vec::new());
-    }
-    let rpc = rows_per_chunk(rows as u64) as u32;
-    let chunks = rows.div_ceil(rpc);
-    let part = GpuSlice::new(ctx, "layer scale dγ partials", chunks as u64 * cols as u64);
-    let params = ElementwiseParams {
-        n: fits_u32(K, n)?,
-        cols,
-        rows,
-        rows_per_chunk: rpc,
-        chunks,
-        ..Default::default()
-    };
-    let u = GpuSlice::uniform(ctx, "ElementwiseParams", &params);
-    let partial = launch(
-        ctx,
-        "elementwise",
-        "scale_cols_grad_partial",
-        &[&part, dy, x, &u],
-        grid_for(chunks as u64 * cols as u64, ELEMENT_WG),
-    )?;
-    Ok(vec![
-        partial,
-        reduce::col_sum_partials(ctx, dgamma, &part, chunks, cols, true)?,
-    ])
 }

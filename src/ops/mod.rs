@@ -81,6 +81,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<adamw::AdamWParams>(),
         row::<adamw::TensorInfo>(),
         row::<droppath::DropPathParams>(),
+        row::<droppath::ChunkParams>(),
         row::<vq::VqParams>(),
         row::<conv::ConvParams>(),
         row::<spatial::SpatialParams>(),

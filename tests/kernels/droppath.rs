@@ -152,3 +152,76 @@ fn residual_branch_refuses_a_missing_layer_scale() {
     };
     assert!(err.to_string().contains("do not divide"), "{err}");
 }
+
+/// The residual branch's backward with layer scale (`d_branch = s_b · λ ⊙ dy`, `dλ += Σ s_b · dy ⊙ branch`, one
+/// pass and a column sum) against its twin: with and without drop path, quads and single columns, outputs
+/// poisoned and dλ accumulated into, tiny, odd and past 65535 workgroups.
+fn residual_backward_case(batch: usize, tokens: usize, cols: usize, keep: Option<f32>, seed: u64) {
+    let per = batch * tokens * cols;
+    let mut rng = Rng::new(seed);
+    let (dy, branch) = (rng.vec(per, 1.0), rng.vec(per, 1.0));
+    let (lam, dlam0) = (rng.vec(cols, 1.0), rng.vec(cols, 1.0));
+    let (d_branch, dlam) = (poisoned(per), with(&dlam0));
+    let (seed, stream) = (0x0F1E_2D3C_4B5A_6978 ^ seed, 5);
+    let dims = (batch as u32, (tokens * cols) as u32, cols as u32);
+    let p = droppath::DropPathParams::residual(dims.0, dims.1, dims.2, keep, true, seed, stream);
+    let u = beitlab::gpu::GpuSlice::uniform(ctx(), "DropPathParams", &p);
+    run(droppath::residual_branch_backward_with(
+        ctx(),
+        &d_branch,
+        &dlam,
+        &up(&dy),
+        &up(&branch),
+        &up(&lam),
+        &u,
+        &p,
+    )
+    .unwrap());
+    let (mut want_d, mut want_l) = (vec![0.0; per], f64s(&dlam0));
+    cpu::droppath::residual_branch_backward(
+        &mut want_d,
+        &mut want_l,
+        &f64s(&dy),
+        &f64s(&branch),
+        &f64s(&lam),
+        (batch, tokens * cols, cols),
+        keep,
+        seed,
+        stream,
+    );
+    let what = format!("residual_branch_backward {batch}x{tokens}x{cols} keep {keep:?}");
+    assert_close(
+        &format!("{what} d_branch"),
+        &read(&d_branch),
+        &want_d,
+        1e-6,
+        1e-6,
+    );
+    // dλ sums up to batch · tokens products: f32 rounding grows with the count.
+    let tol = 1e-6 * (batch * tokens) as f64;
+    assert_close(&format!("{what} dλ"), &read(&dlam), &want_l, tol, 1e-5);
+}
+
+#[test]
+fn residual_branch_backward_every_combination() {
+    for (i, keep) in [None, Some(0.6)].into_iter().enumerate() {
+        let s = 10 * i as u64;
+        residual_backward_case(1, 1, 1, keep, s + 1);
+        residual_backward_case(5, 17, 3, keep, s + 2);
+        residual_backward_case(3, 7, 12, keep, s + 3);
+        residual_backward_case(16, 65, 192, keep, s + 4);
+    }
+    residual_backward_case(3, 29_297, 192, Some(0.5), 40);
+}
+
+#[test]
+fn residual_branch_backward_refuses_a_missing_layer_scale() {
+    let x = up(&[0.0; 8]);
+    let p = droppath::DropPathParams::residual(1, 8, 4, None, false, 0, 0);
+    let u = beitlab::gpu::GpuSlice::uniform(ctx(), "DropPathParams", &p);
+    let Err(err) = droppath::residual_branch_backward_with(ctx(), &x, &x, &x, &x, &x, &u, &p)
+    else {
+        panic!("the backward needs the layer scale on")
+    };
+    assert!(err.to_string().contains("layer scale"), "{err}");
+}

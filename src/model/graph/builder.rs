@@ -263,6 +263,8 @@ impl<'a> Builder<'a> {
 
     /// The backward of [`Builder::residual`] for the branch: d branch = λ ⊙ drop_path'(dx), dλ += Σ
     /// drop_path'(dx) ⊙ branch. `scratch` holds (after drop path, after λ); returns the slice holding d branch.
+    /// With a layer scale it is one pass (`droppath::residual_branch_backward_with`) plus the column sum of dλ;
+    /// without, the drop path alone, or nothing.
     pub fn residual_backward(
         &mut self,
         dx: &GpuSlice,
@@ -272,26 +274,26 @@ impl<'a> Builder<'a> {
         stream: u32,
         scratch: (&GpuSlice, &GpuSlice),
     ) -> Result<GpuSlice, ModelError> {
-        let (ctx, bt, c) = (self.ctx, self.dims.bt(), self.dims.c);
-        let after_dp = match keep {
-            Some(kp) => {
-                let d = self.drop_path(scratch.0, dx, kp, stream, false)?;
-                self.bwd.extend(d);
-                scratch.0.clone()
-            }
-            None => dx.clone(),
-        };
-        match lambda {
-            Some((lam, dlam)) => {
-                self.bwd.extend(elementwise::scale_cols_grad(
-                    ctx, dlam, &after_dp, branch, bt, c,
-                )?);
-                self.bwd.extend(elementwise::scale_cols(
-                    ctx, scratch.1, &after_dp, lam, bt, c, false,
-                )?);
+        let (ctx, d) = (self.ctx, self.dims);
+        match (lambda, keep) {
+            (Some((lam, dlam)), _) => {
+                let seed = self.opts.drop_path_seed.unwrap_or(0);
+                let params =
+                    DropPathParams::residual(d.b, d.t * d.c, d.c, keep, true, seed, stream);
+                let u = GpuSlice::uniform(ctx, "DropPathParams (residual backward)", &params);
+                let fused = droppath::residual_branch_backward_with(
+                    ctx, scratch.1, dlam, dx, branch, lam, &u, &params,
+                )?;
+                self.bwd.extend(fused);
+                self.drop_uniforms.push((u, params));
                 Ok(scratch.1.clone())
             }
-            None => Ok(after_dp),
+            (None, Some(kp)) => {
+                let dp = self.drop_path(scratch.0, dx, kp, stream, false)?;
+                self.bwd.extend(dp);
+                Ok(scratch.0.clone())
+            }
+            (None, None) => Ok(dx.clone()),
         }
     }
 
