@@ -11,10 +11,13 @@
 //
 // adamw_step4 does the same four elements per invocation through vec4 views (every tensor starting at a
 // multiple of 4 and the total a multiple of 4): on llvmpipe every storage access is a loop over the lanes, and
-// four elements per access made the step 2x faster there.
+// four elements per access made the step 2x faster there. With QUADS_PER_INVOCATION above 1 (software
+// adapters) each work item covers that many times 256 elements and each invocation that many quads, so the
+// reads every invocation makes once (its work item, its tensor's settings, the clip's norm: five accesses, each
+// a loop over the lanes there) serve several quads instead of one.
 //
 // Shapes: param, grad, m, v (total) flat; work (groups, 2) u32 = (tensor index, first element) per workgroup
-// of 256 elements; tensors (count) of TensorInfo; grad_sumsq (1) = Σ g², or (6) the loss scaler's state.
+// of 256 elements (256 · QUADS_PER_INVOCATION for adamw_step4); tensors (count) of TensorInfo; grad_sumsq (1) = Σ g², or (6) the loss scaler's state.
 
 struct TensorInfo {
     end: u32,
@@ -116,8 +119,12 @@ fn adamw_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     param[i] = x;
 }
 
-// adamw_step on quads: invocation li of work item w updates elements 4li .. 4li + 3 of its 256 (those before
-// the tensor's end).
+// Quads of a work item per invocation of adamw_step4 (the launcher's `quads_per_invocation`): its work items
+// hold 256 times this many elements.
+override QUADS_PER_INVOCATION: u32 = 1u;
+
+// adamw_step on quads: invocation li of work item w updates elements 4(li + 64j) .. 4(li + 64j) + 3 of its
+// 256 · QUADS_PER_INVOCATION, j < QUADS_PER_INVOCATION (those before the tensor's end).
 @compute @workgroup_size(64)
 fn adamw_step4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
@@ -127,30 +134,36 @@ fn adamw_step4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     }
     let item = work[w];
     let info = tensors[item.x];
-    let q = item.y / 4u + li;
-    let i = 4u * q;
-    if (i >= info.end || skipped()) {
+    if (4u * (item.y / 4u + li) >= info.end || skipped()) {
         return;
     }
-    let g = grad4[q] * grad_factor();
+    let factor = grad_factor();
     let bc = bias_corrections();
     let lr = p.lr * info.lr_mult;
-    let m_old = m4[q];
-    var x = param4[q] * (1.0 - lr * info.weight_decay);
-    let mi = m_old + p.one_minus_beta1 * (g - m_old);
-    let vi = p.beta2 * v4[q] + p.one_minus_beta2 * g * g;
-    let denom = sqrt(vi) / sqrt(bc.y) + p.eps;
-    x = x - (lr / bc.x) * (mi / denom);
-    if (i + 3u < info.end) {
-        m4[q] = mi;
-        v4[q] = vi;
-        param4[q] = x;
-    } else {
-        // The tensor ends inside this quad: only its elements.
-        for (var j = 0u; j < info.end - i; j++) {
-            m4[q][j] = mi[j];
-            v4[q][j] = vi[j];
-            param4[q][j] = x[j];
+    for (var j = 0u; j < QUADS_PER_INVOCATION; j++) {
+        let q = item.y / 4u + li + 64u * j;
+        let i = 4u * q;
+        if (i >= info.end) {
+            break;
+        }
+        let g = grad4[q] * factor;
+        let m_old = m4[q];
+        var x = param4[q] * (1.0 - lr * info.weight_decay);
+        let mi = m_old + p.one_minus_beta1 * (g - m_old);
+        let vi = p.beta2 * v4[q] + p.one_minus_beta2 * g * g;
+        let denom = sqrt(vi) / sqrt(bc.y) + p.eps;
+        x = x - (lr / bc.x) * (mi / denom);
+        if (i + 3u < info.end) {
+            m4[q] = mi;
+            v4[q] = vi;
+            param4[q] = x;
+        } else {
+            // The tensor ends inside this quad: only its elements.
+            for (var k = 0u; k < info.end - i; k++) {
+                m4[q][k] = mi[k];
+                v4[q][k] = vi[k];
+                param4[q][k] = x[k];
+            }
         }
     }
 }

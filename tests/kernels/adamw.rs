@@ -8,7 +8,9 @@ use beitlab::gpu::{FlatBuffer, FlatLayout};
 use beitlab::ops::adamw::{self, AdamWPlan, AdamWStep};
 use beitlab::ops::reduce;
 
-fn case(shapes: &[&[usize]], clip: Option<f32>, seed: u64) {
+/// One AdamW step of `shapes` against the twin, with `per_invocation` quads per invocation of `adamw_step4`
+/// (where the layout allows quads at all).
+fn case(shapes: &[&[usize]], clip: Option<f32>, seed: u64, per_invocation: u32) {
     let mut rng = Rng::new(seed);
     let mut layout = FlatLayout::new(ctx().storage_alignment());
     for (i, s) in shapes.iter().enumerate() {
@@ -36,7 +38,8 @@ fn case(shapes: &[&[usize]], clip: Option<f32>, seed: u64) {
         b.whole.write(ctx(), d);
     }
     let sumsq = poisoned(1);
-    let plan = AdamWPlan::new(ctx(), &layout, &groups).unwrap();
+    let plan =
+        AdamWPlan::with_quads_per_invocation(ctx(), &layout, &groups, per_invocation).unwrap();
     let hp = AdamWStep {
         lr: 1e-2,
         beta1: 0.9,
@@ -106,14 +109,20 @@ fn case(shapes: &[&[usize]], clip: Option<f32>, seed: u64) {
     }
 }
 
+/// Quads per invocation on GPUs (1) and on software adapters.
+const LAYOUTS: [u32; 2] = [1, adamw::SOFTWARE_QUADS_PER_INVOCATION];
+
 #[test]
 fn adamw_tiny() {
-    case(&[&[1]], None, 1);
-    case(&[&[3], &[2, 2]], Some(1.0), 2);
+    for q in LAYOUTS {
+        case(&[&[1]], None, 1, q);
+        case(&[&[3], &[2, 2]], Some(1.0), 2, q);
+    }
 }
 
 /// Every tensor at a multiple of 4 and a total that is one: the four-at-a-time entry, tensors ending inside
-/// a quad included (the padding after them must stay as it was).
+/// a quad included (the padding after them must stay as it was), with one to five quads per invocation
+/// (tensors ending inside an invocation's run of quads).
 #[test]
 fn adamw_quads() {
     let plan_total = |shapes: &[&[usize]]| {
@@ -125,15 +134,47 @@ fn adamw_quads() {
     };
     let shapes: &[&[usize]] = &[&[5, 3], &[7], &[64, 2]];
     assert_eq!(plan_total(shapes) % 4, 0, "the case must take adamw_step4");
-    case(shapes, Some(2.0), 5);
+    for q in 1..=5 {
+        case(shapes, Some(2.0), 5, q);
+    }
+    let long: &[&[usize]] = &[&[300, 7], &[12], &[1000, 3]];
+    assert_eq!(plan_total(long) % 4, 0, "the case must take adamw_step4");
+    for q in LAYOUTS {
+        case(long, Some(2.0), 6, q);
+    }
 }
 
 #[test]
 fn adamw_odd() {
-    case(&[&[197, 3], &[1], &[65, 7], &[300]], Some(3.0), 3);
+    for q in LAYOUTS {
+        case(&[&[197, 3], &[1], &[65, 7], &[300]], Some(3.0), 3, q);
+    }
 }
 
 #[test]
 fn adamw_past_65535_workgroups() {
-    case(&[&[4096, 4097], &[13]], Some(3.0), 4);
+    for q in LAYOUTS {
+        case(&[&[4096, 4097], &[13]], Some(3.0), 4, q);
+    }
+}
+
+#[test]
+fn adamw_plan_fits_the_adapter_and_refuses_bad_runs() {
+    let mut layout = FlatLayout::new(ctx().storage_alignment());
+    layout.push("t", &[64]);
+    let plan = AdamWPlan::new(ctx(), &layout, &[(1.0, 0.0)]).unwrap();
+    let software = ctx().adapter_info.device_type == wgpu::DeviceType::Cpu;
+    let want = if software {
+        adamw::SOFTWARE_QUADS_PER_INVOCATION
+    } else {
+        1
+    };
+    assert_eq!(plan.quads_per_invocation, want);
+    for bad in [0, 65] {
+        let Err(err) = AdamWPlan::with_quads_per_invocation(ctx(), &layout, &[(1.0, 0.0)], bad)
+        else {
+            panic!("{bad} quads per invocation must be refused")
+        };
+        assert!(err.to_string().contains("outside 1 to 64"), "{err}");
+    }
 }
