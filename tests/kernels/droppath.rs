@@ -155,8 +155,24 @@ fn residual_branch_refuses_a_missing_layer_scale() {
 
 /// The residual branch's backward with layer scale (`d_branch = s_b · λ ⊙ dy`, `dλ += Σ s_b · dy ⊙ branch`, one
 /// pass and a column sum) against its twin: with and without drop path, quads and single columns, outputs
-/// poisoned and dλ accumulated into, tiny, odd and past 65535 workgroups.
+/// poisoned and dλ accumulated into, tiny, odd and past 65535 workgroups; rows per thread as this adapter
+/// chooses, as GPUs do, and 1 (the largest case then passes 65535 workgroups).
 fn residual_backward_case(batch: usize, tokens: usize, cols: usize, keep: Option<f32>, seed: u64) {
+    let rows = (batch * tokens) as u64;
+    let here = droppath::residual_backward_rows_per_chunk(ctx(), rows);
+    for rows_per_chunk in [here, droppath::GPU_ROWS_PER_CHUNK, 1] {
+        residual_backward_chunked_case(batch, tokens, cols, keep, seed, rows_per_chunk);
+    }
+}
+
+fn residual_backward_chunked_case(
+    batch: usize,
+    tokens: usize,
+    cols: usize,
+    keep: Option<f32>,
+    seed: u64,
+    rows_per_chunk: u32,
+) {
     let per = batch * tokens * cols;
     let mut rng = Rng::new(seed);
     let (dy, branch) = (rng.vec(per, 1.0), rng.vec(per, 1.0));
@@ -166,7 +182,7 @@ fn residual_backward_case(batch: usize, tokens: usize, cols: usize, keep: Option
     let dims = (batch as u32, (tokens * cols) as u32, cols as u32);
     let p = droppath::DropPathParams::residual(dims.0, dims.1, dims.2, keep, true, seed, stream);
     let u = beitlab::gpu::GpuSlice::uniform(ctx(), "DropPathParams", &p);
-    run(droppath::residual_branch_backward_with(
+    run(droppath::residual_branch_backward_chunked(
         ctx(),
         &d_branch,
         &dlam,
@@ -175,6 +191,7 @@ fn residual_backward_case(batch: usize, tokens: usize, cols: usize, keep: Option
         &up(&lam),
         &u,
         &p,
+        rows_per_chunk,
     )
     .unwrap());
     let (mut want_d, mut want_l) = (vec![0.0; per], f64s(&dlam0));
@@ -189,7 +206,9 @@ fn residual_backward_case(batch: usize, tokens: usize, cols: usize, keep: Option
         seed,
         stream,
     );
-    let what = format!("residual_branch_backward {batch}x{tokens}x{cols} keep {keep:?}");
+    let what = format!(
+        "residual_branch_backward {batch}x{tokens}x{cols} keep {keep:?}, {rows_per_chunk} rows per thread"
+    );
     assert_close(
         &format!("{what} d_branch"),
         &read(&d_branch),
