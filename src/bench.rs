@@ -474,7 +474,8 @@ impl Bench<'_> {
         )?;
         let rp = droppath::DropPathParams::residual(b, t * c, c, Some(0.9), true, 7, 1);
         let ru = GpuSlice::uniform(ctx, "DropPathParams", &rp);
-        let d = droppath::residual_branch_backward_with(ctx, &dx, &dg, &dy, &x, &gamma, &ru, &rp)?;
+        let d =
+            droppath::residual_branch_backward_with(ctx, &dx, &dg, &y, &dy, &x, &gamma, &ru, &rp)?;
         self.measure(
             "residual_branch_backward",
             format!("{b}x{}", t * c),

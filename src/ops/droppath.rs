@@ -235,12 +235,14 @@ pub fn residual_branch(
 /// the residual's output and `branch` the forward's branch. `p` (and the uniform `params` holding it, which the
 /// caller rewrites per step with the forward's seed) must have the layer scale on; drop path as there. Before,
 /// this was a drop path, a layer scale and its gradient's partial sums: three passes, four launches. Rows per
-/// thread as [`residual_backward_rows_per_chunk`] says for the adapter.
+/// thread as [`residual_backward_rows_per_chunk`] says for the adapter; `part` holds the partial sums (chunks, C),
+/// at most one row per row of dy (the graph lends it the branch's scratch).
 #[allow(clippy::too_many_arguments)]
 pub fn residual_branch_backward_with(
     ctx: &GpuContext,
     d_branch: &GpuSlice,
     dlambda: &GpuSlice,
+    part: &GpuSlice,
     dy: &GpuSlice,
     branch: &GpuSlice,
     lambda: &GpuSlice,
@@ -253,7 +255,9 @@ pub fn residual_branch_backward_with(
         p.batch as u64 * p.per_sample as u64 / p.cols as u64
     };
     let rpc = residual_backward_rows_per_chunk(ctx, rows);
-    residual_branch_backward_chunked(ctx, d_branch, dlambda, dy, branch, lambda, params, p, rpc)
+    residual_branch_backward_chunked(
+        ctx, d_branch, dlambda, part, dy, branch, lambda, params, p, rpc,
+    )
 }
 
 /// Rows each thread of `residual_branch_backward` walks: on software adapters about √rows (at least 64), few
@@ -277,6 +281,7 @@ pub fn residual_branch_backward_chunked(
     ctx: &GpuContext,
     d_branch: &GpuSlice,
     dlambda: &GpuSlice,
+    part: &GpuSlice,
     dy: &GpuSlice,
     branch: &GpuSlice,
     lambda: &GpuSlice,
@@ -319,15 +324,11 @@ pub fn residual_branch_backward_chunked(
         chunks: rows.div_ceil(rpc),
         ..Default::default()
     };
-    let part = GpuSlice::new(
-        ctx,
-        "layer scale dλ partials",
-        chunking.chunks as u64 * p.cols as u64,
-    );
+    need(K, "part", part, chunking.chunks as u64 * p.cols as u64)?;
     let cu = GpuSlice::uniform(ctx, "ChunkParams", &chunking);
     // A quad lies in one row, and so in one sample.
     let quads = p.cols.is_multiple_of(4);
-    let views = [d_branch, dy, branch, lambda, &part].map(|s| vec4_view(ctx, s));
+    let views = [d_branch, dy, branch, lambda, part].map(|s| vec4_view(ctx, s));
     let (entry, threads) = if quads {
         (
             "residual_branch_backward4",
@@ -344,8 +345,8 @@ pub fn residual_branch_backward_chunked(
         "droppath",
         entry,
         &[
-            d_branch, dy, params, branch, lambda, &views[0], &views[1], &views[2], &views[3],
-            &part, &views[4], &cu,
+            d_branch, dy, params, branch, lambda, &views[0], &views[1], &views[2], &views[3], part,
+            &views[4], &cu,
         ],
         grid_for(threads, BACKWARD_WG),
     )?;
@@ -353,7 +354,7 @@ pub fn residual_branch_backward_chunked(
     d.extend(reduce::col_sum(
         ctx,
         dlambda,
-        &part,
+        part,
         chunking.chunks,
         p.cols,
         true,

@@ -281,8 +281,9 @@ impl<'a> Builder<'a> {
                 let params =
                     DropPathParams::residual(d.b, d.t * d.c, d.c, keep, true, seed, stream);
                 let u = GpuSlice::uniform(ctx, "DropPathParams (residual backward)", &params);
+                // The drop path's scratch is free here: it holds the layer scale's partial sums.
                 let fused = droppath::residual_branch_backward_with(
-                    ctx, scratch.1, dlam, dx, branch, lam, &u, &params,
+                    ctx, scratch.1, dlam, scratch.0, dx, branch, lam, &u, &params,
                 )?;
                 self.bwd.extend(fused);
                 self.drop_uniforms.push((u, params));
