@@ -474,8 +474,10 @@ impl Bench<'_> {
         )?;
         let rp = droppath::DropPathParams::residual(b, t * c, c, Some(0.9), true, 7, 1);
         let ru = GpuSlice::uniform(ctx, "DropPathParams", &rp);
-        let d =
-            droppath::residual_branch_backward_with(ctx, &dx, &dg, &y, &dy, &x, &gamma, &ru, &rp)?;
+        let rpc = droppath::residual_backward_rows_per_chunk(ctx, rows as u64);
+        let d = droppath::residual_branch_backward_with(
+            ctx, &dx, &dg, &y, &dy, &x, &gamma, &ru, &rp, rpc,
+        )?;
         self.measure(
             "residual_branch_backward",
             format!("{b}x{}", t * c),

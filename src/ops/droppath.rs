@@ -234,50 +234,11 @@ pub fn residual_branch(
 /// of its partials: `d_branch = s_b · λ ⊙ dy` and `dλ (+)= Σ_rows s_b · dy ⊙ branch`, for `dy` the gradient of
 /// the residual's output and `branch` the forward's branch. `p` (and the uniform `params` holding it, which the
 /// caller rewrites per step with the forward's seed) must have the layer scale on; drop path as there. Before,
-/// this was a drop path, a layer scale and its gradient's partial sums: three passes, four launches. Rows per
-/// thread as [`residual_backward_rows_per_chunk`] says for the adapter; `part` holds the partial sums (chunks, C),
-/// at most one row per row of dy (the graph lends it the branch's scratch).
+/// this was a drop path, a layer scale and its gradient's partial sums: three passes, four launches. Each
+/// thread walks `rows_per_chunk` rows ([`residual_backward_rows_per_chunk`] for the adapter); `part` holds the
+/// partial sums (chunks, C), at most one row per row of dy (the graph lends it the branch's scratch).
 #[allow(clippy::too_many_arguments)]
 pub fn residual_branch_backward_with(
-    ctx: &GpuContext,
-    d_branch: &GpuSlice,
-    dlambda: &GpuSlice,
-    part: &GpuSlice,
-    dy: &GpuSlice,
-    branch: &GpuSlice,
-    lambda: &GpuSlice,
-    params: &GpuSlice,
-    p: &DropPathParams,
-) -> Result<Vec<Dispatch>, GpuError> {
-    let rows = if p.cols == 0 {
-        0
-    } else {
-        p.batch as u64 * p.per_sample as u64 / p.cols as u64
-    };
-    let rpc = residual_backward_rows_per_chunk(ctx, rows);
-    residual_branch_backward_chunked(
-        ctx, d_branch, dlambda, part, dy, branch, lambda, params, p, rpc,
-    )
-}
-
-/// Rows each thread of `residual_branch_backward` walks: on software adapters about √rows (at least 64), few
-/// threads with long runs, as a CPU wants; on GPUs [`GPU_ROWS_PER_CHUNK`], so that a batch of tiny's 8320 rows
-/// still has about 50K threads (a thread's loads wait on memory one row at a time), with the longer column sum
-/// in two stages after it.
-pub fn residual_backward_rows_per_chunk(ctx: &GpuContext, rows: u64) -> u32 {
-    if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
-        rows_per_chunk(rows) as u32
-    } else {
-        GPU_ROWS_PER_CHUNK
-    }
-}
-
-/// Rows per thread of `residual_branch_backward` on GPUs.
-pub const GPU_ROWS_PER_CHUNK: u32 = 8;
-
-/// [`residual_branch_backward_with`] with `rows_per_chunk` rows per thread (tests run both adapters' choices).
-#[allow(clippy::too_many_arguments)]
-pub fn residual_branch_backward_chunked(
     ctx: &GpuContext,
     d_branch: &GpuSlice,
     dlambda: &GpuSlice,
@@ -361,3 +322,18 @@ pub fn residual_branch_backward_chunked(
     )?);
     Ok(d)
 }
+
+/// Rows each thread of `residual_branch_backward` walks for `rows` rows: on software adapters about √rows (at
+/// least 64), few threads with long runs, as a CPU wants; on GPUs [`GPU_ROWS_PER_CHUNK`], so that a batch of
+/// tiny's 8320 rows still has about 50K threads (a thread's loads wait on memory one row at a time), with the
+/// longer column sum in two stages after it.
+pub fn residual_backward_rows_per_chunk(ctx: &GpuContext, rows: u64) -> u32 {
+    if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+        rows_per_chunk(rows) as u32
+    } else {
+        GPU_ROWS_PER_CHUNK
+    }
+}
+
+/// Rows per thread of `residual_branch_backward` on GPUs.
+pub const GPU_ROWS_PER_CHUNK: u32 = 8;

@@ -184,7 +184,7 @@ fn residual_backward_chunked_case(
     let u = beitlab::gpu::GpuSlice::uniform(ctx(), "DropPathParams", &p);
     // Partial sums: at most one row of them per row of dy.
     let part = poisoned(per);
-    run(droppath::residual_branch_backward_chunked(
+    run(droppath::residual_branch_backward_with(
         ctx(),
         &d_branch,
         &dlam,
@@ -241,7 +241,8 @@ fn residual_branch_backward_refuses_a_missing_layer_scale() {
     let x = up(&[0.0; 8]);
     let p = droppath::DropPathParams::residual(1, 8, 4, None, false, 0, 0);
     let u = beitlab::gpu::GpuSlice::uniform(ctx(), "DropPathParams", &p);
-    let Err(err) = droppath::residual_branch_backward_with(ctx(), &x, &x, &x, &x, &x, &x, &u, &p)
+    let Err(err) =
+        droppath::residual_branch_backward_with(ctx(), &x, &x, &x, &x, &x, &x, &u, &p, 1)
     else {
         panic!("the backward needs the layer scale on")
     };

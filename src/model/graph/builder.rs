@@ -282,8 +282,18 @@ impl<'a> Builder<'a> {
                     DropPathParams::residual(d.b, d.t * d.c, d.c, keep, true, seed, stream);
                 let u = GpuSlice::uniform(ctx, "DropPathParams (residual backward)", &params);
                 // The drop path's scratch is free here: it holds the layer scale's partial sums.
+                let rows_per_chunk = droppath::residual_backward_rows_per_chunk(ctx, d.bt() as u64);
                 let fused = droppath::residual_branch_backward_with(
-                    ctx, scratch.1, dlam, scratch.0, dx, branch, lam, &u, &params,
+                    ctx,
+                    scratch.1,
+                    dlam,
+                    scratch.0,
+                    dx,
+                    branch,
+                    lam,
+                    &u,
+                    &params,
+                    rows_per_chunk,
                 )?;
                 self.bwd.extend(fused);
                 self.drop_uniforms.push((u, params));
