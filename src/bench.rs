@@ -914,6 +914,110 @@ fn profile_launches(
     Ok(by_kernel)
 }
 
+/// One whole training step of a graph as the benchmarks run it: the graph's forward and backward, the
+/// gradient's sum of squares, AdamW (weight decay 0.05, no layer decay, clip at 3) and, in mixed precision, the
+/// loss scale's update; one submit.
+pub(crate) struct StepWork {
+    pub work: Vec<Dispatch>,
+    plan: AdamWPlan,
+    /// AdamW's moments and the sum of squares, held while `work` runs.
+    _state: (crate::gpu::FlatBuffer, crate::gpu::FlatBuffer, GpuSlice),
+}
+
+impl StepWork {
+    pub fn new(
+        ctx: &GpuContext,
+        model: &crate::model::BeitModel,
+        graph: &crate::model::BeitGraph,
+    ) -> Result<Self, crate::model::ModelError> {
+        let groups = model
+            .table
+            .optimizer_groups(0.05, 1.0, model.cfg.num_hidden_layers);
+        let mut plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
+        plan.loss_scaled = graph.loss_scaler.is_some();
+        let (m, v) = (
+            crate::gpu::FlatBuffer::new(ctx, "m", model.table.layout.clone()),
+            crate::gpu::FlatBuffer::new(ctx, "v", model.table.layout.clone()),
+        );
+        let sumsq = match &graph.loss_scaler {
+            Some(s) => s.state.clone(),
+            None => GpuSlice::new(ctx, "sumsq", 1),
+        };
+        let mut work = graph.forward.clone();
+        work.extend(graph.backward.iter().cloned());
+        work.extend(reduce::sum_squares(
+            ctx,
+            &sumsq,
+            0,
+            &graph.grads.whole,
+            graph.grads.layout.total as u32,
+        )?);
+        work.extend(adamw::adamw_step(
+            ctx,
+            &model.params.whole,
+            &m.whole,
+            &v.whole,
+            &graph.grads.whole,
+            &sumsq,
+            &plan,
+        )?);
+        if let Some(s) = &graph.loss_scaler {
+            work.extend(crate::ops::precision::update_loss_scale(ctx, s)?);
+        }
+        Ok(Self {
+            work,
+            plan,
+            _state: (m, v, sumsq),
+        })
+    }
+
+    /// Two warm-up steps, then `steps` timed ones, each submitted and waited for alone after
+    /// `write_batch(timed)` wrote its inputs; the median step in seconds.
+    pub fn median_seconds(
+        &mut self,
+        ctx: &GpuContext,
+        steps: u32,
+        mut write_batch: impl FnMut(bool) -> Result<(), crate::model::ModelError>,
+    ) -> Result<f64, crate::model::ModelError> {
+        let mut times = Vec::new();
+        for step in 1..=steps + 2 {
+            write_batch(step > 2)?;
+            self.plan.set_step(
+                ctx,
+                &AdamWStep {
+                    lr: 1e-4,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    step,
+                    max_grad_norm: Some(3.0),
+                },
+            );
+            ctx.wait()?;
+            let t0 = Instant::now();
+            Dispatch::submit(ctx, "bench train", &self.work)?;
+            ctx.wait()?;
+            if step > 2 {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        Ok(times[times.len() / 2])
+    }
+
+    /// Every launch of the step timed alone (`Profile::Off`: none).
+    pub fn profile(
+        &self,
+        ctx: &GpuContext,
+        by: Profile,
+    ) -> Result<Vec<KernelTime>, crate::model::ModelError> {
+        match by {
+            Profile::Off => Ok(Vec::new()),
+            by => profile_launches(ctx, &self.work, 2, by == Profile::ByKernelAndGrid),
+        }
+    }
+}
+
 /// Forward FLOPs of one image through BEiT with `masked` patches in the MIM head (matrix products only).
 pub fn forward_flops(cfg: &crate::model::BeitConfig, masked: f64) -> f64 {
     let (n, t, c, i) = (
@@ -961,82 +1065,27 @@ pub fn bench_train(
             mixed,
         },
     )?;
-    let groups = model
-        .table
-        .optimizer_groups(0.05, 1.0, cfg.num_hidden_layers);
-    let mut plan = AdamWPlan::new(ctx, &model.table.layout, &groups)?;
-    plan.loss_scaled = graph.loss_scaler.is_some();
-    let (m, v) = (
-        crate::gpu::FlatBuffer::new(ctx, "m", model.table.layout.clone()),
-        crate::gpu::FlatBuffer::new(ctx, "v", model.table.layout.clone()),
-    );
-    let sumsq = match &graph.loss_scaler {
-        Some(s) => s.state.clone(),
-        None => GpuSlice::new(ctx, "sumsq", 1),
-    };
-    let mut work = graph.forward.clone();
-    work.extend(graph.backward.iter().cloned());
-    work.extend(reduce::sum_squares(
-        ctx,
-        &sumsq,
-        0,
-        &graph.grads.whole,
-        graph.grads.layout.total as u32,
-    )?);
-    work.extend(adamw::adamw_step(
-        ctx,
-        &model.params.whole,
-        &m.whole,
-        &v.whole,
-        &graph.grads.whole,
-        &sumsq,
-        &plan,
-    )?);
-    if let Some(s) = &graph.loss_scaler {
-        work.extend(crate::ops::precision::update_loss_scale(ctx, s)?);
-    }
+    let mut step = StepWork::new(ctx, &model, &graph)?;
     let held = crate::gpu::allocated_bytes() - before;
     let mut rng = crate::rng::Rng::new(5);
     let per = (cfg.num_channels * cfg.image_size * cfg.image_size) as usize;
     let pixels: Vec<f32> = (0..batch as usize * per)
         .map(|_| rng.range(-1.0, 1.0) as f32)
         .collect();
-    let mut times = Vec::new();
     let mut masked_total = 0u64;
-    for step in 1..=steps + 2 {
+    let median = step.median_seconds(ctx, steps, |timed| {
         let mask: Vec<u8> = (0..batch).flat_map(|_| gen.generate(&mut rng)).collect();
         let mcount = mask.iter().filter(|&&x| x != 0).count();
         let labels: Vec<u32> = (0..mcount)
             .map(|_| (rng.uniform() * cfg.vocab_size as f64) as u32 % cfg.vocab_size)
             .collect();
-        graph.write_batch(ctx, &pixels, Some(&mask), Some(&labels))?;
-        plan.set_step(
-            ctx,
-            &AdamWStep {
-                lr: 1e-4,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                step,
-                max_grad_norm: Some(3.0),
-            },
-        );
-        ctx.wait()?;
-        let t0 = Instant::now();
-        Dispatch::submit(ctx, "bench train", &work)?;
-        ctx.wait()?;
-        if step > 2 {
-            times.push(t0.elapsed().as_secs_f64());
+        if timed {
             masked_total += mcount as u64;
         }
-    }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let median = times[times.len() / 2];
+        graph.write_batch(ctx, &pixels, Some(&mask), Some(&labels))
+    })?;
     let masked_per_image = masked_total as f64 / (steps as f64 * batch as f64);
-    let profile = match profile {
-        Profile::Off => Vec::new(),
-        by => profile_launches(ctx, &work, 2, by == Profile::ByKernelAndGrid)?,
-    };
+    let profile = step.profile(ctx, profile)?;
     let gflop = 3.0 * forward_flops(cfg, masked_per_image) * batch as f64 / 1e9;
     let tuning = ctx.tune_summary();
     Ok(TrainBench {
@@ -1050,7 +1099,7 @@ pub fn bench_train(
         gpu_buffer_mib: held as f64 / (1 << 20) as f64,
         gflop_per_step: gflop,
         achieved_gflops: gflop / median,
-        dispatches_per_step: work.len(),
+        dispatches_per_step: step.work.len(),
         precision: if mixed.is_some() { "mixed" } else { "f32" }.into(),
         attention: if graph.attentions.is_empty() {
             "fused"

@@ -13,6 +13,9 @@ pub enum BenchCommand {
     /// Time full MIM pretraining steps: images/s (median), step time, GPU memory in beitlab's buffers,
     /// achieved FLOP/s. Compare with PyTorch's table (tiny32 b128, tiny224 b64, base224 b64).
     Train(TrainBenchArgs),
+    /// Time full semantic-segmentation fine-tuning steps (backbone, dense head, per-pixel loss, backward, AdamW)
+    /// on random images: images/s (median), step time, dispatches, GPU memory; --profile as for `train`.
+    Segment(SegmentBenchArgs),
     /// Time every kernel at BEiT-sized shapes: us per call, GFLOP/s or GB/s, us per dispatch in a chain.
     Kernels(KernelBenchArgs),
     /// A long pretraining run that samples memory as it goes (beitlab's GPU buffers, wgpu's live objects,
@@ -125,6 +128,40 @@ pub struct TrainBenchArgs {
     pub peak_tflops: Option<f64>,
 }
 
+/// `bench segment`: see [`BenchCommand::Segment`].
+#[derive(Args, Debug)]
+pub struct SegmentBenchArgs {
+    #[arg(long, default_value = "micro")]
+    pub preset: String,
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    #[arg(long)]
+    pub patch_size: Option<u32>,
+    /// linear or pyramid.
+    #[arg(long, value_parser = parse_head, default_value = "linear")]
+    pub head: crate::model::SegmentationHead,
+    /// Classes predicted per pixel (the built-in set has 11).
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 11)]
+    pub classes: u32,
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 16)]
+    pub batch: u32,
+    #[arg(value_parser = crate::train::checks::parse::count, long, default_value_t = 5)]
+    pub steps: u32,
+    #[arg(long)]
+    pub json: bool,
+    /// Also time every kernel launch of a step alone and print where the step's time goes.
+    #[arg(long)]
+    pub profile: bool,
+    /// --profile with the launches summed per kernel and launch grid.
+    #[arg(long)]
+    pub profile_grids: bool,
+}
+
+fn parse_head(name: &str) -> Result<crate::model::SegmentationHead, String> {
+    crate::model::SegmentationHead::parse(name)
+        .ok_or_else(|| format!("unknown head `{name}`: linear or pyramid"))
+}
+
 /// `bench kernels`: see [`BenchCommand::Kernels`].
 #[derive(Args, Debug)]
 pub struct KernelBenchArgs {
@@ -157,6 +194,7 @@ pub fn run(what: &BenchCommand) -> Result<(), String> {
             history: a.history,
         }),
         BenchCommand::Train(a) => train(a),
+        BenchCommand::Segment(a) => segment(a),
         BenchCommand::Soak(a) => soak(a),
         BenchCommand::Dalle(a) => dalle(a),
         BenchCommand::Kernels(a) => {
@@ -198,11 +236,7 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
         precision,
         peak_tflops,
     } = *args;
-    let profile = match (profile, profile_grids) {
-        (_, true) => bench::Profile::ByKernelAndGrid,
-        (true, false) => bench::Profile::ByKernel,
-        (false, false) => bench::Profile::Off,
-    };
+    let profile = profile_choice(profile, profile_grids);
     let mut cfg = crate::model::BeitConfig::preset(preset).map_err(|e| e.to_string())?;
     if let Some(s) = image_size {
         cfg.image_size = s;
@@ -253,30 +287,71 @@ fn train(args: &TrainBenchArgs) -> Result<(), String> {
                 100.0 * r.achieved_gflops / (peak * 1e3)
             );
         }
-        if !r.profile.is_empty() {
-            let total: f64 = r.profile.iter().map(|k| k.ms).sum();
-            println!("each launch timed alone (its own submit; the sum, {total:.1} ms, includes that overhead):");
-            let width = r
-                .profile
-                .iter()
-                .map(|k| k.kernel.len())
-                .max()
-                .unwrap_or(0)
-                .max(36);
-            println!(
-                "  {:<width$} {:>8} {:>10} {:>7}",
-                "kernel", "launches", "ms/step", "share"
-            );
-            for k in &r.profile {
-                println!(
-                    "  {:<width$} {:>8} {:>10.2} {:>6.1}%",
-                    k.kernel,
-                    k.launches,
-                    k.ms,
-                    100.0 * k.ms / total.max(1e-12)
-                );
-            }
-        }
+        print_profile(&r.profile);
+    }
+    Ok(())
+}
+
+fn profile_choice(profile: bool, by_grid: bool) -> bench::Profile {
+    match (profile, by_grid) {
+        (_, true) => bench::Profile::ByKernelAndGrid,
+        (true, false) => bench::Profile::ByKernel,
+        (false, false) => bench::Profile::Off,
+    }
+}
+
+/// Where a step's time goes: each kernel's launches timed alone, slowest first.
+fn print_profile(profile: &[bench::KernelTime]) {
+    if profile.is_empty() {
+        return;
+    }
+    let total: f64 = profile.iter().map(|k| k.ms).sum();
+    println!(
+        "each launch timed alone (its own submit; the sum, {total:.1} ms, includes that overhead):"
+    );
+    let width = profile
+        .iter()
+        .map(|k| k.kernel.len())
+        .max()
+        .unwrap_or(0)
+        .max(36);
+    println!(
+        "  {:<width$} {:>8} {:>10} {:>7}",
+        "kernel", "launches", "ms/step", "share"
+    );
+    for k in profile {
+        println!(
+            "  {:<width$} {:>8} {:>10.2} {:>6.1}%",
+            k.kernel,
+            k.launches,
+            k.ms,
+            100.0 * k.ms / total.max(1e-12)
+        );
+    }
+}
+
+fn segment(args: &SegmentBenchArgs) -> Result<(), String> {
+    let base = super::segment::sized_preset(&args.preset, args.image_size, args.patch_size)?;
+    let ctx = device(&model_requirements(&base, args.batch))?;
+    let r = crate::bench_segment::bench_segment(
+        &ctx,
+        &base,
+        &args.preset,
+        args.head,
+        args.classes,
+        args.batch,
+        args.steps,
+        profile_choice(args.profile, args.profile_grids),
+    )
+    .map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "{} {}px patch {} {} head, {} classes, batch {}: {:.1} images/s, step {:.1} ms (median of {}), {} dispatches per step, {:.1} MiB in beitlab's buffers, on {}",
+            r.preset, r.image_size, r.patch_size, r.head, r.classes, r.batch, r.images_per_s, r.step_ms_median, r.steps, r.dispatches_per_step, r.gpu_buffer_mib, ctx.describe()
+        );
+        print_profile(&r.profile);
     }
     Ok(())
 }

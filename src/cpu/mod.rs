@@ -5,6 +5,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod conv;
+pub mod conv_columns;
 pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;

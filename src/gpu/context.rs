@@ -188,6 +188,13 @@ pub fn experimental_features(features: wgpu::Features) -> wgpu::ExperimentalFeat
 }
 
 /// A device, its queue, what was granted, and the pipeline cache. Cheap to clone (all handles are shared).
+/// Which of the convolutions' scratch buffers (see [`GpuContext::conv_scratch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvScratch {
+    Operands,
+    Results,
+}
+
 #[derive(Clone)]
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -201,6 +208,11 @@ pub struct GpuContext {
     /// One scratch buffer shared by the launches that need temporary space (split-K partial sums): launches in
     /// a pass run one after another, so they can share it; it only grows.
     scratch: Arc<Mutex<Option<GpuSlice>>>,
+    /// The same for the convolutions on products (`ops::conv_columns`), apart from `scratch` because their
+    /// products may use that one: [`ConvScratch::Operands`] (packed weights, columns) and
+    /// [`ConvScratch::Results`] (partial sums, an unmasked gradient), two buffers because one launch reads the
+    /// first and writes the second.
+    conv_scratch: Arc<[Mutex<Option<GpuSlice>>; 2]>,
     /// See [`GpuContext::unused_storage`].
     unused: Arc<std::sync::OnceLock<GpuSlice>>,
     /// The startup micro-tuning's state and table (see `gpu::tune`).
@@ -315,6 +327,7 @@ impl GpuContext {
             pipelines,
             first_error,
             scratch: Arc::new(Mutex::new(None)),
+            conv_scratch: Arc::new([Mutex::new(None), Mutex::new(None)]),
             unused: Arc::new(std::sync::OnceLock::new()),
             tuning,
         }
@@ -332,7 +345,23 @@ impl GpuContext {
     /// The shared scratch buffer, at least `len` elements long (a new, larger one when it is too short; launches
     /// recorded earlier keep the old one). For temporaries that one launch writes and the next reads.
     pub fn scratch(&self, len: u64) -> GpuSlice {
-        let mut slot = match self.scratch.lock() {
+        self.grown(&self.scratch, "shared scratch", len)
+    }
+
+    /// One of the convolutions' shared scratch buffers (see [`GpuContext::scratch`]).
+    pub fn conv_scratch(&self, which: ConvScratch, len: u64) -> GpuSlice {
+        match which {
+            ConvScratch::Operands => {
+                self.grown(&self.conv_scratch[0], "convolution operands scratch", len)
+            }
+            ConvScratch::Results => {
+                self.grown(&self.conv_scratch[1], "convolution results scratch", len)
+            }
+        }
+    }
+
+    fn grown(&self, slot: &Mutex<Option<GpuSlice>>, label: &str, len: u64) -> GpuSlice {
+        let mut slot = match slot.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -343,7 +372,7 @@ impl GpuContext {
                 len,
             },
             _ => {
-                let s = GpuSlice::new(self, "shared scratch", len);
+                let s = GpuSlice::new(self, label, len);
                 *slot = Some(s.clone());
                 s
             }

@@ -16,7 +16,8 @@ pub use buffers::{allocated_bytes, FlatBuffer, FlatEntry, FlatLayout, GpuSlice};
 pub use context::{choose_adapter, list_adapters};
 pub use context::{
     experimental_features, is_software_adapter, optional_features, raise_optional_limits,
-    ErrorPolicy, GpuContext, Requirements, ADAPTER_ENV, LANES_STORAGE_BUFFERS, OPTIONAL_FEATURES,
+    ConvScratch, ErrorPolicy, GpuContext, Requirements, ADAPTER_ENV, LANES_STORAGE_BUFFERS,
+    OPTIONAL_FEATURES,
 };
 pub use dispatch::{workgroup_grid, Dispatch, MAX_WORKGROUPS_PER_DIM};
 pub use error::GpuError;

@@ -49,6 +49,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("droppath", include_str!("../../shaders/droppath.wgsl")),
     ("vq", include_str!("../../shaders/vq.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
+    (
+        "conv_columns",
+        include_str!("../../shaders/conv_columns.wgsl"),
+    ),
     ("spatial", include_str!("../../shaders/spatial.wgsl")),
     ("groupnorm", include_str!("../../shaders/groupnorm.wgsl")),
     ("pixel_loss", include_str!("../../shaders/pixel_loss.wgsl")),

@@ -3,7 +3,7 @@
 //! x (B, Ci, H, W), w (Co, Ci, k, k), bias (Co), out (B, Co, H + 2·pad − k + 1, W + 2·pad − k + 1);
 //! tokens (B, H, W) u32.
 
-use super::{fits_u32, gpu_params, grid_for, launch, launch_with, need, ELEMENT_WG};
+use super::{fits_u32, gpu_params, grid_for, launch, need, ELEMENT_WG};
 use crate::gpu::{workgroup_grid, Dispatch, GpuContext, GpuError, GpuSlice};
 
 gpu_params!(
@@ -17,19 +17,22 @@ gpu_params!(
 /// Output and input tile side of `conv2d` (64 x 64 outputs per workgroup).
 const CONV_TILE: u64 = 64;
 
-/// How `conv2d` runs: tiles in workgroup memory (GPUs) or one thread per 4 x 4 outputs with no barriers
-/// (software adapters), shrunk to the layer so small layers do not pad to a whole tile.
+/// How a convolution and its gradients run: as implicit products in workgroup-memory tiles (GPUs), or as
+/// columns of the image times the packed weights on the adapter's gemm (`ops::conv_columns`; software
+/// adapters), with at most `budget` column elements per chunk of the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKernel {
     Tiled,
-    Direct,
+    Columns { budget: u64 },
 }
 
 impl ConvKernel {
-    /// `Direct` on CPU adapters (lavapipe, SwiftShader), `Tiled` elsewhere.
+    /// `Columns` on CPU adapters (lavapipe, SwiftShader), `Tiled` elsewhere.
     pub fn for_adapter(ctx: &GpuContext) -> Self {
         if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
-            Self::Direct
+            Self::Columns {
+                budget: super::conv_columns::COLUMN_BUDGET,
+            }
         } else {
             Self::Tiled
         }
@@ -77,6 +80,20 @@ impl ConvShape {
     }
     pub fn input_len(&self) -> u64 {
         self.batch as u64 * self.in_channels as u64 * self.height as u64 * self.width as u64
+    }
+    /// The convolution whose output is this one's input gradient: over dy (Co channels of Ho x Wo), Ci out,
+    /// padding k − 1 − pad (with the weights transposed and flipped). Needs pad < kernel.
+    pub fn input_grad_shape(&self) -> Self {
+        let (oh, ow) = self.out_size();
+        Self {
+            batch: self.batch,
+            in_channels: self.out_channels,
+            out_channels: self.in_channels,
+            height: oh,
+            width: ow,
+            kernel: self.kernel,
+            pad: self.kernel - 1 - self.pad,
+        }
     }
     pub fn output_len(&self) -> u64 {
         let (h, w) = self.out_size();
@@ -180,43 +197,36 @@ pub fn conv2d_with(
     if pixels == 0 || shape.out_channels == 0 {
         return Ok(Vec::new());
     }
+    if let ConvKernel::Columns { budget } = kernel {
+        return super::conv_columns::conv2d(
+            ctx,
+            out,
+            x,
+            w,
+            bias,
+            shape,
+            epilogue.scale,
+            epilogue.accumulate,
+            epilogue.relu_input,
+            budget,
+        );
+    }
     let u = GpuSlice::uniform(ctx, "ConvParams", &params(&shape, bias.is_some(), epilogue));
     // Binding 5 (tokens) is unused here; binding 6 (saved) is read only by the input gradient.
     let args = [out, x, w, bias.unwrap_or(w), &u, w, x];
-    launch_conv(ctx, kernel, &args, pixels, shape.out_channels)
+    launch_tiled(ctx, &args, pixels, shape.out_channels)
 }
 
-/// One launch of `conv2d` (tiled) or `conv2d_direct` over `pixels` output pixels and `channels` output channels.
-fn launch_conv(
+/// One launch of the tiled `conv2d` over `pixels` output pixels and `channels` output channels.
+fn launch_tiled(
     ctx: &GpuContext,
-    kernel: ConvKernel,
     args: &[&GpuSlice],
     pixels: u64,
     channels: u32,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    const K: &str = "conv::conv2d";
-    match kernel {
-        ConvKernel::Tiled => {
-            let mut grid = workgroup_grid(pixels.div_ceil(CONV_TILE));
-            grid[2] = fits_u32(K, (channels as u64).div_ceil(CONV_TILE))?;
-            Ok(vec![launch(ctx, "conv", "conv2d", args, grid)?])
-        }
-        ConvKernel::Direct => {
-            // Threads along pixels and channels, each owning 4 x 4 outputs, at most 8 x 8 per workgroup.
-            let tx = pixels.div_ceil(4).min(8);
-            let ty = (channels as u64).div_ceil(4).min(8);
-            let mut grid = workgroup_grid(pixels.div_ceil(4 * tx));
-            grid[2] = fits_u32(K, (channels as u64).div_ceil(4 * ty))?;
-            Ok(vec![launch_with(
-                ctx,
-                "conv",
-                "conv2d_direct",
-                &[("DIRECT_X", tx as f64), ("DIRECT_Y", ty as f64)],
-                args,
-                grid,
-            )?])
-        }
-    }
+    let mut grid = workgroup_grid(pixels.div_ceil(CONV_TILE));
+    grid[2] = fits_u32("conv::conv2d", (channels as u64).div_ceil(CONV_TILE))?;
+    Ok(vec![launch(ctx, "conv", "conv2d", args, grid)?])
 }
 
 /// `out (B, Co, H, W) = w[:, tokens] + bias`: the 1x1 convolution of the one-hot image of `tokens (B, H, W)`
@@ -289,6 +299,30 @@ pub fn conv2d_input_grad(
     shape: ConvShape,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>, GpuError> {
+    conv2d_input_grad_with(
+        ctx,
+        ConvKernel::for_adapter(ctx),
+        dx,
+        dy,
+        w,
+        relu_of,
+        shape,
+        accumulate,
+    )
+}
+
+/// [`conv2d_input_grad`] with the kernel chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_input_grad_with(
+    ctx: &GpuContext,
+    kernel: ConvKernel,
+    dx: &GpuSlice,
+    dy: &GpuSlice,
+    w: &GpuSlice,
+    relu_of: Option<&GpuSlice>,
+    shape: ConvShape,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
     const K: &str = "conv::conv2d_input_grad";
     if shape.kernel == 0 || shape.pad >= shape.kernel {
         return Err(GpuError::BadLaunch {
@@ -299,7 +333,6 @@ pub fn conv2d_input_grad(
             ),
         });
     }
-    let (oh, ow) = shape.out_size();
     need(K, "dy", dy, shape.output_len())?;
     need(K, "dx", dx, shape.input_len())?;
     need(K, "w", w, shape.weight_len())?;
@@ -307,19 +340,16 @@ pub fn conv2d_input_grad(
         need(K, "relu_of", x, shape.input_len())?;
     }
     fits_u32(K, shape.input_len().max(shape.output_len()))?;
-    let back = ConvShape {
-        batch: shape.batch,
-        in_channels: shape.out_channels,
-        out_channels: shape.in_channels,
-        height: oh,
-        width: ow,
-        kernel: shape.kernel,
-        pad: shape.kernel - 1 - shape.pad,
-    };
+    let back = shape.input_grad_shape();
     debug_assert_eq!(back.out_size(), (shape.height, shape.width));
     let pixels = shape.batch as u64 * shape.height as u64 * shape.width as u64;
     if pixels == 0 || shape.in_channels == 0 {
         return Ok(Vec::new());
+    }
+    if let ConvKernel::Columns { budget } = kernel {
+        return super::conv_columns::conv2d_input_grad(
+            ctx, dx, dy, w, relu_of, shape, accumulate, budget,
+        );
     }
     let mut p = params(
         &back,
@@ -333,13 +363,7 @@ pub fn conv2d_input_grad(
     let u = GpuSlice::uniform(ctx, "ConvParams", &p);
     let saved = relu_of.unwrap_or(dy);
     let args = [dx, dy, w, w, &u, w, saved];
-    launch_conv(
-        ctx,
-        ConvKernel::for_adapter(ctx),
-        &args,
-        pixels,
-        back.out_channels,
-    )
+    launch_tiled(ctx, &args, pixels, back.out_channels)
 }
 
 /// Pixels per split of the weight gradient's reduction: enough splits to fill a GPU, each long enough to amortise
@@ -354,6 +378,30 @@ fn pixels_per_split(pixels: u64, channel_tiles: u64) -> u64 {
 /// their sum (two dispatches).
 pub fn conv2d_weight_grad(
     ctx: &GpuContext,
+    dw: &GpuSlice,
+    x: &GpuSlice,
+    dy: &GpuSlice,
+    shape: ConvShape,
+    relu_input: bool,
+    accumulate: bool,
+) -> Result<Vec<Dispatch>, GpuError> {
+    conv2d_weight_grad_with(
+        ctx,
+        ConvKernel::for_adapter(ctx),
+        dw,
+        x,
+        dy,
+        shape,
+        relu_input,
+        accumulate,
+    )
+}
+
+/// [`conv2d_weight_grad`] with the kernel chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_weight_grad_with(
+    ctx: &GpuContext,
+    kernel: ConvKernel,
     dw: &GpuSlice,
     x: &GpuSlice,
     dy: &GpuSlice,
@@ -383,6 +431,11 @@ pub fn conv2d_weight_grad(
                 0.0,
             )?)
         };
+    }
+    if let ConvKernel::Columns { budget } = kernel {
+        return super::conv_columns::conv2d_weight_grad(
+            ctx, dw, x, dy, shape, relu_input, accumulate, budget,
+        );
     }
     let channel_tiles = (shape.out_channels as u64).div_ceil(CONV_TILE);
     if channel_tiles > 65535 {

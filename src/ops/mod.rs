@@ -8,6 +8,7 @@ pub mod attention;
 pub mod attention_fused;
 pub mod attention_lanes;
 pub mod conv;
+pub mod conv_columns;
 pub mod crossentropy;
 pub mod droppath;
 pub mod elementwise;
@@ -84,6 +85,7 @@ pub fn param_layouts() -> Vec<(&'static str, &'static str, usize, &'static [&'st
         row::<droppath::ChunkParams>(),
         row::<vq::VqParams>(),
         row::<conv::ConvParams>(),
+        row::<conv_columns::ColumnParams>(),
         row::<spatial::SpatialParams>(),
         row::<pixel_loss::PixelLossParams>(),
         row::<groupnorm::GroupNormParams>(),

@@ -1,6 +1,7 @@
 //! `beitlab bench train --profile` and `--profile-grids` as a user types them: the per-kernel table, and the
 //! same launches split by launch grid (each row naming its grid); `beitlab bench kernels` with its adapter
 //! probes and, on the software driver, each product's share of the multiply-add probe.
+//! `beitlab bench segment`: a pyramid-head step as JSON and profiled (its convolutions as products here).
 
 use super::helpers::{ok, tempdir};
 
@@ -100,6 +101,62 @@ fn bench_kernels_prints_the_probes_and_shares_of_the_multiply_add_probe() {
     assert!(
         (share - expected).abs() <= 0.1 + 0.01 * expected,
         "{share} against {expected}: {out}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_segment_times_a_pyramid_step_and_profiles_its_convolutions_as_products() {
+    let dir = tempdir("bench-segment");
+    let args = [
+        "bench",
+        "segment",
+        "--preset",
+        "micro",
+        "--image-size",
+        "28",
+        "--head",
+        "pyramid",
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+    ];
+    let json = ok(&dir, &[&args[..], &["--json"]].concat()).stdout;
+    let r: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(r["head"], "pyramid", "{r}");
+    assert_eq!(r["classes"], 11, "{r}");
+    assert!(r["images_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["gpu_buffer_mib"].as_f64().unwrap() > 0.0, "{r}");
+    let profiled = ok(&dir, &[&args[..], &["--profile"]].concat()).stdout;
+    let rows = profile_rows(&profiled);
+    let launches: usize = rows.iter().map(|(_, n)| n).sum();
+    assert_eq!(launches, dispatches(&profiled), "{profiled}");
+    assert_eq!(
+        launches as u64,
+        r["dispatches_per_step"].as_u64().unwrap(),
+        "{profiled}"
+    );
+    // The software driver runs the head's convolutions as columns times weights.
+    assert!(
+        rows.iter()
+            .any(|(k, _)| k.starts_with("conv_columns::image_to_columns")),
+        "{profiled}"
+    );
+    assert!(!rows.iter().any(|(k, _)| k == "conv::conv2d"), "{profiled}");
+    // A usage error: clap's exit status 2, naming the choices.
+    let out = super::helpers::command(
+        &dir,
+        super::helpers::binary(),
+        &super::helpers::strings(&["bench", "segment", "--head", "upernet"]),
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown head `upernet`: linear or pyramid"),
+        "{stderr}"
     );
     std::fs::remove_dir_all(&dir).ok();
 }

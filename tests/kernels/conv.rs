@@ -5,6 +5,34 @@
 use super::common::*;
 use beitlab::cpu;
 use beitlab::ops::conv::{self, ConvEpilogue, ConvKernel, ConvShape};
+use beitlab::ops::conv_columns::COLUMN_BUDGET;
+
+/// Every way a convolution runs, on any adapter: the tiled kernel (GPUs) and the products on columns (software
+/// adapters) with the default budget, one image per chunk and runs of a third of an image (`rows` column rows of
+/// `pixels` output pixels per image).
+fn kernels(rows: u32, pixels: u32) -> Vec<ConvKernel> {
+    let image = rows as u64 * pixels as u64;
+    let mut k = vec![
+        ConvKernel::Tiled,
+        ConvKernel::Columns {
+            budget: COLUMN_BUDGET,
+        },
+    ];
+    if image <= 1 << 20 {
+        k.push(ConvKernel::Columns {
+            budget: image.max(1),
+        });
+        k.push(ConvKernel::Columns {
+            budget: (image / 3).max(1),
+        });
+    }
+    k
+}
+
+fn out_pixels(s: ConvShape) -> u32 {
+    let (oh, ow) = s.out_size();
+    oh * ow
+}
 
 fn case(s: ConvShape, e: ConvEpilogue, bias: bool, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -24,8 +52,8 @@ fn case(s: ConvShape, e: ConvEpilogue, bias: bool, seed: u64) {
         e,
     );
     let (xg, wg, bg) = (up(&x), up(&w), up(&b));
-    // Both kernels on any adapter: the tiled one (GPUs) and the direct one (software adapters).
-    for kernel in [ConvKernel::Tiled, ConvKernel::Direct] {
+    let rows = s.in_channels * s.kernel * s.kernel + bias as u32;
+    for kernel in kernels(rows, out_pixels(s)) {
         let out = if e.accumulate {
             with(&start)
         } else {
@@ -228,39 +256,55 @@ fn backward_case(s: ConvShape, relu: bool, accumulate: bool, seed: u64) {
     let (nx, nw, nb) = (x.len(), w.len(), s.out_channels as usize);
     let xf = f64s(&x);
 
-    let dx = out(nx, seed + 1);
-    run(
-        conv::conv2d_input_grad(ctx(), &dx, &dyg, &wg, relu.then_some(&xg), s, accumulate).unwrap(),
-    );
-    let mut want = want_start(nx, seed + 1);
-    cpu::conv::conv2d_input_grad(
-        &mut want,
-        &f64s(&dy),
-        &f64s(&w),
-        relu.then_some(&xf[..]),
-        s,
-        accumulate,
-    );
-    assert_close(
-        &format!("conv2d_input_grad {s:?}"),
-        &read(&dx),
-        &want,
-        1e-5,
-        1e-4,
-    );
+    let k2 = s.kernel * s.kernel;
+    for kernel in kernels(s.out_channels * k2, s.height * s.width) {
+        let dx = out(nx, seed + 1);
+        run(conv::conv2d_input_grad_with(
+            ctx(),
+            kernel,
+            &dx,
+            &dyg,
+            &wg,
+            relu.then_some(&xg),
+            s,
+            accumulate,
+        )
+        .unwrap());
+        let mut want = want_start(nx, seed + 1);
+        cpu::conv::conv2d_input_grad(
+            &mut want,
+            &f64s(&dy),
+            &f64s(&w),
+            relu.then_some(&xf[..]),
+            s,
+            accumulate,
+        );
+        assert_close(
+            &format!("conv2d_input_grad {kernel:?} {s:?}"),
+            &read(&dx),
+            &want,
+            1e-5,
+            1e-4,
+        );
+    }
 
-    let dw = out(nw, seed + 2);
-    run(conv::conv2d_weight_grad(ctx(), &dw, &xg, &dyg, s, relu, accumulate).unwrap());
-    let mut want = want_start(nw, seed + 2);
-    cpu::conv::conv2d_weight_grad(&mut want, &xf, &f64s(&dy), s, relu, accumulate);
-    // Sums over every pixel of the batch: more terms than the forward's.
-    assert_close(
-        &format!("conv2d_weight_grad {s:?}"),
-        &read(&dw),
-        &want,
-        1e-4,
-        1e-4,
-    );
+    for kernel in kernels(s.in_channels * k2, out_pixels(s)) {
+        let dw = out(nw, seed + 2);
+        run(
+            conv::conv2d_weight_grad_with(ctx(), kernel, &dw, &xg, &dyg, s, relu, accumulate)
+                .unwrap(),
+        );
+        let mut want = want_start(nw, seed + 2);
+        cpu::conv::conv2d_weight_grad(&mut want, &xf, &f64s(&dy), s, relu, accumulate);
+        // Sums over every pixel of the batch: more terms than the forward's.
+        assert_close(
+            &format!("conv2d_weight_grad {kernel:?} {s:?}"),
+            &read(&dw),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
 
     let db = out(nb, seed + 3);
     run(conv::conv2d_bias_grad(ctx(), &db, &dyg, s, accumulate).unwrap());

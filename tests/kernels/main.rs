@@ -9,6 +9,7 @@ mod adamw;
 mod attention;
 mod attention_fused;
 mod conv;
+mod conv_columns;
 mod crossentropy;
 mod droppath;
 mod elementwise;
