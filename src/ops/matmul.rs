@@ -413,6 +413,11 @@ fn gemm_inner(
             message: "GELU's slope applies to a product that is written, not accumulated".into(),
         });
     }
+    if k > SOFTWARE_MAX_K && crate::gpu::is_software_adapter(&ctx.adapter_info) {
+        return long_k_runs(
+            plan, ctx, c, c_view, a, a_view, b, b_view, bias, shape, row_sums, epilogue,
+        );
+    }
     let bias_slice = match (shape.bias, bias) {
         (true, Some(s)) => {
             need(K, "bias", s, n as u64)?;
@@ -517,6 +522,73 @@ fn gemm_inner(
         &args,
         groups,
     )?])
+}
+
+/// The longest k one launch takes on a software adapter (a multiple of 8, so that runs keep vec4
+/// offsets). llvmpipe ends loops after about 65535 iterations, silently: a product of ones with k = 600,000
+/// gave 524,280 on `gemm_lanes` (8 k per iteration) and 65,534 on `gemm_regs` and `gemm_direct`, `gemm` gave
+/// 58,255 for k = 65,000 (exact at 40,000), and an accumulating `gemm_lanes` with k = 65,528 left rows unstored
+/// (exact at 65,000). A quarter of that leaves room.
+pub const SOFTWARE_MAX_K: u32 = 16384;
+
+/// A product with more k than [`SOFTWARE_MAX_K`] on a software adapter, as launches over runs of k that
+/// accumulate. The bias joins the first run, the GELU epilogue the last; row sums add up over the runs.
+#[allow(clippy::too_many_arguments)]
+fn long_k_runs(
+    plan: GemmPlan,
+    ctx: &GpuContext,
+    c: &GpuSlice,
+    c_view: MatView,
+    a: &GpuSlice,
+    a_view: MatView,
+    b: &GpuSlice,
+    b_view: MatView,
+    bias: Option<&GpuSlice>,
+    shape: GemmShape,
+    row_sums: Option<&GpuSlice>,
+    epilogue: Epilogue,
+) -> Result<Vec<Dispatch>, GpuError> {
+    const K: &str = "matmul::gemm";
+    if matches!(epilogue, Epilogue::GeluGrad(_)) {
+        return Err(GpuError::BadLaunch {
+            kernel: K.into(),
+            message: format!(
+                "GELU's slope needs the whole product in one launch, but k = {} passes the {SOFTWARE_MAX_K} a software adapter's loops allow",
+                shape.k
+            ),
+        });
+    }
+    let mut d = Vec::new();
+    let mut k0 = 0u32;
+    while k0 < shape.k {
+        let run = SOFTWARE_MAX_K.min(shape.k - k0);
+        let last = k0 + run == shape.k;
+        let a_run = MatView {
+            off: fits_u32(K, a_view.off as u64 + k0 as u64 * a_view.cs as u64)?,
+            ..a_view
+        };
+        let b_run = MatView {
+            off: fits_u32(K, b_view.off as u64 + k0 as u64 * b_view.rs as u64)?,
+            ..b_view
+        };
+        let run_shape = GemmShape {
+            k: run,
+            bias: shape.bias && k0 == 0,
+            accumulate: shape.accumulate || k0 > 0,
+            ..shape
+        };
+        let extra = match row_sums {
+            Some(s) => Extra::RowSums(s),
+            None if last => Extra::Epilogue(epilogue),
+            None => Extra::Epilogue(Epilogue::None),
+        };
+        let run_plan = GemmPlan::with_kernel(plan.kernel, shape.m, shape.n, run, shape.batch);
+        d.extend(gemm_inner(
+            run_plan, ctx, c, c_view, a, a_run, b, b_run, bias, run_shape, extra,
+        )?);
+        k0 += run;
+    }
+    Ok(d)
 }
 
 /// A split-K product: `gemm_big` writes `splits` partial sums (splits, M, N) into the shared scratch buffer,

@@ -311,6 +311,35 @@ fn compare_gemm(
 }
 
 #[test]
+fn products_past_a_software_adapters_loop_limit_sum_every_k() {
+    // llvmpipe ends a loop after 65535 iterations: k = 150,000 is ten launches there (one elsewhere),
+    // with the bias in the first and accumulation into C; every kernel that runs here, both operand layouts.
+    let (m, n, k) = (5u32, 6u32, 150_000u32);
+    let mut rng = Rng::new(77);
+    for kernel in kernels_here() {
+        for (ta, tb) in [(false, false), (true, true)] {
+            let (a_view, b_view) = operand_views(m, n, k, ta, tb);
+            let start = rng.vec((m * n) as usize, 1.0);
+            let shape = GemmShape {
+                bias: true,
+                accumulate: true,
+                alpha: 0.5,
+                ..GemmShape::new(m, n, k)
+            };
+            compare_gemm(
+                &mut rng,
+                kernel,
+                (a_view, b_view, MatView::row_major(m, n)),
+                shape,
+                &with(&start),
+                f64s(&start),
+                &format!("{kernel:?} k {k} transposed {ta}/{tb}"),
+            );
+        }
+    }
+}
+
+#[test]
 fn gemm_rejects_short_buffers() {
     let a = up(&[0.0; 4]);
     let shape = GemmShape::new(3, 3, 3);
