@@ -22,7 +22,7 @@ gpu_params!(
     /// Mirrors `ColumnParams` in conv_columns.wgsl.
     ColumnParams in "conv_columns" as "ColumnParams" {
         in_channels: u32, in_h: u32, in_w: u32, out_w: u32, kernel: u32, pad: u32, flags: u32,
-        b0: u32, images: u32, p0: u32, pixels: u32, image_pixels: u32,
+        b0: u32, images: u32, p0: u32, pixels: u32, _pad: u32,
     }
 );
 
@@ -99,35 +99,52 @@ fn largest(parts: &[Chunk], rows: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Per chunk of `parts`: the columns of `x` under the convolution `s` into `cols`, then `out_b (channels,
-/// pixels) (=|+=) alpha · wp (channels, rows) · columns_b` for its images (out laid out (B, channels, P)).
+/// `out_b (channels, pixels) (=|+=) alpha · wp · columns_b` for every image of the convolution `s` (out laid
+/// out (B, channels, P)): `w` packed into the operands scratch (with `bias` as its last column, or
+/// `transposed`), then per chunk of at most `budget` column elements the columns of act(x) beside it and one
+/// batched product.
 #[allow(clippy::too_many_arguments)]
-fn columns_times_weights(
+fn packed_times_columns(
     ctx: &GpuContext,
     out: &GpuSlice,
     x: &GpuSlice,
     s: ConvShape,
-    wp: &GpuSlice,
-    cols: &GpuSlice,
-    parts: &[Chunk],
-    channels: u32,
+    w: &GpuSlice,
+    bias: Option<&GpuSlice>,
+    transposed: bool,
     alpha: f32,
     accumulate: bool,
     relu: bool,
-    ones: bool,
+    budget: u64,
 ) -> Result<Vec<Dispatch>, GpuError> {
     let (oh, ow) = s.out_size();
     let image_pixels = oh * ow;
+    let channels = s.out_channels;
+    let ones = bias.is_some();
     let rows = s.in_channels * s.kernel * s.kernel + ones as u32;
-    let mut d = Vec::new();
-    for &c in parts {
-        d.push(image_to_columns(ctx, cols, x, s, relu, ones, c)?);
+    let wp_len = channels as u64 * rows as u64;
+    let parts = chunks(s.batch, image_pixels, rows, budget, MAX_CHUNK_PIXELS);
+    let wp_room = aligned(ctx, wp_len);
+    let most = largest(&parts, rows).max(1);
+    let scratch = ctx.conv_scratch(ConvScratch::Operands, wp_room + most);
+    let (wp, cols) = (scratch.sub(0, wp_len.max(1)), scratch.sub(wp_room, most));
+    // The forward's w is (Co, Ci, k, k); transposed, it is the forward's of which `s` is the input gradient.
+    let (w_out, w_in) = if transposed {
+        (s.in_channels, channels)
+    } else {
+        (channels, s.in_channels)
+    };
+    let mut d = vec![pack_weights(
+        ctx, &wp, w, bias, w_out, w_in, s.kernel, transposed,
+    )?];
+    for c in parts {
+        d.push(image_to_columns(ctx, &cols, x, s, relu, ones, c)?);
         d.extend(matmul::gemm(
             ctx,
             out,
             MatView {
                 off: fits_u32(
-                    "conv_columns::columns_times_weights",
+                    "conv_columns::packed_times_columns",
                     c.b0 as u64 * channels as u64 * image_pixels as u64,
                 )? + c.p0,
                 rs: image_pixels,
@@ -135,7 +152,7 @@ fn columns_times_weights(
                 bo: channels * image_pixels,
                 bi: 0,
             },
-            wp,
+            &wp,
             MatView {
                 off: 0,
                 rs: rows,
@@ -143,7 +160,7 @@ fn columns_times_weights(
                 bo: 0,
                 bi: 0,
             },
-            cols,
+            &cols,
             MatView {
                 off: 0,
                 rs: c.pixels,
@@ -207,7 +224,7 @@ pub fn image_to_columns(
         images: chunk.images,
         p0: chunk.p0,
         pixels: chunk.pixels,
-        image_pixels: oh * ow,
+        ..Default::default()
     };
     let u = GpuSlice::uniform(ctx, "ColumnParams", &p);
     let quads = chunk.pixels.is_multiple_of(4);
@@ -343,42 +360,9 @@ pub fn conv2d(
     relu_input: bool,
     budget: u64,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let (oh, ow) = s.out_size();
-    let image_pixels = oh * ow;
-    let taps = s.in_channels * s.kernel * s.kernel;
-    let rows = taps + bias.is_some() as u32;
-    let wp_len = s.out_channels as u64 * rows as u64;
-    let parts = chunks(s.batch, image_pixels, rows, budget, MAX_CHUNK_PIXELS);
-    let most = largest(&parts, rows);
-    let wp_room = aligned(ctx, wp_len);
-    let scratch = ctx.conv_scratch(ConvScratch::Operands, wp_room + most.max(1));
-    let wp = scratch.sub(0, wp_len.max(1));
-    let cols = scratch.sub(wp_room, most.max(1));
-    let mut d = vec![pack_weights(
-        ctx,
-        &wp,
-        w,
-        bias,
-        s.out_channels,
-        s.in_channels,
-        s.kernel,
-        false,
-    )?];
-    d.extend(columns_times_weights(
-        ctx,
-        out,
-        x,
-        s,
-        &wp,
-        &cols,
-        &parts,
-        s.out_channels,
-        scale,
-        accumulate,
-        relu_input,
-        bias.is_some(),
-    )?);
-    Ok(d)
+    packed_times_columns(
+        ctx, out, x, s, w, bias, false, scale, accumulate, relu_input, budget,
+    )
 }
 
 /// `dx (=|+=) dL/dx` of the forward `s` (scale 1) on products: the forward of dy with the weights transposed
@@ -394,43 +378,22 @@ pub fn conv2d_input_grad(
     accumulate: bool,
     budget: u64,
 ) -> Result<Vec<Dispatch>, GpuError> {
-    let back = s.input_grad_shape();
-    let image_pixels = s.height * s.width;
-    let rows = back.in_channels * back.kernel * back.kernel;
-    let wp_len = s.in_channels as u64 * rows as u64;
-    let parts = chunks(s.batch, image_pixels, rows, budget, MAX_CHUNK_PIXELS);
-    let most = largest(&parts, rows);
-    let wp_room = aligned(ctx, wp_len);
     let masked = relu_of.map_or(0, |_| s.input_len());
-    let scratch = ctx.conv_scratch(ConvScratch::Operands, wp_room + most.max(1));
-    let wp = scratch.sub(0, wp_len.max(1));
-    let cols = scratch.sub(wp_room, most.max(1));
     let unmasked = ctx.conv_scratch(ConvScratch::Results, masked.max(1));
     let target = if relu_of.is_some() { &unmasked } else { dx };
-    let mut d = vec![pack_weights(
-        ctx,
-        &wp,
-        w,
-        None,
-        s.out_channels,
-        s.in_channels,
-        s.kernel,
-        true,
-    )?];
-    d.extend(columns_times_weights(
+    let mut d = packed_times_columns(
         ctx,
         target,
         dy,
-        back,
-        &wp,
-        &cols,
-        &parts,
-        s.in_channels,
+        s.input_grad_shape(),
+        w,
+        None,
+        true,
         1.0,
         accumulate && relu_of.is_none(),
         false,
-        false,
-    )?);
+        budget,
+    )?;
     if let Some(saved) = relu_of {
         d.push(relu_mask(ctx, dx, &unmasked, saved, masked, accumulate)?);
     }
